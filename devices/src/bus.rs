@@ -1,0 +1,254 @@
+//! Port-I/O and MMIO buses, and the channel through which devices ask the platform to act.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A device as a bus sees it: reads and writes at an offset inside the device's range.
+pub trait BusDevice: Send {
+    /// Fill `data` with the bytes at `offset`. Unimplemented registers read as all ones.
+    fn read(&mut self, offset: u64, data: &mut [u8]);
+    /// Take the bytes written at `offset`.
+    fn write(&mut self, offset: u64, data: &[u8]);
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BusError {
+    #[error("bus range {base:#x}+{len:#x} overlaps an existing device")]
+    Overlap { base: u64, len: u64 },
+    #[error("bus range at {base:#x} has zero length")]
+    Empty { base: u64 },
+}
+
+struct Entry {
+    base: u64,
+    len: u64,
+    device: Box<dyn BusDevice>,
+}
+
+/// A set of non-overlapping address ranges, each served by one device.
+#[derive(Default)]
+pub struct Bus {
+    entries: Vec<Entry>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.entries
+                    .iter()
+                    .map(|e| format!("{:#x}..{:#x}", e.base, e.base + e.len)),
+            )
+            .finish()
+    }
+}
+
+impl Bus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attach `device` at `base..base+len`.
+    pub fn insert(
+        &mut self,
+        base: u64,
+        len: u64,
+        device: Box<dyn BusDevice>,
+    ) -> Result<(), BusError> {
+        if len == 0 {
+            return Err(BusError::Empty { base });
+        }
+        if self
+            .entries
+            .iter()
+            .any(|e| base < e.base + e.len && e.base < base + len)
+        {
+            return Err(BusError::Overlap { base, len });
+        }
+        let at = self.entries.partition_point(|e| e.base < base);
+        self.entries.insert(at, Entry { base, len, device });
+        Ok(())
+    }
+
+    fn find(&mut self, addr: u64) -> Option<(&mut Entry, u64)> {
+        let i = self.entries.partition_point(|e| e.base <= addr);
+        let e = self.entries.get_mut(i.checked_sub(1)?)?;
+        if addr < e.base + e.len {
+            let off = addr - e.base;
+            Some((e, off))
+        } else {
+            None
+        }
+    }
+
+    /// Whether a device claims `addr`.
+    pub fn contains(&self, addr: u64) -> bool {
+        self.entries
+            .iter()
+            .any(|e| addr >= e.base && addr < e.base + e.len)
+    }
+
+    /// Read from the device at `addr`; returns false (and all-ones data) if none claims it.
+    pub fn read(&mut self, addr: u64, data: &mut [u8]) -> bool {
+        match self.find(addr) {
+            Some((e, off)) => {
+                e.device.read(off, data);
+                true
+            }
+            None => {
+                data.fill(0xff);
+                false
+            }
+        }
+    }
+
+    /// Write to the device at `addr`; returns false if none claims it (the write is dropped).
+    pub fn write(&mut self, addr: u64, data: &[u8]) -> bool {
+        match self.find(addr) {
+            Some((e, off)) => {
+                e.device.write(off, data);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a device can ask of the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformRequest {
+    /// QEMU's isa-debug-exit: the emulator exits with status `(value << 1) | 1`.
+    DebugExit { value: u32 },
+    /// The guest powered the machine off (exit status 0).
+    PowerOff,
+    /// The guest asked for a system reset.
+    Reset,
+}
+
+/// The shared mailbox devices post [`PlatformRequest`]s to. The backends check
+/// [`Requests::pending`] (one atomic load) after each device access and return to the machine.
+#[derive(Clone, Default, Debug)]
+pub struct Requests {
+    pending: Arc<AtomicBool>,
+    request: Arc<Mutex<Option<PlatformRequest>>>,
+}
+
+impl Requests {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Post a request. The first request wins until it is taken.
+    pub fn post(&self, r: PlatformRequest) {
+        let mut slot = self.request.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(r);
+            self.pending.store(true, Ordering::Release);
+        }
+    }
+    pub fn pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+    pub fn take(&self) -> Option<PlatformRequest> {
+        let mut slot = self.request.lock().unwrap_or_else(|e| e.into_inner());
+        self.pending.store(false, Ordering::Release);
+        slot.take()
+    }
+}
+
+/// The device buses of one machine, handed to [`Vcpu::run`](../vcpu/trait.Vcpu.html).
+#[derive(Debug, Default)]
+pub struct Buses {
+    /// Port I/O space (16-bit port numbers).
+    pub io: Bus,
+    /// Memory-mapped I/O: guest-physical addresses outside RAM and ROM.
+    pub mmio: Bus,
+    requests: Requests,
+}
+
+impl Buses {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The mailbox to give to devices that post requests.
+    pub fn requests(&self) -> Requests {
+        self.requests.clone()
+    }
+    /// IN from `port`. Unclaimed ports read as all ones, like an ISA bus with nothing on it.
+    pub fn io_read(&mut self, port: u16, data: &mut [u8]) {
+        if !self.io.read(u64::from(port), data) {
+            log::trace!("in from unclaimed port {port:#x}");
+        }
+    }
+    /// OUT to `port`. Returns true when a device posted a request the machine must act on.
+    pub fn io_write(&mut self, port: u16, data: &[u8]) -> bool {
+        if !self.io.write(u64::from(port), data) {
+            log::trace!("out to unclaimed port {port:#x}: {data:02x?}");
+        }
+        self.requests.pending()
+    }
+    /// MMIO read; unclaimed addresses read as all ones.
+    pub fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
+        if !self.mmio.read(gpa, data) {
+            log::debug!("read from unclaimed mmio {gpa:#x}");
+        }
+    }
+    /// MMIO write. Returns true when a device posted a request.
+    pub fn mmio_write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        if !self.mmio.write(gpa, data) {
+            log::debug!("write to unclaimed mmio {gpa:#x}: {data:02x?}");
+        }
+        self.requests.pending()
+    }
+    pub fn request_pending(&self) -> bool {
+        self.requests.pending()
+    }
+    pub fn take_request(&self) -> Option<PlatformRequest> {
+        self.requests.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Reg(u8);
+    impl BusDevice for Reg {
+        fn read(&mut self, offset: u64, data: &mut [u8]) {
+            data.fill(self.0 + offset as u8);
+        }
+        fn write(&mut self, _offset: u64, data: &[u8]) {
+            self.0 = data[0];
+        }
+    }
+
+    #[test]
+    fn dispatches_by_range_and_refuses_overlap() {
+        let mut bus = Bus::new();
+        bus.insert(0x10, 4, Box::new(Reg(1))).unwrap();
+        bus.insert(0x20, 1, Box::new(Reg(7))).unwrap();
+        assert_eq!(
+            bus.insert(0x13, 2, Box::new(Reg(0))),
+            Err(BusError::Overlap { base: 0x13, len: 2 })
+        );
+        let mut b = [0u8; 1];
+        assert!(bus.read(0x12, &mut b));
+        assert_eq!(b, [3]);
+        assert!(!bus.read(0x14, &mut b));
+        assert_eq!(b, [0xff]);
+        assert!(bus.write(0x20, &[9]));
+        bus.read(0x20, &mut b);
+        assert_eq!(b, [9]);
+    }
+
+    #[test]
+    fn first_request_wins_until_taken() {
+        let r = Requests::new();
+        assert!(!r.pending());
+        r.post(PlatformRequest::DebugExit { value: 3 });
+        r.post(PlatformRequest::Reset);
+        assert!(r.pending());
+        assert_eq!(r.take(), Some(PlatformRequest::DebugExit { value: 3 }));
+        assert!(!r.pending());
+        assert_eq!(r.take(), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! The machine: memory layout, devices, loaders and the run loop that drives a backend.

@@ -1,0 +1,111 @@
+//! The register file that translated code and the Rust helpers share.
+//!
+//! Generated code receives a `*mut JitContext` and addresses everything by offset from it
+//! (`std::mem::offset_of!`): the architectural [`CpuState`], the [`LazyFlags`] record, the softmmu
+//! TLB, and the words through which helpers tell generated code to leave the block. Everything
+//! that is not plain data (guest memory, the buses, the block cache) sits behind the `runtime`
+//! pointer and is only touched by Rust.
+//!
+//! The protocol between generated code and helpers:
+//! - Before calling any helper, generated code stores every guest register it has cached in a
+//!   host register back into `cpu.gpr`, stores `cpu.rip` = the ip of the current instruction,
+//!   and keeps `flags` up to date. After the call it reloads what it needs.
+//! - A helper that faults records nothing in the registers: it delivers the exception (through
+//!   the IDT/IVT, leaving `cpu.rip` at the handler) and sets `exit_block = 1`. Generated code
+//!   checks `exit_block` after every helper call that may fault and returns to the dispatcher.
+
+use vcpu::CpuState;
+
+use crate::flags::LazyFlags;
+
+/// Number of entries of the direct-mapped softmmu TLB (a power of two).
+pub const TLB_SIZE: usize = 256;
+/// Guest page size.
+pub const PAGE_SHIFT: u32 = 12;
+pub const PAGE_MASK: u64 = !((1u64 << PAGE_SHIFT) - 1);
+/// A tag that matches no address (page-aligned addresses have the low 12 bits clear).
+pub const TLB_INVALID: u64 = u64::MAX;
+
+/// One softmmu TLB entry. A guest linear address `la` hits for reading when
+/// `la & PAGE_MASK == read_tag`, and for writing when `la & PAGE_MASK == write_tag`; the host
+/// address is then `la.wrapping_add(addend)`. Pages that are ROM, MMIO, or hold translated code
+/// never get a `write_tag`, so their writes take the slow path.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlbEntry {
+    pub read_tag: u64,
+    pub write_tag: u64,
+    pub addend: u64,
+    /// Guest-physical page base, for code-page tracking on the slow path.
+    pub phys_page: u64,
+}
+
+impl TlbEntry {
+    pub const EMPTY: TlbEntry = TlbEntry {
+        read_tag: TLB_INVALID,
+        write_tag: TLB_INVALID,
+        addend: 0,
+        phys_page: 0,
+    };
+}
+
+/// Index of the TLB entry for linear address `la`.
+#[inline]
+pub fn tlb_index(la: u64) -> usize {
+    ((la >> PAGE_SHIFT) as usize) & (TLB_SIZE - 1)
+}
+
+/// The block-exit words generated code polls.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitWords {
+    /// Non-zero: leave the current block now (a helper faulted, changed mode, or a device
+    /// asked the machine for something).
+    pub exit_block: u32,
+    /// Non-zero: the dispatcher must return from `run` (kick, device request, halt).
+    pub exit_run: u32,
+}
+
+/// The JIT's per-vCPU context. `#[repr(C)]` so generated code can use field offsets.
+#[repr(C)]
+pub struct JitContext {
+    /// Architectural state. `cpu.rflags`' status bits are stale unless `flags.op == CC_EFLAGS`.
+    pub cpu: CpuState,
+    pub flags: LazyFlags,
+    pub exit: ExitWords,
+    /// Mask applied to every physical address: bit 20 cleared while the A20 gate is off.
+    pub a20_mask: u64,
+    /// Guest instructions retired (approximate inside blocks, exact at block boundaries).
+    pub icount: u64,
+    pub tlb: [TlbEntry; TLB_SIZE],
+}
+
+impl JitContext {
+    pub fn new(cpu: CpuState) -> Self {
+        Self {
+            cpu,
+            flags: LazyFlags::default(),
+            exit: ExitWords::default(),
+            a20_mask: u64::MAX,
+            icount: 0,
+            tlb: [TlbEntry::EMPTY; TLB_SIZE],
+        }
+    }
+
+    /// The architectural state with flags materialised.
+    pub fn cpu_state(&mut self) -> CpuState {
+        self.flags.materialize(&mut self.cpu.rflags);
+        self.cpu
+    }
+
+    /// Load a new architectural state; drops every cached translation of addresses.
+    pub fn set_cpu_state(&mut self, s: &CpuState) {
+        self.cpu = *s;
+        self.flags.set_eflags();
+        self.flush_tlb();
+    }
+
+    pub fn flush_tlb(&mut self) {
+        self.tlb = [TlbEntry::EMPTY; TLB_SIZE];
+    }
+}
