@@ -1,1 +1,9 @@
-//! The machine: memory layout, devices, loaders and the run loop that drives a backend.
+//! The machine: memory layout, devices, firmware loading, backend choice and the run loop that
+//! drives a backend, plus the `emu` command line on top of it.
+
+pub mod calibrate;
+pub mod demo;
+pub mod firmware;
+pub mod machine;
+pub mod pc;
+pub mod size;

@@ -1,0 +1,300 @@
+//! A machine: guest memory, the PC devices, one vCPU on the chosen backend, and the loop that
+//! runs it until the guest exits, powers off, stops for good, or runs out of time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use devices::{Buses, OutputSink, PlatformRequest, SerialInput};
+use vcpu::{CpuState, GuestRam, Kicker, Vcpu, VcpuError, VmExit};
+
+use crate::firmware::{check_bios, FirmwareError};
+use crate::pc::{self, PcError};
+
+/// Which backend executes guest instructions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accel {
+    /// The Cranelift JIT: runs on every host.
+    Jit,
+    /// KVM: x86-64 Linux hosts with a usable /dev/kvm.
+    Kvm,
+    /// KVM when it is usable and measured to be not much slower than the JIT, else the JIT.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "jit" | "tcg" => Ok(Accel::Jit),
+            "kvm" => Ok(Accel::Kvm),
+            "auto" => Ok(Accel::Auto),
+            _ => Err(format!("unknown accelerator {s:?}: expected jit, kvm or auto")),
+        }
+    }
+}
+
+/// How to build a machine.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    /// Guest RAM in bytes.
+    pub memory_bytes: u64,
+    pub accel: Accel,
+    /// Stop the guest after this much wall-clock time ([`RunOutcome::TimedOut`]).
+    pub time_limit: Option<Duration>,
+    /// Bytes queued for the UART's receive side before the guest starts (tests).
+    pub serial_input: Option<SerialInput>,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 128 << 20,
+            accel: Accel::Auto,
+            time_limit: None,
+            serial_input: None,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The guest wrote `value` to the debug exit port (0xF4).
+    DebugExit { value: u32 },
+    /// The guest powered the machine off.
+    PowerOff,
+    /// The guest halted with interrupts disabled and nothing can wake it.
+    Halted { rip: u64 },
+    /// A fault while delivering a double fault.
+    TripleFault { rip: u64 },
+    /// The guest asked for a reset (not yet supported: the run ends).
+    Reset,
+    /// [`MachineConfig::time_limit`] passed.
+    TimedOut,
+}
+
+impl RunOutcome {
+    /// Exit status of `emu` for this outcome: QEMU's `(value << 1) | 1` for the debug exit port,
+    /// 0 for poweroff, 4 for a guest that stopped for good (halt with interrupts off, triple
+    /// fault, reset request), 124 for a time-out (as `timeout(1)`).
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            RunOutcome::DebugExit { value } => ((value << 1) | 1) as i32,
+            RunOutcome::PowerOff => 0,
+            RunOutcome::Halted { .. } | RunOutcome::TripleFault { .. } | RunOutcome::Reset => 4,
+            RunOutcome::TimedOut => 124,
+        }
+    }
+
+    /// A line for the user about how the run ended, when it is not the guest's own doing.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            RunOutcome::DebugExit { .. } | RunOutcome::PowerOff => None,
+            RunOutcome::Halted { rip } => Some(format!(
+                "guest halted with interrupts disabled at rip {rip:#x}; nothing can wake it"
+            )),
+            RunOutcome::TripleFault { rip } => Some(format!(
+                "guest triple-faulted at rip {rip:#x} (a fault while delivering a double fault)"
+            )),
+            RunOutcome::Reset => Some("guest requested a system reset; stopping".to_string()),
+            RunOutcome::TimedOut => Some("time limit reached; guest stopped".to_string()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error(transparent)]
+    Firmware(#[from] FirmwareError),
+    #[error(transparent)]
+    Platform(#[from] PcError),
+    #[error("the JIT backend could not start: {0}")]
+    Jit(String),
+    #[error("KVM is not usable: {0}")]
+    KvmUnavailable(String),
+    #[error("guest stopped by an emulator error: {0}")]
+    Vcpu(#[from] VcpuError),
+}
+
+/// A complete machine, ready to run.
+pub struct Machine {
+    ram: GuestRam,
+    buses: Buses,
+    vcpu: Box<dyn Vcpu>,
+    time_limit: Option<Duration>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("backend", &self.vcpu.backend_name())
+            .field("regions", &self.ram.regions())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Create a vCPU for `accel` over `ram`, starting from `state`.
+pub fn create_vcpu(
+    accel: Accel,
+    ram: &GuestRam,
+    state: &CpuState,
+) -> Result<Box<dyn Vcpu>, MachineError> {
+    match accel {
+        Accel::Jit => Ok(Box::new(
+            jit::JitVcpu::new(ram.clone(), *state).map_err(|e| MachineError::Jit(e.to_string()))?,
+        )),
+        Accel::Kvm => create_kvm(ram, state),
+        Accel::Auto => {
+            let chosen = crate::calibrate::choose_backend();
+            create_vcpu(chosen, ram, state)
+        }
+    }
+}
+
+#[cfg(feature = "kvm")]
+fn create_kvm(ram: &GuestRam, state: &CpuState) -> Result<Box<dyn Vcpu>, MachineError> {
+    accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
+    let v = accel::KvmVcpu::new(ram, state)
+        .map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
+    Ok(Box::new(v))
+}
+
+#[cfg(not(feature = "kvm"))]
+fn create_kvm(_ram: &GuestRam, _state: &CpuState) -> Result<Box<dyn Vcpu>, MachineError> {
+    Err(MachineError::KvmUnavailable(
+        "emu was built without the `kvm` feature".to_string(),
+    ))
+}
+
+impl Machine {
+    /// A PC with `bios` mapped as firmware, the CPU at the reset vector, and guest output
+    /// (debug console and serial) going to `out`.
+    pub fn with_bios(
+        config: &MachineConfig,
+        bios: &[u8],
+        out: OutputSink,
+    ) -> Result<Self, MachineError> {
+        check_bios(bios)?;
+        let ram = pc::build_memory(config.memory_bytes, bios)?;
+        let input = config.serial_input.clone().unwrap_or_default();
+        let buses = pc::build_buses(out, input)?;
+        let vcpu = create_vcpu(config.accel, &ram, &CpuState::reset())?;
+        log::info!("running on the {} backend", vcpu.backend_name());
+        Ok(Self {
+            ram,
+            buses,
+            vcpu,
+            time_limit: config.time_limit,
+        })
+    }
+
+    /// The backend in use ("jit", "kvm").
+    pub fn backend_name(&self) -> &'static str {
+        self.vcpu.backend_name()
+    }
+
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    pub fn cpu_state(&mut self) -> Result<CpuState, MachineError> {
+        Ok(self.vcpu.state()?)
+    }
+
+    /// The handle that stops a running guest from another thread.
+    pub fn kicker(&self) -> Kicker {
+        self.vcpu.kicker()
+    }
+
+    /// Run the guest until it ends.
+    pub fn run(&mut self) -> Result<RunOutcome, MachineError> {
+        let deadline = self.time_limit.map(|t| Instant::now() + t);
+        let _watchdog = deadline.map(|d| Watchdog::start(d, self.vcpu.kicker()));
+        loop {
+            let exit = self.vcpu.run(&mut self.buses)?;
+            log::trace!("vm exit: {exit:?}");
+            match exit {
+                VmExit::Halted { .. } => {
+                    // No interrupt sources exist on this platform yet, so a halted CPU stays
+                    // halted whatever IF says.
+                    let rip = self.vcpu.state()?.rip;
+                    return Ok(RunOutcome::Halted { rip });
+                }
+                VmExit::DeviceRequest => match self.buses.take_request() {
+                    Some(PlatformRequest::DebugExit { value }) => {
+                        return Ok(RunOutcome::DebugExit { value })
+                    }
+                    Some(PlatformRequest::PowerOff) => return Ok(RunOutcome::PowerOff),
+                    Some(PlatformRequest::Reset) => return Ok(RunOutcome::Reset),
+                    None => {}
+                },
+                VmExit::TripleFault { rip } => return Ok(RunOutcome::TripleFault { rip }),
+                VmExit::Kicked | VmExit::BudgetSpent => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(RunOutcome::TimedOut);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Kicks the vCPU when a deadline passes; stops when dropped.
+struct Watchdog {
+    done: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(deadline: Instant, kicker: Kicker) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                let now = Instant::now();
+                if now >= deadline {
+                    kicker.kick();
+                    // Keep kicking: a kick that lands between two checks must not be lost.
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+            }
+        });
+        Self {
+            done,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_follows_qemu() {
+        assert_eq!(RunOutcome::DebugExit { value: 0x10 }.exit_status(), 33);
+        assert_eq!(RunOutcome::DebugExit { value: 0 }.exit_status(), 1);
+        assert_eq!(RunOutcome::PowerOff.exit_status(), 0);
+        assert_eq!(RunOutcome::TimedOut.exit_status(), 124);
+    }
+
+    #[test]
+    fn accel_parses() {
+        assert_eq!("kvm".parse::<Accel>(), Ok(Accel::Kvm));
+        assert!("hvf".parse::<Accel>().is_err());
+    }
+}
