@@ -7,6 +7,7 @@
 
 pub mod bus;
 pub mod debug;
+pub mod pic;
 pub mod serial;
 
 pub use bus::{Bus, BusDevice, BusError, Buses, PlatformRequest, Requests};
