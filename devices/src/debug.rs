@@ -35,7 +35,11 @@ impl BusDevice for DebugCon {
     }
     fn write(&mut self, _offset: u64, data: &[u8]) {
         // Only the low byte of a wider OUT is a character, as in QEMU.
-        if let Err(e) = self.out.write_all(&data[..1]).and_then(|_| self.out.flush()) {
+        if let Err(e) = self
+            .out
+            .write_all(&data[..1])
+            .and_then(|_| self.out.flush())
+        {
             log::warn!("debug console output failed: {e}");
         }
     }

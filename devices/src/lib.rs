@@ -6,8 +6,10 @@
 //! and KVM serve port and MMIO accesses through the same [`Buses`].
 
 pub mod bus;
+pub mod clock;
 pub mod debug;
 pub mod pic;
+pub mod pit;
 pub mod serial;
 
 pub use bus::{Bus, BusDevice, BusError, Buses, PlatformRequest, Requests};

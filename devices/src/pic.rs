@@ -389,7 +389,10 @@ mod tests {
         pic.set_irq(4, true);
         assert_eq!(pic.acknowledge(), Some(0x24));
         pic.write_port(0, 0, 0x20);
-        assert!(!pic.has_interrupt(), "edge line held high must not re-trigger");
+        assert!(
+            !pic.has_interrupt(),
+            "edge line held high must not re-trigger"
+        );
         pic.write_elcr(0, 1 << 5);
         pic.set_irq(5, true);
         assert_eq!(pic.acknowledge(), Some(0x25));

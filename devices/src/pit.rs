@@ -1,0 +1,432 @@
+//! The 8254 programmable interval timer (ports 0x40-0x43) and the channel-2 gate/output bits of
+//! system control port B (0x61), which firmware and Linux use to calibrate the TSC.
+//!
+//! Counters are not ticked: each remembers when it was loaded, and its count and output are
+//! computed from the injected [`Clock`] when read (the approach of QEMU's i8254). The formulas
+//! follow the Intel 82C54 datasheet's mode descriptions.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+
+/// Input clock of the PC's 8254 (Hz).
+pub const PIT_HZ: u64 = 1_193_182;
+/// Channel data ports 0x40-0x42 and the mode/command register 0x43.
+pub const PIT_PORT: u16 = 0x40;
+/// System control port B.
+pub const PORT_B: u16 = 0x61;
+
+/// Read/write access modes (control word bits 5-4).
+const RW_LATCH: u8 = 0;
+const RW_LSB: u8 = 1;
+const RW_MSB: u8 = 2;
+const RW_WORD: u8 = 3;
+
+/// One counter's state, for snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelState {
+    /// Reload value; 0 means 65536.
+    pub reload: u32,
+    pub mode: u8,
+    pub rw: u8,
+    pub bcd: bool,
+    pub gate: bool,
+    /// Clock time (ns) when counting started.
+    pub load_ns: u64,
+    /// Latched count, if a latch command is pending.
+    pub latched: Option<u16>,
+    /// Latched status byte, if a read-back status latch is pending.
+    pub status_latched: Option<u8>,
+    /// For word access: next read/write is the MSB.
+    pub read_msb: bool,
+    pub write_msb: bool,
+    /// The LSB written so far in word mode.
+    pub write_lsb: u8,
+    /// Whether a count has been written since the mode was set.
+    pub armed: bool,
+    /// Period boundaries already reported by [`Pit::poll_irq0`].
+    pub reported: u64,
+}
+
+impl Default for ChannelState {
+    fn default() -> Self {
+        Self {
+            reload: 0x10000,
+            mode: 0,
+            rw: RW_WORD,
+            bcd: false,
+            gate: true,
+            load_ns: 0,
+            latched: None,
+            status_latched: None,
+            read_msb: false,
+            write_msb: false,
+            write_lsb: 0,
+            armed: false,
+            reported: 0,
+        }
+    }
+}
+
+impl ChannelState {
+    fn ticks(&self, now_ns: u64) -> u64 {
+        let dt = u128::from(now_ns.saturating_sub(self.load_ns));
+        (dt * u128::from(PIT_HZ) / 1_000_000_000) as u64
+    }
+
+    fn count(&self, now_ns: u64) -> u16 {
+        if !self.armed {
+            return self.reload as u16;
+        }
+        let d = self.ticks(now_ns);
+        let n = u64::from(self.reload);
+        let v = match self.mode {
+            2 => n - d % n,
+            3 => n - (2 * d) % n,
+            _ => n.wrapping_sub(d) & 0xffff,
+        };
+        v as u16
+    }
+
+    fn output(&self, now_ns: u64) -> bool {
+        if !self.armed {
+            return self.mode != 0;
+        }
+        let d = self.ticks(now_ns);
+        let n = u64::from(self.reload);
+        match self.mode {
+            0 => d >= n,
+            1 => d < n,
+            2 => !(d % n == n - 1),
+            3 => d % n < n.div_ceil(2),
+            _ => d != n,
+        }
+    }
+
+    /// Number of IRQ-raising events (terminal counts) since loading.
+    fn events(&self, now_ns: u64) -> u64 {
+        if !self.armed || !self.gate {
+            return 0;
+        }
+        let d = self.ticks(now_ns);
+        let n = u64::from(self.reload);
+        match self.mode {
+            2 | 3 => d / n,
+            _ => u64::from(d >= n),
+        }
+    }
+}
+
+/// The three channels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PitState {
+    pub channels: [ChannelState; 3],
+    /// Port B bit 1: speaker data enable (stored, no sound is made).
+    pub speaker_enable: bool,
+}
+
+/// The 8254 with port B.
+pub struct Pit {
+    s: PitState,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Pit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pit").field("state", &self.s).finish()
+    }
+}
+
+fn from_bcd(v: u16) -> u32 {
+    u32::from(v & 0xf)
+        + 10 * u32::from((v >> 4) & 0xf)
+        + 100 * u32::from((v >> 8) & 0xf)
+        + 1000 * u32::from(v >> 12)
+}
+
+fn to_bcd(v: u16) -> u16 {
+    let v = v % 10000;
+    (v % 10) | ((v / 10 % 10) << 4) | ((v / 100 % 10) << 8) | ((v / 1000) << 12)
+}
+
+impl Pit {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        let mut s = PitState::default();
+        // Channel 2's gate is controlled through port B and starts low.
+        s.channels[2].gate = false;
+        Self { s, clock }
+    }
+
+    pub fn from_state(s: PitState, clock: Arc<dyn Clock>) -> Self {
+        Self { s, clock }
+    }
+
+    pub fn state(&self) -> PitState {
+        self.s
+    }
+
+    /// Read channel `ch` (0-2) data port.
+    pub fn read_channel(&mut self, ch: usize) -> u8 {
+        let now = self.clock.now_ns();
+        let c = &mut self.s.channels[ch];
+        if let Some(st) = c.status_latched.take() {
+            return st;
+        }
+        let value = match c.latched {
+            Some(v) => v,
+            None => {
+                let v = c.count(now);
+                if c.bcd {
+                    to_bcd(v)
+                } else {
+                    v
+                }
+            }
+        };
+        let byte = match c.rw {
+            RW_LSB => {
+                c.latched = None;
+                value as u8
+            }
+            RW_MSB => {
+                c.latched = None;
+                (value >> 8) as u8
+            }
+            _ => {
+                if c.read_msb {
+                    c.read_msb = false;
+                    c.latched = None;
+                    (value >> 8) as u8
+                } else {
+                    c.read_msb = true;
+                    if c.latched.is_none() {
+                        // Keep the pair consistent: latch the value whose LSB is returned.
+                        c.latched = Some(value);
+                    }
+                    value as u8
+                }
+            }
+        };
+        byte
+    }
+
+    fn load(&mut self, ch: usize, raw: u16) {
+        let now = self.clock.now_ns();
+        let c = &mut self.s.channels[ch];
+        let mut n = if c.bcd { from_bcd(raw) } else { u32::from(raw) };
+        if n == 0 {
+            n = if c.bcd { 10000 } else { 0x10000 };
+        }
+        // Mode 2 and 3 with a count of 1 are illegal; treat as 2 like common hardware.
+        if n == 1 && matches!(c.mode, 2 | 3) {
+            n = 2;
+        }
+        c.reload = n;
+        c.load_ns = now;
+        c.armed = true;
+        c.reported = 0;
+    }
+
+    /// Write channel `ch` data port.
+    pub fn write_channel(&mut self, ch: usize, v: u8) {
+        let c = &mut self.s.channels[ch];
+        match c.rw {
+            RW_LSB => self.load(ch, u16::from(v)),
+            RW_MSB => self.load(ch, u16::from(v) << 8),
+            _ => {
+                if c.write_msb {
+                    c.write_msb = false;
+                    let lsb = c.write_lsb;
+                    self.load(ch, u16::from(lsb) | (u16::from(v) << 8));
+                } else {
+                    c.write_lsb = v;
+                    c.write_msb = true;
+                    if c.mode == 0 {
+                        // Writing the first byte stops a mode-0 count (datasheet).
+                        c.armed = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write the mode/command register (0x43).
+    pub fn write_control(&mut self, v: u8) {
+        let now = self.clock.now_ns();
+        let sel = v >> 6;
+        if sel == 3 {
+            // Read-back command: bit 5 clear latches counts, bit 4 clear latches status.
+            for ch in 0..3 {
+                if v & (2 << ch) == 0 {
+                    continue;
+                }
+                let c = &mut self.s.channels[ch];
+                if v & 0x20 == 0 && c.latched.is_none() {
+                    c.latched = Some(c.count(now));
+                }
+                if v & 0x10 == 0 && c.status_latched.is_none() {
+                    let out = u8::from(c.output(now)) << 7;
+                    let null = u8::from(!c.armed) << 6;
+                    c.status_latched = Some(out | null | (c.rw << 4) | (c.mode << 1) | c.bcd as u8);
+                }
+            }
+            return;
+        }
+        let c = &mut self.s.channels[sel as usize];
+        let rw = (v >> 4) & 3;
+        if rw == RW_LATCH {
+            if c.latched.is_none() {
+                c.latched = Some(c.count(now));
+            }
+            return;
+        }
+        let mut mode = (v >> 1) & 7;
+        if mode > 5 {
+            mode -= 4; // modes 6 and 7 alias 2 and 3
+        }
+        c.rw = rw;
+        c.mode = mode;
+        c.bcd = v & 1 != 0;
+        c.armed = false;
+        c.latched = None;
+        c.read_msb = false;
+        c.write_msb = false;
+    }
+
+    /// Port B (0x61) read: bit 0 gate 2, bit 1 speaker enable, bit 4 refresh toggle (every
+    /// 15 us), bit 5 channel 2 output.
+    pub fn read_port_b(&self) -> u8 {
+        let now = self.clock.now_ns();
+        let refresh = ((now / 15_000) & 1) as u8;
+        let c2 = &self.s.channels[2];
+        u8::from(c2.gate)
+            | (u8::from(self.s.speaker_enable) << 1)
+            | (refresh << 4)
+            | (u8::from(c2.output(now)) << 5)
+    }
+
+    pub fn write_port_b(&mut self, v: u8) {
+        let now = self.clock.now_ns();
+        let gate = v & 1 != 0;
+        let c2 = &mut self.s.channels[2];
+        if gate && !c2.gate && matches!(c2.mode, 1 | 2 | 3 | 5) {
+            // A rising gate restarts the count in these modes.
+            c2.load_ns = now;
+            c2.reported = 0;
+        }
+        c2.gate = gate;
+        self.s.speaker_enable = v & 2 != 0;
+    }
+
+    /// Whether channel 0 reached a terminal count since the last call (each one is an IRQ 0
+    /// edge; several missed periods are reported as one, as a late timer interrupt is).
+    pub fn poll_irq0(&mut self) -> bool {
+        let now = self.clock.now_ns();
+        let c = &mut self.s.channels[0];
+        let e = c.events(now);
+        if e > c.reported {
+            c.reported = e;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Nanoseconds from now until channel 0's next IRQ, if one is coming.
+    pub fn next_irq0_in_ns(&self) -> Option<u64> {
+        let now = self.clock.now_ns();
+        let c = &self.s.channels[0];
+        if !c.armed || !c.gate {
+            return None;
+        }
+        let n = u64::from(c.reload);
+        let next_tick = match c.mode {
+            2 | 3 => (c.events(now) + 1) * n,
+            _ if c.events(now) == 0 => n,
+            _ => return None,
+        };
+        let at = c.load_ns + (u128::from(next_tick) * 1_000_000_000 / u128::from(PIT_HZ)) as u64;
+        Some(at.saturating_sub(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn pit() -> (Pit, ManualClock) {
+        let clock = ManualClock::new();
+        (Pit::new(Arc::new(clock.clone())), clock)
+    }
+
+    /// ns for `ticks` PIT input clocks.
+    fn ticks_ns(ticks: u64) -> u64 {
+        ticks * 1_000_000_000 / PIT_HZ + 1
+    }
+
+    #[test]
+    fn mode2_rate_generator_counts_down_and_interrupts() {
+        let (mut p, clock) = pit();
+        // Channel 0, lobyte/hibyte, mode 2, binary; 1193 -> ~1 kHz (Linux's PIT setup).
+        p.write_control(0x34);
+        p.write_channel(0, (1193 & 0xff) as u8);
+        p.write_channel(0, (1193 >> 8) as u8);
+        assert!(!p.poll_irq0());
+        clock.advance_ns(ticks_ns(100));
+        p.write_control(0x00); // latch channel 0
+        let lo = p.read_channel(0);
+        let hi = p.read_channel(0);
+        assert_eq!(u16::from(lo) | (u16::from(hi) << 8), 1193 - 100);
+        clock.advance_ns(ticks_ns(1093));
+        assert!(p.poll_irq0());
+        assert!(!p.poll_irq0());
+        let left = p.next_irq0_in_ns().unwrap();
+        assert!(left > 900_000 && left <= 1_000_000, "{left}");
+    }
+
+    #[test]
+    fn mode0_fires_once() {
+        let (mut p, clock) = pit();
+        p.write_control(0x30);
+        p.write_channel(0, 100);
+        p.write_channel(0, 0);
+        clock.advance_ns(ticks_ns(99));
+        assert!(!p.poll_irq0());
+        clock.advance_ns(ticks_ns(1000));
+        assert!(p.poll_irq0());
+        clock.advance_ns(ticks_ns(100_000));
+        assert!(!p.poll_irq0());
+        assert_eq!(p.next_irq0_in_ns(), None);
+    }
+
+    #[test]
+    fn channel2_gate_and_output_through_port_b() {
+        let (mut p, clock) = pit();
+        // The TSC calibration pattern: gate low, mode 0 count, gate high, poll bit 5.
+        p.write_port_b(0x00);
+        p.write_control(0xb0); // channel 2, lohi, mode 0
+        p.write_channel(2, 0xff);
+        p.write_channel(2, 0xff);
+        p.write_port_b(0x01);
+        assert_eq!(p.read_port_b() & 0x20, 0);
+        clock.advance_ns(ticks_ns(0xffff));
+        assert_eq!(p.read_port_b() & 0x21, 0x21);
+    }
+
+    #[test]
+    fn read_back_status() {
+        let (mut p, _clock) = pit();
+        p.write_control(0x36); // channel 0, lohi, mode 3
+        p.write_control(0xe2); // read-back status of channel 0
+        let st = p.read_channel(0);
+        assert_eq!(st & 0x3f, 0x36);
+        assert_eq!(st & 0x40, 0x40, "null count until a count is written");
+    }
+
+    #[test]
+    fn bcd_round_trip() {
+        assert_eq!(from_bcd(0x1234), 1234);
+        assert_eq!(to_bcd(1234), 0x1234);
+    }
+}
