@@ -97,7 +97,7 @@ impl ChannelState {
         match self.mode {
             0 => d >= n,
             1 => d < n,
-            2 => !(d % n == n - 1),
+            2 => d % n != n - 1,
             3 => d % n < n.div_ceil(2),
             _ => d != n,
         }
@@ -183,7 +183,7 @@ impl Pit {
                 }
             }
         };
-        let byte = match c.rw {
+        match c.rw {
             RW_LSB => {
                 c.latched = None;
                 value as u8
@@ -206,8 +206,7 @@ impl Pit {
                     value as u8
                 }
             }
-        };
-        byte
+        }
     }
 
     fn load(&mut self, ch: usize, raw: u16) {
