@@ -64,7 +64,11 @@ pub fn measure(accel: Accel) -> Result<f64, CalibrationError> {
         .run(&mut buses)
         .map_err(|e| CalibrationError::Unexpected(e.to_string()))?;
     let elapsed = start.elapsed().max(Duration::from_nanos(1));
-    if exit != (VmExit::Halted { interrupts_enabled: false }) {
+    if exit
+        != (VmExit::Halted {
+            interrupts_enabled: false,
+        })
+    {
         return Err(CalibrationError::Unexpected(format!("{exit:?}")));
     }
     Ok(calibration_instructions(LOOP_ITERATIONS) as f64 / elapsed.as_secs_f64())

@@ -31,7 +31,9 @@ impl std::str::FromStr for Accel {
             "jit" | "tcg" => Ok(Accel::Jit),
             "kvm" => Ok(Accel::Kvm),
             "auto" => Ok(Accel::Auto),
-            _ => Err(format!("unknown accelerator {s:?}: expected jit, kvm or auto")),
+            _ => Err(format!(
+                "unknown accelerator {s:?}: expected jit, kvm or auto"
+            )),
         }
     }
 }
@@ -157,8 +159,8 @@ pub fn create_vcpu(
 #[cfg(feature = "kvm")]
 fn create_kvm(ram: &GuestRam, state: &CpuState) -> Result<Box<dyn Vcpu>, MachineError> {
     accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
-    let v = accel::KvmVcpu::new(ram, state)
-        .map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
+    let v =
+        accel::KvmVcpu::new(ram, state).map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
     Ok(Box::new(v))
 }
 

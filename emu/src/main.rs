@@ -14,7 +14,11 @@ use emu::machine::{Accel, Machine, MachineConfig};
 const EXIT_EMULATOR_ERROR: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "emu", version, about = "A full-system x86 emulator: Cranelift JIT on any host, KVM where usable")]
+#[command(
+    name = "emu",
+    version,
+    about = "A full-system x86 emulator: Cranelift JIT on any host, KVM where usable"
+)]
 struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -83,7 +87,9 @@ fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     if let Some(t) = args.time_limit {
         if !(t.is_finite() && t > 0.0) {
-            return Err(format!("--time-limit must be a positive number of seconds, not {t}").into());
+            return Err(
+                format!("--time-limit must be a positive number of seconds, not {t}").into(),
+            );
         }
     }
     let input = SerialInput::new();

@@ -142,9 +142,11 @@ pub fn build_buses(out: OutputSink, serial_input: SerialInput) -> Result<Buses, 
         UART_LEN,
         Box::new(Serial::new(Box::new(sink), serial_input)),
     )?;
-    buses
-        .io
-        .insert(u64::from(PM1A_CNT_PORT), 2, Box::new(PmControl::new(requests)))?;
+    buses.io.insert(
+        u64::from(PM1A_CNT_PORT),
+        2,
+        Box::new(PmControl::new(requests)),
+    )?;
     Ok(buses)
 }
 
@@ -171,7 +173,9 @@ mod tests {
     #[test]
     fn large_memory_goes_above_4g_and_tiny_is_refused() {
         let l = memory_layout(4 << 30, 1 << 20).unwrap();
-        assert!(l.iter().any(|r| r.base == FOUR_GIB && r.size == (4 << 30) - LOW_RAM_TOP));
+        assert!(l
+            .iter()
+            .any(|r| r.base == FOUR_GIB && r.size == (4 << 30) - LOW_RAM_TOP));
         assert!(matches!(
             memory_layout(1 << 20, 0),
             Err(PcError::MemoryTooSmall(_))

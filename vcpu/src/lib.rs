@@ -13,9 +13,7 @@ use std::sync::Arc;
 
 pub use devices::Buses;
 pub use memory::{GuestRam, MemoryError, RegionKind, RegionSpec};
-pub use state::{
-    CpuState, DescriptorTable, ExecMode, FxArea, PendingEvent, Segment, SegmentIndex,
-};
+pub use state::{CpuState, DescriptorTable, ExecMode, FxArea, PendingEvent, Segment, SegmentIndex};
 
 /// Why [`Vcpu::run`] returned. Port and MMIO accesses are served inside `run`, so this stays small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

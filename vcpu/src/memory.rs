@@ -67,7 +67,10 @@ impl GuestRam {
         }
         for w in regions.windows(2) {
             if w[0].end() > w[1].base {
-                return Err(MemoryError::BadLayout(format!("{:x?} and {:x?}", w[0], w[1])));
+                return Err(MemoryError::BadLayout(format!(
+                    "{:x?} and {:x?}",
+                    w[0], w[1]
+                )));
             }
         }
         let mut mapped = Vec::with_capacity(regions.len());
@@ -80,10 +83,9 @@ impl GuestRam {
                 size: r.size,
                 reason: e.to_string(),
             })?;
-            let region =
-                GuestRegionMmap::new(mmap, GuestAddress(r.base)).ok_or_else(|| {
-                    MemoryError::BadLayout(format!("region {r:x?} wraps the address space"))
-                })?;
+            let region = GuestRegionMmap::new(mmap, GuestAddress(r.base)).ok_or_else(|| {
+                MemoryError::BadLayout(format!("region {r:x?} wraps the address space"))
+            })?;
             mapped.push(region);
         }
         let mem = GuestMemoryMmap::from_regions(mapped)
@@ -112,7 +114,9 @@ impl GuestRam {
         let spec = self.region_of(gpa)?;
         let region = self.mem.find_region(GuestAddress(gpa))?;
         let offset = gpa - region.start_addr().0;
-        let ptr = region.get_host_address(vm_memory::MemoryRegionAddress(offset)).ok()?;
+        let ptr = region
+            .get_host_address(vm_memory::MemoryRegionAddress(offset))
+            .ok()?;
         Some((ptr, spec.end() - gpa, spec.kind))
     }
 
