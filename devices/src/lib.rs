@@ -7,6 +7,7 @@
 
 pub mod bus;
 pub mod clock;
+pub mod cmos;
 pub mod debug;
 pub mod pic;
 pub mod pit;
