@@ -11,6 +11,35 @@ pub trait BusDevice: Send {
     fn write(&mut self, offset: u64, data: &[u8]);
 }
 
+/// One device seen at several bus ranges (the PIC at 0x20, 0xA0 and 0x4D0; the PIT at 0x40 and
+/// 0x61): each range is inserted as an alias adding `bias` to the offset, so the device sees
+/// offsets relative to its first range.
+pub struct SharedDevice<T: BusDevice> {
+    device: Arc<Mutex<T>>,
+    bias: u64,
+}
+
+impl<T: BusDevice> SharedDevice<T> {
+    pub fn new(device: Arc<Mutex<T>>, bias: u64) -> Self {
+        Self { device, bias }
+    }
+}
+
+impl<T: BusDevice> BusDevice for SharedDevice<T> {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read(offset + self.bias, data);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(offset + self.bias, data);
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BusError {
     #[error("bus range {base:#x}+{len:#x} overlaps an existing device")]

@@ -263,6 +263,16 @@ impl Cmos {
     }
 }
 
+impl crate::bus::BusDevice for Cmos {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        data[0] = self.read_port(offset);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.write_port(offset, data[0]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

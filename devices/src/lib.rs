@@ -9,11 +9,13 @@ pub mod bus;
 pub mod clock;
 pub mod cmos;
 pub mod debug;
+pub mod i8042;
 pub mod pic;
 pub mod pit;
+pub mod reset;
 pub mod serial;
 
-pub use bus::{Bus, BusDevice, BusError, Buses, PlatformRequest, Requests};
+pub use bus::{Bus, BusDevice, BusError, Buses, PlatformRequest, Requests, SharedDevice};
 pub use debug::{DebugCon, DebugExit, PmControl, PostPort};
 pub use serial::{Serial, SerialInput};
 

@@ -328,6 +328,38 @@ impl Pic {
     }
 }
 
+/// Offsets relative to [`MASTER_PORT`] when the pair is attached as one device through
+/// [`crate::bus::SharedDevice`] aliases: 0-1 master, 0x80-0x81 slave, 0x4B0-0x4B1 ELCR.
+pub const SLAVE_OFFSET: u64 = (SLAVE_PORT - MASTER_PORT) as u64;
+pub const ELCR_OFFSET: u64 = (ELCR_PORT - MASTER_PORT) as u64;
+
+impl crate::bus::BusDevice for Pic {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        data[0] = match offset {
+            0 | 1 => self.read_port(0, offset),
+            o if o == SLAVE_OFFSET || o == SLAVE_OFFSET + 1 => self.read_port(1, o - SLAVE_OFFSET),
+            o if o == ELCR_OFFSET || o == ELCR_OFFSET + 1 => {
+                self.read_elcr((o - ELCR_OFFSET) as usize)
+            }
+            _ => 0xff,
+        };
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let v = data[0];
+        match offset {
+            0 | 1 => self.write_port(0, offset, v),
+            o if o == SLAVE_OFFSET || o == SLAVE_OFFSET + 1 => {
+                self.write_port(1, o - SLAVE_OFFSET, v)
+            }
+            o if o == ELCR_OFFSET || o == ELCR_OFFSET + 1 => {
+                self.write_elcr((o - ELCR_OFFSET) as usize, v)
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -349,6 +349,30 @@ impl Pit {
     }
 }
 
+/// Port B's offset relative to [`PIT_PORT`] when both are attached as one device through
+/// [`crate::bus::SharedDevice`] aliases.
+pub const PORT_B_OFFSET: u64 = (PORT_B - PIT_PORT) as u64;
+
+impl crate::bus::BusDevice for Pit {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        data[0] = match offset {
+            0..=2 => self.read_channel(offset as usize),
+            PORT_B_OFFSET => self.read_port_b(),
+            // The control register is write-only.
+            _ => 0xff,
+        };
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        match offset {
+            0..=2 => self.write_channel(offset as usize, data[0]),
+            3 => self.write_control(data[0]),
+            PORT_B_OFFSET => self.write_port_b(data[0]),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
