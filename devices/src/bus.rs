@@ -191,6 +191,9 @@ pub struct Buses {
     pub io: Bus,
     /// Memory-mapped I/O: guest-physical addresses outside RAM and ROM.
     pub mmio: Bus,
+    /// The A20 line (port 0x92 and the keyboard controller drive it); backends apply
+    /// [`crate::reset::A20Gate::mask`] to physical addresses.
+    pub a20: crate::reset::A20Gate,
     requests: Requests,
 }
 

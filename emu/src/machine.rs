@@ -182,7 +182,7 @@ impl Machine {
         check_bios(bios)?;
         let ram = pc::build_memory(config.memory_bytes, bios)?;
         let input = config.serial_input.clone().unwrap_or_default();
-        let buses = pc::build_buses(out, input)?;
+        let buses = pc::build_buses(out, input, config.memory_bytes)?;
         let vcpu = create_vcpu(config.accel, &ram, &CpuState::reset())?;
         log::info!("running on the {} backend", vcpu.backend_name());
         Ok(Self {

@@ -12,10 +12,17 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use devices::clock::{Clock, HostClock};
+use devices::cmos::{Cmos, CMOS_PORT};
 use devices::debug::{DEBUGCON_PORT, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, PM1A_CNT_PORT, POST_PORT};
+use devices::i8042::{COMMAND_PORT, DATA_PORT, I8042};
+use devices::pic::{Pic, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
+use devices::pit::{Pit, PIT_PORT, PORT_B, PORT_B_OFFSET};
+use devices::reset::{PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
 use devices::serial::{COM1_PORT, UART_LEN};
 use devices::{
     BusError, Buses, DebugCon, DebugExit, OutputSink, PmControl, PostPort, Serial, SerialInput,
+    SharedDevice,
 };
 use vcpu::{GuestRam, MemoryError, RegionKind, RegionSpec};
 
@@ -119,8 +126,17 @@ impl Write for SharedSink {
 }
 
 /// The legacy devices every emu PC has: debug console (0xE9), debug exit (0xF4), POST (0x80),
-/// COM1 (0x3F8) and the ACPI PM1a control register (0x604).
-pub fn build_buses(out: OutputSink, serial_input: SerialInput) -> Result<Buses, PcError> {
+/// COM1 (0x3F8), the ACPI PM1a control register (0x604), the 8259A pair (0x20, 0xA0, ELCR
+/// 0x4D0), the 8254 PIT with port B (0x40-0x43, 0x61), the RTC/CMOS (0x70), the i8042 keyboard
+/// controller (0x60, 0x64), System Control Port A (0x92) and the reset control register (0xCF9).
+///
+/// Interrupt delivery from the PIC to the vCPU is not wired yet: the devices answer their ports
+/// (firmware probes them; PIT channel 2 and CMOS time work) but raise no guest interrupts.
+pub fn build_buses(
+    out: OutputSink,
+    serial_input: SerialInput,
+    memory: u64,
+) -> Result<Buses, PcError> {
     let mut buses = Buses::new();
     let sink = SharedSink::new(out);
     let requests = buses.requests();
@@ -153,6 +169,26 @@ pub fn build_buses(out: OutputSink, serial_input: SerialInput) -> Result<Buses, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_ports_answer() {
+        let mut b = build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20).unwrap();
+        let mut v = [0u8; 1];
+        // CMOS: extended memory above 16 MiB in 64 KiB blocks: (64 - 16) MiB = 0x300 blocks.
+        b.io_write(CMOS_PORT, &[0x35]);
+        b.io_read(CMOS_PORT + 1, &mut v);
+        assert_eq!(v[0], 0x03);
+        // i8042 self test.
+        b.io_write(COMMAND_PORT, &[0xaa]);
+        b.io_read(DATA_PORT, &mut v);
+        assert_eq!(v[0], 0x55);
+        // A20 through port 0x92 is visible on the shared gate.
+        b.io_write(PORT_A, &[0]);
+        assert!(!b.a20.enabled());
+        // A reset through 0xCF9 is a platform request.
+        assert!(b.io_write(RESET_CONTROL_PORT, &[0x06]));
+        assert_eq!(b.take_request(), Some(devices::PlatformRequest::Reset));
+    }
 
     #[test]
     fn bios_is_mapped_twice() {
