@@ -7,3 +7,4 @@ pub mod firmware;
 pub mod machine;
 pub mod pc;
 pub mod size;
+pub mod snapshot;
