@@ -161,7 +161,57 @@ pub fn build_buses(
     buses.io.insert(
         u64::from(PM1A_CNT_PORT),
         2,
-        Box::new(PmControl::new(requests)),
+        Box::new(PmControl::new(requests.clone())),
+    )?;
+
+    let pic = Arc::new(Mutex::new(Pic::new()));
+    for (port, len) in [(MASTER_PORT, 2), (SLAVE_PORT, 2), (ELCR_PORT, 2)] {
+        let bias = u64::from(port - MASTER_PORT);
+        buses.io.insert(
+            u64::from(port),
+            len,
+            Box::new(SharedDevice::new(pic.clone(), bias)),
+        )?;
+    }
+    let clock: Arc<dyn Clock> = Arc::new(HostClock::default());
+    let pit = Arc::new(Mutex::new(Pit::new(clock.clone())));
+    buses.io.insert(
+        u64::from(PIT_PORT),
+        4,
+        Box::new(SharedDevice::new(pit.clone(), 0)),
+    )?;
+    buses.io.insert(
+        u64::from(PORT_B),
+        1,
+        Box::new(SharedDevice::new(pit, PORT_B_OFFSET)),
+    )?;
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut cmos = Cmos::new(clock, unix_now);
+    let below_4g = memory.min(LOW_RAM_TOP);
+    cmos.set_memory_size(below_4g, memory - below_4g);
+    buses.io.insert(u64::from(CMOS_PORT), 2, Box::new(cmos))?;
+    let kbc = Arc::new(Mutex::new(I8042::new(buses.a20.clone(), requests.clone())));
+    buses.io.insert(
+        u64::from(DATA_PORT),
+        1,
+        Box::new(SharedDevice::new(kbc.clone(), 0)),
+    )?;
+    buses.io.insert(
+        u64::from(COMMAND_PORT),
+        1,
+        Box::new(SharedDevice::new(kbc, u64::from(COMMAND_PORT - DATA_PORT))),
+    )?;
+    buses.io.insert(
+        u64::from(PORT_A),
+        1,
+        Box::new(PortA::new(buses.a20.clone(), requests.clone())),
+    )?;
+    buses.io.insert(
+        u64::from(RESET_CONTROL_PORT),
+        1,
+        Box::new(ResetControl::new(requests)),
     )?;
     Ok(buses)
 }
