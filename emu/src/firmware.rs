@@ -34,7 +34,7 @@ pub fn check_bios(image: &[u8]) -> Result<(), FirmwareError> {
     if image.len() > BIOS_MAX {
         return Err(FirmwareError::TooLarge(image.len()));
     }
-    if image.len() % BIOS_GRANULE != 0 {
+    if !image.len().is_multiple_of(BIOS_GRANULE) {
         return Err(FirmwareError::NotGranular(image.len()));
     }
     Ok(())

@@ -57,7 +57,7 @@ pub fn memory_layout(memory: u64, bios_len: u64) -> Result<Vec<RegionSpec>, PcEr
     if memory < MIN_MEMORY {
         return Err(PcError::MemoryTooSmall(memory));
     }
-    if memory % 4096 != 0 {
+    if !memory.is_multiple_of(4096) {
         return Err(PcError::MemoryUnaligned(memory));
     }
     let isa_bios = bios_len.min(ISA_BIOS_MAX);
