@@ -1,3 +1,48 @@
 //! The hardware CPU: KVM through kvm-ioctls, behind the cargo feature `kvm` (on by default,
 //! compiled only on x86-64 Linux hosts). It implements the same `vcpu::Vcpu` trait as the JIT,
 //! over the same guest memory and device buses.
+//!
+//! The public surface is the same on every host and with every feature set, so the machine can
+//! be written once:
+//!
+//! - [`kvm_available`] says whether `/dev/kvm` can be used, and if not, why;
+//! - [`KvmVcpu`] is a vCPU of its own single-vCPU VM over a [`vcpu::GuestRam`];
+//! - [`calibrate`] measures how fast this host's KVM really runs guest code (a software-emulated
+//!   or nested KVM can be far slower than the JIT).
+//!
+//! Where the backend is not compiled in (another architecture or OS, or the feature off),
+//! `kvm_available` and `calibrate` return [`AccelError::Unavailable`] and `KvmVcpu` is an
+//! uninhabited type whose constructor returns the same error.
+
+#[cfg(all(feature = "kvm", target_arch = "x86_64", target_os = "linux"))]
+mod kvm;
+#[cfg(all(feature = "kvm", target_arch = "x86_64", target_os = "linux"))]
+pub use kvm::{calibrate, kvm_available, KvmVcpu};
+
+#[cfg(not(all(feature = "kvm", target_arch = "x86_64", target_os = "linux")))]
+mod unavailable;
+#[cfg(not(all(feature = "kvm", target_arch = "x86_64", target_os = "linux")))]
+pub use unavailable::{calibrate, kvm_available, KvmVcpu};
+
+/// Why KVM cannot be used, or what went wrong while setting it up.
+#[derive(Debug, thiserror::Error)]
+pub enum AccelError {
+    /// KVM cannot be used on this host or in this build; the text says why.
+    #[error("KVM unavailable on this host: {0}")]
+    Unavailable(String),
+    /// A KVM ioctl (or a host call around it) failed.
+    #[error("KVM {op} failed: {errno}")]
+    Kvm {
+        op: &'static str,
+        errno: std::io::Error,
+    },
+    /// The guest memory layout cannot be given to KVM.
+    #[error("guest memory cannot be mapped into KVM: {0}")]
+    Layout(String),
+    /// The initial CPU state was refused.
+    #[error(transparent)]
+    State(#[from] vcpu::VcpuError),
+    /// The calibration guest did not behave as built.
+    #[error("KVM calibration failed: {0}")]
+    Calibration(String),
+}
