@@ -1,0 +1,198 @@
+; pm_faults.asm - protection checks of segment loads and accesses in 32-bit protected mode,
+; delivered through the IDT with the right vector, error code and return address
+; (SDM Vol. 3A 5.3-5.6 and 6.15): selectors beyond the GDT limit, a null SS, a not-present
+; segment, execute-only code loaded into DS; and the traps int3 and into, which return after
+; the instruction. Accesses through null, read-only or too-short segments are left out: QEMU's
+; TCG, the reference these ROMs are compared with, does not check them.
+
+%include "common.inc"
+        ROM_BEGIN
+
+IDT        equ 0x2000
+GDT_RAM    equ 0x2800               ; the common GDT copied here and extended
+GATE_INT32 equ 0x8E00
+F_COUNT    equ 0x600
+F_VEC      equ 0x604
+F_ERR      equ 0x608
+F_EIP      equ 0x60C
+F_SKIP     equ 0x610
+
+SEL_NOT_PRESENT equ 0x30            ; data, P=0
+SEL_READ_ONLY   equ 0x38            ; data, read-only (loadable into DS/ES)
+SEL_EXEC_ONLY   equ 0x40            ; code, execute-only
+SEL_PAST_LIMIT  equ 0x80            ; beyond the GDT limit
+GDT_RAM_LIMIT   equ 0x48 - 1
+
+; %1 name, %2 vector, %3 error code, %4 the instruction; expects a fault at the instruction.
+%macro EXPECT_FAULT 4+
+        mov dword [F_SKIP], %%end - %%site
+        mov dword [F_COUNT], 0
+%%site:
+        %4
+%%end:
+        cmp dword [F_COUNT], 1
+        jne %%out
+        cmp dword [F_VEC], %2
+        jne %%out
+        cmp dword [F_ERR], %3
+        jne %%out
+        cmp dword [F_EIP], ROMBASE + %%site
+%%out:  REPORT32 %1
+%endmacro
+
+; %1 name, %2 vector, %3 the instruction; expects a trap reported after the instruction.
+%macro EXPECT_TRAP 3+
+        mov dword [F_SKIP], 0
+        mov dword [F_COUNT], 0
+        %3
+%%end:
+        cmp dword [F_COUNT], 1
+        jne %%out
+        cmp dword [F_VEC], %2
+        jne %%out
+        cmp dword [F_EIP], ROMBASE + %%end
+%%out:  REPORT32 %1
+%endmacro
+
+; Exception entry stubs: push a zero error code where the CPU pushes none, then the vector.
+%macro STUB_NOERR 1
+stub_%1:
+        push dword 0
+        push dword %1
+        jmp fault_common
+%endmacro
+%macro STUB_ERR 1
+stub_%1:
+        push dword %1
+        jmp fault_common
+%endmacro
+
+start:
+        REAL_MODE_INIT
+        PRINT16 "protected mode fault tests", 10
+        ENTER_PM32 pm_entry
+        bits 32
+pm_entry:
+        PM32_INIT
+        ; GDT in RAM: the common entries plus the three test descriptors.
+        mov esi, ROMBASE + gdt
+        mov edi, GDT_RAM
+        mov ecx, gdt_end - gdt
+        rep movsb
+        mov esi, ROMBASE + extra_descriptors
+        mov ecx, extra_descriptors_end - extra_descriptors
+        rep movsb
+        lgdt [ROMBASE + gdt_ram_desc]
+
+        ; IDT: every vector to `unexpected`, then the stubs.
+        mov edi, IDT
+        mov ecx, 256
+        mov ebx, ROMBASE + unexpected
+.fill:  call write_gate
+        add edi, 8
+        loop .fill
+%macro SET_GATE 1
+        mov edi, IDT + %1 * 8
+        mov ebx, ROMBASE + stub_%1
+        call write_gate
+%endmacro
+        SET_GATE 3
+        SET_GATE 4
+        SET_GATE 11
+        SET_GATE 13
+        lidt [ROMBASE + idt_desc]
+
+        mov ax, SEL_PAST_LIMIT
+        EXPECT_FAULT "#GP selector past gdt limit", 13, SEL_PAST_LIMIT, mov ds, ax
+        mov ax, ds
+        cmp ax, SEL_DATA32
+        REPORT32 "ds unchanged after the fault"
+
+        xor eax, eax
+        EXPECT_FAULT "#GP null ss", 13, 0, mov ss, ax
+
+        mov ax, SEL_NOT_PRESENT
+        EXPECT_FAULT "#NP not-present segment", 11, SEL_NOT_PRESENT, mov es, ax
+
+        mov ax, SEL_EXEC_ONLY
+        EXPECT_FAULT "#GP execute-only code into ds", 13, SEL_EXEC_ONLY, mov ds, ax
+
+        mov ax, SEL_READ_ONLY
+        EXPECT_FAULT "#GP read-only segment into ss", 13, SEL_READ_ONLY, mov ss, ax
+        mov dword [SCRATCH], 0x5EC0DA7A
+        mov es, ax                  ; a read-only data segment is fine in ES
+        mov eax, [es:SCRATCH]
+        mov cx, SEL_DATA32
+        mov es, cx
+        cmp eax, 0x5EC0DA7A
+        REPORT32 "read-only segment readable"
+
+        EXPECT_TRAP "#BP int3 traps after", 3, int3
+
+        mov al, 0x7F
+        add al, 1                   ; OF=1
+        EXPECT_TRAP "#OF into traps after", 4, into
+
+        xor eax, eax                ; OF=0: into does nothing
+        mov dword [F_COUNT], 0
+        into
+        cmp dword [F_COUNT], 0
+        REPORT32 "into without overflow"
+
+        jmp finish32
+
+; edi = gate address, ebx = handler: a 32-bit interrupt gate.
+write_gate:
+        mov [edi], bx
+        mov word [edi + 2], SEL_CODE32
+        mov word [edi + 4], GATE_INT32
+        push ebx
+        shr ebx, 16
+        mov [edi + 6], bx
+        pop ebx
+        ret
+
+        STUB_NOERR 3
+        STUB_NOERR 4
+        STUB_ERR 11
+        STUB_ERR 13
+
+; Stack: vector, error code, EIP, CS, EFLAGS.
+fault_common:
+        push eax
+        inc dword [F_COUNT]
+        mov eax, [esp + 4]
+        mov [F_VEC], eax
+        mov eax, [esp + 8]
+        mov [F_ERR], eax
+        mov eax, [esp + 12]
+        mov [F_EIP], eax
+        mov eax, [F_SKIP]
+        add [esp + 12], eax
+        pop eax
+        add esp, 8                  ; vector and error code
+        iretd
+
+unexpected:
+        PRINT32 "unexpected exception", 10
+        mov al, EXIT_FAIL
+        out DEBUG_EXIT_PORT, al
+        cli
+        hlt
+
+extra_descriptors:                  ; at GDT_RAM + 0x30
+        DESC 0, 0xFFFFF, 0x12, 0xC  ; 0x30 data, not present
+        DESC 0, 0xFFFFF, 0x90, 0xC  ; 0x38 data, read-only
+        DESC 0, 0xFFFFF, 0x98, 0xC  ; 0x40 code, execute-only
+extra_descriptors_end:
+
+gdt_ram_desc:
+        dw GDT_RAM_LIMIT
+        dd GDT_RAM
+idt_desc:
+        dw 256 * 8 - 1
+        dd IDT
+        bits 16
+
+        COMMON_CODE
+        ROM_END

@@ -1,0 +1,482 @@
+//! What every test ROM must print and how it must exit, written down independently of emu.
+//!
+//! For the ROMs made of named checks, the expected text is the ROM's banner, one "ok NAME"
+//! line per check in source order (read off the `REPORT16`/`REPORT32` lines of the `.asm`
+//! file), and "PASS". The two checksum ROMs (`alu_flags`, `c_program`) print values computed
+//! by the program; their expected text lives in `test-roms/expected/*.txt` and was recorded by
+//! running the image under `qemu-system-x86_64 -accel tcg` (see test-roms/README.md). The C
+//! program additionally checks its well-known results (CRC-32 check values, SHA-256 test
+//! vectors, prime counts) itself and prints FAIL if one is wrong.
+
+/// Exit status of a ROM that passed: it writes 0x10 to the debug exit port, (0x10 << 1) | 1.
+pub const STATUS_PASS: i32 = (0x10 << 1) | 1;
+/// Exit status of a ROM whose own checks failed: 0x11 written, (0x11 << 1) | 1.
+pub const STATUS_FAIL: i32 = (0x11 << 1) | 1;
+
+/// Exit status of a guest that stopped for good (halt with interrupts off, triple fault).
+pub const STATUS_STOPPED: i32 = 4;
+
+/// The expectations of one ROM.
+#[derive(Debug, Clone, Copy)]
+pub struct Expectation {
+    pub name: &'static str,
+    /// What the ROM checks, for test messages.
+    pub covers: &'static str,
+    pub output: ExpectedOutput,
+    /// How the run must end.
+    pub end: ExpectedEnd,
+    /// Registers and RAM end up holding values that depend on the host (CPUID vendor, TSC),
+    /// so only output and status may be compared across backends, not the final state.
+    pub machine_specific_state: bool,
+    /// Bytes the host types into COM1 before the guest starts (QEMU gets them on stdin).
+    pub serial_input: &'static [u8],
+}
+
+/// How a ROM's run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedEnd {
+    /// The ROM writes this value to the debug exit port; QEMU ends the same way, so the ROM
+    /// is compared with QEMU.
+    DebugExit(u32),
+    /// HLT with interrupts disabled (QEMU would wait forever: not compared).
+    Halted,
+    /// A triple fault (QEMU would reset: not compared).
+    TripleFault,
+}
+
+impl ExpectedEnd {
+    /// The exit status `emu run` returns for this end.
+    pub fn status(self) -> i32 {
+        match self {
+            ExpectedEnd::DebugExit(v) => ((v << 1) | 1) as i32,
+            ExpectedEnd::Halted | ExpectedEnd::TripleFault => STATUS_STOPPED,
+        }
+    }
+    /// Whether QEMU ends the same way, so that its run is a reference for this ROM.
+    pub fn qemu_comparable(self) -> bool {
+        matches!(self, ExpectedEnd::DebugExit(_))
+    }
+}
+
+/// The value a passing ROM writes to the debug exit port.
+pub const EXIT_PASS: u32 = 0x10;
+/// The value a ROM whose checks failed writes to the debug exit port.
+pub const EXIT_FAIL: u32 = 0x11;
+const PASS: ExpectedEnd = ExpectedEnd::DebugExit(EXIT_PASS);
+
+/// How the expected output is given.
+#[derive(Debug, Clone, Copy)]
+pub enum ExpectedOutput {
+    /// A banner line, "ok NAME" for every check, then "PASS".
+    Checks {
+        banner: &'static str,
+        checks: &'static [&'static str],
+    },
+    /// Literal text.
+    Text(&'static str),
+}
+
+impl ExpectedOutput {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            ExpectedOutput::Checks { banner, checks } => {
+                let mut s = format!("{banner}\n");
+                for c in *checks {
+                    s.push_str(&format!("ok {c}\n"));
+                }
+                s.push_str("PASS\n");
+                s.into_bytes()
+            }
+            ExpectedOutput::Text(t) => t.as_bytes().to_vec(),
+        }
+    }
+}
+
+const REAL_MODE_CHECKS: &[&str] = &[
+    "add16",
+    "sub16",
+    "adc16",
+    "sbb16",
+    "and16",
+    "or16",
+    "xor16",
+    "inc16",
+    "dec16",
+    "neg16",
+    "cmp16",
+    "add8",
+    "shl16",
+    "shr16",
+    "sar16",
+    "rol16",
+    "rcr16",
+    "shl count 0",
+    "mul16",
+    "imul16",
+    "imul8",
+    "div16",
+    "idiv8",
+    "#DE divide by zero",
+    "#DE quotient overflow",
+    "int/iret",
+    "far call/retf",
+    "retf imm16",
+    "far call mem",
+    "far jmp cs base",
+    "rep movsb",
+    "repe cmpsb",
+    "repne scasb",
+    "rep stosw/lodsw",
+    "std rep movsb",
+    "loop",
+    "jcxz",
+    "loopne",
+    "enter/leave",
+    "enter nested",
+    "xchg",
+    "xadd",
+    "cmpxchg equal",
+    "cmpxchg not equal",
+    "setcc",
+    "cmov",
+    "bt/bts/btr/btc",
+    "bts mem bitstring",
+    "bswap",
+    "movzx/movsx",
+    "pusha/popa",
+    "pushf/popf",
+    "in/out uart scratch",
+];
+
+const PMODE_CHECKS: &[&str] = &[
+    "cs after far jmp",
+    "cr0.pe",
+    "ss loaded",
+    "segment base from gdt",
+    "es load and read",
+    "sgdt",
+    "lidt/sidt",
+    "#DE through idt",
+    "#DE idiv overflow",
+    "#UD through idt",
+    "int 0x30 / iretd",
+    "far call/retf 32",
+    "call/ret with frame",
+    "rep movsd/cmpsd",
+    "rom readable below 4 GiB",
+    "code runs below 4 GiB",
+    "back in real mode",
+    "fs descriptor cache kept",
+    "fs reload in real mode",
+];
+
+const PREFIXES_CHECKS: &[&str] = &[
+    "o32 add in real mode",
+    "o16 write keeps high half",
+    "o32 push/pop",
+    "a32 loop uses ecx",
+    "jcxz vs jecxz",
+    "a32 sib addressing",
+    "a32 rep movsb",
+    "o32 load via bx+si",
+    "o32 div in real mode",
+    "o16 add flags in pm",
+    "o16 push in pm",
+    "a16 addressing in pm",
+    "a16 wraparound",
+    "a16 rep stosb",
+    "o16 rep movsw",
+    "cwd/cwde/cdq",
+    "a16 loop uses cx",
+    "o16 imul imm",
+    "movzx/movsx mem",
+];
+
+const INVALID_OPCODE_CHECKS: &[&str] = &[
+    "ud2 real mode",
+    "lock nop real mode",
+    "lock on register add",
+    "mov to cs real mode",
+    "0f ff real mode",
+    "ud2 pm",
+    "lock nop pm",
+    "lea with register operand",
+    "ud2 after 66 prefix",
+    "0f ff pm",
+    "multi-byte nop",
+    "endbr32",
+    "prefetch hint",
+];
+
+const CPUID_RDTSC_CHECKS: &[&str] = &[
+    "cpuid max leaf >= 1",
+    "cpuid vendor printable",
+    "cpuid.1 reports tsc",
+    "cpuid writes eax",
+    "rdtsc monotonic",
+    "rdtsc advances",
+];
+
+const SMC_CHECKS: &[&str] = &[
+    "run copied code",
+    "run patched code",
+    "patch in a loop",
+    "patch next instruction",
+    "run copied code pm",
+    "run patched code pm",
+    "patch next instruction pm",
+    "overwrite with rep stosb",
+];
+
+const PM_FAULTS_CHECKS: &[&str] = &[
+    "#GP selector past gdt limit",
+    "ds unchanged after the fault",
+    "#GP null ss",
+    "#NP not-present segment",
+    "#GP execute-only code into ds",
+    "#GP read-only segment into ss",
+    "read-only segment readable",
+    "#BP int3 traps after",
+    "#OF into traps after",
+    "into without overflow",
+];
+
+const TIMER_IRQ_CHECKS: &[&str] = &[
+    "pic mask readback",
+    "pit latched count",
+    "irq0 pending in irr",
+    "cli holds interrupts",
+    "timer interrupts wake hlt",
+];
+
+/// `rep outsb` prints a line of its own between the checks.
+const STRINGS_OUTPUT: &str = "string instruction tests
+ok overlapping rep movsb
+ok rep movsd with fs source
+ok rep with ecx 0
+ok std rep stosd
+ok repe cmpsb stops at difference
+ok repne scasb runs out
+ok lodsd
+printed by rep outsb
+ok rep outsb
+ok rep insb
+PASS
+";
+
+/// The self-test of the reporting macros: two checks fail on purpose.
+const HARNESS_SELFTEST_OUTPUT: &str = "harness self-test
+ok zf set passes
+FAIL zf clear fails
+ok zf set passes pm
+FAIL zf clear fails pm
+failures 00000002
+FAIL
+";
+
+const MEM_OPS_CHECKS: &[&str] = &[
+    "add to memory with flags",
+    "inc/neg on memory",
+    "shifts on memory",
+    "bit strings in memory",
+    "dword across a page boundary",
+    "push/pop across a page boundary",
+    "rep movsd across a page boundary",
+    "xchg with memory",
+    "lock cmpxchg/xadd on memory",
+    "cmpxchg8b",
+    "push/pop memory operands",
+    "setcc to memory",
+    "call/jmp through memory",
+    "ret imm16 32-bit",
+    "enter/leave 32-bit",
+];
+
+/// The line typed into COM1 comes back through the debug console.
+const SERIAL_ECHO_OUTPUT: &str = "serial echo test
+got: ping
+ok received ping
+PASS
+";
+
+/// UART and debug console output interleave in program order on one stream.
+const SERIAL_OUTPUT: &str = "serial tests
+ok divisor latch
+ok line control
+ok scratch register
+ok transmitter empty
+hello from the uart
+debugcon after uart
+uart again
+ok loopback
+uart after loopback
+PASS
+";
+
+/// Every ROM in test-roms/, with what it must do.
+pub const EXPECTATIONS: &[Expectation] = &[
+    Expectation {
+        name: "real_mode",
+        covers: "16-bit ALU flags, shifts, mul/div, #DE via IVT, int/iret, far calls, string ops, loop, enter/leave, xchg/xadd/cmpxchg, setcc/cmov, bt*, bswap, movzx/movsx, in/out",
+        output: ExpectedOutput::Checks {
+            banner: "real mode tests",
+            checks: REAL_MODE_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "pmode",
+        covers: "lgdt, mov cr0, far jmp, GDT segment loads, lidt, #DE/#UD/int via a 32-bit IDT, the ROM below 4 GiB, return to real mode with cached descriptors",
+        output: ExpectedOutput::Checks {
+            banner: "protected mode tests",
+            checks: PMODE_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "prefixes",
+        covers: "operand-size (66) and address-size (67) prefixes in real and protected mode",
+        output: ExpectedOutput::Checks {
+            banner: "prefix tests",
+            checks: PREFIXES_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "invalid_opcode",
+        covers: "invalid instructions raise #UD handled by the guest (IVT and IDT); hint NOPs do not",
+        output: ExpectedOutput::Checks {
+            banner: "invalid opcode tests",
+            checks: INVALID_OPCODE_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "cpuid_rdtsc",
+        covers: "cpuid vendor and leaf 1, rdtsc monotonic",
+        output: ExpectedOutput::Checks {
+            banner: "cpuid/rdtsc tests",
+            checks: CPUID_RDTSC_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: true,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "serial",
+        covers: "16550 UART registers, polled transmission, loopback; serial output on the same stream",
+        output: ExpectedOutput::Text(SERIAL_OUTPUT),
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "alu_flags",
+        covers: "every ALU op over operand tables, result and defined flags hashed (golden from QEMU)",
+        output: ExpectedOutput::Text(include_str!("../../test-roms/expected/alu_flags.txt")),
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "c_program",
+        covers: "gcc -m32 -O2 freestanding C: quicksort, sieve, CRC-32, SHA-256, 64-bit math, strings, jump tables, recursion",
+        output: ExpectedOutput::Text(include_str!("../../test-roms/expected/c_program.txt")),
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "smc",
+        covers: "self-modifying code: copied, patched and overwritten code, a store to the next instruction",
+        output: ExpectedOutput::Checks {
+            banner: "self-modifying code tests",
+            checks: SMC_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "pm_faults",
+        covers: "segment-load protection faults (#GP, #NP) with error codes through the IDT; int3 and into traps",
+        output: ExpectedOutput::Checks {
+            banner: "protected mode fault tests",
+            checks: PM_FAULTS_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "timer_irq",
+        covers: "8259A PIC and 8254 PIT: timer interrupts through the IVT wake sti;hlt, IRR with cli",
+        output: ExpectedOutput::Checks {
+            banner: "timer interrupt tests",
+            checks: TIMER_IRQ_CHECKS,
+        },
+        end: PASS,
+        // The number of busy-loop iterations and the PIT count depend on host speed.
+        machine_specific_state: true,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "strings",
+        covers: "32-bit string ops: overlapping rep movsb, segment override, ecx 0, DF=1, repe/repne stops, rep outsb/insb",
+        output: ExpectedOutput::Text(STRINGS_OUTPUT),
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "mem_ops",
+        covers: "memory operands: RMW ALU/shift flags, bit strings with negative offsets, page-straddling accesses, locked ops, cmpxchg8b, indirect call/jmp, ret imm, enter/leave",
+        output: ExpectedOutput::Checks {
+            banner: "memory operand tests",
+            checks: MEM_OPS_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "serial_echo",
+        covers: "UART receive: host input polled through LSR data-ready and read from RBR",
+        output: ExpectedOutput::Text(SERIAL_ECHO_OUTPUT),
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"ping\n",
+    },
+    Expectation {
+        name: "harness_selftest",
+        covers: "the reporting macros: failing checks print FAIL, are counted, and end with status 35",
+        output: ExpectedOutput::Text(HARNESS_SELFTEST_OUTPUT),
+        end: ExpectedEnd::DebugExit(EXIT_FAIL),
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "halt",
+        covers: "hlt with interrupts disabled ends the run as Halted",
+        output: ExpectedOutput::Text("halting with interrupts off\n"),
+        end: ExpectedEnd::Halted,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "triple_fault",
+        covers: "a fault with an empty IDT escalates to a triple fault",
+        output: ExpectedOutput::Text("triple fault next\n"),
+        end: ExpectedEnd::TripleFault,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+];
