@@ -78,6 +78,9 @@ pub struct JitContext {
     /// Guest instructions retired (approximate inside blocks, exact at block boundaries).
     pub icount: u64,
     pub tlb: [TlbEntry; TLB_SIZE],
+    /// Guest memory, buses and code-page tracking while the vCPU runs; null otherwise. Only Rust
+    /// helpers dereference it.
+    pub runtime: *mut crate::runtime::Runtime,
 }
 
 impl JitContext {
@@ -89,6 +92,7 @@ impl JitContext {
             a20_mask: u64::MAX,
             icount: 0,
             tlb: [TlbEntry::EMPTY; TLB_SIZE],
+            runtime: std::ptr::null_mut(),
         }
     }
 

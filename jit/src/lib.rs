@@ -7,3 +7,13 @@
 
 pub mod context;
 pub mod flags;
+pub mod exception;
+pub mod interp;
+pub mod mem;
+pub mod runtime;
+pub mod segment;
+pub mod cache;
+pub mod dispatch;
+pub mod translate;
+
+pub use dispatch::{JitError, JitVcpu};

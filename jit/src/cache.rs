@@ -1,0 +1,286 @@
+//! The code cache: executable memory for translated blocks and the table of decoded blocks.
+//!
+//! Blocks are keyed by where they are (guest-physical start, ip) and by everything in the
+//! processor mode that changes their meaning ([`ModeKey`]). Each block remembers the physical
+//! pages its bytes come from, so a write to one of them (reported by the softmmu as a dirty code
+//! page) drops exactly the blocks built from that page. Cranelift's `JITModule` cannot free one
+//! function, so dropped blocks' code stays allocated until the whole cache is flushed, which the
+//! dispatcher does when too much dead code has accumulated.
+
+use cranelift_codegen::ir::{types, AbiParam, UserFuncName};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use hashbrown::HashMap;
+use iced_x86::Instruction;
+
+use crate::context::{JitContext, PAGE_MASK};
+use crate::translate::{translate_block, ModeInfo, TranslateEnv, TranslateStats};
+
+/// A translated block: `ctx` in, 0 out; `ctx.cpu.rip` says where to continue.
+pub type BlockFn = unsafe extern "C" fn(*mut JitContext) -> u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("the host is not supported by Cranelift: {0}")]
+    UnsupportedHost(String),
+    #[error("bad Cranelift setting: {0}")]
+    Setting(String),
+    #[error("code generation failed: {0}")]
+    Codegen(String),
+}
+
+/// Executable memory and the Cranelift state reused for every block.
+pub struct CodeCache {
+    isa: OwnedTargetIsa,
+    module: Option<JITModule>,
+    cl: cranelift_codegen::Context,
+    fctx: FunctionBuilderContext,
+    functions: usize,
+    next_name: u32,
+}
+
+impl CodeCache {
+    /// A cache generating code for the host (`cranelift_native`), optimised for speed.
+    pub fn new() -> Result<Self, CacheError> {
+        let mut flags = settings::builder();
+        for (k, v) in [
+            ("opt_level", "speed"),
+            // Helper addresses are absolute constants; keep relocations simple on every host.
+            ("use_colocated_libcalls", "false"),
+            ("is_pic", "false"),
+        ] {
+            flags
+                .set(k, v)
+                .map_err(|e| CacheError::Setting(format!("{k}={v}: {e}")))?;
+        }
+        let isa = cranelift_native::builder()
+            .map_err(|e| CacheError::UnsupportedHost(e.to_string()))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| CacheError::UnsupportedHost(e.to_string()))?;
+        let module = JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names()));
+        let cl = module.make_context();
+        Ok(Self {
+            isa,
+            module: Some(module),
+            cl,
+            fctx: FunctionBuilderContext::new(),
+            functions: 0,
+            next_name: 0,
+        })
+    }
+
+    /// Functions compiled since the last flush.
+    pub fn function_count(&self) -> usize {
+        self.functions
+    }
+
+    /// Translate and compile one block. `insns` must not move while the code lives.
+    pub fn compile(
+        &mut self,
+        insns: &[Instruction],
+        env: &TranslateEnv,
+    ) -> Result<(BlockFn, TranslateStats), CacheError> {
+        let ptr = self.isa.pointer_type();
+        let call_conv = self.isa.default_call_conv();
+        let frontend = self.isa.frontend_config();
+        let name = format!("block{}", self.next_name);
+        self.next_name += 1;
+        let isa = &self.isa;
+        let module = self.module.get_or_insert_with(|| {
+            JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names()))
+        });
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(ptr));
+        sig.returns.push(AbiParam::new(types::I64));
+        let id = module
+            .declare_function(&name, Linkage::Local, &sig)
+            .map_err(|e| CacheError::Codegen(e.to_string()))?;
+        self.cl.clear();
+        self.cl.func.signature = sig;
+        self.cl.func.name = UserFuncName::user(0, id.as_u32());
+        let stats = translate_block(
+            &mut self.cl.func,
+            &mut self.fctx,
+            frontend,
+            call_conv,
+            insns,
+            env,
+        );
+        if let Err(e) = module.define_function(id, &mut self.cl) {
+            let text = self.cl.func.display().to_string();
+            self.cl.clear();
+            return Err(CacheError::Codegen(format!("{e:?}\n{text}")));
+        }
+        module
+            .finalize_definitions()
+            .map_err(|e| CacheError::Codegen(e.to_string()))?;
+        let code = module.get_finalized_function(id);
+        self.cl.clear();
+        self.functions += 1;
+        // SAFETY: the function was built with exactly this signature in the host's default
+        // calling convention, which is what `extern "C"` means on every Cranelift host.
+        let f = unsafe { std::mem::transmute::<*const u8, BlockFn>(code) };
+        Ok((f, stats))
+    }
+
+    /// Free all generated code.
+    ///
+    /// # Safety
+    /// No function returned by [`CodeCache::compile`] may be running or be called afterwards.
+    pub unsafe fn flush(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: guaranteed by the caller.
+            unsafe { m.free_memory() };
+        }
+        self.functions = 0;
+    }
+}
+
+impl Drop for CodeCache {
+    fn drop(&mut self) {
+        // SAFETY: the owner drops its blocks together with the cache; nothing can call into
+        // the code any more.
+        unsafe { self.flush() };
+    }
+}
+
+/// Everything about the processor mode a block's translation depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModeKey {
+    pub cs_base: u64,
+    pub info: ModeInfo,
+    /// CR0.PE.
+    pub protected: bool,
+    /// CR0.PG.
+    pub paging: bool,
+    /// The A20 gate is on.
+    pub a20: bool,
+}
+
+/// The cache key of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// Guest-physical address of the first byte.
+    pub phys: u64,
+    /// Guest ip (offset in CS) of the first instruction: generated code embeds ips.
+    pub ip: u64,
+    pub mode: ModeKey,
+}
+
+/// Index of a block in [`BlockTable`]; never reused before a flush.
+pub type BlockId = u32;
+
+/// Successor slots remembered per block (block chaining without the hash lookup).
+pub const SUCCESSORS: usize = 2;
+
+/// One decoded block and, once hot, its code.
+pub struct Block {
+    pub key: BlockKey,
+    /// Linear address of the first byte.
+    pub linear: u64,
+    /// Boxed so its address is stable: generated code points at single instructions.
+    pub insns: Box<[Instruction]>,
+    /// Guest-physical pages the block's bytes lie in (one or two).
+    pub pages: Vec<u64>,
+    pub code: Option<BlockFn>,
+    /// Times the block ran (saturating).
+    pub runs: u32,
+    /// (linear address, block) of recent successors.
+    pub succ: [(u64, BlockId); SUCCESSORS],
+    pub next_succ: usize,
+}
+
+/// An empty successor slot.
+pub const NO_SUCC: (u64, BlockId) = (u64::MAX, BlockId::MAX);
+
+/// All blocks, by key and by physical page.
+#[derive(Default)]
+pub struct BlockTable {
+    blocks: Vec<Option<Block>>,
+    by_key: HashMap<BlockKey, BlockId>,
+    by_page: HashMap<u64, Vec<BlockId>>,
+    live: usize,
+}
+
+impl BlockTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn lookup(&self, key: &BlockKey) -> Option<BlockId> {
+        self.by_key.get(key).copied()
+    }
+
+    pub fn get(&self, id: BlockId) -> Option<&Block> {
+        self.blocks.get(id as usize).and_then(|b| b.as_ref())
+    }
+
+    pub fn get_mut(&mut self, id: BlockId) -> Option<&mut Block> {
+        self.blocks.get_mut(id as usize).and_then(|b| b.as_mut())
+    }
+
+    /// Blocks currently valid.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Blocks ever inserted since the last clear (valid or not).
+    pub fn slots(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn insert(&mut self, block: Block) -> BlockId {
+        let id = self.blocks.len() as BlockId;
+        for &p in &block.pages {
+            self.by_page.entry(p & PAGE_MASK).or_default().push(id);
+        }
+        self.by_key.insert(block.key, id);
+        self.blocks.push(Some(block));
+        self.live += 1;
+        id
+    }
+
+    /// Drop every block built from physical page `page`. Returns the pages that no longer hold
+    /// any block (the caller stops tracking writes to them).
+    pub fn invalidate_page(&mut self, page: u64) -> Vec<u64> {
+        let page = page & PAGE_MASK;
+        let mut emptied = Vec::new();
+        let Some(ids) = self.by_page.remove(&page) else {
+            return emptied;
+        };
+        emptied.push(page);
+        for id in ids {
+            let Some(block) = self.blocks.get_mut(id as usize).and_then(Option::take) else {
+                continue;
+            };
+            self.live -= 1;
+            if self.by_key.get(&block.key) == Some(&id) {
+                self.by_key.remove(&block.key);
+            }
+            for &p in block.pages.iter().filter(|&&p| p & PAGE_MASK != page) {
+                let p = p & PAGE_MASK;
+                if let Some(list) = self.by_page.get_mut(&p) {
+                    list.retain(|&x| x != id);
+                    if list.is_empty() {
+                        self.by_page.remove(&p);
+                        emptied.push(p);
+                    }
+                }
+            }
+        }
+        emptied
+    }
+
+    /// Drop every block; returns the pages that held any.
+    pub fn clear(&mut self) -> Vec<u64> {
+        let pages = self.by_page.keys().copied().collect();
+        self.blocks.clear();
+        self.by_key.clear();
+        self.by_page.clear();
+        self.live = 0;
+        pages
+    }
+}

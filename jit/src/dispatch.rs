@@ -1,0 +1,500 @@
+//! `JitVcpu`: the JIT backend's run loop.
+//!
+//! Each iteration checks for kicks, device requests, the instruction budget and HLT, drops
+//! blocks whose code pages were written, finds the block at CS.base + rip (first through the
+//! successor slots of the block that just ran, then through the block table, decoding a new
+//! block if needed), and runs it: translated code once a block is hot, the interpreter over the
+//! decoded instructions until then (or always, in interpreter-only mode, which differential
+//! tests use as the reference).
+
+use std::sync::atomic::AtomicBool;
+
+use decoder::{decode_block, BlockLimits, MAX_INSN_LEN};
+use vcpu::state::rflags;
+use vcpu::{Buses, CpuState, GuestRam, Kicker, Segment, Vcpu, VcpuError, VmExit};
+
+use crate::cache::{
+    Block, BlockId, BlockKey, BlockTable, CacheError, CodeCache, ModeKey, NO_SUCC, SUCCESSORS,
+};
+use crate::context::{tlb_index, JitContext, PAGE_MASK};
+use crate::exception;
+use crate::interp::{self, Step};
+use crate::mem::{self, Access};
+use crate::runtime::Runtime;
+use crate::translate::{helpers, ModeInfo, SegAccess, TranslateEnv};
+
+/// Instructions an in-function loop may run before returning to the dispatcher (so pending
+/// work such as interrupts is looked at regularly even without a budget).
+const LOOP_SLICE: u64 = 1 << 20;
+/// Flush the whole code cache when this many functions were compiled since the last flush and
+/// at least half of them are dead.
+const FLUSH_FUNCTIONS: usize = 1 << 14;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// How the JIT executes blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitConfig {
+    /// false: never translate, run every block through the interpreter.
+    pub translate: bool,
+    /// Runs of a block before it is translated (0 = translate on first sight).
+    pub hot_threshold: u32,
+    /// Most instructions per block.
+    pub max_block_insns: usize,
+}
+
+impl Default for JitConfig {
+    fn default() -> Self {
+        Self {
+            translate: true,
+            hot_threshold: 1,
+            max_block_insns: 64,
+        }
+    }
+}
+
+/// Counters for tests and tuning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitStats {
+    pub blocks_decoded: u64,
+    pub blocks_compiled: u64,
+    pub blocks_invalidated: u64,
+    pub inline_insns: u64,
+    pub interpreted_insns: u64,
+    pub self_loops: u64,
+    pub chained: u64,
+    pub cache_flushes: u64,
+}
+
+/// The software vCPU.
+pub struct JitVcpu {
+    ctx: Box<JitContext>,
+    rt: Box<Runtime>,
+    cache: CodeCache,
+    blocks: BlockTable,
+    kicker: Kicker,
+    budget_end: Option<u64>,
+    /// The icount at which in-function loops return; read by generated code.
+    loop_limit: Box<u64>,
+    config: JitConfig,
+    stats: JitStats,
+}
+
+/// Where to continue after a lookup.
+enum Found {
+    Block(BlockId),
+    /// Fetching the code faulted and the fault was delivered: look again.
+    Faulted,
+}
+
+impl JitVcpu {
+    pub fn new(ram: GuestRam, initial: CpuState) -> Result<JitVcpu, JitError> {
+        Self::with_config(ram, initial, JitConfig::default())
+    }
+
+    pub fn with_config(
+        ram: GuestRam,
+        initial: CpuState,
+        config: JitConfig,
+    ) -> Result<JitVcpu, JitError> {
+        let mut ctx = Box::new(JitContext::new(initial));
+        ctx.set_cpu_state(&initial);
+        Ok(Self {
+            ctx,
+            rt: Box::new(Runtime::new(ram)),
+            cache: CodeCache::new()?,
+            blocks: BlockTable::new(),
+            kicker: Kicker::new(),
+            budget_end: None,
+            loop_limit: Box::new(u64::MAX),
+            config,
+            stats: JitStats::default(),
+        })
+    }
+
+    /// A vCPU that never translates: every block runs through the interpreter.
+    pub fn with_interpreter_only(ram: GuestRam, initial: CpuState) -> Result<JitVcpu, JitError> {
+        Self::with_config(
+            ram,
+            initial,
+            JitConfig {
+                translate: false,
+                ..JitConfig::default()
+            },
+        )
+    }
+
+    /// Return [`VmExit::BudgetSpent`] once `n` more instructions ran (checked between blocks);
+    /// `None` removes the limit.
+    pub fn set_instruction_budget(&mut self, n: Option<u64>) {
+        self.budget_end = n.map(|n| self.ctx.icount.saturating_add(n));
+    }
+
+    /// Instructions executed so far.
+    pub fn instructions(&self) -> u64 {
+        self.ctx.icount
+    }
+
+    pub fn stats(&self) -> JitStats {
+        self.stats
+    }
+
+    pub fn config(&self) -> JitConfig {
+        self.config
+    }
+
+    /// Guest memory.
+    pub fn ram(&self) -> &GuestRam {
+        &self.rt.ram
+    }
+
+    /// The A20 gate (bit 20 of every physical address is forced to 0 while it is off).
+    pub fn set_a20(&mut self, enabled: bool) {
+        self.ctx.a20_mask = if enabled { u64::MAX } else { !(1u64 << 20) };
+        self.ctx.flush_tlb();
+    }
+
+    fn mode_key(&self) -> ModeKey {
+        let cpu = &self.ctx.cpu;
+        let mode = cpu.mode();
+        let bitness = mode.bitness();
+        let protected = cpu.cr0 & vcpu::state::cr0::PE != 0;
+        let ss = &cpu.seg[vcpu::SegmentIndex::Ss as usize];
+        let stack_size = if bitness == 64 {
+            8
+        } else if ss.db() {
+            4
+        } else {
+            2
+        };
+        let mut seg_access = 0u16;
+        for (i, s) in cpu.seg.iter().enumerate() {
+            let (r, w) = if bitness == 64 || !protected || mode == vcpu::ExecMode::Virtual8086 {
+                (true, true)
+            } else {
+                seg_rights(s, i)
+            };
+            if r {
+                seg_access |= SegAccess::read(i);
+            }
+            if w {
+                seg_access |= SegAccess::write(i);
+            }
+        }
+        ModeKey {
+            cs_base: cpu.cs().base,
+            info: ModeInfo {
+                bitness,
+                stack_size,
+                seg_access,
+            },
+            protected,
+            paging: cpu.cr0 & vcpu::state::cr0::PG != 0,
+            a20: self.ctx.a20_mask & (1 << 20) != 0,
+        }
+    }
+
+    fn env(&self, mode: ModeInfo) -> TranslateEnv {
+        TranslateEnv {
+            mode,
+            helpers: helpers::table(),
+            loop_limit: &*self.loop_limit as *const u64,
+            kick: self.kicker.flag().as_ptr() as *const bool,
+        }
+    }
+
+    /// Drop the blocks of pages written since the last call.
+    fn invalidate_dirty(&mut self) -> bool {
+        let dirty = self.rt.take_dirty_code_pages();
+        if dirty.is_empty() {
+            return false;
+        }
+        for page in dirty {
+            let before = self.blocks.live();
+            for p in self.blocks.invalidate_page(page) {
+                self.rt.unmark_code_page(p);
+            }
+            self.stats.blocks_invalidated += (before - self.blocks.live()) as u64;
+        }
+        true
+    }
+
+    fn maybe_flush(&mut self) {
+        if self.cache.function_count() >= FLUSH_FUNCTIONS
+            && self.blocks.live() * 2 < self.blocks.slots()
+        {
+            for p in self.blocks.clear() {
+                self.rt.unmark_code_page(p);
+            }
+            // SAFETY: the dispatcher is between blocks and every block (with its code pointer)
+            // was just dropped.
+            unsafe { self.cache.flush() };
+            self.stats.cache_flushes += 1;
+        }
+    }
+
+    /// The successor of `prev` at linear address `la`, if remembered and still valid.
+    fn chained(&self, prev: BlockId, la: u64, ip: u64, mode: &ModeKey) -> Option<BlockId> {
+        let p = self.blocks.get(prev)?;
+        let &(_, id) = p.succ.iter().find(|s| s.0 == la)?;
+        let b = self.blocks.get(id)?;
+        if b.key.mode != *mode || b.key.ip != ip {
+            return None;
+        }
+        if mode.paging {
+            // Same linear address, but the mapping may have changed: trust only a TLB entry
+            // that maps it to the block's physical page.
+            let e = &self.ctx.tlb[tlb_index(la)];
+            if e.read_tag != la & PAGE_MASK || e.phys_page != b.key.phys & PAGE_MASK {
+                return None;
+            }
+        }
+        Some(id)
+    }
+
+    /// Find or build the block at `la`.
+    fn find(&mut self, la: u64, ip: u64, mode: ModeKey) -> Result<Found, VcpuError> {
+        let phys = match mem::linear_to_phys(&mut self.ctx, &mut self.rt, la, Access::Execute) {
+            Ok(p) => p,
+            Err(f) => {
+                exception::deliver_fault(&mut self.ctx, &mut self.rt, f);
+                return Ok(Found::Faulted);
+            }
+        };
+        let key = BlockKey { phys, ip, mode };
+        if let Some(id) = self.blocks.lookup(&key) {
+            return Ok(Found::Block(id));
+        }
+        let page_left = (0x1000 - (la & 0xfff)) as usize;
+        let mut buf = vec![0u8; page_left + MAX_INSN_LEN - 1];
+        let (phys, n) = match mem::fetch_code(&mut self.ctx, &mut self.rt, la, &mut buf) {
+            Ok(r) => r,
+            Err(f) => {
+                exception::deliver_fault(&mut self.ctx, &mut self.rt, f);
+                return Ok(Found::Faulted);
+            }
+        };
+        let decoded = decode_block(
+            &buf[..n],
+            ip,
+            mode.info.bitness,
+            BlockLimits {
+                max_insns: self.config.max_block_insns,
+                page_bytes: page_left,
+            },
+        );
+        if decoded.insns.is_empty() {
+            // The first instruction runs into bytes that cannot be fetched: the fetch of the
+            // next page faults (deliver it), or the code sits in an MMIO hole.
+            let next = (la + n as u64) & mem::linear_mask(&self.ctx);
+            if let Err(f) = mem::linear_to_phys(&mut self.ctx, &mut self.rt, next, Access::Execute)
+            {
+                exception::deliver_fault(&mut self.ctx, &mut self.rt, f);
+                return Ok(Found::Faulted);
+            }
+            return Err(VcpuError::EmulationFailure {
+                rip: ip,
+                bytes: buf[..n].to_vec(),
+                reason: "code is not in RAM or ROM".into(),
+            });
+        }
+        let mut pages = vec![phys & PAGE_MASK];
+        if decoded.byte_len > page_left {
+            let next = (la + page_left as u64) & mem::linear_mask(&self.ctx);
+            if let Ok(p2) = mem::linear_to_phys(&mut self.ctx, &mut self.rt, next, Access::Execute)
+            {
+                pages.push(p2 & PAGE_MASK);
+            }
+        }
+        for &p in &pages {
+            self.rt.mark_code_page(&mut self.ctx, p);
+        }
+        self.stats.blocks_decoded += 1;
+        let block = Block {
+            key,
+            linear: la,
+            insns: decoded.insns.into_boxed_slice(),
+            pages,
+            code: None,
+            runs: 0,
+            succ: [NO_SUCC; SUCCESSORS],
+            next_succ: 0,
+        };
+        Ok(Found::Block(self.blocks.insert(block)))
+    }
+
+    /// Compile block `id` if it is hot enough and not compiled yet.
+    fn maybe_compile(&mut self, id: BlockId) -> Result<(), VcpuError> {
+        let Some(b) = self.blocks.get(id) else {
+            return Ok(());
+        };
+        if !self.config.translate || b.code.is_some() || b.runs < self.config.hot_threshold {
+            return Ok(());
+        }
+        let env = self.env(b.key.mode.info);
+        let b = self.blocks.get(id).expect("checked above");
+        let (code, st) = self
+            .cache
+            .compile(&b.insns, &env)
+            .map_err(|e| VcpuError::Backend(e.to_string()))?;
+        self.stats.blocks_compiled += 1;
+        self.stats.inline_insns += st.inline as u64;
+        self.stats.interpreted_insns += st.interpreted as u64;
+        self.stats.self_loops += u64::from(st.self_loop);
+        if let Some(b) = self.blocks.get_mut(id) {
+            b.code = Some(code);
+        }
+        Ok(())
+    }
+
+    /// Run block `id` once.
+    fn execute(&mut self, id: BlockId) {
+        let Some(b) = self.blocks.get_mut(id) else {
+            return;
+        };
+        b.runs = b.runs.saturating_add(1);
+        let code = b.code;
+        self.ctx.exit.exit_block = 0;
+        match code {
+            Some(f) => {
+                let budget = self.budget_end.unwrap_or(u64::MAX);
+                *self.loop_limit = budget.min(self.ctx.icount.saturating_add(LOOP_SLICE));
+                let ctx: *mut JitContext = &mut *self.ctx;
+                // SAFETY: `f` was compiled for this context layout; `ctx.runtime` points to
+                // `self.rt` for the duration of `run`, the block's instruction slice lives in
+                // the block table, which is not modified while the code runs.
+                unsafe { f(ctx) };
+            }
+            None => {
+                let b = self.blocks.get(id).expect("checked above");
+                for insn in b.insns.iter() {
+                    self.ctx.icount += 1;
+                    match interp::step(&mut self.ctx, &mut self.rt, insn) {
+                        Step::Continue if self.ctx.exit.exit_block == 0 => {}
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_loop(&mut self, buses: *mut Buses) -> Result<VmExit, VcpuError> {
+        let mut prev: Option<BlockId> = None;
+        loop {
+            if self.kicker.take() {
+                return Ok(VmExit::Kicked);
+            }
+            if self.rt.triple_fault {
+                self.rt.triple_fault = false;
+                self.ctx.exit.exit_run = 0;
+                return Ok(VmExit::TripleFault {
+                    rip: self.ctx.cpu.rip,
+                });
+            }
+            // SAFETY: `buses` is the `&mut Buses` given to `run`, alive for this call.
+            let requested = unsafe { (*buses).request_pending() };
+            if self.ctx.exit.exit_run != 0 {
+                self.ctx.exit.exit_run = 0;
+                prev = None;
+            }
+            if requested {
+                return Ok(VmExit::DeviceRequest);
+            }
+            if self.ctx.cpu.halted != 0 {
+                return Ok(VmExit::Halted {
+                    interrupts_enabled: self.ctx.cpu.rflags & rflags::IF != 0,
+                });
+            }
+            if self.budget_end.is_some_and(|end| self.ctx.icount >= end) {
+                return Ok(VmExit::BudgetSpent);
+            }
+            if self.invalidate_dirty() {
+                prev = None;
+                self.maybe_flush();
+            }
+            let mode = self.mode_key();
+            let ip = self.ctx.cpu.rip;
+            let la = mode.cs_base.wrapping_add(ip) & mem::linear_mask(&self.ctx);
+            let id = match prev.and_then(|p| self.chained(p, la, ip, &mode)) {
+                Some(id) => {
+                    self.stats.chained += 1;
+                    id
+                }
+                None => match self.find(la, ip, mode)? {
+                    Found::Block(id) => {
+                        if let Some(p) = prev.and_then(|p| self.blocks.get_mut(p)) {
+                            let slot = p.next_succ;
+                            p.succ[slot] = (la, id);
+                            p.next_succ = (slot + 1) % SUCCESSORS;
+                        }
+                        id
+                    }
+                    Found::Faulted => {
+                        prev = None;
+                        continue;
+                    }
+                },
+            };
+            self.maybe_compile(id)?;
+            self.execute(id);
+            prev = Some(id);
+        }
+    }
+}
+
+/// Whether a protected-mode data segment register may be read/written inline: present,
+/// non-null, code or data, and not expand-down (whose limit check is inverted, SDM Vol. 3A
+/// 3.4.5.1). Anything else goes through the interpreter, which applies the full rules.
+fn seg_rights(s: &Segment, index: usize) -> (bool, bool) {
+    const TYPE_CODE: u8 = 0x8;
+    const TYPE_WRITABLE_OR_READABLE: u8 = 0x2;
+    const TYPE_EXPAND_DOWN: u8 = 0x4;
+    let usable =
+        s.present() && s.attr & Segment::ATTR_S != 0 && (s.selector & !3 != 0 || index == 1);
+    if !usable {
+        return (false, false);
+    }
+    let t = s.typ();
+    if t & TYPE_CODE != 0 {
+        (t & TYPE_WRITABLE_OR_READABLE != 0, false)
+    } else if t & TYPE_EXPAND_DOWN != 0 {
+        (false, false)
+    } else {
+        (true, t & TYPE_WRITABLE_OR_READABLE != 0)
+    }
+}
+
+impl Vcpu for JitVcpu {
+    fn backend_name(&self) -> &'static str {
+        "jit"
+    }
+
+    fn run(&mut self, buses: &mut Buses) -> Result<VmExit, VcpuError> {
+        let buses: *mut Buses = buses;
+        self.rt.buses = buses;
+        self.ctx.runtime = &mut *self.rt;
+        let r = self.run_loop(buses);
+        self.rt.buses = std::ptr::null_mut();
+        self.ctx.runtime = std::ptr::null_mut();
+        r
+    }
+
+    fn state(&mut self) -> Result<CpuState, VcpuError> {
+        Ok(self.ctx.cpu_state())
+    }
+
+    fn set_state(&mut self, state: &CpuState) -> Result<(), VcpuError> {
+        self.ctx.set_cpu_state(state);
+        Ok(())
+    }
+
+    fn kicker(&self) -> Kicker {
+        self.kicker.clone()
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<AtomicBool>() == 1);

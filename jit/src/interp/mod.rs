@@ -1,0 +1,287 @@
+//! The interpreter: the semantics of one decoded x86 instruction at a time.
+//!
+//! [`step`] is both the JIT's fallback for instructions it does not translate inline and the
+//! reference its translations must agree with. Each instruction either completes (all its
+//! effects applied) or raises a [`Fault`] before changing any register, so faults are precise:
+//! the exception is delivered with `rip` at the faulting instruction. Flags go through the
+//! lazy-flags record in `ctx.flags` (see `crate::flags`), never cached elsewhere.
+//!
+//! Modules group instructions as the SDM does: data movement, binary arithmetic and logic,
+//! shifts and rotates, multiply/divide, bit operations, decimal arithmetic, strings, the
+//! stack, control transfers, and system instructions.
+
+mod alu;
+mod bcd;
+mod bits;
+mod control;
+mod data;
+mod muldiv;
+pub mod operand;
+mod protection;
+mod shift;
+pub(crate) mod stack;
+mod string;
+mod system;
+#[cfg(test)]
+mod tests;
+
+use iced_x86::{Instruction, Mnemonic as M};
+
+use crate::context::JitContext;
+use crate::exception::{self, Fault};
+use crate::runtime::Runtime;
+
+/// What the block must do after [`step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Done; `rip == insn.next_ip()` and the block may go on with the next instruction.
+    Continue,
+    /// `rip` changed another way (taken jump, call, return, exception or interrupt delivered,
+    /// mode/CS/SS/CR0 change, a write to a code page flagged through `exit_block`): the block
+    /// must end.
+    Branch,
+    /// The dispatcher must return from `run` (HLT with `cpu.halted = 1`, a device request
+    /// with `exit.exit_run = 1`, a triple fault with `Runtime::triple_fault`).
+    Exit,
+}
+
+/// How an instruction's executor finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Fall through: `step` sets rip to the next instruction.
+    Next,
+    /// The executor set rip (or changed mode): end the block.
+    Jump,
+    /// The executor set rip and wants the run loop to return.
+    Exit,
+}
+
+pub(crate) type Exec = Result<Flow, Fault>;
+
+/// Execute one decoded instruction. On entry `ctx.cpu.rip == insn.ip()`.
+///
+/// The interrupt shadow of a preceding STI/MOV SS is consumed here: executing this instruction
+/// ends it. After the instruction, `exit.exit_run` turns the result into [`Step::Exit`] and
+/// `exit.exit_block` into [`Step::Branch`].
+pub fn step(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Step {
+    ctx.cpu.interrupt_shadow = 0;
+    let result = execute(ctx, rt, insn);
+    let s = match result {
+        Ok(Flow::Next) => {
+            ctx.cpu.rip = insn.next_ip() & ip_mask(ctx);
+            Step::Continue
+        }
+        Ok(Flow::Jump) => Step::Branch,
+        Ok(Flow::Exit) => return Step::Exit,
+        Err(f) => {
+            ctx.cpu.rip = insn.ip();
+            exception::deliver_fault(ctx, rt, f);
+            if rt.triple_fault {
+                return Step::Exit;
+            }
+            Step::Branch
+        }
+    };
+    if ctx.exit.exit_run != 0 {
+        Step::Exit
+    } else if ctx.exit.exit_block != 0 {
+        Step::Branch
+    } else {
+        s
+    }
+}
+
+/// Set rip to the next instruction and end the block (mode, SS or interrupt-shadow changes).
+#[inline]
+pub(crate) fn end_block_after(ctx: &mut JitContext, insn: &Instruction) -> Flow {
+    ctx.cpu.rip = insn.next_ip() & ip_mask(ctx);
+    Flow::Jump
+}
+
+/// The mask of the instruction pointer in the current mode (IP wraps at 64 KiB in 16-bit code).
+#[inline]
+pub(crate) fn ip_mask(ctx: &JitContext) -> u64 {
+    match ctx.cpu.mode().bitness() {
+        16 => 0xffff,
+        32 => 0xffff_ffff,
+        _ => u64::MAX,
+    }
+}
+
+fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    match insn.mnemonic() {
+        M::Mov => data::mov(ctx, rt, insn),
+        M::Movzx => data::movzx(ctx, rt, insn),
+        M::Movsx | M::Movsxd => data::movsx(ctx, rt, insn),
+        M::Lea => data::lea(ctx, insn),
+        M::Xchg => data::xchg(ctx, rt, insn),
+        M::Cmpxchg => data::cmpxchg(ctx, rt, insn),
+        M::Cmpxchg8b => data::cmpxchg8b(ctx, rt, insn),
+        M::Xadd => data::xadd(ctx, rt, insn),
+        M::Cbw | M::Cwde | M::Cdqe => data::extend_accumulator(ctx, insn),
+        M::Cwd | M::Cdq | M::Cqo => data::sign_to_dx(ctx, insn),
+        M::Xlatb => data::xlat(ctx, rt, insn),
+        M::Bound => data::bound(ctx, rt, insn),
+        M::Bswap => data::bswap(ctx, insn),
+        M::Lds | M::Les | M::Lfs | M::Lgs | M::Lss => data::load_far_pointer(ctx, rt, insn),
+        M::Seta
+        | M::Setae
+        | M::Setb
+        | M::Setbe
+        | M::Sete
+        | M::Setg
+        | M::Setge
+        | M::Setl
+        | M::Setle
+        | M::Setne
+        | M::Setno
+        | M::Setnp
+        | M::Setns
+        | M::Seto
+        | M::Setp
+        | M::Sets => data::setcc(ctx, rt, insn),
+        M::Cmova
+        | M::Cmovae
+        | M::Cmovb
+        | M::Cmovbe
+        | M::Cmove
+        | M::Cmovg
+        | M::Cmovge
+        | M::Cmovl
+        | M::Cmovle
+        | M::Cmovne
+        | M::Cmovno
+        | M::Cmovnp
+        | M::Cmovns
+        | M::Cmovo
+        | M::Cmovp
+        | M::Cmovs => data::cmovcc(ctx, rt, insn),
+
+        M::Add | M::Or | M::Adc | M::Sbb | M::And | M::Sub | M::Xor | M::Cmp | M::Test => {
+            alu::binary(ctx, rt, insn)
+        }
+        M::Inc | M::Dec | M::Neg | M::Not => alu::unary(ctx, rt, insn),
+        M::Clc | M::Stc | M::Cmc | M::Cld | M::Std | M::Lahf | M::Sahf | M::Salc => {
+            alu::flag_op(ctx, insn)
+        }
+
+        M::Rol | M::Ror | M::Rcl | M::Rcr | M::Shl | M::Sal | M::Shr | M::Sar => {
+            shift::shift(ctx, rt, insn)
+        }
+        M::Shld | M::Shrd => shift::double_shift(ctx, rt, insn),
+        M::Mul | M::Imul => muldiv::multiply(ctx, rt, insn),
+        M::Div | M::Idiv => muldiv::divide(ctx, rt, insn),
+        M::Bt | M::Bts | M::Btr | M::Btc => bits::bit_test(ctx, rt, insn),
+        // Without BMI1/ABM (not advertised) TZCNT and LZCNT execute as BSF and BSR, as on
+        // older processors; compilers rely on it for `rep bsf`.
+        M::Bsf | M::Bsr | M::Tzcnt | M::Lzcnt => bits::bit_scan(ctx, rt, insn),
+        M::Daa | M::Das | M::Aaa | M::Aas | M::Aam | M::Aad => bcd::decimal(ctx, insn),
+
+        M::Movsb | M::Movsw | M::Movsd | M::Movsq => string::movs(ctx, rt, insn),
+        M::Stosb | M::Stosw | M::Stosd | M::Stosq => string::stos(ctx, rt, insn),
+        M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq => string::lods(ctx, rt, insn),
+        M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq => string::cmps(ctx, rt, insn),
+        M::Scasb | M::Scasw | M::Scasd | M::Scasq => string::scas(ctx, rt, insn),
+        M::Insb | M::Insw | M::Insd => string::ins(ctx, rt, insn),
+        M::Outsb | M::Outsw | M::Outsd => string::outs(ctx, rt, insn),
+
+        M::Push => stack::push(ctx, rt, insn),
+        M::Pop => stack::pop(ctx, rt, insn),
+        M::Pusha | M::Pushad => stack::pusha(ctx, rt, insn),
+        M::Popa | M::Popad => stack::popa(ctx, rt, insn),
+        M::Pushf | M::Pushfd | M::Pushfq => stack::pushf(ctx, rt, insn),
+        M::Popf | M::Popfd | M::Popfq => stack::popf(ctx, rt, insn),
+        M::Enter => stack::enter(ctx, rt, insn),
+        M::Leave => stack::leave(ctx, rt, insn),
+
+        M::Jmp => control::jmp(ctx, rt, insn),
+        M::Call => control::call(ctx, rt, insn),
+        M::Ret => control::ret_near(ctx, rt, insn),
+        M::Retf => control::ret_far(ctx, rt, insn),
+        M::Ja
+        | M::Jae
+        | M::Jb
+        | M::Jbe
+        | M::Je
+        | M::Jg
+        | M::Jge
+        | M::Jl
+        | M::Jle
+        | M::Jne
+        | M::Jno
+        | M::Jnp
+        | M::Jns
+        | M::Jo
+        | M::Jp
+        | M::Js => control::jcc(ctx, insn),
+        M::Loop | M::Loope | M::Loopne | M::Jcxz | M::Jecxz | M::Jrcxz => {
+            control::loop_jcxz(ctx, insn)
+        }
+        M::Int | M::Int3 | M::Into | M::Int1 => control::int(ctx, rt, insn),
+        M::Iret | M::Iretd => control::iret(ctx, rt, insn),
+
+        // Hint NOPs (0F 18-0F 1F, ENDBR32 without CET), cache and ordering instructions that
+        // need no emulation in a single-CPU machine without caches.
+        M::Nop
+        | M::Reservednop
+        | M::Endbr32
+        | M::Endbr64
+        | M::Pause
+        | M::Wbinvd
+        | M::Invd
+        | M::Wait
+        | M::Prefetchnta
+        | M::Prefetcht0
+        | M::Prefetcht1
+        | M::Prefetcht2
+        | M::Prefetchw
+        | M::Lfence
+        | M::Mfence
+        | M::Sfence => Ok(Flow::Next),
+        M::Ud2 | M::Ud0 | M::Ud1 => Err(Fault::ud()),
+        M::Hlt => system::hlt(ctx, insn),
+        M::Cli | M::Sti => system::cli_sti(ctx, insn),
+        M::In | M::Out => system::in_out(ctx, rt, insn),
+        M::Cpuid => system::cpuid(ctx),
+        M::Rdtsc => system::rdtsc(ctx),
+        M::Rdmsr | M::Wrmsr => system::msr(ctx, insn),
+        M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => system::descriptor_table(ctx, rt, insn),
+        M::Lldt | M::Ltr | M::Sldt | M::Str => system::ldt_tr(ctx, rt, insn),
+        M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),
+        M::Invlpg => system::invlpg(ctx, insn),
+        M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection(ctx, rt, insn),
+        _ => unimplemented_instruction(ctx, rt, insn),
+    }
+}
+
+/// x87 escape opcodes D8-DF (SDM Vol. 2A Appendix A.4).
+const X87_ESCAPE: std::ops::RangeInclusive<u32> = 0xd8..=0xdf;
+
+/// An instruction emu does not implement (or an invalid encoding): #UD, or #NM for x87
+/// instructions when CR0.EM or CR0.TS says so (SDM Vol. 3A 2.5), logged once per opcode.
+#[cold]
+fn unimplemented_instruction(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    let code = insn.code();
+    if rt.first_warning(code) {
+        let la = ctx.cpu.cs().base.wrapping_add(insn.ip());
+        log::warn!(
+            "unimplemented instruction {:?} ({:?}) at linear {la:#x}: raising #UD",
+            insn.mnemonic(),
+            code
+        );
+    }
+    if code != iced_x86::Code::INVALID {
+        let op = insn.op_code();
+        let first_byte = if op.op_code_len() == 2 {
+            op.op_code() >> 8
+        } else {
+            op.op_code()
+        };
+        let is_x87 =
+            op.table() == iced_x86::OpCodeTableKind::Normal && X87_ESCAPE.contains(&first_byte);
+        if is_x87 && ctx.cpu.cr0 & (vcpu::state::cr0::EM | vcpu::state::cr0::TS) != 0 {
+            return Err(Fault::new(exception::NM_VECTOR));
+        }
+    }
+    Err(Fault::ud())
+}

@@ -1,0 +1,283 @@
+//! Operand access for the interpreter: general registers by iced-x86 register, effective and
+//! linear addresses of memory operands (SDM Vol. 1 3.7.5, with 16/32-bit wrap-around), and
+//! reading/writing an instruction's operands whatever their kind.
+
+use iced_x86::{Instruction, OpKind, Register};
+use vcpu::CpuState;
+
+use crate::context::JitContext;
+use crate::exception::Fault;
+use crate::mem;
+use crate::runtime::Runtime;
+
+// The register arithmetic below relies on iced-x86's register numbering.
+const _: () = assert!(Register::AL as u32 == 1);
+const _: () = assert!(Register::AH as u32 == 5);
+const _: () = assert!(Register::SPL as u32 == 9);
+const _: () = assert!(Register::AX as u32 == 21);
+const _: () = assert!(Register::EAX as u32 == 37);
+const _: () = assert!(Register::RAX as u32 == 53);
+const _: () = assert!(Register::R15 as u32 == 68);
+const _: () = assert!(Register::ES as u32 == 71);
+const _: () = assert!(Register::GS as u32 == 76);
+
+/// All-ones mask of an operand of `size` bytes.
+#[inline]
+pub fn mask(size: u32) -> u64 {
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * size)) - 1
+    }
+}
+
+/// The sign bit of an operand of `size` bytes.
+#[inline]
+pub fn sign_bit(size: u32) -> u64 {
+    1u64 << (8 * size.clamp(1, 8) - 1)
+}
+
+/// Sign-extend the low `size` bytes of `v` to 64 bits.
+#[inline]
+pub fn sext(v: u64, size: u32) -> u64 {
+    let shift = 64 - 8 * size.clamp(1, 8);
+    (((v << shift) as i64) >> shift) as u64
+}
+
+/// Index into `CpuState::seg` of a segment register.
+#[inline]
+pub fn seg_index(r: Register) -> usize {
+    ((r as usize).wrapping_sub(Register::ES as usize)).min(5)
+}
+
+/// Read a general register (8/16/32/64-bit, including AH..BH) or a segment selector.
+#[inline]
+pub fn reg_read(cpu: &CpuState, r: Register) -> u64 {
+    let n = r as usize;
+    match n {
+        1..=4 => cpu.gpr[n - 1] & 0xff,
+        5..=8 => (cpu.gpr[n - 5] >> 8) & 0xff,
+        9..=20 => cpu.gpr[n - 5] & 0xff,
+        21..=36 => cpu.gpr[n - 21] & 0xffff,
+        37..=52 => cpu.gpr[n - 37] & 0xffff_ffff,
+        53..=68 => cpu.gpr[n - 53],
+        71..=76 => u64::from(cpu.seg[n - 71].selector),
+        _ => 0,
+    }
+}
+
+/// Write a general register: 8 and 16-bit writes merge, 32-bit writes zero-extend.
+#[inline]
+pub fn reg_write(cpu: &mut CpuState, r: Register, v: u64) {
+    let n = r as usize;
+    match n {
+        1..=4 => cpu.gpr[n - 1] = (cpu.gpr[n - 1] & !0xff) | (v & 0xff),
+        5..=8 => cpu.gpr[n - 5] = (cpu.gpr[n - 5] & !0xff00) | ((v & 0xff) << 8),
+        9..=20 => cpu.gpr[n - 5] = (cpu.gpr[n - 5] & !0xff) | (v & 0xff),
+        21..=36 => cpu.gpr[n - 21] = (cpu.gpr[n - 21] & !0xffff) | (v & 0xffff),
+        37..=52 => cpu.gpr[n - 37] = v & 0xffff_ffff,
+        53..=68 => cpu.gpr[n - 53] = v,
+        _ => {}
+    }
+}
+
+/// Write the low `size` bytes of general register number `idx` (0 = rAX ...), merging.
+#[inline]
+pub fn gpr_write_sized(cpu: &mut CpuState, idx: usize, size: u32, v: u64) {
+    let m = mask(size);
+    cpu.gpr[idx] = if size == 4 {
+        v & m
+    } else {
+        (cpu.gpr[idx] & !m) | (v & m)
+    };
+}
+
+/// Address size in bytes of the instruction's memory operand.
+#[inline]
+pub fn addr_size(insn: &Instruction) -> u32 {
+    let b = insn.memory_base();
+    if b != Register::None {
+        return b.size() as u32;
+    }
+    let i = insn.memory_index();
+    if i != Register::None {
+        return i.size() as u32;
+    }
+    match insn.memory_displ_size() {
+        2 => 2,
+        8 => 8,
+        _ => 4,
+    }
+}
+
+/// Effective address (offset in the segment) of the memory operand, wrapped to the address size.
+#[inline]
+pub fn effective_offset(cpu: &CpuState, insn: &Instruction) -> u64 {
+    let mut ea = insn.memory_displacement64();
+    let b = insn.memory_base();
+    if b != Register::None {
+        ea = ea.wrapping_add(reg_read(cpu, b));
+    }
+    let i = insn.memory_index();
+    if i != Register::None {
+        ea = ea.wrapping_add(reg_read(cpu, i).wrapping_mul(u64::from(insn.memory_index_scale())));
+    }
+    ea & mask(addr_size(insn))
+}
+
+/// Linear address of segment `seg` (an iced segment register) + `offset`.
+#[inline]
+pub fn linear(ctx: &JitContext, seg: Register, offset: u64) -> u64 {
+    ctx.cpu.seg[seg_index(seg)].base.wrapping_add(offset) & mem::linear_mask(ctx)
+}
+
+/// Linear address of the instruction's memory operand.
+#[inline]
+pub fn mem_linear(ctx: &JitContext, insn: &Instruction) -> u64 {
+    linear(ctx, insn.memory_segment(), effective_offset(&ctx.cpu, insn))
+}
+
+/// Linear address of the memory operand `extra` bytes further on (far pointers, bit strings).
+#[inline]
+pub fn mem_linear_plus(ctx: &JitContext, insn: &Instruction, extra: u64) -> u64 {
+    let off = effective_offset(&ctx.cpu, insn).wrapping_add(extra) & mask(addr_size(insn));
+    linear(ctx, insn.memory_segment(), off)
+}
+
+/// Size in bytes of operand `i` (register or memory); immediates take `default`.
+#[inline]
+pub fn op_size(insn: &Instruction, i: u32, default: u32) -> u32 {
+    match insn.op_kind(i) {
+        OpKind::Register => insn.op_register(i).size() as u32,
+        OpKind::Memory => insn.memory_size().size() as u32,
+        _ => default,
+    }
+}
+
+/// The value of operand `i`, `size` bytes wide (immediates are sign-extended then truncated).
+#[inline]
+pub fn read_op(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    insn: &Instruction,
+    i: u32,
+    size: u32,
+) -> Result<u64, Fault> {
+    match insn.op_kind(i) {
+        OpKind::Register => Ok(reg_read(&ctx.cpu, insn.op_register(i))),
+        OpKind::Memory => {
+            let la = mem_linear(ctx, insn);
+            mem::read(ctx, rt, la, size)
+        }
+        OpKind::Immediate8
+        | OpKind::Immediate8_2nd
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate64
+        | OpKind::Immediate8to16
+        | OpKind::Immediate8to32
+        | OpKind::Immediate8to64
+        | OpKind::Immediate32to64 => Ok(insn.immediate(i) & mask(size)),
+        _ => Err(Fault::ud()),
+    }
+}
+
+/// Store `v` into operand `i` (register or memory), `size` bytes wide.
+#[inline]
+pub fn write_op(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    insn: &Instruction,
+    i: u32,
+    size: u32,
+    v: u64,
+) -> Result<(), Fault> {
+    match insn.op_kind(i) {
+        OpKind::Register => {
+            reg_write(&mut ctx.cpu, insn.op_register(i), v);
+            Ok(())
+        }
+        OpKind::Memory => {
+            let la = mem_linear(ctx, insn);
+            mem::write(ctx, rt, la, size, v & mask(size))
+        }
+        _ => Err(Fault::ud()),
+    }
+}
+
+/// A resolved read-modify-write destination: the register or the linear address, computed
+/// once so the write goes where the read came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Place {
+    Reg(Register),
+    Mem(u64),
+}
+
+impl Place {
+    /// Resolve operand `i`.
+    #[inline]
+    pub fn of(ctx: &JitContext, insn: &Instruction, i: u32) -> Result<Place, Fault> {
+        match insn.op_kind(i) {
+            OpKind::Register => Ok(Place::Reg(insn.op_register(i))),
+            OpKind::Memory => Ok(Place::Mem(mem_linear(ctx, insn))),
+            _ => Err(Fault::ud()),
+        }
+    }
+    #[inline]
+    pub fn read(self, ctx: &mut JitContext, rt: &mut Runtime, size: u32) -> Result<u64, Fault> {
+        match self {
+            Place::Reg(r) => Ok(reg_read(&ctx.cpu, r)),
+            Place::Mem(la) => mem::read(ctx, rt, la, size),
+        }
+    }
+    #[inline]
+    pub fn write(
+        self,
+        ctx: &mut JitContext,
+        rt: &mut Runtime,
+        size: u32,
+        v: u64,
+    ) -> Result<(), Fault> {
+        match self {
+            Place::Reg(r) => {
+                reg_write(&mut ctx.cpu, r, v);
+                Ok(())
+            }
+            Place::Mem(la) => mem::write(ctx, rt, la, size, v & mask(size)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_views_alias_correctly() {
+        let mut cpu = CpuState::reset();
+        cpu.gpr[0] = 0x1122_3344_5566_7788;
+        assert_eq!(reg_read(&cpu, Register::AL), 0x88);
+        assert_eq!(reg_read(&cpu, Register::AH), 0x77);
+        assert_eq!(reg_read(&cpu, Register::AX), 0x7788);
+        assert_eq!(reg_read(&cpu, Register::EAX), 0x5566_7788);
+        reg_write(&mut cpu, Register::AH, 0xab);
+        assert_eq!(cpu.gpr[0], 0x1122_3344_5566_ab88);
+        reg_write(&mut cpu, Register::AX, 0x1234);
+        assert_eq!(cpu.gpr[0], 0x1122_3344_5566_1234);
+        reg_write(&mut cpu, Register::EAX, 0xdead_beef);
+        assert_eq!(cpu.gpr[0], 0xdead_beef);
+        cpu.gpr[7] = 0x1ff;
+        assert_eq!(reg_read(&cpu, Register::DIL), 0xff);
+        reg_write(&mut cpu, Register::BH, 0x12);
+        assert_eq!(cpu.gpr[3], 0x1200);
+        assert_eq!(seg_index(Register::SS), 2);
+    }
+
+    #[test]
+    fn sign_extension_and_masks() {
+        assert_eq!(sext(0x80, 1), 0xffff_ffff_ffff_ff80);
+        assert_eq!(sext(0x7fff, 2), 0x7fff);
+        assert_eq!(mask(4), 0xffff_ffff);
+        assert_eq!(sign_bit(2), 0x8000);
+    }
+}

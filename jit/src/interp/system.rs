@@ -1,0 +1,492 @@
+//! System instructions: HLT, CLI/STI, IN/OUT, CPUID, RDTSC, RDMSR/WRMSR, LGDT/LIDT/SGDT/SIDT,
+//! LLDT/LTR/SLDT/STR, MOV to/from control and debug registers, LMSW/SMSW/CLTS and INVLPG
+//! (SDM Vol. 2 and Vol. 3A 2.5-2.8). Privileged ones raise #GP(0) outside CPL 0. Port access
+//! is allowed when CPL <= IOPL; the TSS I/O permission bitmap is not consulted (#GP instead).
+
+use iced_x86::{Code, Instruction, Mnemonic as M, OpKind, Register};
+use vcpu::state::{cr0, gpr, rflags};
+use vcpu::{ExecMode, Segment};
+
+use super::operand::{
+    mask, mem_linear, mem_linear_plus, op_size, read_op, reg_read, reg_write, write_op,
+};
+use super::{end_block_after, ip_mask, Exec, Flow};
+use crate::context::JitContext;
+use crate::exception::Fault;
+use crate::mem;
+use crate::runtime::Runtime;
+use crate::segment;
+
+/// CR4 bits (SDM Vol. 3A 2.5).
+pub const CR4_TSD: u64 = 1 << 2;
+pub const CR4_DE: u64 = 1 << 3;
+
+/// Raise #GP(0) unless at CPL 0 (privileged instructions, SDM Vol. 3A 5.9).
+#[inline]
+fn require_cpl0(ctx: &JitContext) -> Result<(), Fault> {
+    if ctx.cpu.cpl() != 0 {
+        return Err(Fault::gp(0));
+    }
+    Ok(())
+}
+
+fn iopl(ctx: &JitContext) -> u8 {
+    ((ctx.cpu.rflags & rflags::IOPL) >> 12) as u8
+}
+
+/// I/O-sensitive instructions in protected mode need CPL <= IOPL (SDM Vol. 1 19.5.1).
+pub(super) fn check_io_permission(ctx: &JitContext) -> Result<(), Fault> {
+    if ctx.cpu.mode() != ExecMode::Real && ctx.cpu.cpl() > iopl(ctx) {
+        return Err(Fault::gp(0));
+    }
+    Ok(())
+}
+
+pub(super) fn hlt(ctx: &mut JitContext, insn: &Instruction) -> Exec {
+    require_cpl0(ctx)?;
+    ctx.cpu.halted = 1;
+    ctx.cpu.rip = insn.next_ip() & ip_mask(ctx);
+    Ok(Flow::Exit)
+}
+
+pub(super) fn cli_sti(ctx: &mut JitContext, insn: &Instruction) -> Exec {
+    check_io_permission(ctx)?;
+    if insn.mnemonic() == M::Cli {
+        ctx.cpu.rflags &= !rflags::IF;
+    } else if ctx.cpu.rflags & rflags::IF == 0 {
+        ctx.cpu.rflags |= rflags::IF;
+        // Interrupts stay blocked until after the next instruction (SDM Vol. 2B STI).
+        ctx.cpu.interrupt_shadow = 1;
+    }
+    Ok(end_block_after(ctx, insn))
+}
+
+/// Read `size` bytes from an I/O port (all ones without buses).
+pub(super) fn port_in(rt: &mut Runtime, port: u16, size: u32) -> u64 {
+    let mut buf = [0xffu8; 8];
+    if let Some(b) = rt.buses() {
+        b.io_read(port, &mut buf[..size as usize]);
+    }
+    u64::from_le_bytes(buf) & mask(size)
+}
+
+/// Write `size` bytes to an I/O port; a device request ends the run.
+pub(super) fn port_out(ctx: &mut JitContext, rt: &mut Runtime, port: u16, size: u32, v: u64) {
+    let bytes = v.to_le_bytes();
+    if rt
+        .buses()
+        .is_some_and(|b| b.io_write(port, &bytes[..size as usize]))
+    {
+        ctx.exit.exit_run = 1;
+        ctx.exit.exit_block = 1;
+    }
+}
+
+pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    check_io_permission(ctx)?;
+    let (data_op, port_op) = if insn.mnemonic() == M::In {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let port = match insn.op_kind(port_op) {
+        OpKind::Immediate8 => u16::from(insn.immediate8()),
+        _ => ctx.cpu.gpr[gpr::RDX] as u16,
+    };
+    let reg = insn.op_register(data_op);
+    let size = reg.size() as u32;
+    if insn.mnemonic() == M::In {
+        let v = port_in(rt, port, size);
+        reg_write(&mut ctx.cpu, reg, v);
+    } else {
+        let v = reg_read(&ctx.cpu, reg);
+        port_out(ctx, rt, port, size, v);
+    }
+    Ok(Flow::Next)
+}
+
+/// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
+/// implements. No FPU, no MMX/SSE, no APIC yet.
+pub const CPUID_1_EDX: u32 = CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_CX8 | CPUID_CMOV;
+pub const CPUID_PSE: u32 = 1 << 3;
+pub const CPUID_TSC: u32 = 1 << 4;
+pub const CPUID_MSR: u32 = 1 << 5;
+pub const CPUID_CX8: u32 = 1 << 8;
+pub const CPUID_CMOV: u32 = 1 << 15;
+/// Family 6, model 6, stepping 3 (the signature `CpuState::reset` leaves in EDX).
+pub const CPUID_SIGNATURE: u32 = 0x0000_0663;
+pub const CPUID_VENDOR: &[u8; 12] = b"GenuineIntel";
+pub const CPUID_BRAND: &str = "emu x86 JIT";
+const CPUID_MAX_BASIC: u32 = 1;
+const CPUID_MAX_EXTENDED: u32 = 0x8000_0004;
+
+/// The four CPUID output registers for a leaf.
+pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    match leaf {
+        0 => [
+            CPUID_MAX_BASIC,
+            word(&CPUID_VENDOR[0..4]),
+            word(&CPUID_VENDOR[8..12]),
+            word(&CPUID_VENDOR[4..8]),
+        ],
+        1 => [CPUID_SIGNATURE, 0, 0, CPUID_1_EDX],
+        0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
+        0x8000_0002..=0x8000_0004 => {
+            let mut brand = [0u8; 48];
+            brand[..CPUID_BRAND.len()].copy_from_slice(CPUID_BRAND.as_bytes());
+            let base = (leaf - 0x8000_0002) as usize * 16;
+            let b = &brand[base..base + 16];
+            [
+                word(&b[0..4]),
+                word(&b[4..8]),
+                word(&b[8..12]),
+                word(&b[12..16]),
+            ]
+        }
+        _ => [0; 4],
+    }
+}
+
+pub(super) fn cpuid(ctx: &mut JitContext) -> Exec {
+    let r = cpuid_leaf(ctx.cpu.gpr[gpr::RAX] as u32);
+    for (reg, v) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX].into_iter().zip(r) {
+        ctx.cpu.gpr[reg] = u64::from(v);
+    }
+    Ok(Flow::Next)
+}
+
+/// The time-stamp counter: `cpu.tsc` as an offset plus retired instructions (deterministic and
+/// monotonic).
+fn tsc(ctx: &JitContext) -> u64 {
+    ctx.cpu.tsc.wrapping_add(ctx.icount)
+}
+
+pub(super) fn rdtsc(ctx: &mut JitContext) -> Exec {
+    if ctx.cpu.cr4 & CR4_TSD != 0 && ctx.cpu.cpl() != 0 {
+        return Err(Fault::gp(0));
+    }
+    let t = tsc(ctx);
+    ctx.cpu.gpr[gpr::RAX] = t & 0xffff_ffff;
+    ctx.cpu.gpr[gpr::RDX] = t >> 32;
+    Ok(Flow::Next)
+}
+
+/// MSR numbers (SDM Vol. 4, Table 2-2).
+mod msr {
+    pub const TSC: u32 = 0x10;
+    pub const APIC_BASE: u32 = 0x1b;
+    pub const SYSENTER_CS: u32 = 0x174;
+    pub const SYSENTER_ESP: u32 = 0x175;
+    pub const SYSENTER_EIP: u32 = 0x176;
+    pub const MISC_ENABLE: u32 = 0x1a0;
+    pub const PAT: u32 = 0x277;
+    pub const EFER: u32 = 0xc000_0080;
+}
+
+pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
+    require_cpl0(ctx)?;
+    let index = ctx.cpu.gpr[gpr::RCX] as u32;
+    let c = &mut ctx.cpu;
+    if insn.mnemonic() == M::Rdmsr {
+        let v = match index {
+            msr::TSC => c.tsc.wrapping_add(ctx.icount),
+            msr::APIC_BASE => c.apic_base,
+            msr::SYSENTER_CS => c.sysenter_cs,
+            msr::SYSENTER_ESP => c.sysenter_esp,
+            msr::SYSENTER_EIP => c.sysenter_eip,
+            msr::MISC_ENABLE => c.misc_enable,
+            msr::PAT => c.pat,
+            msr::EFER => c.efer,
+            _ => {
+                log::debug!("rdmsr of unknown MSR {index:#x}: #GP");
+                return Err(Fault::gp(0));
+            }
+        };
+        c.gpr[gpr::RAX] = v & 0xffff_ffff;
+        c.gpr[gpr::RDX] = v >> 32;
+        return Ok(Flow::Next);
+    }
+    let v = (c.gpr[gpr::RDX] & 0xffff_ffff) << 32 | (c.gpr[gpr::RAX] & 0xffff_ffff);
+    match index {
+        msr::TSC => c.tsc = v.wrapping_sub(ctx.icount),
+        msr::APIC_BASE => c.apic_base = v,
+        msr::SYSENTER_CS => c.sysenter_cs = v,
+        msr::SYSENTER_ESP => c.sysenter_esp = v,
+        msr::SYSENTER_EIP => c.sysenter_eip = v,
+        msr::MISC_ENABLE => c.misc_enable = v,
+        msr::PAT => c.pat = v,
+        // No long mode, SYSCALL or NX is advertised: EFER only takes 0.
+        msr::EFER if v == 0 => c.efer = 0,
+        _ => {
+            log::debug!("wrmsr {index:#x} <- {v:#x} refused: #GP");
+            return Err(Fault::gp(0));
+        }
+    }
+    Ok(end_block_after(ctx, insn))
+}
+
+pub(super) fn descriptor_table(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    if insn.op_kind(0) != OpKind::Memory {
+        return Err(Fault::ud());
+    }
+    let load = matches!(insn.mnemonic(), M::Lgdt | M::Lidt);
+    if load {
+        require_cpl0(ctx)?;
+    }
+    let op16 = matches!(
+        insn.code(),
+        Code::Lgdt_m1632_16 | Code::Lidt_m1632_16 | Code::Sgdt_m1632_16 | Code::Sidt_m1632_16
+    );
+    let base_size = if insn.memory_size().size() >= 10 {
+        8
+    } else {
+        4
+    };
+    let la = mem_linear(ctx, insn);
+    let base_la = mem_linear_plus(ctx, insn, 2);
+    let gdt = matches!(insn.mnemonic(), M::Lgdt | M::Sgdt);
+    if load {
+        let limit = mem::read(ctx, rt, la, 2)? as u16;
+        let mut base = mem::read(ctx, rt, base_la, base_size)?;
+        if op16 {
+            base &= 0x00ff_ffff;
+        }
+        let t = if gdt {
+            &mut ctx.cpu.gdtr
+        } else {
+            &mut ctx.cpu.idtr
+        };
+        t.base = base;
+        t.limit = limit;
+        return Ok(end_block_after(ctx, insn));
+    }
+    let t = if gdt { ctx.cpu.gdtr } else { ctx.cpu.idtr };
+    let base = if op16 { t.base & 0x00ff_ffff } else { t.base };
+    // Translate both parts before storing either.
+    mem::linear_to_phys(ctx, rt, la, mem::Access::Write)?;
+    mem::linear_to_phys(ctx, rt, base_la, mem::Access::Write)?;
+    mem::write(ctx, rt, la, 2, u64::from(t.limit))?;
+    mem::write(ctx, rt, base_la, base_size, base)?;
+    Ok(Flow::Next)
+}
+
+/// System descriptor types (SDM Vol. 3A 3.5, Table 3-2).
+const SYS_LDT: u8 = 0x2;
+const SYS_TSS16_AVAILABLE: u8 = 0x1;
+const SYS_TSS32_AVAILABLE: u8 = 0x9;
+const SYS_TSS_BUSY: u8 = 0x2;
+
+pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    if ctx.cpu.mode() == ExecMode::Real || ctx.cpu.mode() == ExecMode::Virtual8086 {
+        return Err(Fault::ud());
+    }
+    match insn.mnemonic() {
+        M::Sldt | M::Str => {
+            let sel = if insn.mnemonic() == M::Sldt {
+                ctx.cpu.ldtr.selector
+            } else {
+                ctx.cpu.tr.selector
+            };
+            let size = op_size(insn, 0, 2);
+            write_op(ctx, rt, insn, 0, size, u64::from(sel))?;
+            return Ok(Flow::Next);
+        }
+        _ => {}
+    }
+    require_cpl0(ctx)?;
+    let size = op_size(insn, 0, 2);
+    let sel = read_op(ctx, rt, insn, 0, size)? as u16;
+    let err = segment::selector_error(sel);
+    let null = sel & segment::SELECTOR_INDEX_MASK == 0;
+    if insn.mnemonic() == M::Lldt && null {
+        ctx.cpu.ldtr = Segment {
+            selector: sel,
+            ..Segment::default()
+        };
+        return Ok(end_block_after(ctx, insn));
+    }
+    if null || sel & segment::SELECTOR_TI != 0 {
+        return Err(Fault::gp(err));
+    }
+    let mut d = segment::read_descriptor(ctx, rt, sel)?;
+    let typ = d.typ();
+    let ok_type = if insn.mnemonic() == M::Lldt {
+        typ == SYS_LDT
+    } else {
+        typ == SYS_TSS16_AVAILABLE || typ == SYS_TSS32_AVAILABLE
+    };
+    if d.is_code_or_data() || !ok_type {
+        return Err(Fault::gp(err));
+    }
+    if !d.present() {
+        return Err(Fault::np(err));
+    }
+    if insn.mnemonic() == M::Lldt {
+        ctx.cpu.ldtr = d.segment(sel);
+    } else {
+        d.high |= u32::from(SYS_TSS_BUSY) << 8;
+        let wrap = mem::linear_mask(ctx);
+        mem::write_system(
+            ctx,
+            rt,
+            d.address.wrapping_add(4) & wrap,
+            4,
+            u64::from(d.high),
+        )?;
+        ctx.cpu.tr = d.segment(sel);
+    }
+    Ok(end_block_after(ctx, insn))
+}
+
+/// Install a new CR0 value; flush the TLB when paging-relevant bits change.
+fn write_cr0(ctx: &mut JitContext, v: u64) -> Result<(), Fault> {
+    if v & cr0::PG != 0 && v & cr0::PE == 0 {
+        return Err(Fault::gp(0));
+    }
+    if v & cr0::NW != 0 && v & cr0::CD == 0 {
+        return Err(Fault::gp(0));
+    }
+    let old = ctx.cpu.cr0;
+    ctx.cpu.cr0 = (v & 0xffff_ffff) | cr0::ET;
+    if (old ^ ctx.cpu.cr0) & (cr0::PE | cr0::PG | cr0::WP) != 0 {
+        ctx.flush_tlb();
+    }
+    Ok(())
+}
+
+pub(super) fn msw(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    match insn.mnemonic() {
+        M::Smsw => {
+            let size = op_size(insn, 0, 2);
+            let v = if insn.op_kind(0) == OpKind::Memory {
+                ctx.cpu.cr0 & 0xffff
+            } else {
+                ctx.cpu.cr0
+            };
+            write_op(ctx, rt, insn, 0, size, v)?;
+            Ok(Flow::Next)
+        }
+        M::Lmsw => {
+            require_cpl0(ctx)?;
+            let size = op_size(insn, 0, 2);
+            let v = read_op(ctx, rt, insn, 0, size)? & 0xf;
+            // LMSW sets PE but cannot clear it (SDM Vol. 2A LMSW).
+            let new = (ctx.cpu.cr0 & !0xe) | v | (ctx.cpu.cr0 & cr0::PE);
+            let ip_mask_before = ip_mask(ctx);
+            write_cr0(ctx, new)?;
+            ctx.cpu.rip = insn.next_ip() & ip_mask_before;
+            Ok(Flow::Jump)
+        }
+        _ => {
+            require_cpl0(ctx)?;
+            ctx.cpu.cr0 &= !cr0::TS;
+            Ok(Flow::Next)
+        }
+    }
+}
+
+/// The `CpuState::dr` slot of DR0-DR7 (DR4/DR5 alias DR6/DR7 while CR4.DE is clear).
+fn dr_slot(ctx: &JitContext, n: usize) -> Result<usize, Fault> {
+    match n {
+        0..=3 => Ok(n),
+        4 | 5 if ctx.cpu.cr4 & CR4_DE != 0 => Err(Fault::ud()),
+        4 | 6 => Ok(4),
+        5 | 7 => Ok(5),
+        _ => Err(Fault::ud()),
+    }
+}
+
+/// MOV to/from CR0, CR2, CR3, CR4, CR8 and DR0-DR7.
+pub(super) fn mov_control(
+    ctx: &mut JitContext,
+    insn: &Instruction,
+    r0: Register,
+    r1: Register,
+) -> Exec {
+    require_cpl0(ctx)?;
+    let width_mask = if ctx.cpu.mode() == ExecMode::Long64 {
+        u64::MAX
+    } else {
+        0xffff_ffff
+    };
+    if r1.is_cr() || r1.is_dr() {
+        let v = if r1.is_cr() {
+            match r1 {
+                Register::CR0 => ctx.cpu.cr0,
+                Register::CR2 => ctx.cpu.cr2,
+                Register::CR3 => ctx.cpu.cr3,
+                Register::CR4 => ctx.cpu.cr4,
+                Register::CR8 => ctx.cpu.cr8,
+                _ => return Err(Fault::ud()),
+            }
+        } else {
+            ctx.cpu.dr[dr_slot(ctx, r1.number())?]
+        };
+        reg_write(&mut ctx.cpu, r0, v & width_mask);
+        return Ok(Flow::Next);
+    }
+    let v = reg_read(&ctx.cpu, r1) & width_mask;
+    if r0.is_dr() {
+        let slot = dr_slot(ctx, r0.number())?;
+        ctx.cpu.dr[slot] = v;
+        return Ok(Flow::Next);
+    }
+    let ip_mask_before = ip_mask(ctx);
+    match r0 {
+        Register::CR0 => write_cr0(ctx, v)?,
+        Register::CR2 => ctx.cpu.cr2 = v,
+        Register::CR3 => {
+            ctx.cpu.cr3 = v;
+            ctx.flush_tlb();
+        }
+        Register::CR4 => {
+            if v & mem::CR4_PAE != 0 {
+                // PAE is not advertised in CPUID and not implemented.
+                return Err(Fault::gp(0));
+            }
+            ctx.cpu.cr4 = v;
+            ctx.flush_tlb();
+        }
+        Register::CR8 => ctx.cpu.cr8 = v & 0xf,
+        _ => return Err(Fault::ud()),
+    }
+    ctx.cpu.rip = insn.next_ip() & ip_mask_before;
+    Ok(Flow::Jump)
+}
+
+pub(super) fn invlpg(ctx: &mut JitContext, insn: &Instruction) -> Exec {
+    require_cpl0(ctx)?;
+    if insn.op_kind(0) != OpKind::Memory {
+        return Err(Fault::ud());
+    }
+    let la = mem_linear(ctx, insn);
+    mem::flush_tlb_page(ctx, la);
+    Ok(end_block_after(ctx, insn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpuid_reports_vendor_brand_and_only_implemented_features() {
+        let l0 = cpuid_leaf(0);
+        let mut vendor = Vec::new();
+        for r in [l0[1], l0[3], l0[2]] {
+            vendor.extend_from_slice(&r.to_le_bytes());
+        }
+        assert_eq!(&vendor, b"GenuineIntel");
+        let l1 = cpuid_leaf(1);
+        assert_eq!(l1[3] & 1, 0, "no FPU");
+        assert_eq!(l1[3], (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 15));
+        assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0004);
+        let mut brand = Vec::new();
+        for leaf in 0x8000_0002..=0x8000_0004 {
+            for r in cpuid_leaf(leaf) {
+                brand.extend_from_slice(&r.to_le_bytes());
+            }
+        }
+        assert!(brand.starts_with(b"emu x86 JIT\0"));
+    }
+}

@@ -1,0 +1,170 @@
+//! What the Rust helpers need besides the register file: guest memory, the device buses, and
+//! the record of which physical pages hold translated code.
+//!
+//! Generated code never touches this; it reaches it through `JitContext::runtime` only by
+//! calling helpers. Code pages are tracked in a bitmap over the guest-physical pages backed by
+//! RAM or ROM (nothing else can hold code), so the write slow path answers "is this a code
+//! page?" with one load.
+
+use hashbrown::HashSet;
+
+use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_INVALID};
+
+/// The helpers' view of the machine while a vCPU runs.
+pub struct Runtime {
+    pub ram: vcpu::GuestRam,
+    /// The device buses, valid only while `JitVcpu::run` runs (set by the dispatcher); null
+    /// otherwise, in which case MMIO and port reads return all ones and writes are dropped.
+    pub buses: *mut devices::Buses,
+    /// Set when exception delivery escalated to a triple fault (SDM Vol. 3A 6.15, vector 8).
+    pub triple_fault: bool,
+    /// One bit per guest-physical page below `code_bitmap.len() * 64` pages: the page holds
+    /// translated code.
+    code_bitmap: Vec<u64>,
+    /// Code pages written since the last `take_dirty_code_pages` (no duplicates).
+    dirty_code_pages: Vec<u64>,
+    /// Opcodes already reported as unimplemented (touched only on the #UD path).
+    warned_codes: HashSet<u16>,
+}
+
+impl Runtime {
+    pub fn new(ram: vcpu::GuestRam) -> Self {
+        let top = ram.regions().iter().map(|r| r.end()).max().unwrap_or(0);
+        let pages = top >> PAGE_SHIFT;
+        let words = usize::try_from(pages.div_ceil(64)).unwrap_or(0);
+        Self {
+            ram,
+            buses: std::ptr::null_mut(),
+            triple_fault: false,
+            code_bitmap: vec![0; words],
+            dirty_code_pages: Vec::new(),
+            warned_codes: HashSet::new(),
+        }
+    }
+
+    fn bit_of(phys_page: u64) -> (usize, u64) {
+        let pfn = phys_page >> PAGE_SHIFT;
+        ((pfn / 64) as usize, 1u64 << (pfn % 64))
+    }
+
+    /// Whether guest-physical page `phys_page` (any address inside it) holds translated code.
+    #[inline]
+    pub fn is_code_page(&self, phys_page: u64) -> bool {
+        let (word, bit) = Self::bit_of(phys_page & PAGE_MASK);
+        self.code_bitmap.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    /// The dispatcher built a block from `phys_page`: from now on writes to it take the slow
+    /// path (matching TLB write tags are dropped) and are recorded as dirty.
+    pub fn mark_code_page(&mut self, ctx: &mut JitContext, phys_page: u64) {
+        let page = phys_page & PAGE_MASK;
+        let (word, bit) = Self::bit_of(page);
+        let Some(w) = self.code_bitmap.get_mut(word) else {
+            // Not RAM or ROM: cannot be written through memory, nothing to track.
+            return;
+        };
+        *w |= bit;
+        for e in ctx.tlb.iter_mut() {
+            if e.write_tag != TLB_INVALID && e.phys_page == page {
+                e.write_tag = TLB_INVALID;
+            }
+        }
+    }
+
+    /// Forget that a page holds code (after its blocks were invalidated).
+    pub fn unmark_code_page(&mut self, phys_page: u64) {
+        let (word, bit) = Self::bit_of(phys_page & PAGE_MASK);
+        if let Some(w) = self.code_bitmap.get_mut(word) {
+            *w &= !bit;
+        }
+    }
+
+    /// Pages that held code and were written since the last call.
+    pub fn take_dirty_code_pages(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.dirty_code_pages)
+    }
+
+    /// Record a guest write to code page `phys_page`.
+    pub(crate) fn note_code_write(&mut self, phys_page: u64) {
+        let page = phys_page & PAGE_MASK;
+        if !self.dirty_code_pages.contains(&page) {
+            self.dirty_code_pages.push(page);
+        }
+    }
+
+    /// True the first time an opcode is reported as unimplemented.
+    pub(crate) fn first_warning(&mut self, code: iced_x86::Code) -> bool {
+        self.warned_codes.insert(code as u16)
+    }
+
+    /// The buses, if the dispatcher attached them.
+    #[inline]
+    pub(crate) fn buses(&mut self) -> Option<&mut devices::Buses> {
+        // SAFETY: the dispatcher sets `buses` to a `&mut Buses` that outlives `JitVcpu::run`
+        // and resets it to null afterwards; helpers run only inside `run`, on the vCPU thread.
+        unsafe { self.buses.as_mut() }
+    }
+}
+
+/// A TLB entry for a RAM/ROM page (used by `mem`).
+pub(crate) fn tlb_entry(
+    la_page: u64,
+    host_page: *mut u8,
+    phys_page: u64,
+    writable: bool,
+) -> TlbEntry {
+    TlbEntry {
+        read_tag: la_page,
+        write_tag: if writable { la_page } else { TLB_INVALID },
+        addend: (host_page as u64).wrapping_sub(la_page),
+        phys_page,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vcpu::{CpuState, RegionKind, RegionSpec};
+
+    fn runtime() -> Runtime {
+        let ram = vcpu::GuestRam::new(&[RegionSpec {
+            base: 0,
+            size: 0x10000,
+            kind: RegionKind::Ram,
+        }])
+        .unwrap();
+        Runtime::new(ram)
+    }
+
+    #[test]
+    fn code_pages_mark_and_unmark() {
+        let mut rt = runtime();
+        let mut ctx = JitContext::new(CpuState::reset());
+        ctx.tlb[3] = TlbEntry {
+            read_tag: 0x3000,
+            write_tag: 0x3000,
+            addend: 0,
+            phys_page: 0x3000,
+        };
+        assert!(!rt.is_code_page(0x3000));
+        rt.mark_code_page(&mut ctx, 0x3000);
+        assert!(rt.is_code_page(0x3abc));
+        assert_eq!(ctx.tlb[3].write_tag, TLB_INVALID);
+        assert_eq!(ctx.tlb[3].read_tag, 0x3000);
+        // Beyond guest memory: ignored, never a code page.
+        rt.mark_code_page(&mut ctx, 0x1_0000_0000);
+        assert!(!rt.is_code_page(0x1_0000_0000));
+        rt.unmark_code_page(0x3000);
+        assert!(!rt.is_code_page(0x3000));
+    }
+
+    #[test]
+    fn dirty_pages_are_deduplicated_and_taken_once() {
+        let mut rt = runtime();
+        rt.note_code_write(0x2010);
+        rt.note_code_write(0x2ff0);
+        rt.note_code_write(0x5000);
+        assert_eq!(rt.take_dirty_code_pages(), vec![0x2000, 0x5000]);
+        assert!(rt.take_dirty_code_pages().is_empty());
+    }
+}

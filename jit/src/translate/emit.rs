@@ -1,0 +1,451 @@
+//! The state of one block being translated and the primitives every instruction uses.
+//!
+//! `Tx` owns the Cranelift [`FunctionBuilder`] and knows where guest state lives in the
+//! [`JitContext`]. Guest registers are Cranelift `Variable`s, loaded once in the entry block and
+//! written back (only the dirty ones) before every helper call and at every exit; the lazy-flags
+//! record of the last flag-setting instruction is kept as SSA values and stored only when something
+//! outside the block could look at it. Everything here follows the protocol documented in
+//! `context.rs`: before a helper call `cpu.rip` holds the current instruction's ip.
+
+use std::mem::offset_of;
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    types, AbiParam, Block, InstBuilder, MemFlagsData, SigRef, Signature, StackSlot, StackSlotData,
+    StackSlotKind, Type, Value,
+};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::{FunctionBuilder, Variable};
+use iced_x86::Instruction;
+use vcpu::CpuState;
+
+use crate::context::{ExitWords, JitContext};
+use crate::flags::{cc_op, LazyFlags};
+
+use super::TranslateEnv;
+
+/// Offset of general register `i` in the context.
+pub(super) fn gpr_offset(i: usize) -> i32 {
+    (offset_of!(JitContext, cpu) + offset_of!(CpuState, gpr) + 8 * i) as i32
+}
+pub(super) const RIP_OFFSET: i32 = (offset_of!(JitContext, cpu) + offset_of!(CpuState, rip)) as i32;
+pub(super) const ICOUNT_OFFSET: i32 = offset_of!(JitContext, icount) as i32;
+pub(super) const EXIT_BLOCK_OFFSET: i32 =
+    (offset_of!(JitContext, exit) + offset_of!(ExitWords, exit_block)) as i32;
+pub(super) const EXIT_RUN_OFFSET: i32 =
+    (offset_of!(JitContext, exit) + offset_of!(ExitWords, exit_run)) as i32;
+const FLAGS_OFFSET: usize = offset_of!(JitContext, flags);
+
+/// The lazy-flags record of the last flag-setting instruction translated in this block.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PendingFlags {
+    /// An operation kind from `flags::kind`.
+    pub kind: u64,
+    /// Operand size in bytes.
+    pub size: u32,
+    /// Inputs and result, zero-extended from `size`.
+    pub src1: Value,
+    pub src2: Value,
+    pub res: Value,
+    pub aux: Value,
+}
+
+/// Where the guest ip comes from when a block is left.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ExitRip {
+    /// A known ip.
+    Const(u64),
+    /// Computed at run time (RET).
+    Value(Value),
+    /// Already stored in `cpu.rip` by a helper.
+    InContext,
+}
+
+/// Cranelift signatures of the helpers generated code calls.
+pub(super) struct HelperSigs {
+    pub interp: SigRef,
+    pub read: SigRef,
+    pub write: SigRef,
+    pub condition: SigRef,
+}
+
+/// Build the signature of a helper: pointer-sized parameters come first as given.
+pub(super) fn signature(call_conv: CallConv, params: &[Type], ret: Type) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+    sig.returns.push(AbiParam::new(ret));
+    sig
+}
+
+/// One block under translation.
+pub(super) struct Tx<'a, 'f> {
+    pub b: FunctionBuilder<'f>,
+    pub env: &'a TranslateEnv,
+    pub ptr: Type,
+    /// The `*mut JitContext` parameter; defined in the entry block, so it dominates everything.
+    pub ctx: Value,
+    pub regs: Vec<Variable>,
+    /// Bit i set: `regs[i]` differs from `cpu.gpr[i]`.
+    pub dirty: u32,
+    pub flags: Option<PendingFlags>,
+    /// Whether `flags` has already been stored into `JitContext::flags` on the main path.
+    pub flags_stored: bool,
+    pub sigs: HelperSigs,
+    /// An 8-byte stack slot the read helper stores its result into.
+    pub read_slot: StackSlot,
+    /// Set to non-zero by a slow-path write that asked the block to end (self-modifying code).
+    pub write_exit: Variable,
+    /// Index in the block and ip of the instruction being translated.
+    pub index: usize,
+    pub ip: u64,
+    pub insn: *const Instruction,
+    /// Whether the current instruction emitted a slow-path write (and so must check `write_exit`).
+    pub wrote_slow: bool,
+    /// The loop header when the block jumps back to its own start.
+    pub loop_header: Option<Block>,
+}
+
+impl<'a, 'f> Tx<'a, 'f> {
+    pub fn new(
+        mut b: FunctionBuilder<'f>,
+        env: &'a TranslateEnv,
+        ptr: Type,
+        call_conv: CallConv,
+        nregs: usize,
+    ) -> Self {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let ctx = b.block_params(entry)[0];
+        let i64t = types::I64;
+        let sigs = HelperSigs {
+            interp: b.import_signature(signature(call_conv, &[ptr, ptr], types::I32)),
+            read: b.import_signature(signature(
+                call_conv,
+                &[ptr, ptr, i64t, types::I32, ptr],
+                types::I32,
+            )),
+            write: b.import_signature(signature(
+                call_conv,
+                &[ptr, ptr, i64t, types::I32, i64t],
+                types::I32,
+            )),
+            condition: b.import_signature(signature(call_conv, &[ptr, types::I32], types::I32)),
+        };
+        let read_slot =
+            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3));
+        let write_exit = b.declare_var(types::I32);
+        let zero = b.ins().iconst(types::I32, 0);
+        b.def_var(write_exit, zero);
+        let mut regs = Vec::with_capacity(nregs);
+        for i in 0..nregs {
+            let var = b.declare_var(i64t);
+            let v = b
+                .ins()
+                .load(i64t, MemFlagsData::trusted(), ctx, gpr_offset(i));
+            b.def_var(var, v);
+            regs.push(var);
+        }
+        Self {
+            b,
+            env,
+            ptr,
+            ctx,
+            regs,
+            dirty: 0,
+            flags: None,
+            flags_stored: true,
+            sigs,
+            read_slot,
+            write_exit,
+            index: 0,
+            ip: 0,
+            insn: std::ptr::null(),
+            wrote_slow: false,
+            loop_header: None,
+        }
+    }
+
+    // ---- constants and small arithmetic on i64 values ----
+
+    pub fn c64(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(types::I64, v as i64)
+    }
+    pub fn c32(&mut self, v: u32) -> Value {
+        self.b.ins().iconst(types::I32, i64::from(v))
+    }
+    pub fn and_c(&mut self, v: Value, m: u64) -> Value {
+        let c = self.c64(m);
+        self.b.ins().band(v, c)
+    }
+    pub fn add_c(&mut self, v: Value, k: u64) -> Value {
+        let c = self.c64(k);
+        self.b.ins().iadd(v, c)
+    }
+    /// Zero-extend the low `size` bytes of `v`.
+    pub fn zext(&mut self, v: Value, size: u32) -> Value {
+        if size >= 8 {
+            v
+        } else {
+            self.and_c(v, size_mask(size))
+        }
+    }
+    /// Sign-extend the low `size` bytes of `v` to 64 bits.
+    pub fn sext(&mut self, v: Value, size: u32) -> Value {
+        if size >= 8 {
+            return v;
+        }
+        let sh = i64::from(64 - 8 * size);
+        let sh = self.b.ins().iconst(types::I64, sh);
+        let l = self.b.ins().ishl(v, sh);
+        self.b.ins().sshr(l, sh)
+    }
+
+    // ---- context fields ----
+
+    pub fn load_ctx(&mut self, ty: Type, off: i32) -> Value {
+        self.b
+            .ins()
+            .load(ty, MemFlagsData::trusted(), self.ctx, off)
+    }
+    pub fn store_ctx(&mut self, v: Value, off: i32) {
+        self.b
+            .ins()
+            .store(MemFlagsData::trusted(), v, self.ctx, off);
+    }
+
+    // ---- guest registers ----
+
+    pub fn gpr(&mut self, i: usize) -> Value {
+        self.b.use_var(self.regs[i])
+    }
+    pub fn set_gpr(&mut self, i: usize, v: Value) {
+        self.b.def_var(self.regs[i], v);
+        self.dirty |= 1 << i;
+    }
+
+    /// Store the dirty registers into the context. `clear` only on the main path.
+    pub fn write_back_regs(&mut self, clear: bool) {
+        for i in 0..self.regs.len() {
+            if self.dirty & (1 << i) != 0 {
+                let v = self.gpr(i);
+                self.store_ctx(v, gpr_offset(i));
+            }
+        }
+        if clear {
+            self.dirty = 0;
+        }
+    }
+
+    /// Reload every register from the context (after a helper that may have changed them).
+    pub fn reload_regs(&mut self) {
+        for i in 0..self.regs.len() {
+            let v = self.load_ctx(types::I64, gpr_offset(i));
+            self.b.def_var(self.regs[i], v);
+        }
+        self.dirty = 0;
+    }
+
+    // ---- lazy flags ----
+
+    /// Store the pending flags record. `main` marks it stored for the rest of the block.
+    pub fn store_flags(&mut self, main: bool) {
+        if self.flags_stored {
+            return;
+        }
+        if let Some(p) = self.flags {
+            let op = self.c64(cc_op(p.kind, p.size));
+            self.store_ctx(op, (FLAGS_OFFSET + offset_of!(LazyFlags, op)) as i32);
+            self.store_ctx(p.src1, (FLAGS_OFFSET + offset_of!(LazyFlags, src1)) as i32);
+            self.store_ctx(p.src2, (FLAGS_OFFSET + offset_of!(LazyFlags, src2)) as i32);
+            self.store_ctx(p.res, (FLAGS_OFFSET + offset_of!(LazyFlags, res)) as i32);
+            self.store_ctx(p.aux, (FLAGS_OFFSET + offset_of!(LazyFlags, aux)) as i32);
+        }
+        if main {
+            self.flags_stored = true;
+        }
+    }
+
+    /// Record a flag-setting operation (values already zero-extended to `size`).
+    pub fn set_flags(
+        &mut self,
+        kind: u64,
+        size: u32,
+        src1: Value,
+        src2: Value,
+        res: Value,
+        aux: Value,
+    ) {
+        self.flags = Some(PendingFlags {
+            kind,
+            size,
+            src1,
+            src2,
+            res,
+            aux,
+        });
+        self.flags_stored = false;
+    }
+
+    // ---- leaving the block ----
+
+    /// Add `n` to the retired-instruction counter.
+    pub fn add_icount(&mut self, n: u64) {
+        let c = self.load_ctx(types::I64, ICOUNT_OFFSET);
+        let c = self.add_c(c, n);
+        self.store_ctx(c, ICOUNT_OFFSET);
+    }
+
+    /// Emit a return to the dispatcher in the current Cranelift block: write back registers and
+    /// flags, set rip, count `executed` instructions. The current block is terminated.
+    ///
+    /// `ExitRip::InContext` is used after a helper that left the architectural state in the
+    /// context (a delivered fault, an interpreted instruction): nothing is written back then,
+    /// since the cached registers may be stale (exception delivery pushes and changes RSP).
+    pub fn exit(&mut self, rip: ExitRip, executed: u64) {
+        if !matches!(rip, ExitRip::InContext) {
+            self.write_back_regs(false);
+            self.store_flags(false);
+        }
+        match rip {
+            ExitRip::Const(ip) => {
+                let v = self.c64(ip);
+                self.store_ctx(v, RIP_OFFSET);
+            }
+            ExitRip::Value(v) => self.store_ctx(v, RIP_OFFSET),
+            ExitRip::InContext => {}
+        }
+        if executed > 0 {
+            self.add_icount(executed);
+        }
+        let zero = self.c64(0);
+        self.b.ins().return_(&[zero]);
+    }
+
+    /// Branch to a fresh exit block when `cond` (an i8/i32 truth value) is non-zero, and continue
+    /// emitting in a fresh block otherwise.
+    pub fn exit_if(&mut self, cond: Value, rip: ExitRip, executed: u64) {
+        let out = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(cond, out, &[], cont, &[]);
+        self.b.set_cold_block(out);
+        self.b.switch_to_block(out);
+        self.exit(rip, executed);
+        self.b.switch_to_block(cont);
+    }
+
+    /// Store the current instruction's ip into `cpu.rip` (before a helper call).
+    pub fn store_ip(&mut self) {
+        let v = self.c64(self.ip);
+        self.store_ctx(v, RIP_OFFSET);
+    }
+
+    fn helper_addr(&mut self, addr: usize) -> Value {
+        self.b.ins().iconst(self.ptr, addr as i64)
+    }
+
+    /// Run the current instruction through the interpreter (main path). Leaves the block when the
+    /// interpreter says the block must end.
+    pub fn call_interp(&mut self) {
+        self.write_back_regs(true);
+        self.store_flags(true);
+        self.store_ip();
+        let f = self.helper_addr(self.env.helpers.interp);
+        let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
+        let call = self
+            .b
+            .ins()
+            .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
+        let status = self.b.inst_results(call)[0];
+        self.flags = None;
+        self.flags_stored = true;
+        self.reload_regs();
+        self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
+    }
+
+    /// Write back what a helper may look at: dirty registers, flags, and `cpu.rip`.
+    fn sync_for_helper(&mut self) {
+        self.write_back_regs(false);
+        self.store_flags(false);
+        self.store_ip();
+    }
+
+    /// `(seg << 8) | size`, the packed argument of the memory helpers.
+    fn seg_size(&mut self, seg: usize, size: u32) -> Value {
+        self.c32(((seg as u32) << 8) | size)
+    }
+
+    /// Slow-path read of `seg:ea` through the helper (limit violations, TLB misses, MMIO,
+    /// page crossings). Returns the value; leaves the block if the helper ended it.
+    pub fn call_read(&mut self, seg: usize, ea: Value, size: u32) -> Value {
+        self.sync_for_helper();
+        let f = self.helper_addr(self.env.helpers.read);
+        let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
+        let ss = self.seg_size(seg, size);
+        let out = self.b.ins().stack_addr(self.ptr, self.read_slot, 0);
+        let call = self
+            .b
+            .ins()
+            .call_indirect(self.sigs.read, f, &[self.ctx, insn, ea, ss, out]);
+        let status = self.b.inst_results(call)[0];
+        self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
+        self.b
+            .ins()
+            .stack_load(self.ptr, types::I64, self.read_slot, 0)
+    }
+
+    /// Slow-path write through the helper; leaves the block if the helper ended it, and
+    /// remembers a request to end the block after this instruction (a write to a code page).
+    pub fn call_write(&mut self, seg: usize, ea: Value, size: u32, value: Value) {
+        self.sync_for_helper();
+        let f = self.helper_addr(self.env.helpers.write);
+        let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
+        let ss = self.seg_size(seg, size);
+        let call = self
+            .b
+            .ins()
+            .call_indirect(self.sigs.write, f, &[self.ctx, insn, ea, ss, value]);
+        let status = self.b.inst_results(call)[0];
+        self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
+        let eb = self.load_ctx(types::I32, EXIT_BLOCK_OFFSET);
+        let er = self.load_ctx(types::I32, EXIT_RUN_OFFSET);
+        let any = self.b.ins().bor(eb, er);
+        self.b.def_var(self.write_exit, any);
+        self.wrote_slow = true;
+    }
+
+    /// Evaluate condition code `cc` from the flags stored in the context, through the helper.
+    pub fn call_condition(&mut self, cc: u8) -> Value {
+        self.store_flags(true);
+        let f = self.helper_addr(self.env.helpers.condition);
+        let c = self.c32(u32::from(cc));
+        let call = self
+            .b
+            .ins()
+            .call_indirect(self.sigs.condition, f, &[self.ctx, c]);
+        let r = self.b.inst_results(call)[0];
+        self.b.ins().icmp_imm_u(IntCC::NotEqual, r, 0)
+    }
+
+    /// After an instruction with a slow-path write: leave the block (at `next`) if the write
+    /// asked for it.
+    pub fn check_write_exit(&mut self, next: u64) {
+        if !self.wrote_slow {
+            return;
+        }
+        self.wrote_slow = false;
+        let w = self.b.use_var(self.write_exit);
+        let zero = self.c32(0);
+        self.b.def_var(self.write_exit, zero);
+        self.exit_if(w, ExitRip::Const(next), self.index as u64 + 1);
+    }
+}
+
+/// All-ones in the low `size` bytes.
+pub(super) fn size_mask(size: u32) -> u64 {
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * size)) - 1
+    }
+}

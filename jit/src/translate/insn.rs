@@ -1,0 +1,566 @@
+//! Inline translation of the frequent instructions.
+//!
+//! Each handler first checks, without emitting anything, that it can translate the instruction
+//! (operand kinds, segment permissions from the mode key); if not, the caller sends the
+//! instruction to the interpreter helper. Handlers perform every access that can fault before
+//! they commit registers and flags, so a fault leaves the state of before the instruction.
+
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use iced_x86::{Code, Instruction, Mnemonic, OpKind};
+use vcpu::state::gpr::{RCX, RSP};
+
+use crate::flags::kind;
+
+use super::emit::{ExitRip, Tx};
+use super::memory::{is_mem, mem_ref, MemRef};
+use super::regs::{gpr_info, GprInfo};
+
+/// SS in `CpuState::seg`.
+const SS: usize = 2;
+
+/// An analysed operand.
+#[derive(Debug, Clone, Copy)]
+enum Opnd {
+    Reg(GprInfo),
+    Mem(MemRef),
+    Imm(u64),
+}
+
+/// What translating one instruction did to the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Done {
+    /// Translated inline; the block continues.
+    Inline,
+    /// Translated inline and the block was left (control transfer).
+    Ended,
+    /// Not translatable here: the caller uses the interpreter.
+    NotHandled,
+}
+
+fn is_imm(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
+impl Tx<'_, '_> {
+    fn seg_ok(&self, m: MemRef, write: bool) -> bool {
+        let bit = if write { 2 } else { 1 } << (2 * m.seg);
+        self.env.mode.seg_access & bit != 0
+    }
+
+    /// Analyse operand `op`; memory operands must allow the given accesses inline.
+    fn opnd(&self, insn: &Instruction, op: u32, read: bool, write: bool) -> Option<Opnd> {
+        let k = insn.op_kind(op);
+        if k == OpKind::Register {
+            return gpr_info(insn.op_register(op)).map(Opnd::Reg);
+        }
+        if is_mem(insn, op) {
+            let m = mem_ref(insn, self.env.mode.bitness)?;
+            if (read && !self.seg_ok(m, false)) || (write && !self.seg_ok(m, true)) {
+                return None;
+            }
+            return Some(Opnd::Mem(m));
+        }
+        if is_imm(k) && !write {
+            return Some(Opnd::Imm(insn.immediate(op)));
+        }
+        None
+    }
+
+    fn opnd_size(insn: &Instruction, o: Opnd) -> u32 {
+        match o {
+            Opnd::Reg(g) => g.size,
+            Opnd::Mem(_) => insn.memory_size().size() as u32,
+            Opnd::Imm(_) => 0,
+        }
+    }
+
+    pub fn read_reg(&mut self, g: GprInfo) -> Value {
+        let v = self.gpr(g.index);
+        if g.high8 {
+            let sh = self.c64(8);
+            let v = self.b.ins().ushr(v, sh);
+            self.and_c(v, 0xff)
+        } else {
+            self.zext(v, g.size)
+        }
+    }
+
+    /// Write a register operand: 8/16-bit writes merge, 32-bit writes zero-extend (SDM Vol. 1
+    /// 3.4.1.1), 64-bit writes replace.
+    pub fn write_reg(&mut self, g: GprInfo, v: Value) {
+        let new = match (g.size, g.high8) {
+            (1, true) => {
+                let old = self.gpr(g.index);
+                let keep = self.and_c(old, !0xff00);
+                let low = self.and_c(v, 0xff);
+                let sh = self.c64(8);
+                let hi = self.b.ins().ishl(low, sh);
+                self.b.ins().bor(keep, hi)
+            }
+            (1 | 2, false) => {
+                let m = super::emit::size_mask(g.size);
+                let old = self.gpr(g.index);
+                let keep = self.and_c(old, !m);
+                let low = self.and_c(v, m);
+                self.b.ins().bor(keep, low)
+            }
+            (4, _) => self.zext(v, 4),
+            _ => v,
+        };
+        self.set_gpr(g.index, new);
+    }
+
+    fn read_opnd(
+        &mut self,
+        insn: &Instruction,
+        o: Opnd,
+        size: u32,
+        ea: &mut Option<Value>,
+    ) -> Value {
+        match o {
+            Opnd::Reg(g) => self.read_reg(g),
+            Opnd::Imm(v) => self.c64(v & super::emit::size_mask(size)),
+            Opnd::Mem(m) => {
+                let a = match *ea {
+                    Some(a) => a,
+                    None => {
+                        let a = self.effective_address(insn, m);
+                        *ea = Some(a);
+                        a
+                    }
+                };
+                self.mem_read(m.seg, a, size)
+            }
+        }
+    }
+
+    fn write_opnd(
+        &mut self,
+        insn: &Instruction,
+        o: Opnd,
+        size: u32,
+        v: Value,
+        ea: &mut Option<Value>,
+    ) {
+        match o {
+            Opnd::Reg(g) => self.write_reg(g, v),
+            Opnd::Imm(_) => unreachable!("immediates are never destinations"),
+            Opnd::Mem(m) => {
+                let a = match *ea {
+                    Some(a) => a,
+                    None => {
+                        let a = self.effective_address(insn, m);
+                        *ea = Some(a);
+                        a
+                    }
+                };
+                self.mem_write(m.seg, a, size, v);
+            }
+        }
+    }
+
+    /// Translate one instruction if it is one of the inline ones.
+    pub fn translate_insn(&mut self, insn: &Instruction, block_start: u64) -> Done {
+        if insn.is_jcc_short_or_near() {
+            return self.jcc(insn, block_start);
+        }
+        if insn.is_jmp_short_or_near() {
+            let t = insn.near_branch_target();
+            self.jump_to(t, block_start);
+            return Done::Ended;
+        }
+        if insn.is_call_near()
+            && matches!(
+                insn.op0_kind(),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            )
+        {
+            return self.call_rel(insn, block_start);
+        }
+        match insn.code() {
+            Code::Retnw
+            | Code::Retnd
+            | Code::Retnq
+            | Code::Retnw_imm16
+            | Code::Retnd_imm16
+            | Code::Retnq_imm16 => return self.ret_near(insn),
+            Code::Loop_rel8_16_CX
+            | Code::Loop_rel8_32_CX
+            | Code::Loop_rel8_16_ECX
+            | Code::Loop_rel8_32_ECX
+            | Code::Loop_rel8_64_ECX
+            | Code::Loop_rel8_16_RCX
+            | Code::Loop_rel8_64_RCX => return self.loop_insn(insn, block_start),
+            _ => {}
+        }
+        match insn.mnemonic() {
+            Mnemonic::Nop => Done::Inline,
+            Mnemonic::Mov => self.mov(insn),
+            Mnemonic::Add | Mnemonic::Sub | Mnemonic::And | Mnemonic::Or | Mnemonic::Xor => {
+                self.alu(insn, true)
+            }
+            Mnemonic::Cmp | Mnemonic::Test => self.alu(insn, false),
+            Mnemonic::Inc | Mnemonic::Dec | Mnemonic::Neg | Mnemonic::Not => self.unary(insn),
+            Mnemonic::Lea => self.lea(insn),
+            Mnemonic::Movzx | Mnemonic::Movsx => self.movx(insn),
+            Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar => self.shift(insn),
+            Mnemonic::Push => self.push(insn),
+            Mnemonic::Pop => self.pop(insn),
+            _ => Done::NotHandled,
+        }
+    }
+
+    fn mov(&mut self, insn: &Instruction) -> Done {
+        if insn.op_count() != 2 {
+            return Done::NotHandled;
+        }
+        let (Some(d), Some(s)) = (
+            self.opnd(insn, 0, false, true),
+            self.opnd(insn, 1, true, false),
+        ) else {
+            return Done::NotHandled;
+        };
+        let size = Self::opnd_size(insn, d);
+        let mut ea = None;
+        let v = self.read_opnd(insn, s, size, &mut ea);
+        self.write_opnd(insn, d, size, v, &mut ea);
+        Done::Inline
+    }
+
+    fn alu(&mut self, insn: &Instruction, writes: bool) -> Done {
+        if insn.op_count() != 2 || insn.has_lock_prefix() {
+            return Done::NotHandled;
+        }
+        let (Some(d), Some(s)) = (
+            self.opnd(insn, 0, true, writes),
+            self.opnd(insn, 1, true, false),
+        ) else {
+            return Done::NotHandled;
+        };
+        let size = Self::opnd_size(insn, d);
+        let mut ea = None;
+        let a = self.read_opnd(insn, d, size, &mut ea);
+        let b = self.read_opnd(insn, s, size, &mut ea);
+        let (r, k) = match insn.mnemonic() {
+            Mnemonic::Add => (self.b.ins().iadd(a, b), kind::ADD),
+            Mnemonic::Sub | Mnemonic::Cmp => (self.b.ins().isub(a, b), kind::SUB),
+            Mnemonic::And | Mnemonic::Test => (self.b.ins().band(a, b), kind::LOGIC),
+            Mnemonic::Or => (self.b.ins().bor(a, b), kind::LOGIC),
+            _ => (self.b.ins().bxor(a, b), kind::LOGIC),
+        };
+        let r = self.zext(r, size);
+        if writes {
+            self.write_opnd(insn, d, size, r, &mut ea);
+        }
+        let zero = self.c64(0);
+        self.set_flags(k, size, a, b, r, zero);
+        Done::Inline
+    }
+
+    fn unary(&mut self, insn: &Instruction) -> Done {
+        if insn.op_count() != 1 || insn.has_lock_prefix() {
+            return Done::NotHandled;
+        }
+        let Some(d) = self.opnd(insn, 0, true, true) else {
+            return Done::NotHandled;
+        };
+        let size = Self::opnd_size(insn, d);
+        let mut ea = None;
+        let a = self.read_opnd(insn, d, size, &mut ea);
+        let one = self.c64(1);
+        let zero = self.c64(0);
+        let mn = insn.mnemonic();
+        // INC/DEC keep CF: read it before anything is committed.
+        let old_cf = matches!(mn, Mnemonic::Inc | Mnemonic::Dec).then(|| self.carry_value());
+        let r = match mn {
+            Mnemonic::Inc => self.b.ins().iadd(a, one),
+            Mnemonic::Dec => self.b.ins().isub(a, one),
+            Mnemonic::Neg => self.b.ins().isub(zero, a),
+            _ => self.b.ins().bnot(a),
+        };
+        let r = self.zext(r, size);
+        self.write_opnd(insn, d, size, r, &mut ea);
+        match mn {
+            Mnemonic::Inc => self.set_flags(kind::INC, size, a, one, r, old_cf.unwrap_or(zero)),
+            Mnemonic::Dec => self.set_flags(kind::DEC, size, a, one, r, old_cf.unwrap_or(zero)),
+            Mnemonic::Neg => self.set_flags(kind::SUB, size, zero, a, r, zero),
+            _ => {}
+        }
+        Done::Inline
+    }
+
+    fn lea(&mut self, insn: &Instruction) -> Done {
+        let Some(Opnd::Reg(d)) = self.opnd(insn, 0, false, true) else {
+            return Done::NotHandled;
+        };
+        if !is_mem(insn, 1) {
+            return Done::NotHandled;
+        }
+        let Some(m) = mem_ref(insn, self.env.mode.bitness) else {
+            return Done::NotHandled;
+        };
+        let ea = self.effective_address(insn, m);
+        self.write_reg(d, ea);
+        Done::Inline
+    }
+
+    fn movx(&mut self, insn: &Instruction) -> Done {
+        let (Some(Opnd::Reg(d)), Some(s)) = (
+            self.opnd(insn, 0, false, true),
+            self.opnd(insn, 1, true, false),
+        ) else {
+            return Done::NotHandled;
+        };
+        let ssize = Self::opnd_size(insn, s);
+        let mut ea = None;
+        let v = self.read_opnd(insn, s, ssize, &mut ea);
+        let v = if insn.mnemonic() == Mnemonic::Movsx {
+            self.sext(v, ssize)
+        } else {
+            v
+        };
+        self.write_reg(d, v);
+        Done::Inline
+    }
+
+    fn shift(&mut self, insn: &Instruction) -> Done {
+        if insn.op_count() != 2 || insn.op1_kind() != OpKind::Immediate8 {
+            return Done::NotHandled;
+        }
+        let Some(d) = self.opnd(insn, 0, true, true) else {
+            return Done::NotHandled;
+        };
+        let size = Self::opnd_size(insn, d);
+        // The count is masked to 5 bits (6 for 64-bit operands), SDM Vol. 2B SAL/SAR/SHL/SHR.
+        let n = u64::from(insn.immediate8()) & if size == 8 { 0x3f } else { 0x1f };
+        if n == 0 {
+            // Flags and destination are untouched; the interpreter knows the corner cases.
+            return Done::NotHandled;
+        }
+        let mut ea = None;
+        let a = self.read_opnd(insn, d, size, &mut ea);
+        let cnt = self.c64(n);
+        let (r, k) = match insn.mnemonic() {
+            Mnemonic::Shr => (self.b.ins().ushr(a, cnt), kind::SHR),
+            Mnemonic::Sar => {
+                let s = self.sext(a, size);
+                (self.b.ins().sshr(s, cnt), kind::SAR)
+            }
+            _ => (self.b.ins().ishl(a, cnt), kind::SHL),
+        };
+        let r = self.zext(r, size);
+        self.write_opnd(insn, d, size, r, &mut ea);
+        let zero = self.c64(0);
+        self.set_flags(k, size, a, cnt, r, zero);
+        Done::Inline
+    }
+
+    /// Stack pointer width in bytes (SS.D/B, or 8 in 64-bit mode).
+    fn stack_size(&self) -> u32 {
+        self.env.mode.stack_size
+    }
+
+    fn stack_ok(&self, write: bool) -> bool {
+        self.seg_ok(
+            MemRef {
+                seg: SS,
+                asize: self.stack_size(),
+            },
+            write,
+        )
+    }
+
+    /// Write a new stack pointer value, keeping the bits above the stack width (a 32-bit stack
+    /// keeps RSP[63:32] as the interpreter's stack cursor does).
+    fn set_sp(&mut self, new_sp: Value) {
+        let size = self.stack_size();
+        if size == 8 {
+            self.set_gpr(RSP, new_sp);
+            return;
+        }
+        let m = super::emit::size_mask(size);
+        let old = self.gpr(RSP);
+        let keep = self.and_c(old, !m);
+        let low = self.and_c(new_sp, m);
+        let v = self.b.ins().bor(keep, low);
+        self.set_gpr(RSP, v);
+    }
+
+    /// Push `v` (`size` bytes). Returns nothing until the store succeeded; commits SP.
+    fn push_value(&mut self, v: Value, size: u32) {
+        let sp = self.gpr(RSP);
+        let new_sp = self.add_c(sp, (size as u64).wrapping_neg());
+        let new_sp = self.zext(new_sp, self.stack_size());
+        self.mem_write(SS, new_sp, size, v);
+        self.set_sp(new_sp);
+    }
+
+    fn push(&mut self, insn: &Instruction) -> Done {
+        let size = insn.stack_pointer_increment().unsigned_abs();
+        if !self.stack_ok(true) || !matches!(size, 2 | 4 | 8) {
+            return Done::NotHandled;
+        }
+        let v = match self.opnd(insn, 0, true, false) {
+            Some(Opnd::Reg(g)) => self.read_reg(g),
+            Some(Opnd::Imm(v)) => self.c64(v & super::emit::size_mask(size)),
+            _ => return Done::NotHandled,
+        };
+        self.push_value(v, size);
+        Done::Inline
+    }
+
+    fn pop(&mut self, insn: &Instruction) -> Done {
+        let size = insn.stack_pointer_increment().unsigned_abs();
+        let Some(Opnd::Reg(d)) = self.opnd(insn, 0, false, true) else {
+            return Done::NotHandled;
+        };
+        if !self.stack_ok(false) || !matches!(size, 2 | 4 | 8) {
+            return Done::NotHandled;
+        }
+        let sp = self.gpr(RSP);
+        let sp = self.zext(sp, self.stack_size());
+        let v = self.mem_read(SS, sp, size);
+        let new_sp = self.add_c(sp, u64::from(size));
+        self.set_sp(new_sp);
+        self.write_reg(d, v);
+        Done::Inline
+    }
+
+    fn call_rel(&mut self, insn: &Instruction, block_start: u64) -> Done {
+        let size = match insn.code() {
+            Code::Call_rel16 => 2,
+            Code::Call_rel32_32 => 4,
+            Code::Call_rel32_64 => 8,
+            _ => return Done::NotHandled,
+        };
+        if !self.stack_ok(true) {
+            return Done::NotHandled;
+        }
+        let ret = self.c64(insn.next_ip() & super::emit::size_mask(size));
+        self.push_value(ret, size);
+        self.jump_to(insn.near_branch_target(), block_start);
+        Done::Ended
+    }
+
+    fn ret_near(&mut self, insn: &Instruction) -> Done {
+        let size = match insn.code() {
+            Code::Retnw | Code::Retnw_imm16 => 2,
+            Code::Retnd | Code::Retnd_imm16 => 4,
+            _ => 8,
+        };
+        if !self.stack_ok(false) {
+            return Done::NotHandled;
+        }
+        let extra = if insn.op_count() == 1 {
+            u64::from(insn.immediate16())
+        } else {
+            0
+        };
+        let sp = self.gpr(RSP);
+        let sp = self.zext(sp, self.stack_size());
+        let target = self.mem_read(SS, sp, size);
+        let new_sp = self.add_c(sp, u64::from(size) + extra);
+        self.set_sp(new_sp);
+        self.exit(ExitRip::Value(target), self.index as u64 + 1);
+        Done::Ended
+    }
+
+    fn jcc(&mut self, insn: &Instruction, block_start: u64) -> Done {
+        let cc = (insn.condition_code() as u8).wrapping_sub(1) & 0xf;
+        let c = self.condition(cc);
+        self.branch(c, insn.near_branch_target(), insn.next_ip(), block_start);
+        Done::Ended
+    }
+
+    fn loop_insn(&mut self, insn: &Instruction, block_start: u64) -> Done {
+        let csize = match insn.code() {
+            Code::Loop_rel8_16_CX | Code::Loop_rel8_32_CX => 2,
+            Code::Loop_rel8_16_ECX | Code::Loop_rel8_32_ECX | Code::Loop_rel8_64_ECX => 4,
+            _ => 8,
+        };
+        let g = GprInfo {
+            index: RCX,
+            size: csize,
+            high8: false,
+        };
+        let c = self.read_reg(g);
+        let c = self.add_c(c, u64::MAX);
+        let c = self.zext(c, csize);
+        self.write_reg(g, c);
+        let nz = self
+            .b
+            .ins()
+            .icmp_imm_u(cranelift_codegen::ir::condcodes::IntCC::NotEqual, c, 0);
+        self.branch(nz, insn.near_branch_target(), insn.next_ip(), block_start);
+        Done::Ended
+    }
+
+    /// End the block with a two-way branch.
+    fn branch(&mut self, cond: Value, taken: u64, not_taken: u64, block_start: u64) {
+        let t = self.b.create_block();
+        let f = self.b.create_block();
+        self.b.ins().brif(cond, t, &[], f, &[]);
+        self.b.switch_to_block(f);
+        self.exit(ExitRip::Const(not_taken), self.index as u64 + 1);
+        self.b.switch_to_block(t);
+        self.jump_to(taken, block_start);
+    }
+
+    /// End the block going to `target`: back to the loop header when the block jumps to its own
+    /// start, else out to the dispatcher.
+    pub fn jump_to(&mut self, target: u64, block_start: u64) {
+        match self.loop_header {
+            Some(header) if target == block_start => {
+                self.write_back_regs(false);
+                self.store_flags(false);
+                self.add_icount(self.index as u64 + 1);
+                // Honour kicks and budgets: leave when the icount bound is reached or a kick
+                // is pending.
+                let lim_ptr = self
+                    .b
+                    .ins()
+                    .iconst(self.ptr, self.env.loop_limit as usize as i64);
+                let limit = self.b.ins().load(
+                    types::I64,
+                    cranelift_codegen::ir::MemFlagsData::trusted(),
+                    lim_ptr,
+                    0,
+                );
+                let count = self.load_ctx(types::I64, super::emit::ICOUNT_OFFSET);
+                let over = self.b.ins().icmp(
+                    cranelift_codegen::ir::condcodes::IntCC::UnsignedGreaterThanOrEqual,
+                    count,
+                    limit,
+                );
+                let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
+                let kick = self.b.ins().uload8(
+                    types::I32,
+                    cranelift_codegen::ir::MemFlagsData::trusted(),
+                    kick_ptr,
+                    0,
+                );
+                let kicked = self.b.ins().icmp_imm_u(
+                    cranelift_codegen::ir::condcodes::IntCC::NotEqual,
+                    kick,
+                    0,
+                );
+                let leave = self.b.ins().bor(over, kicked);
+                let out = self.b.create_block();
+                self.b.ins().brif(leave, out, &[], header, &[]);
+                self.b.switch_to_block(out);
+                self.exit(ExitRip::Const(target), 0);
+            }
+            _ => self.exit(ExitRip::Const(target), self.index as u64 + 1),
+        }
+    }
+}

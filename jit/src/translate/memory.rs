@@ -1,0 +1,248 @@
+//! Memory operands: effective and linear address computation and the inline softmmu TLB path.
+//!
+//! A guest access is translated inline when the segment allows it (the dispatcher puts that in
+//! the mode key, see [`super::SegAccess`]): the offset is checked against the segment limit,
+//! the linear address is looked up in the direct-mapped TLB of `JitContext`, and when the limit
+//! holds, the tag matches and the access stays in the page, the host address is `la + addend`.
+//! Everything else calls the read/write helper with the segment and offset; the helper redoes
+//! the limit check (a violation runs the whole instruction through the interpreter, which
+//! applies the architectural rules), goes through the full softmmu (page walk, MMIO, code-page
+//! tracking) and may deliver a fault. Guest memory is little-endian whatever the host is.
+
+use std::mem::offset_of;
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MemFlagsData, Value};
+use iced_x86::{Instruction, OpKind, Register};
+use vcpu::{CpuState, Segment};
+
+use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
+
+use super::emit::Tx;
+use super::regs::{gpr_info, segment_index};
+
+/// A memory operand the translator can handle inline.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MemRef {
+    /// Segment register index (ES=0 .. GS=5).
+    pub seg: usize,
+    /// Address size in bytes (2, 4, 8).
+    pub asize: u32,
+}
+
+fn seg_base_offset(seg: usize) -> i32 {
+    (offset_of!(JitContext, cpu)
+        + offset_of!(CpuState, seg)
+        + seg * std::mem::size_of::<Segment>()
+        + offset_of!(Segment, base)) as i32
+}
+fn seg_limit_offset(seg: usize) -> i32 {
+    (offset_of!(JitContext, cpu)
+        + offset_of!(CpuState, seg)
+        + seg * std::mem::size_of::<Segment>()
+        + offset_of!(Segment, limit)) as i32
+}
+
+fn guest_flags() -> MemFlagsData {
+    MemFlagsData::new()
+        .with_endianness(Endianness::Little)
+        .with_notrap()
+}
+
+/// Analyse the memory operand of `insn` (no code is emitted). `None`: not inline-able.
+pub(super) fn mem_ref(insn: &Instruction, bitness: u32) -> Option<MemRef> {
+    let seg = segment_index(insn.memory_segment())?;
+    let base = insn.memory_base();
+    let index = insn.memory_index();
+    if base == Register::RIP || base == Register::EIP {
+        return (bitness == 64 && base == Register::RIP).then_some(MemRef { seg, asize: 8 });
+    }
+    let asize = if base != Register::None {
+        gpr_info(base)?.size
+    } else if index != Register::None {
+        gpr_info(index)?.size
+    } else {
+        match (bitness, insn.memory_displ_size()) {
+            (16 | 32, 2) => 2,
+            (16 | 32, 4) => 4,
+            _ => return None,
+        }
+    };
+    if index != Register::None {
+        gpr_info(index)?;
+    }
+    Some(MemRef { seg, asize })
+}
+
+/// Whether the operand `op` of `insn` is a plain memory operand.
+pub(super) fn is_mem(insn: &Instruction, op: u32) -> bool {
+    insn.op_kind(op) == OpKind::Memory
+}
+
+impl Tx<'_, '_> {
+    /// The effective address (offset in the segment) of the memory operand of the current
+    /// instruction, truncated to the address size.
+    pub fn effective_address(&mut self, insn: &Instruction, m: MemRef) -> Value {
+        let base = insn.memory_base();
+        if base == Register::RIP {
+            return self.c64(insn.ip_rel_memory_address());
+        }
+        let mut ea = self.c64(insn.memory_displacement64());
+        if base != Register::None {
+            let info = gpr_info(base).expect("checked by mem_ref");
+            let v = self.gpr(info.index);
+            ea = self.b.ins().iadd(ea, v);
+        }
+        let index = insn.memory_index();
+        if index != Register::None {
+            let info = gpr_info(index).expect("checked by mem_ref");
+            let mut v = self.gpr(info.index);
+            let scale = insn.memory_index_scale();
+            if scale > 1 {
+                let sh = self.c64(u64::from(scale.trailing_zeros()));
+                v = self.b.ins().ishl(v, sh);
+            }
+            ea = self.b.ins().iadd(ea, v);
+        }
+        self.zext(ea, m.asize)
+    }
+
+    /// The linear address of `ea` in segment `seg` and, outside 64-bit mode, whether the
+    /// access passes the segment limit (SDM Vol. 3A 5.3: the last byte accessed must be within
+    /// the limit of an expand-up segment).
+    fn linear(&mut self, seg: usize, ea: Value, size: u32) -> (Value, Option<Value>) {
+        if self.env.mode.bitness == 64 {
+            if seg < 4 {
+                return (ea, None);
+            }
+            let base = self.load_ctx(types::I64, seg_base_offset(seg));
+            return (self.b.ins().iadd(base, ea), None);
+        }
+        let limit = self
+            .b
+            .ins()
+            .uload32(MemFlagsData::trusted(), self.ctx, seg_limit_offset(seg));
+        let last = self.add_c(ea, u64::from(size - 1));
+        let ok = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, last, limit);
+        let base = self.load_ctx(types::I64, seg_base_offset(seg));
+        let la = self.b.ins().iadd(base, ea);
+        (self.zext(la, 4), Some(ok))
+    }
+
+    /// The host address for `la` if the TLB entry allows the access, it stays in the page and
+    /// `ok` (the limit check) holds; branches to `miss` otherwise. Continues in the hit block.
+    fn tlb_lookup(
+        &mut self,
+        la: Value,
+        size: u32,
+        write: bool,
+        ok: Option<Value>,
+        miss: cranelift_codegen::ir::Block,
+    ) -> Value {
+        let sh = self.c64(u64::from(PAGE_SHIFT));
+        let page_no = self.b.ins().ushr(la, sh);
+        let idx = self.and_c(page_no, (TLB_SIZE - 1) as u64);
+        let esz = self.c64(std::mem::size_of::<TlbEntry>() as u64);
+        let off = self.b.ins().imul(idx, esz);
+        let off = if self.ptr == types::I64 {
+            off
+        } else {
+            self.b.ins().ireduce(self.ptr, off)
+        };
+        let entry = self.b.ins().iadd(self.ctx, off);
+        let tlb_base = offset_of!(JitContext, tlb) as i32;
+        let tag_off = if write {
+            offset_of!(TlbEntry, write_tag)
+        } else {
+            offset_of!(TlbEntry, read_tag)
+        } as i32;
+        let tag = self.b.ins().load(
+            types::I64,
+            MemFlagsData::trusted(),
+            entry,
+            tlb_base + tag_off,
+        );
+        let page = self.and_c(la, PAGE_MASK);
+        let mut hit = self.b.ins().icmp(IntCC::Equal, tag, page);
+        if size > 1 {
+            let in_page = self.and_c(la, !PAGE_MASK);
+            let fits = self.b.ins().icmp_imm_u(
+                IntCC::UnsignedLessThanOrEqual,
+                in_page,
+                i64::from(4096 - size),
+            );
+            hit = self.b.ins().band(hit, fits);
+        }
+        if let Some(ok) = ok {
+            hit = self.b.ins().band(hit, ok);
+        }
+        let hit_blk = self.b.create_block();
+        self.b.ins().brif(hit, hit_blk, &[], miss, &[]);
+        self.b.switch_to_block(hit_blk);
+        let addend = self.b.ins().load(
+            types::I64,
+            MemFlagsData::trusted(),
+            entry,
+            tlb_base + offset_of!(TlbEntry, addend) as i32,
+        );
+        let host = self.b.ins().iadd(la, addend);
+        if self.ptr == types::I64 {
+            host
+        } else {
+            self.b.ins().ireduce(self.ptr, host)
+        }
+    }
+
+    /// Read `size` bytes at `seg:ea`; the result is zero-extended to 64 bits.
+    pub fn mem_read(&mut self, seg: usize, ea: Value, size: u32) -> Value {
+        let (la, ok) = self.linear(seg, ea, size);
+        let miss = self.b.create_block();
+        let join = self.b.create_block();
+        let result = self.b.append_block_param(join, types::I64);
+        let host = self.tlb_lookup(la, size, false, ok, miss);
+        let v = match size {
+            1 => self.b.ins().uload8(types::I64, guest_flags(), host, 0),
+            2 => self.b.ins().uload16(types::I64, guest_flags(), host, 0),
+            4 => self.b.ins().uload32(guest_flags(), host, 0),
+            _ => self.b.ins().load(types::I64, guest_flags(), host, 0),
+        };
+        self.b.ins().jump(join, &[BlockArg::Value(v)]);
+        self.b.set_cold_block(miss);
+        self.b.switch_to_block(miss);
+        let v = self.call_read(seg, ea, size);
+        self.b.ins().jump(join, &[BlockArg::Value(v)]);
+        self.b.switch_to_block(join);
+        result
+    }
+
+    /// Write the low `size` bytes of `value` at `seg:ea`.
+    pub fn mem_write(&mut self, seg: usize, ea: Value, size: u32, value: Value) {
+        let (la, ok) = self.linear(seg, ea, size);
+        let miss = self.b.create_block();
+        let join = self.b.create_block();
+        let host = self.tlb_lookup(la, size, true, ok, miss);
+        match size {
+            1 => {
+                self.b.ins().istore8(guest_flags(), value, host, 0);
+            }
+            2 => {
+                self.b.ins().istore16(guest_flags(), value, host, 0);
+            }
+            4 => {
+                self.b.ins().istore32(guest_flags(), value, host, 0);
+            }
+            _ => {
+                self.b.ins().store(guest_flags(), value, host, 0);
+            }
+        }
+        self.b.ins().jump(join, &[]);
+        self.b.set_cold_block(miss);
+        self.b.switch_to_block(miss);
+        self.call_write(seg, ea, size, value);
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
+    }
+}
