@@ -189,8 +189,8 @@ start:
         SHIFTH rcr32,  {rcr eax, cl}, 32, 0
         SHIFTH shld32, {shld eax, ebx, cl}, 32, 2
         SHIFTH shrd32, {shrd eax, ebx, cl}, 32, 2
-        OPH shl32_1, {shl eax, 1}, ALL
-        OPH sar32_1, {sar eax, 1}, ALL
+        OPH shl32_1, {shl eax, 1}, NO_AF ; AF undefined for shifts
+        OPH sar32_1, {sar eax, 1}, NO_AF ; AF undefined for shifts
         OPH rcr32_1, {rcr eax, 1}, ALL
         OPH shr32_7, {shr eax, 7}, NO_AF & ~0x800
 

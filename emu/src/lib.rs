@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod demo;
 pub mod firmware;
+pub mod hybrid;
 pub mod machine;
 pub mod pc;
 pub mod size;

@@ -161,7 +161,10 @@ fn create_kvm(ram: &GuestRam, state: &CpuState) -> Result<Box<dyn Vcpu>, Machine
     accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
     let v =
         accel::KvmVcpu::new(ram, state).map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
-    Ok(Box::new(v))
+    Ok(Box::new(crate::hybrid::HybridVcpu::new(
+        Box::new(v),
+        ram.clone(),
+    )))
 }
 
 #[cfg(not(feature = "kvm"))]
