@@ -51,7 +51,7 @@ impl Default for JitConfig {
     fn default() -> Self {
         Self {
             translate: true,
-            hot_threshold: 1,
+            hot_threshold: 4,
             max_block_insns: 64,
         }
     }
@@ -74,7 +74,8 @@ pub struct JitStats {
 pub struct JitVcpu {
     ctx: Box<JitContext>,
     rt: Box<Runtime>,
-    cache: CodeCache,
+    /// Created on the first translation (interpreter-only steppers never pay for Cranelift).
+    cache: Option<CodeCache>,
     blocks: BlockTable,
     kicker: Kicker,
     budget_end: Option<u64>,
@@ -106,7 +107,12 @@ impl JitVcpu {
         Ok(Self {
             ctx,
             rt: Box::new(Runtime::new(ram)),
-            cache: CodeCache::new()?,
+            // A host Cranelift cannot serve is reported here rather than at the first block.
+            cache: if config.translate {
+                Some(CodeCache::new()?)
+            } else {
+                None
+            },
             blocks: BlockTable::new(),
             kicker: Kicker::new(),
             budget_end: None,
@@ -224,15 +230,16 @@ impl JitVcpu {
     }
 
     fn maybe_flush(&mut self) {
-        if self.cache.function_count() >= FLUSH_FUNCTIONS
-            && self.blocks.live() * 2 < self.blocks.slots()
-        {
+        let functions = self.cache.as_ref().map_or(0, CodeCache::function_count);
+        if functions >= FLUSH_FUNCTIONS && self.blocks.live() * 2 < self.blocks.slots() {
             for p in self.blocks.clear() {
                 self.rt.unmark_code_page(p);
             }
-            // SAFETY: the dispatcher is between blocks and every block (with its code pointer)
-            // was just dropped.
-            unsafe { self.cache.flush() };
+            if let Some(cache) = self.cache.as_mut() {
+                // SAFETY: the dispatcher is between blocks and every block (with its code
+                // pointer) was just dropped.
+                unsafe { cache.flush() };
+            }
             self.stats.cache_flushes += 1;
         }
     }
@@ -337,8 +344,13 @@ impl JitVcpu {
         }
         let env = self.env(b.key.mode.info);
         let b = self.blocks.get(id).expect("checked above");
-        let (code, st) = self
-            .cache
+        let cache = match self.cache.as_mut() {
+            Some(c) => c,
+            None => self
+                .cache
+                .insert(CodeCache::new().map_err(|e| VcpuError::Backend(e.to_string()))?),
+        };
+        let (code, st) = cache
             .compile(&b.insns, &env)
             .map_err(|e| VcpuError::Backend(e.to_string()))?;
         self.stats.blocks_compiled += 1;
@@ -357,7 +369,9 @@ impl JitVcpu {
             return;
         };
         b.runs = b.runs.saturating_add(1);
-        let code = b.code;
+        // Translated code does not single-step: with RFLAGS.TF set the interpreter runs the
+        // block so that it can raise #DB after each instruction (SDM Vol. 3A 18.3.1.4).
+        let code = b.code.filter(|_| self.ctx.cpu.rflags & rflags::TF == 0);
         self.ctx.exit.exit_block = 0;
         match code {
             Some(f) => {

@@ -134,6 +134,15 @@ impl<'a, 'f> Tx<'a, 'f> {
         };
         let read_slot =
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3));
+        // Executing any instruction ends the interrupt shadow of a preceding STI / MOV SS
+        // (SDM Vol. 3A 6.8.3), as `interp::step` does; blocks start after such instructions.
+        let zero8 = b.ins().iconst(types::I8, 0);
+        b.ins().store(
+            MemFlagsData::trusted(),
+            zero8,
+            ctx,
+            (offset_of!(JitContext, cpu) + offset_of!(CpuState, interrupt_shadow)) as i32,
+        );
         let write_exit = b.declare_var(types::I32);
         let zero = b.ins().iconst(types::I32, 0);
         b.def_var(write_exit, zero);

@@ -12,7 +12,7 @@ use vcpu::state::gpr::{RCX, RSP};
 use crate::flags::kind;
 
 use super::emit::{ExitRip, Tx};
-use super::memory::{is_mem, mem_ref, MemRef};
+use super::memory::{is_mem, mem_ref, MemRef, Probe};
 use super::regs::{gpr_info, GprInfo};
 
 /// SS in `CpuState::seg`.
@@ -24,6 +24,26 @@ enum Opnd {
     Reg(GprInfo),
     Mem(MemRef),
     Imm(u64),
+}
+
+/// The memory operand of the instruction being translated, computed once: its effective
+/// address and, for read-modify-write operands, the write probe shared by the load and the
+/// store.
+#[derive(Debug, Clone, Copy, Default)]
+struct MemCache {
+    ea: Option<Value>,
+    probe: Option<Probe>,
+    /// The operand is read and then written: probe once, for writing.
+    rmw: bool,
+}
+
+impl MemCache {
+    fn rmw() -> Self {
+        Self {
+            rmw: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// What translating one instruction did to the block.
@@ -120,51 +140,44 @@ impl Tx<'_, '_> {
         self.set_gpr(g.index, new);
     }
 
-    fn read_opnd(
-        &mut self,
-        insn: &Instruction,
-        o: Opnd,
-        size: u32,
-        ea: &mut Option<Value>,
-    ) -> Value {
-        match o {
-            Opnd::Reg(g) => self.read_reg(g),
-            Opnd::Imm(v) => self.c64(v & super::emit::size_mask(size)),
-            Opnd::Mem(m) => {
-                let a = match *ea {
-                    Some(a) => a,
-                    None => {
-                        let a = self.effective_address(insn, m);
-                        *ea = Some(a);
-                        a
-                    }
-                };
-                self.mem_read(m.seg, a, size)
+    fn mem_ea(&mut self, insn: &Instruction, m: MemRef, mc: &mut MemCache) -> Value {
+        match mc.ea {
+            Some(a) => a,
+            None => {
+                let a = self.effective_address(insn, m);
+                mc.ea = Some(a);
+                a
             }
         }
     }
 
-    fn write_opnd(
-        &mut self,
-        insn: &Instruction,
-        o: Opnd,
-        size: u32,
-        v: Value,
-        ea: &mut Option<Value>,
-    ) {
+    fn read_opnd(&mut self, insn: &Instruction, o: Opnd, size: u32, mc: &mut MemCache) -> Value {
+        match o {
+            Opnd::Reg(g) => self.read_reg(g),
+            Opnd::Imm(v) => self.c64(v & super::emit::size_mask(size)),
+            Opnd::Mem(m) => {
+                let a = self.mem_ea(insn, m, mc);
+                if mc.rmw {
+                    let p = self.probe(m.seg, a, size, true);
+                    mc.probe = Some(p);
+                    self.load_with(p, m.seg, a, size)
+                } else {
+                    self.mem_read(m.seg, a, size)
+                }
+            }
+        }
+    }
+
+    fn write_opnd(&mut self, insn: &Instruction, o: Opnd, size: u32, v: Value, mc: &mut MemCache) {
         match o {
             Opnd::Reg(g) => self.write_reg(g, v),
             Opnd::Imm(_) => unreachable!("immediates are never destinations"),
             Opnd::Mem(m) => {
-                let a = match *ea {
-                    Some(a) => a,
-                    None => {
-                        let a = self.effective_address(insn, m);
-                        *ea = Some(a);
-                        a
-                    }
-                };
-                self.mem_write(m.seg, a, size, v);
+                let a = self.mem_ea(insn, m, mc);
+                match mc.probe {
+                    Some(p) => self.store_with(p, m.seg, a, size, v),
+                    None => self.mem_write(m.seg, a, size, v),
+                }
             }
         }
     }
@@ -231,7 +244,7 @@ impl Tx<'_, '_> {
             return Done::NotHandled;
         };
         let size = Self::opnd_size(insn, d);
-        let mut ea = None;
+        let mut ea = MemCache::default();
         let v = self.read_opnd(insn, s, size, &mut ea);
         self.write_opnd(insn, d, size, v, &mut ea);
         Done::Inline
@@ -248,7 +261,11 @@ impl Tx<'_, '_> {
             return Done::NotHandled;
         };
         let size = Self::opnd_size(insn, d);
-        let mut ea = None;
+        let mut ea = if writes && matches!(d, Opnd::Mem(_)) {
+            MemCache::rmw()
+        } else {
+            MemCache::default()
+        };
         let a = self.read_opnd(insn, d, size, &mut ea);
         let b = self.read_opnd(insn, s, size, &mut ea);
         let (r, k) = match insn.mnemonic() {
@@ -275,7 +292,7 @@ impl Tx<'_, '_> {
             return Done::NotHandled;
         };
         let size = Self::opnd_size(insn, d);
-        let mut ea = None;
+        let mut ea = MemCache::rmw();
         let a = self.read_opnd(insn, d, size, &mut ea);
         let one = self.c64(1);
         let zero = self.c64(0);
@@ -322,7 +339,7 @@ impl Tx<'_, '_> {
             return Done::NotHandled;
         };
         let ssize = Self::opnd_size(insn, s);
-        let mut ea = None;
+        let mut ea = MemCache::default();
         let v = self.read_opnd(insn, s, ssize, &mut ea);
         let v = if insn.mnemonic() == Mnemonic::Movsx {
             self.sext(v, ssize)
@@ -347,7 +364,7 @@ impl Tx<'_, '_> {
             // Flags and destination are untouched; the interpreter knows the corner cases.
             return Done::NotHandled;
         }
-        let mut ea = None;
+        let mut ea = MemCache::rmw();
         let a = self.read_opnd(insn, d, size, &mut ea);
         let cnt = self.c64(n);
         let (r, k) = match insn.mnemonic() {

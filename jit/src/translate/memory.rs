@@ -21,6 +21,13 @@ use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 use super::emit::Tx;
 use super::regs::{gpr_info, segment_index};
 
+/// The outcome of a TLB probe: `hit` (an i8 truth value) and the host address used on a hit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe {
+    pub hit: Value,
+    pub host: Value,
+}
+
 /// A memory operand the translator can handle inline.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct MemRef {
@@ -132,16 +139,12 @@ impl Tx<'_, '_> {
         (self.zext(la, 4), Some(ok))
     }
 
-    /// The host address for `la` if the TLB entry allows the access, it stays in the page and
-    /// `ok` (the limit check) holds; branches to `miss` otherwise. Continues in the hit block.
-    fn tlb_lookup(
-        &mut self,
-        la: Value,
-        size: u32,
-        write: bool,
-        ok: Option<Value>,
-        miss: cranelift_codegen::ir::Block,
-    ) -> Value {
+    /// Look `seg:ea` up in the TLB for a read or a write (no branch is emitted): whether the
+    /// inline path may be taken (limit holds, tag matches, the access stays in the page), and
+    /// the host address it would use. A write hit implies a read hit (the softmmu never sets a
+    /// write tag without the read tag), so read-modify-write operands probe once for writing.
+    pub fn probe(&mut self, seg: usize, ea: Value, size: u32, write: bool) -> Probe {
+        let (la, ok) = self.linear(seg, ea, size);
         let sh = self.c64(u64::from(PAGE_SHIFT));
         let page_no = self.b.ins().ushr(la, sh);
         let idx = self.and_c(page_no, (TLB_SIZE - 1) as u64);
@@ -179,9 +182,6 @@ impl Tx<'_, '_> {
         if let Some(ok) = ok {
             hit = self.b.ins().band(hit, ok);
         }
-        let hit_blk = self.b.create_block();
-        self.b.ins().brif(hit, hit_blk, &[], miss, &[]);
-        self.b.switch_to_block(hit_blk);
         let addend = self.b.ins().load(
             types::I64,
             MemFlagsData::trusted(),
@@ -189,20 +189,29 @@ impl Tx<'_, '_> {
             tlb_base + offset_of!(TlbEntry, addend) as i32,
         );
         let host = self.b.ins().iadd(la, addend);
-        if self.ptr == types::I64 {
+        let host = if self.ptr == types::I64 {
             host
         } else {
             self.b.ins().ireduce(self.ptr, host)
-        }
+        };
+        Probe { hit, host }
     }
 
     /// Read `size` bytes at `seg:ea`; the result is zero-extended to 64 bits.
     pub fn mem_read(&mut self, seg: usize, ea: Value, size: u32) -> Value {
-        let (la, ok) = self.linear(seg, ea, size);
+        let p = self.probe(seg, ea, size, false);
+        self.load_with(p, seg, ea, size)
+    }
+
+    /// Read through a probe made earlier.
+    pub fn load_with(&mut self, p: Probe, seg: usize, ea: Value, size: u32) -> Value {
+        let fast = self.b.create_block();
         let miss = self.b.create_block();
         let join = self.b.create_block();
         let result = self.b.append_block_param(join, types::I64);
-        let host = self.tlb_lookup(la, size, false, ok, miss);
+        self.b.ins().brif(p.hit, fast, &[], miss, &[]);
+        self.b.switch_to_block(fast);
+        let host = p.host;
         let v = match size {
             1 => self.b.ins().uload8(types::I64, guest_flags(), host, 0),
             2 => self.b.ins().uload16(types::I64, guest_flags(), host, 0),
@@ -220,10 +229,18 @@ impl Tx<'_, '_> {
 
     /// Write the low `size` bytes of `value` at `seg:ea`.
     pub fn mem_write(&mut self, seg: usize, ea: Value, size: u32, value: Value) {
-        let (la, ok) = self.linear(seg, ea, size);
+        let p = self.probe(seg, ea, size, true);
+        self.store_with(p, seg, ea, size, value);
+    }
+
+    /// Write through a write probe made earlier.
+    pub fn store_with(&mut self, p: Probe, seg: usize, ea: Value, size: u32, value: Value) {
+        let fast = self.b.create_block();
         let miss = self.b.create_block();
         let join = self.b.create_block();
-        let host = self.tlb_lookup(la, size, true, ok, miss);
+        self.b.ins().brif(p.hit, fast, &[], miss, &[]);
+        self.b.switch_to_block(fast);
+        let host = p.host;
         match size {
             1 => {
                 self.b.ins().istore8(guest_flags(), value, host, 0);
