@@ -211,12 +211,14 @@ impl Buses {
             log::trace!("in from unclaimed port {port:#x}");
         }
     }
-    /// OUT to `port`. Returns true when a device posted a request the machine must act on.
+    /// OUT to `port`. Returns true when the CPU must stop and look at the platform again: a
+    /// device posted a request the machine must act on, or the A20 line changed.
     pub fn io_write(&mut self, port: u16, data: &[u8]) -> bool {
+        let a20 = self.a20.generation();
         if !self.io.write(u64::from(port), data) {
             log::trace!("out to unclaimed port {port:#x}: {data:02x?}");
         }
-        self.requests.pending()
+        self.requests.pending() || self.a20.generation() != a20
     }
     /// MMIO read; unclaimed addresses read as all ones.
     pub fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {

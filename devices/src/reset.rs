@@ -2,7 +2,7 @@
 //! (0x92: bit 0 fast reset, bit 1 A20 enable) and the Reset Control Register (0xCF9: bit 2
 //! RST_CPU), plus the shared [`A20Gate`] line backends consult when forming physical addresses.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::bus::{BusDevice, PlatformRequest, Requests};
@@ -18,13 +18,21 @@ const RCR_RST_CPU: u8 = 0x04;
 const RCR_SYS_RST: u8 = 0x02;
 
 /// The A20 gate line: while it is off, physical address bit 20 is forced to 0 (8086
-/// wrap-around). It starts on, as after SeaBIOS/QEMU reset of a modern PC.
+/// wrap-around). It starts on, as after SeaBIOS/QEMU reset of a modern PC. A generation count
+/// that moves on every change lets the buses tell a backend that the line changed during an
+/// access, so the very next instruction sees the new mapping.
 #[derive(Debug, Clone)]
-pub struct A20Gate(Arc<AtomicBool>);
+pub struct A20Gate {
+    on: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+}
 
 impl Default for A20Gate {
     fn default() -> Self {
-        Self(Arc::new(AtomicBool::new(true)))
+        Self {
+            on: Arc::new(AtomicBool::new(true)),
+            generation: Arc::new(AtomicU64::new(0)),
+        }
     }
 }
 
@@ -33,10 +41,16 @@ impl A20Gate {
         Self::default()
     }
     pub fn enabled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.on.load(Ordering::Acquire)
     }
     pub fn set(&self, on: bool) {
-        self.0.store(on, Ordering::Release);
+        if self.on.swap(on, Ordering::AcqRel) != on {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    /// Changes so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
     /// The mask to apply to physical addresses.
     pub fn mask(&self) -> u64 {

@@ -47,7 +47,6 @@ impl HybridVcpu {
         };
         let mut jit = JitVcpu::with_config(self.ram.clone(), state, config)
             .map_err(|e| VcpuError::Backend(format!("JIT stepper: {e}")))?;
-        jit.set_a20(buses.a20.enabled());
         jit.set_instruction_budget(Some(1));
         let exit = jit.run(buses)?;
         Ok((exit, jit.state()?))

@@ -415,6 +415,15 @@ impl JitVcpu {
                 self.ctx.exit.exit_run = 0;
                 prev = None;
             }
+            // SAFETY: as above.
+            let a20_mask = unsafe { (*buses).a20.mask() };
+            if a20_mask != self.ctx.a20_mask {
+                // Port 0x92 or the keyboard controller moved the A20 line; the OUT that did it
+                // ended the block (`Buses::io_write` reports the change).
+                self.ctx.a20_mask = a20_mask;
+                self.ctx.flush_tlb();
+                prev = None;
+            }
             if requested {
                 return Ok(VmExit::DeviceRequest);
             }

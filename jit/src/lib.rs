@@ -5,15 +5,15 @@
 //! complex to translate inline call Rust helpers that share the same [`context::JitContext`].
 //! Nothing here assumes the host is x86: Cranelift emits x86-64, aarch64 or riscv64 code.
 
+pub mod cache;
 pub mod context;
-pub mod flags;
+pub mod dispatch;
 pub mod exception;
+pub mod flags;
 pub mod interp;
 pub mod mem;
 pub mod runtime;
 pub mod segment;
-pub mod cache;
-pub mod dispatch;
 pub mod translate;
 
 pub use dispatch::{JitError, JitVcpu};
