@@ -184,8 +184,25 @@ impl Requests {
     }
 }
 
+/// The machine's interrupt controller as the CPU sees it: the INTR line and the INTA cycle.
+pub trait InterruptController: Send {
+    /// Whether INTR is asserted.
+    fn has_interrupt(&self) -> bool;
+    /// The interrupt-acknowledge cycle: the vector to deliver, now in service.
+    fn acknowledge(&mut self) -> Option<u8>;
+}
+
+/// A device that raises interrupts as time passes (the PIT). Timers are not ticked: the CPU side
+/// polls them at its safe points and before it sleeps in HLT.
+pub trait TimerSource: Send {
+    /// Raise whatever interrupt lines are due by now.
+    fn poll(&mut self);
+    /// Nanoseconds until the next interrupt this timer will raise, if any is coming.
+    fn next_event_in_ns(&self) -> Option<u64>;
+}
+
 /// The device buses of one machine, handed to [`Vcpu::run`](../vcpu/trait.Vcpu.html).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Buses {
     /// Port I/O space (16-bit port numbers).
     pub io: Bus,
@@ -195,6 +212,20 @@ pub struct Buses {
     /// [`crate::reset::A20Gate::mask`] to physical addresses.
     pub a20: crate::reset::A20Gate,
     requests: Requests,
+    intc: Option<Arc<Mutex<dyn InterruptController>>>,
+    timers: Vec<Box<dyn TimerSource>>,
+}
+
+impl std::fmt::Debug for Buses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buses")
+            .field("io", &self.io)
+            .field("mmio", &self.mmio)
+            .field("a20", &self.a20.enabled())
+            .field("interrupt_controller", &self.intc.is_some())
+            .field("timers", &self.timers.len())
+            .finish()
+    }
 }
 
 impl Buses {
@@ -233,6 +264,45 @@ impl Buses {
         }
         self.requests.pending()
     }
+    /// Connect the interrupt controller whose INTR line the CPU samples.
+    pub fn set_interrupt_controller(&mut self, intc: Arc<Mutex<dyn InterruptController>>) {
+        self.intc = Some(intc);
+    }
+
+    pub fn add_timer(&mut self, timer: Box<dyn TimerSource>) {
+        self.timers.push(timer);
+    }
+
+    /// Let the timers raise what is due, then tell whether INTR is asserted. Backends call it
+    /// at their safe points whatever RFLAGS.IF says (a masked request must still reach the
+    /// controller's IRR, where software can see it).
+    pub fn poll_interrupt(&mut self) -> bool {
+        for t in &mut self.timers {
+            t.poll();
+        }
+        self.intc
+            .as_ref()
+            .is_some_and(|c| c.lock().unwrap_or_else(|e| e.into_inner()).has_interrupt())
+    }
+
+    /// The INTA cycle: the vector to deliver now (the CPU has checked RFLAGS.IF).
+    pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.intc
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acknowledge()
+    }
+
+    /// How long until some timer raises an interrupt (for a CPU idling in HLT).
+    pub fn next_timer_event(&self) -> Option<std::time::Duration> {
+        self.timers
+            .iter()
+            .filter_map(|t| t.next_event_in_ns())
+            .min()
+            .map(std::time::Duration::from_nanos)
+    }
+
     pub fn request_pending(&self) -> bool {
         self.requests.pending()
     }

@@ -15,7 +15,10 @@ pub mod pit;
 pub mod reset;
 pub mod serial;
 
-pub use bus::{Bus, BusDevice, BusError, Buses, PlatformRequest, Requests, SharedDevice};
+pub use bus::{
+    Bus, BusDevice, BusError, Buses, InterruptController, PlatformRequest, Requests, SharedDevice,
+    TimerSource,
+};
 pub use debug::{DebugCon, DebugExit, PmControl, PostPort};
 pub use serial::{Serial, SerialInput};
 

@@ -328,6 +328,15 @@ impl Pic {
     }
 }
 
+impl crate::bus::InterruptController for Pic {
+    fn has_interrupt(&self) -> bool {
+        Pic::has_interrupt(self)
+    }
+    fn acknowledge(&mut self) -> Option<u8> {
+        Pic::acknowledge(self)
+    }
+}
+
 /// Offsets relative to [`MASTER_PORT`] when the pair is attached as one device through
 /// [`crate::bus::SharedDevice`] aliases: 0-1 master, 0x80-0x81 slave, 0x4B0-0x4B1 ELCR.
 pub const SLAVE_OFFSET: u64 = (SLAVE_PORT - MASTER_PORT) as u64;

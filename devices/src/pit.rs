@@ -349,6 +349,34 @@ impl Pit {
     }
 }
 
+/// The PIT's channel 0 wired to IRQ 0 of the PIC, as on every PC.
+pub struct PitIrq0 {
+    pub pit: Arc<std::sync::Mutex<Pit>>,
+    pub pic: Arc<std::sync::Mutex<crate::pic::Pic>>,
+}
+
+impl crate::bus::TimerSource for PitIrq0 {
+    fn poll(&mut self) {
+        let fired = self
+            .pit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_irq0();
+        if fired {
+            // An edge: the 8259A latches the rising edge in its IRR.
+            let mut pic = self.pic.lock().unwrap_or_else(|e| e.into_inner());
+            pic.set_irq(0, true);
+            pic.set_irq(0, false);
+        }
+    }
+    fn next_event_in_ns(&self) -> Option<u64> {
+        self.pit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_irq0_in_ns()
+    }
+}
+
 /// Port B's offset relative to [`PIT_PORT`] when both are attached as one device through
 /// [`crate::bus::SharedDevice`] aliases.
 pub const PORT_B_OFFSET: u64 = (PORT_B - PIT_PORT) as u64;

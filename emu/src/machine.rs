@@ -222,11 +222,19 @@ impl Machine {
             let exit = self.vcpu.run(&mut self.buses)?;
             log::trace!("vm exit: {exit:?}");
             match exit {
-                VmExit::Halted { .. } => {
-                    // No interrupt sources exist on this platform yet, so a halted CPU stays
-                    // halted whatever IF says.
+                VmExit::Halted {
+                    interrupts_enabled: false,
+                } => {
+                    // Nothing but an NMI (none is ever raised here) can wake it.
                     let rip = self.vcpu.state()?.rip;
                     return Ok(RunOutcome::Halted { rip });
+                }
+                VmExit::Halted {
+                    interrupts_enabled: true,
+                } => {
+                    if !self.wait_for_interrupt(deadline) {
+                        return Ok(RunOutcome::TimedOut);
+                    }
                 }
                 VmExit::DeviceRequest => match self.buses.take_request() {
                     Some(PlatformRequest::DebugExit { value }) => {
@@ -243,6 +251,34 @@ impl Machine {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The longest a halted CPU sleeps before looking at its devices again.
+const HALT_POLL: Duration = Duration::from_millis(10);
+
+impl Machine {
+    /// Idle while the CPU is halted with interrupts enabled, until an interrupt is pending
+    /// (true) or the deadline passes (false). Sleeps until the next timer event.
+    fn wait_for_interrupt(&mut self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.buses.poll_interrupt() {
+                return true;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            let mut nap = self
+                .buses
+                .next_timer_event()
+                .unwrap_or(HALT_POLL)
+                .min(HALT_POLL);
+            if let Some(d) = deadline {
+                nap = nap.min(d - now);
+            }
+            std::thread::sleep(nap);
         }
     }
 }

@@ -17,7 +17,7 @@ use devices::cmos::{Cmos, CMOS_PORT};
 use devices::debug::{DEBUGCON_PORT, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, PM1A_CNT_PORT, POST_PORT};
 use devices::i8042::{COMMAND_PORT, DATA_PORT, I8042};
 use devices::pic::{Pic, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
-use devices::pit::{Pit, PIT_PORT, PORT_B, PORT_B_OFFSET};
+use devices::pit::{Pit, PitIrq0, PIT_PORT, PORT_B, PORT_B_OFFSET};
 use devices::reset::{PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
 use devices::serial::{COM1_PORT, UART_LEN};
 use devices::{
@@ -130,8 +130,7 @@ impl Write for SharedSink {
 /// 0x4D0), the 8254 PIT with port B (0x40-0x43, 0x61), the RTC/CMOS (0x70), the i8042 keyboard
 /// controller (0x60, 0x64), System Control Port A (0x92) and the reset control register (0xCF9).
 ///
-/// Interrupt delivery from the PIC to the vCPU is not wired yet: the devices answer their ports
-/// (firmware probes them; PIT channel 2 and CMOS time work) but raise no guest interrupts.
+/// The PIC is the interrupt controller the CPU samples; PIT channel 0 drives its IRQ 0.
 pub fn build_buses(
     out: OutputSink,
     serial_input: SerialInput,
@@ -183,8 +182,10 @@ pub fn build_buses(
     buses.io.insert(
         u64::from(PORT_B),
         1,
-        Box::new(SharedDevice::new(pit, PORT_B_OFFSET)),
+        Box::new(SharedDevice::new(pit.clone(), PORT_B_OFFSET)),
     )?;
+    buses.set_interrupt_controller(pic.clone());
+    buses.add_timer(Box::new(PitIrq0 { pit, pic }));
     let unix_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

@@ -29,6 +29,9 @@ const LOOP_SLICE: u64 = 1 << 20;
 /// Flush the whole code cache when this many functions were compiled since the last flush and
 /// at least half of them are dead.
 const FLUSH_FUNCTIONS: usize = 1 << 14;
+/// Instructions between two samples of the interrupt line (and polls of the timers). Also
+/// sampled whenever the CPU is halted.
+const INTERRUPT_POLL_INSNS: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JitError {
@@ -79,6 +82,8 @@ pub struct JitVcpu {
     blocks: BlockTable,
     kicker: Kicker,
     budget_end: Option<u64>,
+    /// The icount at which the interrupt line is sampled next.
+    next_interrupt_poll: u64,
     /// The icount at which in-function loops return; read by generated code.
     loop_limit: Box<u64>,
     config: JitConfig,
@@ -116,6 +121,7 @@ impl JitVcpu {
             blocks: BlockTable::new(),
             kicker: Kicker::new(),
             budget_end: None,
+            next_interrupt_poll: 0,
             loop_limit: Box::new(u64::MAX),
             config,
             stats: JitStats::default(),
@@ -376,7 +382,9 @@ impl JitVcpu {
         match code {
             Some(f) => {
                 let budget = self.budget_end.unwrap_or(u64::MAX);
-                *self.loop_limit = budget.min(self.ctx.icount.saturating_add(LOOP_SLICE));
+                *self.loop_limit = budget
+                    .min(self.ctx.icount.saturating_add(LOOP_SLICE))
+                    .min(self.next_interrupt_poll);
                 let ctx: *mut JitContext = &mut *self.ctx;
                 // SAFETY: `f` was compiled for this context layout; `ctx.runtime` points to
                 // `self.rt` for the duration of `run`, the block's instruction slice lives in
@@ -394,6 +402,31 @@ impl JitVcpu {
                 }
             }
         }
+    }
+
+    /// Sample INTR (letting timers raise what is due) and, when RFLAGS.IF is set and no
+    /// interrupt shadow is active (SDM Vol. 3A 6.8.3), deliver the acknowledged vector through
+    /// the IDT/IVT as an external interrupt. Returns whether one was delivered.
+    fn take_interrupt(&mut self, buses: &mut Buses) -> bool {
+        if !buses.poll_interrupt() {
+            return false;
+        }
+        self.ctx.flags.materialize(&mut self.ctx.cpu.rflags);
+        if self.ctx.cpu.rflags & rflags::IF == 0 || self.ctx.cpu.interrupt_shadow != 0 {
+            return false;
+        }
+        let Some(vector) = buses.acknowledge_interrupt() else {
+            return false;
+        };
+        exception::deliver(
+            &mut self.ctx,
+            &mut self.rt,
+            vector,
+            None,
+            exception::EventKind::External,
+        );
+        self.ctx.exit.exit_block = 0;
+        true
     }
 
     fn run_loop(&mut self, buses: *mut Buses) -> Result<VmExit, VcpuError> {
@@ -426,6 +459,14 @@ impl JitVcpu {
             }
             if requested {
                 return Ok(VmExit::DeviceRequest);
+            }
+            if self.ctx.cpu.halted != 0 || self.ctx.icount >= self.next_interrupt_poll {
+                self.next_interrupt_poll = self.ctx.icount.saturating_add(INTERRUPT_POLL_INSNS);
+                // SAFETY: as above.
+                if self.take_interrupt(unsafe { &mut *buses }) {
+                    prev = None;
+                    continue;
+                }
             }
             if self.ctx.cpu.halted != 0 {
                 return Ok(VmExit::Halted {

@@ -5,17 +5,11 @@
 //! On KVM emu runs in hybrid mode (`emu::hybrid`): an instruction KVM cannot emulate (our build
 //! hosts' `/dev/kvm` is software-emulated and lacks protected-mode IRET and INT n, ENTER with a
 //! nesting level, ...) is executed by the JIT and the guest goes back to KVM. So every ROM runs
-//! on KVM here too, except those listed in [`KNOWN_GAPS`] with the reason.
+//! on KVM here too.
 
 use emu::machine::{Accel, MachineError};
 use emu_tests::{output_mismatch, roms, run_rom, RomResult, TestRom};
 use vcpu::{CpuState, FxArea};
-
-/// ROMs that cannot run on KVM yet, and why.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "timer_irq",
-    "the Vcpu trait has no interrupt injection yet, so KVM never sees the PIT's IRQ 0",
-)];
 
 /// ROMs whose final RAM legitimately differs on KVM, and why; their RAM digest is not compared
 /// (output, exit status and registers still are).
@@ -97,10 +91,6 @@ fn every_rom_matches_the_jit_on_kvm() {
     let mut failures = Vec::new();
     let mut compared = 0;
     for rom in roms() {
-        if let Some((_, why)) = KNOWN_GAPS.iter().find(|(n, _)| *n == rom.name) {
-            eprintln!("ROM {}: skipped on KVM: {why}", rom.name);
-            continue;
-        }
         let kvm = match run_rom(&rom, Accel::Kvm) {
             Ok(r) => r,
             Err(MachineError::KvmUnavailable(reason)) => {
@@ -129,10 +119,10 @@ fn every_rom_matches_the_jit_on_kvm() {
 
 #[test]
 fn every_gap_names_a_registered_rom() {
-    for (name, _) in KNOWN_GAPS.iter().chain(RAM_DIGEST_EXEMPT) {
+    for (name, _) in RAM_DIGEST_EXEMPT {
         assert!(
             emu_tests::rom(name).is_some(),
-            "KNOWN_GAPS or RAM_DIGEST_EXEMPT names {name}, which is not in the registry"
+            "RAM_DIGEST_EXEMPT names {name}, which is not in the registry"
         );
     }
 }

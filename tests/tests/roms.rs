@@ -59,7 +59,6 @@ jit_rom_tests!(
     serial_echo,
     harness_selftest,
     pm_faults,
-    #[ignore = "emu raises no guest interrupts yet: the PIT and PIC are on the bus but not connected to the vCPU (emu/src/pc.rs)"]
     timer_irq,
     halt,
     triple_fault,

@@ -30,11 +30,21 @@ use kvm_bindings::{
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vcpu::state::{cr0, rflags};
 use vcpu::{Buses, CpuState, GuestRam, Kicker, RegionKind, Vcpu, VcpuError, VmExit};
+use vmm_sys_util::ioctl::ioctl_with_ref;
 
 use super::kick::{current_tid, ThreadTimer, TICK};
 use super::vm::KvmVm;
 use super::{convert, msr};
 use crate::AccelError;
+
+// KVM_INTERRUPT: _IOW(KVMIO, 0x86, struct kvm_interrupt) (linux/kvm.h); kvm-ioctls has no
+// wrapper for it because it is only used without an in-kernel irqchip.
+vmm_sys_util::ioctl_iow_nr!(
+    KVM_INTERRUPT,
+    kvm_bindings::KVMIO,
+    0x86,
+    kvm_bindings::kvm_interrupt
+);
 
 /// XCR0 is extended control register 0 (SDM Vol. 1 13.3).
 const XCR_XFEATURE_ENABLED_MASK: u32 = 0;
@@ -402,6 +412,40 @@ impl KvmVcpu {
         result
     }
 
+    /// Sample the machine's INTR line (letting its timers raise what is due). With no
+    /// in-kernel irqchip, user space injects external interrupts itself (KVM API, "KVM_INTERRUPT"):
+    /// when KVM says the guest can take one now (`ready_for_interrupt_injection` and IF), the
+    /// vector is acknowledged and queued; otherwise KVM is asked to exit as soon as the
+    /// interrupt window opens.
+    fn offer_interrupt(&mut self, buses: &mut Buses) -> Result<(), VcpuError> {
+        let pending = buses.poll_interrupt();
+        let run = self.fd.get_kvm_run();
+        if !pending {
+            run.request_interrupt_window = 0;
+            return Ok(());
+        }
+        if run.ready_for_interrupt_injection == 0 || run.if_flag == 0 {
+            run.request_interrupt_window = 1;
+            return Ok(());
+        }
+        run.request_interrupt_window = 0;
+        if let Some(vector) = buses.acknowledge_interrupt() {
+            let irq = kvm_bindings::kvm_interrupt {
+                irq: u32::from(vector),
+            };
+            // SAFETY: KVM_INTERRUPT reads one `struct kvm_interrupt` from the pointer, which
+            // refers to a live local of exactly that type; the fd is this vCPU's.
+            let ret = unsafe { ioctl_with_ref(&self.fd, KVM_INTERRUPT(), &irq) };
+            if ret != 0 {
+                return Err(VcpuError::Backend(format!(
+                    "KVM_INTERRUPT({vector:#x}): {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn run_loop(&mut self, buses: &mut Buses) -> Result<VmExit, VcpuError> {
         loop {
             if self.kicker.take() {
@@ -416,6 +460,7 @@ impl KvmVcpu {
                 );
                 self.warned_a20 = true;
             }
+            self.offer_interrupt(buses)?;
             match self.enter(buses)? {
                 Step::Resume | Step::Interrupted => {}
                 Step::DeviceRequest => return Ok(VmExit::DeviceRequest),
@@ -444,9 +489,12 @@ impl Vcpu for KvmVcpu {
 
     fn run(&mut self, buses: &mut Buses) -> Result<VmExit, VcpuError> {
         if self.halted {
-            return Ok(VmExit::Halted {
-                interrupts_enabled: self.rflags_if()?,
-            });
+            let interrupts_enabled = self.rflags_if()?;
+            if !(interrupts_enabled && buses.poll_interrupt()) {
+                return Ok(VmExit::Halted { interrupts_enabled });
+            }
+            // An interrupt wakes the CPU; `run_loop` injects it.
+            self.halted = false;
         }
         self.thread_timer()?
             .arm(TICK, TICK)
