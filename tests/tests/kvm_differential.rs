@@ -13,14 +13,17 @@
 //! right (SDM Vol. 1 3.4.3.1 and each instruction's "Flags Affected" in Vol. 2), so no undefined
 //! flag may reach a compared state:
 //! - ADD, ADC, SUB, SBB, CMP, NEG, XADD and CMPXCHG define all six status flags; INC and DEC all
-//!   but CF, which they keep; CLC, STC, CMC and SAHF define what they touch; MOV, LEA, XCHG,
-//!   MOVZX, MOVSX, BSWAP, NOT, SETcc, CMOVcc, PUSH, POP, LAHF, CBW, CWD, MOVS, STOS and LODS
-//!   touch none; CMPS and SCAS set them as CMP does; CLD/STD set DF for the string operations.
-//! - AND, OR, XOR, TEST (AF undefined), shifts and rotates by an immediate 1..31, by 1 or by CL
-//!   (OF, and for counts past the operand width CF, undefined; AF undefined), SHLD/SHRD (same),
-//!   MUL and IMUL (SF, ZF, AF, PF undefined) and BT/BTS/BTR/BTC with an immediate (OF, SF, AF,
-//!   PF undefined) are each *followed immediately* by ADD, SUB or CMP between registers, which
-//!   defines all six status flags without reading any, so nothing undefined survives.
+//!   but CF, which they keep; CLC, STC, CMC and SAHF define what they touch; CMPS and SCAS set
+//!   them as CMP does; CLD/STD set DF for the string operations; MOV, LEA, XCHG, MOVZX, MOVSX,
+//!   BSWAP, NOT, SETcc, CMOVcc, PUSH, POP, PUSHF, LAHF, CBW, CWD, XLAT, MOVS, STOS and LODS
+//!   touch none.
+//! - AND, OR, XOR and TEST (AF undefined); shifts and rotates by an immediate 1..31, by 1 or by
+//!   CL (OF, and for counts past the operand width CF, undefined; AF undefined); SHLD/SHRD (the
+//!   same); MUL and IMUL (SF, ZF, AF, PF); BT/BTS/BTR/BTC with an immediate (OF, SF, AF, PF);
+//!   DAA and DAS (OF); AAA and AAS (OF, SF, ZF, PF); AAM and AAD (OF, AF, CF, and SF, ZF, PF,
+//!   which this host's KVM computes against the SDM, see `undefined_flags_op`) are each
+//!   *followed immediately* by ADD, SUB or CMP between registers, which defines all six status
+//!   flags without reading any, so nothing undefined survives.
 //! - Only the last instruction of a program may be one of those without its follower; its
 //!   undefined flags are then masked out of the final RFLAGS comparison ([`Program::undefined`]).
 //!   Shifts and rotates are masked conservatively (CF, OF and AF).
@@ -33,11 +36,12 @@
 //! LOCK-prefixed read-modify-writes. String instructions (MOVS, STOS, LODS, CMPS, SCAS, with
 //! REP/REPE/REPNE, forwards and backwards) get (E)SI, (E)DI and (E)CX set the same way.
 //!
-//! Bounds: KVM is slow here (software-emulated, ~1-2 M instructions/s, and KVM emulates most of
-//! real mode instruction by instruction), so each mode runs [`PROGRAMS_PER_MODE`] short programs.
+//! Bounds: KVM is slow here (software-emulated, ~1-2 M instructions/s, and each program needs
+//! a fresh VM), so each mode runs a fixed [`PROGRAMS_PER_MODE`] short programs.
 //! On KVM the machine runs in hybrid mode (`emu::hybrid`): an instruction KVM's emulator cannot
 //! execute is executed by the JIT, which makes that one instruction JIT-against-JIT; the test
 //! prints how many instructions that was and fails if it is more than [`MAX_ASSISTED_SHARE`].
+//! On this host those are AAA, AAS and DAA (under 1% of the instructions).
 
 use emu::hybrid::HybridVcpu;
 use vcpu::state::{cr0, gpr, rflags};
@@ -56,8 +60,9 @@ const STACK_TOP: u64 = 0x8000;
 const RAM_BYTES: u64 = 0x10000;
 /// Randomly chosen instructions per program (address set-up and flag followers come on top).
 const PROGRAM_LEN: usize = 40;
-/// Programs per mode: each mode's KVM half stays well under ten seconds on this host.
-const PROGRAMS_PER_MODE: u64 = 5000;
+/// Programs per mode (~70 program instructions each): both modes together take about 25 s on
+/// this host's KVM, most of it creating VMs (8000 per mode took 45 s).
+const PROGRAMS_PER_MODE: u64 = 4000;
 /// The largest share of instructions the hybrid KVM vCPU may hand to the JIT before the KVM side
 /// of the comparison is considered not to have been exercised.
 const MAX_ASSISTED_SHARE: f64 = 0.05;
@@ -773,7 +778,47 @@ impl Generator {
         let w = size.w();
         let mem = self.rng.chance(2);
         let src = self.rng.reg();
-        match self.rng.below(8) {
+        match self.rng.below(9) {
+            // decimal adjustment (SDM Vol. 2A "DAA", "DAS", "AAA", "AAS", "AAM", "AAD"); AAM's
+            // base is never 0, which would raise #DE. After AAM and AAD the SDM sets SF, ZF and
+            // PF from AL, and the JIT does; this host's KVM does not (AAM leaving AL = 0x06 set
+            // SF, AAM leaving AL = 0 cleared ZF, AAD leaving AL = 0x8f cleared SF: protected
+            // seeds 32 and 753 and real seed 294 before the mask), so all their status flags
+            // count as undefined: a host quirk, not a JIT bug.
+            8 => {
+                let (op, text, undefined) = match self.rng.below(6) {
+                    0 => (vec![0x27], "daa".to_string(), rflags::OF),
+                    1 => (vec![0x2f], "das".to_string(), rflags::OF),
+                    2 => (
+                        vec![0x37],
+                        "aaa".to_string(),
+                        rflags::OF | rflags::SF | rflags::ZF | rflags::PF,
+                    ),
+                    3 => (
+                        vec![0x3f],
+                        "aas".to_string(),
+                        rflags::OF | rflags::SF | rflags::ZF | rflags::PF,
+                    ),
+                    4 => {
+                        let base = if self.rng.chance(2) {
+                            10
+                        } else {
+                            1 + self.rng.below(255) as u8
+                        };
+                        (vec![0xd4, base], format!("aam {base}"), rflags::STATUS)
+                    }
+                    _ => {
+                        let base = if self.rng.chance(2) {
+                            10
+                        } else {
+                            self.rng.byte()
+                        };
+                        (vec![0xd5, base], format!("aad {base}"), rflags::STATUS)
+                    }
+                };
+                self.emit(op, text);
+                undefined
+            }
             // and/or/xor in all three forms
             0 | 1 => {
                 let (name, base, digit) = LOGIC[self.rng.below(3) as usize];
@@ -985,6 +1030,33 @@ impl Generator {
     /// Flag and accumulator one-byte instructions.
     fn misc_op(&mut self) {
         let size = self.wide();
+        match self.rng.below(9) {
+            // pushf: every flag is defined between instructions, so the image is too
+            7 => {
+                let mut b: Vec<u8> = self.operand_prefix(size).into_iter().collect();
+                b.push(0x9c);
+                let text = if size == Size::Word {
+                    "pushf"
+                } else {
+                    "pushfd"
+                };
+                return self.emit(b, text.into());
+            }
+            // xlat: AL = [(E)BX + AL], (E)BX pointing into the scratch buffer
+            8 => {
+                let addr32 = self.mode == Mode::Protected || self.rng.chance(4);
+                let table = SCRATCH + self.rng.below(0x1000);
+                self.set_reg(3, table, addr32);
+                let mut b = Vec::new();
+                if addr32 && self.mode == Mode::Real {
+                    b.push(0x67);
+                }
+                b.push(0xd7);
+                let a = if addr32 { "a32" } else { "a16" };
+                return self.emit(b, format!("xlat ({a})"));
+            }
+            _ => {}
+        }
         let (op, text) = match self.rng.below(7) {
             0 => (0xf8, "clc"),
             1 => (0xf9, "stc"),
@@ -1063,7 +1135,6 @@ fn initial_state(rng: &mut Rng, mode: Mode) -> CpuState {
 /// Everything one program needs, rebuilt from its seed.
 struct Case {
     seed: u64,
-    mode: Mode,
     start: CpuState,
     scratch: Vec<u8>,
     program: Program,
@@ -1077,7 +1148,6 @@ impl Case {
         let (program, _) = program(rng, mode);
         Self {
             seed,
-            mode,
             start,
             scratch,
             program,
@@ -1271,11 +1341,10 @@ fn differential(mode: Mode, seeds: std::ops::Range<u64>) {
         );
         executed += case.program.insns.len() as u64;
         assisted += kvm.assisted;
-        assert_eq!(case.mode, mode);
     }
     eprintln!(
-        "{mode:?} mode: {} programs, {executed} instructions agree; KVM handed {assisted} of \
-         them to the JIT",
+        "{mode:?} mode: {} programs, {executed} program instructions agree; KVM handed \
+         {assisted} executed instructions to the JIT",
         seeds.end - seeds.start
     );
     assert!(
