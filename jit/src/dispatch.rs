@@ -84,6 +84,8 @@ pub struct JitVcpu {
     budget_end: Option<u64>,
     /// The icount at which the interrupt line is sampled next.
     next_interrupt_poll: u64,
+    /// The last mode key and the state it was computed from.
+    mode_cache: Option<(ModeInputs, ModeKey)>,
     /// The icount at which in-function loops return; read by generated code.
     loop_limit: Box<u64>,
     config: JitConfig,
@@ -122,6 +124,7 @@ impl JitVcpu {
             kicker: Kicker::new(),
             budget_end: None,
             next_interrupt_poll: 0,
+            mode_cache: None,
             loop_limit: Box::new(u64::MAX),
             config,
             stats: JitStats::default(),
@@ -168,6 +171,29 @@ impl JitVcpu {
     pub fn set_a20(&mut self, enabled: bool) {
         self.ctx.a20_mask = if enabled { u64::MAX } else { !(1u64 << 20) };
         self.ctx.flush_tlb();
+    }
+
+    /// The mode key for the current state, recomputed only when one of its inputs changed
+    /// (the dispatcher asks before every block; the inputs change only at mode switches and
+    /// segment loads).
+    fn current_mode_key(&mut self) -> ModeKey {
+        let cpu = &self.ctx.cpu;
+        let inputs = ModeInputs {
+            cr0: cpu.cr0,
+            efer: cpu.efer,
+            vm: cpu.rflags & rflags::VM,
+            a20_mask: self.ctx.a20_mask,
+            cs_base: cpu.cs().base,
+            segs: std::array::from_fn(|i| (cpu.seg[i].selector, cpu.seg[i].attr)),
+        };
+        match &self.mode_cache {
+            Some((cached, key)) if *cached == inputs => *key,
+            _ => {
+                let key = self.mode_key();
+                self.mode_cache = Some((inputs, key));
+                key
+            }
+        }
     }
 
     fn mode_key(&self) -> ModeKey {
@@ -480,7 +506,7 @@ impl JitVcpu {
                 prev = None;
                 self.maybe_flush();
             }
-            let mode = self.mode_key();
+            let mode = self.current_mode_key();
             let ip = self.ctx.cpu.rip;
             let la = mode.cs_base.wrapping_add(ip) & mem::linear_mask(&self.ctx);
             let id = match prev.and_then(|p| self.chained(p, la, ip, &mode)) {
@@ -513,6 +539,18 @@ impl JitVcpu {
 /// Whether a protected-mode data segment register may be read/written inline: present,
 /// non-null, code or data, and not expand-down (whose limit check is inverted, SDM Vol. 3A
 /// 3.4.5.1). Anything else goes through the interpreter, which applies the full rules.
+/// Everything [`JitVcpu::mode_key`] reads from the CPU state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ModeInputs {
+    cr0: u64,
+    efer: u64,
+    vm: u64,
+    a20_mask: u64,
+    cs_base: u64,
+    /// (selector, attributes) of ES, CS, SS, DS, FS, GS.
+    segs: [(u16, u16); 6],
+}
+
 fn seg_rights(s: &Segment, index: usize) -> (bool, bool) {
     const TYPE_CODE: u8 = 0x8;
     const TYPE_WRITABLE_OR_READABLE: u8 = 0x2;
