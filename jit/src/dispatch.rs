@@ -458,7 +458,9 @@ impl JitVcpu {
     fn run_loop(&mut self, buses: *mut Buses) -> Result<VmExit, VcpuError> {
         let mut prev: Option<BlockId> = None;
         loop {
-            if self.kicker.take() {
+            // A plain load first: the swap in `take` is a locked instruction, and this runs
+            // between every two blocks.
+            if self.kicker.is_set() && self.kicker.take() {
                 return Ok(VmExit::Kicked);
             }
             if self.rt.triple_fault {
