@@ -6,23 +6,24 @@
 //! be written once:
 //!
 //! - [`kvm_available`] says whether `/dev/kvm` can be used, and if not, why;
-//! - [`KvmVcpu`] is a vCPU of its own single-vCPU VM over a [`vcpu::GuestRam`];
-//! - [`calibrate`] measures how fast this host's KVM really runs guest code (a software-emulated
-//!   or nested KVM can be far slower than the JIT).
+//! - [`KvmVcpu`] is a vCPU of its own single-vCPU VM over a [`vcpu::GuestRam`].
+//!
+//! How fast this host's KVM really is (software-emulated or nested KVM can be far slower than
+//! the JIT) is measured by the machine (`emu::calibrate`), with the same guest on both backends.
 //!
 //! Where the backend is not compiled in (another architecture or OS, or the feature off),
-//! `kvm_available` and `calibrate` return [`AccelError::Unavailable`] and `KvmVcpu` is an
+//! `kvm_available` returns [`AccelError::Unavailable`] and `KvmVcpu` is an
 //! uninhabited type whose constructor returns the same error.
 
 #[cfg(all(feature = "kvm", target_arch = "x86_64", target_os = "linux"))]
 mod kvm;
 #[cfg(all(feature = "kvm", target_arch = "x86_64", target_os = "linux"))]
-pub use kvm::{calibrate, kvm_available, KvmVcpu};
+pub use kvm::{kvm_available, KvmVcpu};
 
 #[cfg(not(all(feature = "kvm", target_arch = "x86_64", target_os = "linux")))]
 mod unavailable;
 #[cfg(not(all(feature = "kvm", target_arch = "x86_64", target_os = "linux")))]
-pub use unavailable::{calibrate, kvm_available, KvmVcpu};
+pub use unavailable::{kvm_available, KvmVcpu};
 
 /// Why KVM cannot be used, or what went wrong while setting it up.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +43,4 @@ pub enum AccelError {
     /// The initial CPU state was refused.
     #[error(transparent)]
     State(#[from] vcpu::VcpuError),
-    /// The calibration guest did not behave as built.
-    #[error("KVM calibration failed: {0}")]
-    Calibration(String),
 }

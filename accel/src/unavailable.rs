@@ -2,8 +2,6 @@
 //! the `kvm` feature turned off): every entry point says so through
 //! [`AccelError::Unavailable`], and [`KvmVcpu`] has no values.
 
-use std::time::Duration;
-
 use vcpu::{Buses, CpuState, GuestRam, Kicker, Vcpu, VcpuError, VmExit};
 
 use crate::AccelError;
@@ -22,11 +20,6 @@ fn reason() -> AccelError {
 
 /// Always `Err`: the reason KVM is not part of this build.
 pub fn kvm_available() -> Result<(), AccelError> {
-    Err(reason())
-}
-
-/// Always `Err`: there is no KVM to measure.
-pub fn calibrate(_duration: Duration) -> Result<f64, AccelError> {
     Err(reason())
 }
 
@@ -66,10 +59,6 @@ mod tests {
     #[test]
     fn every_entry_point_explains_why() {
         assert!(matches!(kvm_available(), Err(AccelError::Unavailable(_))));
-        assert!(matches!(
-            calibrate(Duration::from_millis(1)),
-            Err(AccelError::Unavailable(_))
-        ));
         let ram = GuestRam::new(&[vcpu::RegionSpec {
             base: 0,
             size: 0x1000,

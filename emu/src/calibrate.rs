@@ -130,6 +130,18 @@ mod tests {
         assert!(ips > 0.0);
     }
 
+    #[cfg(feature = "kvm")]
+    #[test]
+    fn calibration_loop_runs_on_kvm() {
+        if let Err(e) = accel::kvm_available() {
+            println!("skipped: {e}");
+            return;
+        }
+        let ips = measure(Accel::Kvm).expect("KVM calibration");
+        println!("KVM runs {:.2} M guest instructions/s here", ips / 1e6);
+        assert!(ips > 1e4 && ips.is_finite(), "{ips}");
+    }
+
     #[test]
     fn calibration_code_shape() {
         let c = calibration_code(7);

@@ -1,6 +1,5 @@
 //! The KVM backend proper (x86-64 Linux with the `kvm` feature).
 
-mod calibrate;
 mod convert;
 mod kick;
 mod msr;
@@ -10,7 +9,6 @@ mod vm;
 #[cfg(test)]
 mod tests;
 
-pub use calibrate::calibrate;
 pub use vcpu::KvmVcpu;
 
 use crate::AccelError;

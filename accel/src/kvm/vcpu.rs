@@ -21,8 +21,6 @@
 //!
 //! Kicks: see `kick.rs`. The tick timer runs only while `run` does.
 
-use std::time::Duration;
-
 use kvm_bindings::{
     kvm_run, kvm_xcr, kvm_xcrs, KVM_INTERNAL_ERROR_DELIVERY_EV, KVM_INTERNAL_ERROR_EMULATION,
     KVM_INTERNAL_ERROR_SIMUL_EX, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
@@ -378,38 +376,6 @@ impl KvmVcpu {
     fn rflags_if(&self) -> Result<bool, VcpuError> {
         let regs = self.fd.get_regs().map_err(backend("KVM_GET_REGS"))?;
         Ok(regs.rflags & rflags::IF != 0)
-    }
-
-    /// Run until `until` passes (the tick timer's first expiry) or the guest halts; used by the
-    /// calibration. Returns whether the guest halted.
-    pub(crate) fn run_for(&mut self, until: Duration) -> Result<bool, AccelError> {
-        let timer = self.thread_timer()?;
-        timer.arm(until, TICK)?;
-        let mut buses = Buses::new();
-        let result = loop {
-            match self.enter(&mut buses) {
-                Ok(Step::Interrupted) => break Ok(false),
-                Ok(Step::Halted) => break Ok(true),
-                Ok(Step::Resume) => continue,
-                Ok(Step::InternalError) => {
-                    break Err(AccelError::State(
-                        self.internal_error().err().unwrap_or_else(|| {
-                            VcpuError::Backend("undefined opcode in the calibration loop".into())
-                        }),
-                    ))
-                }
-                Ok(other) => {
-                    break Err(AccelError::Calibration(format!(
-                        "unexpected exit {other:?}"
-                    )))
-                }
-                Err(e) => break Err(e.into()),
-            }
-        };
-        if let Some(t) = &self.timer {
-            t.disarm()?;
-        }
-        result
     }
 
     /// Sample the machine's INTR line (letting its timers raise what is due). With no
