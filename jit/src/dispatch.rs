@@ -167,12 +167,6 @@ impl JitVcpu {
         &self.rt.ram
     }
 
-    /// The A20 gate (bit 20 of every physical address is forced to 0 while it is off).
-    pub fn set_a20(&mut self, enabled: bool) {
-        self.ctx.a20_mask = if enabled { u64::MAX } else { !(1u64 << 20) };
-        self.ctx.flush_tlb();
-    }
-
     /// The mode key for the current state, recomputed only when one of its inputs changed
     /// (the dispatcher asks before every block; the inputs change only at mode switches and
     /// segment loads).
