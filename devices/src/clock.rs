@@ -14,19 +14,31 @@ pub trait Clock: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct HostClock {
     start: Instant,
+    /// The reading at `start`: non-zero for a machine restored from a snapshot, whose devices
+    /// hold times from the machine that took it.
+    offset_ns: u64,
 }
 
 impl Default for HostClock {
     fn default() -> Self {
+        Self::starting_at(0)
+    }
+}
+
+impl HostClock {
+    /// A clock that reads `ns` now and advances with the host from there.
+    pub fn starting_at(ns: u64) -> Self {
         Self {
             start: Instant::now(),
+            offset_ns: ns,
         }
     }
 }
 
 impl Clock for HostClock {
     fn now_ns(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        self.offset_ns
+            .saturating_add(self.start.elapsed().as_nanos() as u64)
     }
 }
 
@@ -49,5 +61,19 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ns(&self) -> u64 {
         self.0.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_clock_continues_from_its_start() {
+        let c = HostClock::starting_at(5_000_000_000);
+        let a = c.now_ns();
+        assert!(a >= 5_000_000_000);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(c.now_ns() >= a + 2_000_000);
     }
 }

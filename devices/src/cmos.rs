@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::state::{StateError, StateReader, StateWriter};
 
 pub const CMOS_PORT: u16 = 0x70;
 
@@ -48,6 +49,44 @@ pub struct CmosState {
     /// Guest time = `base_unix_secs` + clock seconds + `offset_secs`.
     pub base_unix_secs: i64,
     pub offset_secs: i64,
+}
+
+/// Layout version of [`CmosState::to_bytes`].
+const STATE_VERSION: u8 = 1;
+const STATE_NAME: &str = "cmos";
+
+impl CmosState {
+    /// The state as a snapshot blob.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = StateWriter::new(STATE_VERSION);
+        w.bytes(&self.ram)
+            .u8(self.index)
+            .bool(self.nmi_disabled)
+            .i64(self.base_unix_secs)
+            .i64(self.offset_secs);
+        w.finish()
+    }
+
+    /// Read a blob written by [`CmosState::to_bytes`].
+    pub fn from_bytes(blob: &[u8]) -> Result<Self, StateError> {
+        let mut r = StateReader::new(blob, STATE_NAME, STATE_VERSION)?;
+        let ram: [u8; 128] = r
+            .bytes()?
+            .try_into()
+            .map_err(|_| r.invalid("CMOS RAM is not 128 bytes"))?;
+        let s = CmosState {
+            ram,
+            index: r.u8()?,
+            nmi_disabled: r.bool()?,
+            base_unix_secs: r.i64()?,
+            offset_secs: r.i64()?,
+        };
+        if usize::from(s.index) >= s.ram.len() {
+            return Err(r.invalid(format!("index register {:#x} out of range", s.index)));
+        }
+        r.finish()?;
+        Ok(s)
+    }
 }
 
 /// The RTC/CMOS chip.
@@ -121,6 +160,11 @@ impl Cmos {
 
     pub fn state(&self) -> CmosState {
         self.s
+    }
+
+    /// Replace the device's state (snapshot restore).
+    pub fn set_state(&mut self, s: CmosState) {
+        self.s = s;
     }
 
     /// Fill the memory-size bytes firmware reads (IBM PC/AT CMOS map, as QEMU and SeaBIOS use
@@ -339,5 +383,26 @@ mod tests {
         assert_eq!(read(&mut c, 0x34), ((112u32 << 20) / 65536) as u8);
         assert_eq!(read(&mut c, 0x35), 0x07);
         assert_eq!(read(&mut c, 0x15), 0x80);
+    }
+
+    #[test]
+    fn state_survives_bytes_and_corruption_is_an_error() {
+        let (mut c, _clock) = cmos();
+        c.set_memory_size(64 << 20, 0);
+        c.write_port(0, 0x0e);
+        c.write_port(1, 0x5a);
+        let blob = c.state().to_bytes();
+        let (mut copy, _) = cmos();
+        copy.set_state(CmosState::from_bytes(&blob).unwrap());
+        assert_eq!(copy.state(), c.state());
+        for n in 0..blob.len() {
+            assert!(CmosState::from_bytes(&blob[..n]).is_err());
+        }
+        let mut bad = blob.clone();
+        bad[0] = 2;
+        assert!(matches!(
+            CmosState::from_bytes(&bad),
+            Err(StateError::Version { found: 2, .. })
+        ));
     }
 }

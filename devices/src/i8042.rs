@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use crate::bus::{BusDevice, PlatformRequest, Requests};
 use crate::reset::A20Gate;
+use crate::state::{StateError, StateReader, StateWriter};
 
 pub const DATA_PORT: u16 = 0x60;
 pub const COMMAND_PORT: u16 = 0x64;
@@ -78,6 +79,71 @@ impl Default for I8042State {
     }
 }
 
+/// Layout version of [`I8042State::to_bytes`].
+const STATE_VERSION: u8 = 1;
+const STATE_NAME: &str = "i8042";
+/// More queued output than any command sequence produces means a corrupt blob.
+const MAX_QUEUED_OUTPUT: usize = 64;
+
+impl PendingWrite {
+    fn code(self) -> u8 {
+        match self {
+            PendingWrite::Keyboard => 0,
+            PendingWrite::Config => 1,
+            PendingWrite::OutputPort => 2,
+            PendingWrite::Aux => 3,
+            PendingWrite::KeyboardParameter => 4,
+        }
+    }
+
+    fn from_code(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => PendingWrite::Keyboard,
+            1 => PendingWrite::Config,
+            2 => PendingWrite::OutputPort,
+            3 => PendingWrite::Aux,
+            4 => PendingWrite::KeyboardParameter,
+            _ => return None,
+        })
+    }
+}
+
+impl I8042State {
+    /// The state as a snapshot blob. The A20 line itself is saved with the platform, not here.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let output: Vec<u8> = self.output.iter().copied().collect();
+        let mut w = StateWriter::new(STATE_VERSION);
+        w.u8(self.config)
+            .bytes(&output)
+            .u8(self.pending.code())
+            .bool(self.last_was_command)
+            .bool(self.keyboard_enabled);
+        w.finish()
+    }
+
+    /// Read a blob written by [`I8042State::to_bytes`].
+    pub fn from_bytes(blob: &[u8]) -> Result<Self, StateError> {
+        let mut r = StateReader::new(blob, STATE_NAME, STATE_VERSION)?;
+        let config = r.u8()?;
+        let output = r.bytes()?;
+        if output.len() > MAX_QUEUED_OUTPUT {
+            return Err(r.invalid(format!("{} bytes of queued output", output.len())));
+        }
+        let code = r.u8()?;
+        let pending = PendingWrite::from_code(code)
+            .ok_or_else(|| r.invalid(format!("pending-write code {code}")))?;
+        let s = I8042State {
+            config,
+            output: output.iter().copied().collect(),
+            pending,
+            last_was_command: r.bool()?,
+            keyboard_enabled: r.bool()?,
+        };
+        r.finish()?;
+        Ok(s)
+    }
+}
+
 /// The controller. One instance serves both ports: attach it over 0x60..0x65 and it answers
 /// offset 0 (data) and offset 4 (status/command).
 pub struct I8042 {
@@ -97,6 +163,11 @@ impl I8042 {
 
     pub fn state(&self) -> I8042State {
         self.s.clone()
+    }
+
+    /// Replace the controller's state (snapshot restore).
+    pub fn set_state(&mut self, s: I8042State) {
+        self.s = s;
     }
 
     fn reply(&mut self, bytes: &[u8]) {
@@ -236,5 +307,28 @@ mod tests {
         k.write(0, &[0x47]);
         k.write(4, &[CMD_READ_CONFIG]);
         assert_eq!(read(&mut k, 0), 0x47);
+    }
+
+    #[test]
+    fn state_survives_bytes_and_corruption_is_an_error() {
+        let s = I8042State {
+            config: 0x47,
+            output: [0xfa, 0xaa].into_iter().collect(),
+            pending: PendingWrite::OutputPort,
+            last_was_command: true,
+            keyboard_enabled: false,
+        };
+        let blob = s.to_bytes();
+        assert_eq!(I8042State::from_bytes(&blob).unwrap(), s);
+        for n in 0..blob.len() {
+            assert!(I8042State::from_bytes(&blob[..n]).is_err());
+        }
+        let mut bad = blob.clone();
+        let pending_at = blob.len() - 3;
+        bad[pending_at] = 9;
+        assert!(matches!(
+            I8042State::from_bytes(&bad),
+            Err(StateError::Invalid { .. })
+        ));
     }
 }

@@ -14,6 +14,7 @@ pub mod pic;
 pub mod pit;
 pub mod reset;
 pub mod serial;
+pub mod state;
 
 pub use bus::{
     Bus, BusDevice, BusError, Buses, InterruptController, PlatformRequest, Requests, SharedDevice,
@@ -21,6 +22,7 @@ pub use bus::{
 };
 pub use debug::{DebugCon, DebugExit, PmControl, PostPort};
 pub use serial::{Serial, SerialInput};
+pub use state::StateError;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

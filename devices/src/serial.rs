@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use crate::bus::BusDevice;
+use crate::state::{StateError, StateReader, StateWriter};
 use crate::OutputSink;
 
 /// The COM1 base port.
@@ -52,6 +53,12 @@ impl SerialInput {
     }
 }
 
+/// Layout version of [`Serial::state_bytes`].
+const STATE_VERSION: u8 = 1;
+const STATE_NAME: &str = "serial";
+/// The 16550A's receive FIFO depth.
+const FIFO_DEPTH: usize = 64;
+
 /// A 16550A on the port bus.
 pub struct Serial {
     uart: vm_superio::Serial<IrqTrigger, vm_superio::serial::NoEvents, OutputSink>,
@@ -64,6 +71,55 @@ impl Serial {
             uart: vm_superio::Serial::new(IrqTrigger::default(), out),
             input,
         }
+    }
+
+    /// The UART's registers and receive FIFO as a snapshot blob. Host input not yet moved into
+    /// the FIFO stays with the host side and is not part of the guest's state.
+    pub fn state_bytes(&self) -> Vec<u8> {
+        let st = self.uart.state();
+        let mut w = StateWriter::new(STATE_VERSION);
+        w.u8(st.baud_divisor_low)
+            .u8(st.baud_divisor_high)
+            .u8(st.interrupt_enable)
+            .u8(st.interrupt_identification)
+            .u8(st.line_control)
+            .u8(st.line_status)
+            .u8(st.modem_control)
+            .u8(st.modem_status)
+            .u8(st.scratch)
+            .bytes(&st.in_buffer);
+        w.finish()
+    }
+
+    /// Load a blob written by [`Serial::state_bytes`]; the output sink and input queue stay.
+    pub fn restore_state(&mut self, blob: &[u8]) -> Result<(), StateError> {
+        let mut r = StateReader::new(blob, STATE_NAME, STATE_VERSION)?;
+        let st = vm_superio::serial::SerialState {
+            baud_divisor_low: r.u8()?,
+            baud_divisor_high: r.u8()?,
+            interrupt_enable: r.u8()?,
+            interrupt_identification: r.u8()?,
+            line_control: r.u8()?,
+            line_status: r.u8()?,
+            modem_control: r.u8()?,
+            modem_status: r.u8()?,
+            scratch: r.u8()?,
+            in_buffer: r.bytes()?.to_vec(),
+        };
+        if st.in_buffer.len() > FIFO_DEPTH {
+            return Err(r.invalid(format!("{} bytes in the receive FIFO", st.in_buffer.len())));
+        }
+        r.finish()?;
+        let trigger = self.uart.interrupt_evt().clone();
+        let placeholder =
+            vm_superio::Serial::new(trigger.clone(), Box::new(std::io::sink()) as OutputSink);
+        let out = std::mem::replace(&mut self.uart, placeholder).into_writer();
+        self.uart = vm_superio::Serial::from_state(&st, trigger, vm_superio::serial::NoEvents, out)
+            .map_err(|e| StateError::Invalid {
+                device: STATE_NAME,
+                what: format!("{e:?}"),
+            })?;
+        Ok(())
     }
 
     /// Move waiting host input into the receive FIFO, as far as it has room.
@@ -123,5 +179,42 @@ mod tests {
         assert_eq!(b[0] & LSR_DR, LSR_DR);
         s.read(0, &mut b);
         assert_eq!(b, *b"x");
+    }
+
+    #[test]
+    fn state_survives_bytes_and_keeps_the_sink() {
+        /// Line control register, its divisor-latch access bit, and the scratch register.
+        const LCR: u64 = 3;
+        const LCR_DLAB: u8 = 0x80;
+        const SCR: u64 = 7;
+        let out = SharedBuffer::new();
+        let input = SerialInput::new();
+        let mut s = Serial::new(Box::new(out.clone()), input.clone());
+        s.write(LCR, &[LCR_DLAB]);
+        s.write(0, &[0x0c]); // divisor 12: 9600 baud
+        s.write(LCR, &[0x03]);
+        s.write(SCR, &[0x5a]);
+        input.push(b"hi");
+        let mut b = [0u8; 1];
+        s.read(LSR, &mut b); // moves "hi" into the FIFO
+        let blob = s.state_bytes();
+
+        let out2 = SharedBuffer::new();
+        let mut t = Serial::new(Box::new(out2.clone()), SerialInput::new());
+        t.restore_state(&blob).unwrap();
+        assert_eq!(t.state_bytes(), blob);
+        t.read(SCR, &mut b);
+        assert_eq!(b, [0x5a]);
+        t.read(0, &mut b);
+        assert_eq!(b, *b"h");
+        t.write(0, b"!");
+        assert_eq!(
+            out2.contents(),
+            b"!",
+            "output still goes to the restored device's sink"
+        );
+        for n in 0..blob.len() {
+            assert!(t.restore_state(&blob[..n]).is_err());
+        }
     }
 }

@@ -2,10 +2,13 @@
 //! drives a backend, plus the `emu` command line on top of it.
 
 pub mod calibrate;
+pub mod control;
 pub mod demo;
+pub mod duration;
 pub mod firmware;
 pub mod hybrid;
 pub mod machine;
 pub mod pc;
 pub mod size;
 pub mod snapshot;
+pub mod terminal;

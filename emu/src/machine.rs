@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
 use devices::{Buses, OutputSink, PlatformRequest, SerialInput};
 use vcpu::{CpuState, GuestRam, Kicker, Vcpu, VcpuError, VmExit};
 
+use crate::control::{Command, MachineControl};
 use crate::firmware::{check_bios, FirmwareError};
-use crate::pc::{self, PcError};
+use crate::pc::{self, PcDevices, PcError};
+use crate::snapshot::{Snapshot, SnapshotError};
 
 /// Which backend executes guest instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,7 +66,7 @@ impl Default for MachineConfig {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
     /// The guest wrote `value` to the debug exit port (0xF4).
     DebugExit { value: u32 },
@@ -76,16 +80,21 @@ pub enum RunOutcome {
     Reset,
     /// [`MachineConfig::time_limit`] passed.
     TimedOut,
+    /// A snapshot was written to `path` and the run stopped there (Ctrl-A s).
+    Suspended { path: PathBuf },
+    /// The user quit (Ctrl-A x).
+    Quit,
 }
 
 impl RunOutcome {
     /// Exit status of `emu` for this outcome: QEMU's `(value << 1) | 1` for the debug exit port,
     /// 0 for poweroff, 4 for a guest that stopped for good (halt with interrupts off, triple
-    /// fault, reset request), 124 for a time-out (as `timeout(1)`).
+    /// fault, reset request), 124 for a time-out (as `timeout(1)`), 0 when the user suspended
+    /// or quit.
     pub fn exit_status(&self) -> i32 {
         match self {
             RunOutcome::DebugExit { value } => ((value << 1) | 1) as i32,
-            RunOutcome::PowerOff => 0,
+            RunOutcome::PowerOff | RunOutcome::Suspended { .. } | RunOutcome::Quit => 0,
             RunOutcome::Halted { .. } | RunOutcome::TripleFault { .. } | RunOutcome::Reset => 4,
             RunOutcome::TimedOut => 124,
         }
@@ -103,6 +112,11 @@ impl RunOutcome {
             )),
             RunOutcome::Reset => Some("guest requested a system reset; stopping".to_string()),
             RunOutcome::TimedOut => Some("time limit reached; guest stopped".to_string()),
+            RunOutcome::Suspended { path } => Some(format!(
+                "guest suspended to {p}; resume it with `emu restore {p}`",
+                p = path.display()
+            )),
+            RunOutcome::Quit => Some("quit; the guest was stopped".to_string()),
         }
     }
 }
@@ -119,14 +133,20 @@ pub enum MachineError {
     KvmUnavailable(String),
     #[error("guest stopped by an emulator error: {0}")]
     Vcpu(#[from] VcpuError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("cannot map guest memory: {0}")]
+    Memory(#[from] vcpu::MemoryError),
 }
 
 /// A complete machine, ready to run.
 pub struct Machine {
     ram: GuestRam,
     buses: Buses,
+    devices: PcDevices,
     vcpu: Box<dyn Vcpu>,
     time_limit: Option<Duration>,
+    control: MachineControl,
 }
 
 impl std::fmt::Debug for Machine {
@@ -185,15 +205,57 @@ impl Machine {
         check_bios(bios)?;
         let ram = pc::build_memory(config.memory_bytes, bios)?;
         let input = config.serial_input.clone().unwrap_or_default();
-        let buses = pc::build_buses(out, input, config.memory_bytes)?;
+        let (buses, devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
         let vcpu = create_vcpu(config.accel, &ram, &CpuState::reset())?;
+        Ok(Self::assemble(ram, buses, devices, vcpu, config))
+    }
+
+    /// The machine `snapshot` describes, on `config.accel` (which may differ from the backend
+    /// that took it), ready to continue where it stopped. `config.memory_bytes` is ignored: the
+    /// memory layout is the snapshot's. Guest output goes to `out`.
+    pub fn from_snapshot(
+        config: &MachineConfig,
+        snapshot: &Snapshot,
+        out: OutputSink,
+    ) -> Result<Self, MachineError> {
+        let ram = GuestRam::new(&snapshot.regions)?;
+        snapshot.restore_memory(&ram)?;
+        let clock_ns = PcDevices::saved_clock_ns(&snapshot.devices)?;
+        let input = config.serial_input.clone().unwrap_or_default();
+        let (buses, devices) = pc::build_buses(out, input, ram.ram_bytes(), clock_ns)?;
+        devices.restore(&snapshot.devices)?;
+        let vcpu = create_vcpu(config.accel, &ram, &snapshot.cpu)?;
+        Ok(Self::assemble(ram, buses, devices, vcpu, config))
+    }
+
+    fn assemble(
+        ram: GuestRam,
+        buses: Buses,
+        devices: PcDevices,
+        vcpu: Box<dyn Vcpu>,
+        config: &MachineConfig,
+    ) -> Self {
         log::info!("running on the {} backend", vcpu.backend_name());
-        Ok(Self {
+        let control = MachineControl::new(vcpu.kicker());
+        Self {
             ram,
             buses,
+            devices,
             vcpu,
             time_limit: config.time_limit,
-        })
+            control,
+        }
+    }
+
+    /// The whole machine as it is now: CPU, devices and memory (zero pages left out).
+    pub fn snapshot(&mut self) -> Result<Snapshot, MachineError> {
+        let cpu = self.vcpu.state()?;
+        Ok(Snapshot::capture(cpu, &self.ram, self.devices.save())?)
+    }
+
+    /// The handle other threads use to ask for snapshots or to stop the run.
+    pub fn control(&self) -> MachineControl {
+        self.control.clone()
     }
 
     /// The backend in use ("jit", "kvm").
@@ -221,6 +283,9 @@ impl Machine {
         loop {
             let exit = self.vcpu.run(&mut self.buses)?;
             log::trace!("vm exit: {exit:?}");
+            if let Some(outcome) = self.serve_controls()? {
+                return Ok(outcome);
+            }
             match exit {
                 VmExit::Halted {
                     interrupts_enabled: false,
@@ -231,11 +296,15 @@ impl Machine {
                 }
                 VmExit::Halted {
                     interrupts_enabled: true,
-                } => {
-                    if !self.wait_for_interrupt(deadline) {
-                        return Ok(RunOutcome::TimedOut);
+                } => match self.wait_for_interrupt(deadline) {
+                    Wake::Interrupt => {}
+                    Wake::Deadline => return Ok(RunOutcome::TimedOut),
+                    Wake::Control => {
+                        if let Some(outcome) = self.serve_controls()? {
+                            return Ok(outcome);
+                        }
                     }
-                }
+                },
                 VmExit::DeviceRequest => match self.buses.take_request() {
                     Some(PlatformRequest::DebugExit { value }) => {
                         return Ok(RunOutcome::DebugExit { value })
@@ -258,17 +327,49 @@ impl Machine {
 /// The longest a halted CPU sleeps before looking at its devices again.
 const HALT_POLL: Duration = Duration::from_millis(10);
 
+/// Why a halted CPU's wait ended.
+enum Wake {
+    Interrupt,
+    Deadline,
+    Control,
+}
+
 impl Machine {
-    /// Idle while the CPU is halted with interrupts enabled, until an interrupt is pending
-    /// (true) or the deadline passes (false). Sleeps until the next timer event.
-    fn wait_for_interrupt(&mut self, deadline: Option<Instant>) -> bool {
+    /// Serve what other threads asked for. `Some` ends the run.
+    fn serve_controls(&mut self) -> Result<Option<RunOutcome>, MachineError> {
+        if !self.control.pending() {
+            return Ok(None);
+        }
+        for command in self.control.take_all() {
+            match command {
+                Command::Quit => return Ok(Some(RunOutcome::Quit)),
+                Command::Snapshot { path, then_quit } => {
+                    let written = self.snapshot()?.write_file(&path);
+                    match written {
+                        Ok(()) if then_quit => return Ok(Some(RunOutcome::Suspended { path })),
+                        Ok(()) => log::info!("snapshot written to {}", path.display()),
+                        // The guest keeps running: losing it over a full disk would be worse.
+                        Err(e) => log::error!("{e}; the guest keeps running"),
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Idle while the CPU is halted with interrupts enabled, until an interrupt is pending, the
+    /// deadline passes, or another thread posts a command. Sleeps until the next timer event.
+    fn wait_for_interrupt(&mut self, deadline: Option<Instant>) -> Wake {
         loop {
             if self.buses.poll_interrupt() {
-                return true;
+                return Wake::Interrupt;
+            }
+            if self.control.pending() {
+                return Wake::Control;
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                return false;
+                return Wake::Deadline;
             }
             let mut nap = self
                 .buses

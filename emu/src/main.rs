@@ -1,17 +1,22 @@
 //! The `emu` command line.
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use devices::SerialInput;
+use emu::control::{Command as Control, MachineControl};
 use emu::machine::{Accel, Machine, MachineConfig};
+use emu::snapshot::Snapshot;
+use emu::terminal::{self, Key, RawMode};
 
-/// Exit status for errors of emu itself (bad arguments, unreadable or invalid images, backend
-/// failures), as distinct from statuses the guest chooses.
+/// Exit status for errors of emu itself (bad arguments, unreadable or invalid images and
+/// snapshots, backend failures), as distinct from statuses the guest chooses.
 const EXIT_EMULATOR_ERROR: u8 = 2;
+
+/// Where Ctrl-A s writes when --suspend-to is not given (made unique with -1, -2, ...).
+const DEFAULT_SUSPEND_STEM: &str = "emu-suspend";
 
 #[derive(Parser)]
 #[command(
@@ -32,9 +37,17 @@ enum Command {
     /// Run a guest. Without an image, runs the built-in demo ROM.
     ///
     /// Exit status: what the guest wrote to port 0xF4 as (value << 1) | 1, 0 when the guest
-    /// powers off, 4 when it stops for good (halt with interrupts off, triple fault), 124 when
-    /// --time-limit passes, 2 for errors of emu itself.
+    /// powers off or the user quits or suspends, 4 when it stops for good (halt with interrupts
+    /// off, triple fault), 124 when --time-limit passes, 2 for errors of emu itself.
+    ///
+    /// Keys (standard input goes to the guest's serial port): Ctrl-A x quits, Ctrl-A s writes a
+    /// snapshot and quits, Ctrl-A a sends Ctrl-A, Ctrl-A h lists them.
     Run(RunArgs),
+    /// Resume a guest from a snapshot file, on any backend (the one that wrote it or another).
+    ///
+    /// Exit status as for `run`; a missing, corrupt, truncated or wrong-version snapshot ends
+    /// with a message and status 2, and the file is left as it was.
+    Restore(RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -46,17 +59,48 @@ struct RunArgs {
     /// Guest RAM, e.g. 128M or 1G.
     #[arg(long, short = 'm', default_value = "128M", value_parser = parse_memory)]
     memory: u64,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The snapshot to resume (written by --snapshot-on-signal, --snapshot-after or Ctrl-A s).
+    #[arg(value_name = "FILE")]
+    snapshot: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Options of both `run` and `restore`.
+#[derive(clap::Args)]
+struct CommonArgs {
     /// Backend: jit, kvm, or auto (KVM when usable and measured faster, else the JIT).
     #[arg(long, default_value = "auto")]
     accel: Accel,
     /// Stop the guest after this many seconds (exit status 124).
     #[arg(long, value_name = "SECONDS")]
     time_limit: Option<f64>,
+    /// On SIGUSR1, write a snapshot to FILE and keep running (each signal replaces it).
+    #[arg(long, value_name = "FILE")]
+    snapshot_on_signal: Option<PathBuf>,
+    /// After DURATION (e.g. 500ms, 2s) of running, write a snapshot to FILE and keep running.
+    #[arg(long, num_args = 2, value_names = ["DURATION", "FILE"])]
+    snapshot_after: Option<Vec<String>>,
+    /// Where Ctrl-A s writes its snapshot (default: emu-suspend.snap in the current directory,
+    /// or the first of emu-suspend-1.snap, emu-suspend-2.snap, ... that does not exist).
+    #[arg(long, value_name = "FILE")]
+    suspend_to: Option<PathBuf>,
+    /// Let snapshot options replace files that already exist (they refuse by default).
+    #[arg(long)]
+    overwrite_snapshots: bool,
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
     emu::size::parse_size(s).map_err(|e| e.to_string())
 }
+
+type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -66,26 +110,53 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+    // The level applies to emu's own crates; dependencies (Cranelift) only say what is wrong.
+    let filter = ["emu", "jit", "accel", "devices", "vcpu", "decoder"]
+        .iter()
+        .fold(String::from("warn"), |f, c| format!("{f},{c}={level}"));
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp(None)
         .init();
-    match cli.command {
-        Command::Run(args) => match run(args) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("emu: error: {e}");
-                ExitCode::from(EXIT_EMULATOR_ERROR)
-            }
-        },
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Restore(args) => restore(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("emu: error: {e}");
+            ExitCode::from(EXIT_EMULATOR_ERROR)
+        }
     }
 }
 
-fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn run(args: RunArgs) -> CliResult<ExitCode> {
     let image = match &args.bios {
         Some(path) => emu::firmware::load_bios(path)?,
         None => emu::demo::DEMO_ROM.to_vec(),
     };
-    if let Some(t) = args.time_limit {
+    let plan = SnapshotPlan::from_args(&args.common)?;
+    let (config, input) = machine_config(&args.common, args.memory)?;
+    let machine = Machine::with_bios(&config, &image, Box::new(std::io::stdout()))?;
+    drive(machine, input, plan)
+}
+
+fn restore(args: RestoreArgs) -> CliResult<ExitCode> {
+    let plan = SnapshotPlan::from_args(&args.common)?;
+    let snapshot = Snapshot::read_file(&args.snapshot)?;
+    let (config, input) = machine_config(&args.common, 0)?;
+    let machine = Machine::from_snapshot(&config, &snapshot, Box::new(std::io::stdout()))?;
+    log::info!(
+        "restored {} at rip {:#x}",
+        args.snapshot.display(),
+        snapshot.cpu.rip
+    );
+    drop(snapshot);
+    drive(machine, input, plan)
+}
+
+fn machine_config(common: &CommonArgs, memory: u64) -> CliResult<(MachineConfig, SerialInput)> {
+    if let Some(t) = common.time_limit {
         if !(t.is_finite() && t > 0.0) {
             return Err(
                 format!("--time-limit must be a positive number of seconds, not {t}").into(),
@@ -93,15 +164,112 @@ fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     let input = SerialInput::new();
-    spawn_stdin_reader(input.clone());
     let config = MachineConfig {
-        memory_bytes: args.memory,
-        accel: args.accel,
-        time_limit: args.time_limit.map(Duration::from_secs_f64),
-        serial_input: Some(input),
+        memory_bytes: memory,
+        accel: common.accel,
+        time_limit: common.time_limit.map(Duration::from_secs_f64),
+        serial_input: Some(input.clone()),
     };
-    let mut machine = Machine::with_bios(&config, &image, Box::new(std::io::stdout()))?;
-    let outcome = machine.run()?;
+    Ok((config, input))
+}
+
+/// Where and when this run writes snapshots, checked before the guest starts.
+struct SnapshotPlan {
+    on_signal: Option<PathBuf>,
+    after: Option<(Duration, PathBuf)>,
+    suspend_to: Option<PathBuf>,
+}
+
+impl SnapshotPlan {
+    fn from_args(a: &CommonArgs) -> CliResult<Self> {
+        let after = match a.snapshot_after.as_deref() {
+            Some([duration, file]) => {
+                let d = emu::duration::parse_duration(duration)
+                    .map_err(|e| format!("--snapshot-after: {e}"))?;
+                Some((d, PathBuf::from(file)))
+            }
+            Some(_) => return Err("--snapshot-after takes a DURATION and a FILE".into()),
+            None => None,
+        };
+        let plan = Self {
+            on_signal: a.snapshot_on_signal.clone(),
+            after,
+            suspend_to: a.suspend_to.clone(),
+        };
+        let targets = [
+            ("--snapshot-on-signal", plan.on_signal.as_deref()),
+            (
+                "--snapshot-after",
+                plan.after.as_ref().map(|(_, p)| p.as_path()),
+            ),
+            ("--suspend-to", plan.suspend_to.as_deref()),
+        ];
+        for (option, path) in targets {
+            if let Some(path) = path {
+                check_target(option, path, a.overwrite_snapshots)?;
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// A snapshot target must be a writable place that holds nothing the user would lose.
+fn check_target(option: &str, path: &Path, overwrite: bool) -> CliResult<()> {
+    if path.is_dir() {
+        return Err(format!("{option}: {} is a directory", path.display()).into());
+    }
+    if path.exists() && !overwrite {
+        return Err(format!(
+            "{option}: {} already exists; remove it or pass --overwrite-snapshots",
+            path.display()
+        )
+        .into());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!("{option}: directory {} does not exist", parent.display()).into());
+    }
+    Ok(())
+}
+
+/// The first of emu-suspend.snap, emu-suspend-1.snap, ... that does not exist.
+fn default_suspend_path() -> PathBuf {
+    let first = PathBuf::from(format!("{DEFAULT_SUSPEND_STEM}.snap"));
+    if !first.exists() {
+        return first;
+    }
+    (1u32..)
+        .map(|n| PathBuf::from(format!("{DEFAULT_SUSPEND_STEM}-{n}.snap")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// Run `machine` with the terminal, signals and timers wired to it, and report how it ended.
+fn drive(mut machine: Machine, input: SerialInput, plan: SnapshotPlan) -> CliResult<ExitCode> {
+    let control = machine.control();
+    let raw = RawMode::enable();
+    if raw.active() {
+        eprint!("emu: Ctrl-A h for help, Ctrl-A x to quit\r\n");
+    }
+    spawn_terminal(input, control.clone(), plan.suspend_to.clone());
+    if let Some(path) = plan.on_signal {
+        spawn_signal_snapshots(control.clone(), path)?;
+    }
+    if let Some((after, path)) = plan.after {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            control.post(Control::Snapshot {
+                path,
+                then_quit: false,
+            });
+        });
+    }
+    let outcome = machine.run();
+    drop(raw);
+    let outcome = outcome?;
     if let Some(line) = outcome.describe() {
         eprintln!("emu: {line}");
     }
@@ -109,16 +277,35 @@ fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::from((outcome.exit_status() & 0xff) as u8))
 }
 
-/// Feed whatever arrives on standard input to the guest's UART.
-fn spawn_stdin_reader(input: SerialInput) {
+/// Feed standard input to the guest's UART and turn Ctrl-A escapes into commands.
+fn spawn_terminal(input: SerialInput, control: MachineControl, suspend_to: Option<PathBuf>) {
     std::thread::spawn(move || {
-        let mut stdin = std::io::stdin();
-        let mut buf = [0u8; 256];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => input.push(&buf[..n]),
-            }
+        terminal::pump_stdin(
+            |bytes| input.push(bytes),
+            |key| match key {
+                Key::Quit => control.post(Control::Quit),
+                Key::Suspend => control.post(Control::Snapshot {
+                    path: suspend_to.clone().unwrap_or_else(default_suspend_path),
+                    then_quit: true,
+                }),
+                Key::Help => eprint!("{}", terminal::HELP),
+                Key::Guest(_) | Key::None => {}
+            },
+        )
+    });
+}
+
+/// Write a snapshot to `path` on every SIGUSR1.
+fn spawn_signal_snapshots(control: MachineControl, path: PathBuf) -> CliResult<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])
+        .map_err(|e| format!("cannot handle SIGUSR1: {e}"))?;
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            control.post(Control::Snapshot {
+                path: path.clone(),
+                then_quit: false,
+            });
         }
     });
+    Ok(())
 }

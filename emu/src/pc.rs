@@ -13,16 +13,16 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use devices::clock::{Clock, HostClock};
-use devices::cmos::{Cmos, CMOS_PORT};
+use devices::cmos::{Cmos, CmosState, CMOS_PORT};
 use devices::debug::{DEBUGCON_PORT, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, PM1A_CNT_PORT, POST_PORT};
-use devices::i8042::{COMMAND_PORT, DATA_PORT, I8042};
-use devices::pic::{Pic, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
-use devices::pit::{Pit, PitIrq0, PIT_PORT, PORT_B, PORT_B_OFFSET};
-use devices::reset::{PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
+use devices::i8042::{I8042State, COMMAND_PORT, DATA_PORT, I8042};
+use devices::pic::{Pic, PicState, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
+use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
+use devices::reset::{A20Gate, PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
 use devices::serial::{COM1_PORT, UART_LEN};
 use devices::{
     BusError, Buses, DebugCon, DebugExit, OutputSink, PmControl, PostPort, Serial, SerialInput,
-    SharedDevice,
+    SharedDevice, StateError,
 };
 use vcpu::{GuestRam, MemoryError, RegionKind, RegionSpec};
 
@@ -50,6 +50,14 @@ pub enum PcError {
     Memory(#[from] MemoryError),
     #[error("device placement: {0}")]
     Bus(#[from] BusError),
+    #[error("device {0} in the snapshot: {1}")]
+    DeviceState(&'static str, StateError),
+    #[error("the snapshot has no state for device {0:?}")]
+    MissingDevice(&'static str),
+    #[error("the snapshot has two states for device {0:?}")]
+    DuplicateDevice(&'static str),
+    #[error("the snapshot has state for a device this machine lacks: {0:?}")]
+    UnknownDevice(String),
 }
 
 /// The guest-physical regions for `memory` bytes of RAM and a BIOS image of `bios_len` bytes.
@@ -125,17 +133,125 @@ impl Write for SharedSink {
     }
 }
 
+/// The devices of a PC whose state a snapshot must carry, as shared handles into the buses.
+/// Devices without state (debug console and exit, POST, PM1a control) are not here.
+#[derive(Clone)]
+pub struct PcDevices {
+    pic: Arc<Mutex<Pic>>,
+    pit: Arc<Mutex<Pit>>,
+    cmos: Arc<Mutex<Cmos>>,
+    kbc: Arc<Mutex<I8042>>,
+    serial: Arc<Mutex<Serial>>,
+    a20: A20Gate,
+    clock: Arc<dyn Clock>,
+}
+
+/// Names of the device blobs in a snapshot.
+const DEV_CLOCK: &str = "clock";
+const DEV_A20: &str = "a20";
+const DEV_PIC: &str = "pic";
+const DEV_PIT: &str = "pit";
+const DEV_CMOS: &str = "cmos";
+const DEV_I8042: &str = "i8042";
+const DEV_SERIAL: &str = "serial";
+const DEVICE_NAMES: [&str; 7] = [
+    DEV_CLOCK, DEV_A20, DEV_PIC, DEV_PIT, DEV_CMOS, DEV_I8042, DEV_SERIAL,
+];
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PcDevices {
+    /// Every device's state as (name, blob), plus the machine clock's reading (devices keep
+    /// times in that clock) and the A20 line.
+    pub fn save(&self) -> Vec<(String, Vec<u8>)> {
+        vec![
+            (DEV_CLOCK.into(), self.clock.now_ns().to_le_bytes().to_vec()),
+            (DEV_A20.into(), vec![u8::from(self.a20.enabled())]),
+            (DEV_PIC.into(), lock(&self.pic).state().to_bytes()),
+            (DEV_PIT.into(), lock(&self.pit).state().to_bytes()),
+            (DEV_CMOS.into(), lock(&self.cmos).state().to_bytes()),
+            (DEV_I8042.into(), lock(&self.kbc).state().to_bytes()),
+            (DEV_SERIAL.into(), lock(&self.serial).state_bytes()),
+        ]
+    }
+
+    /// The machine clock's reading stored by [`PcDevices::save`]: the clock a restored machine
+    /// must start from (see [`build_buses`]).
+    pub fn saved_clock_ns(saved: &[(String, Vec<u8>)]) -> Result<u64, PcError> {
+        let blob = find(saved, DEV_CLOCK)?;
+        let bytes: [u8; 8] = blob.try_into().map_err(|_| {
+            PcError::DeviceState(DEV_CLOCK, StateError::Truncated { device: DEV_CLOCK })
+        })?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    /// Load what [`PcDevices::save`] wrote. Every blob is decoded and checked before any device
+    /// changes, so a bad snapshot leaves the machine as it was.
+    pub fn restore(&self, saved: &[(String, Vec<u8>)]) -> Result<(), PcError> {
+        if let Some((name, _)) = saved
+            .iter()
+            .find(|(n, _)| !DEVICE_NAMES.contains(&n.as_str()))
+        {
+            return Err(PcError::UnknownDevice(name.clone()));
+        }
+        let a20 = match find(saved, DEV_A20)? {
+            [0] => false,
+            [1] => true,
+            _ => {
+                return Err(PcError::DeviceState(
+                    DEV_A20,
+                    StateError::Invalid {
+                        device: DEV_A20,
+                        what: "not a single 0/1 byte".into(),
+                    },
+                ))
+            }
+        };
+        let dev = |name: &'static str| find(saved, name);
+        let wrap = |name: &'static str| move |e| PcError::DeviceState(name, e);
+        let pic = PicState::from_bytes(dev(DEV_PIC)?).map_err(wrap(DEV_PIC))?;
+        let pit = PitState::from_bytes(dev(DEV_PIT)?).map_err(wrap(DEV_PIT))?;
+        let cmos = CmosState::from_bytes(dev(DEV_CMOS)?).map_err(wrap(DEV_CMOS))?;
+        let kbc = I8042State::from_bytes(dev(DEV_I8042)?).map_err(wrap(DEV_I8042))?;
+        let serial = dev(DEV_SERIAL)?;
+        // The UART checks its blob before replacing anything; do it first so a bad one leaves
+        // every device untouched.
+        lock(&self.serial)
+            .restore_state(serial)
+            .map_err(wrap(DEV_SERIAL))?;
+        self.a20.set(a20);
+        lock(&self.pic).set_state(pic);
+        lock(&self.pit).set_state(pit);
+        lock(&self.cmos).set_state(cmos);
+        lock(&self.kbc).set_state(kbc);
+        Ok(())
+    }
+}
+
+fn find<'a>(saved: &'a [(String, Vec<u8>)], name: &'static str) -> Result<&'a [u8], PcError> {
+    let mut hits = saved.iter().filter(|(n, _)| n == name);
+    match (hits.next(), hits.next()) {
+        (Some((_, blob)), None) => Ok(blob),
+        (None, _) => Err(PcError::MissingDevice(name)),
+        (Some(_), Some(_)) => Err(PcError::DuplicateDevice(name)),
+    }
+}
+
 /// The legacy devices every emu PC has: debug console (0xE9), debug exit (0xF4), POST (0x80),
 /// COM1 (0x3F8), the ACPI PM1a control register (0x604), the 8259A pair (0x20, 0xA0, ELCR
 /// 0x4D0), the 8254 PIT with port B (0x40-0x43, 0x61), the RTC/CMOS (0x70), the i8042 keyboard
 /// controller (0x60, 0x64), System Control Port A (0x92) and the reset control register (0xCF9).
 ///
-/// The PIC is the interrupt controller the CPU samples; PIT channel 0 drives its IRQ 0.
+/// The PIC is the interrupt controller the CPU samples; PIT channel 0 drives its IRQ 0. The
+/// devices' clock reads `clock_ns` now (0 for a new machine; a snapshot's time when restoring).
 pub fn build_buses(
     out: OutputSink,
     serial_input: SerialInput,
     memory: u64,
-) -> Result<Buses, PcError> {
+    clock_ns: u64,
+) -> Result<(Buses, PcDevices), PcError> {
     let mut buses = Buses::new();
     let sink = SharedSink::new(out);
     let requests = buses.requests();
@@ -152,10 +268,11 @@ pub fn build_buses(
     buses
         .io
         .insert(u64::from(POST_PORT), 1, Box::new(PostPort::default()))?;
+    let serial = Arc::new(Mutex::new(Serial::new(Box::new(sink), serial_input)));
     buses.io.insert(
         u64::from(COM1_PORT),
         UART_LEN,
-        Box::new(Serial::new(Box::new(sink), serial_input)),
+        Box::new(SharedDevice::new(serial.clone(), 0)),
     )?;
     buses.io.insert(
         u64::from(PM1A_CNT_PORT),
@@ -172,7 +289,7 @@ pub fn build_buses(
             Box::new(SharedDevice::new(pic.clone(), bias)),
         )?;
     }
-    let clock: Arc<dyn Clock> = Arc::new(HostClock::default());
+    let clock: Arc<dyn Clock> = Arc::new(HostClock::starting_at(clock_ns));
     let pit = Arc::new(Mutex::new(Pit::new(clock.clone())));
     buses.io.insert(
         u64::from(PIT_PORT),
@@ -185,14 +302,22 @@ pub fn build_buses(
         Box::new(SharedDevice::new(pit.clone(), PORT_B_OFFSET)),
     )?;
     buses.set_interrupt_controller(pic.clone());
-    buses.add_timer(Box::new(PitIrq0 { pit, pic }));
+    buses.add_timer(Box::new(PitIrq0 {
+        pit: pit.clone(),
+        pic: pic.clone(),
+    }));
     let unix_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let mut cmos = Cmos::new(clock, unix_now);
+    let mut cmos = Cmos::new(clock.clone(), unix_now);
     let below_4g = memory.min(LOW_RAM_TOP);
     cmos.set_memory_size(below_4g, memory - below_4g);
-    buses.io.insert(u64::from(CMOS_PORT), 2, Box::new(cmos))?;
+    let cmos = Arc::new(Mutex::new(cmos));
+    buses.io.insert(
+        u64::from(CMOS_PORT),
+        2,
+        Box::new(SharedDevice::new(cmos.clone(), 0)),
+    )?;
     let kbc = Arc::new(Mutex::new(I8042::new(buses.a20.clone(), requests.clone())));
     buses.io.insert(
         u64::from(DATA_PORT),
@@ -202,7 +327,10 @@ pub fn build_buses(
     buses.io.insert(
         u64::from(COMMAND_PORT),
         1,
-        Box::new(SharedDevice::new(kbc, u64::from(COMMAND_PORT - DATA_PORT))),
+        Box::new(SharedDevice::new(
+            kbc.clone(),
+            u64::from(COMMAND_PORT - DATA_PORT),
+        )),
     )?;
     buses.io.insert(
         u64::from(PORT_A),
@@ -214,7 +342,16 @@ pub fn build_buses(
         1,
         Box::new(ResetControl::new(requests)),
     )?;
-    Ok(buses)
+    let devices = PcDevices {
+        pic,
+        pit,
+        cmos,
+        kbc,
+        serial,
+        a20: buses.a20.clone(),
+        clock,
+    };
+    Ok((buses, devices))
 }
 
 #[cfg(test)]
@@ -223,7 +360,8 @@ mod tests {
 
     #[test]
     fn legacy_ports_answer() {
-        let mut b = build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20).unwrap();
+        let (mut b, _) =
+            build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20, 0).unwrap();
         let mut v = [0u8; 1];
         // CMOS: extended memory above 16 MiB in 64 KiB blocks: (64 - 16) MiB = 0x300 blocks.
         b.io_write(CMOS_PORT, &[0x35]);
@@ -267,5 +405,76 @@ mod tests {
             memory_layout(1 << 20, 0),
             Err(PcError::MemoryTooSmall(_))
         ));
+    }
+
+    #[test]
+    fn device_states_move_to_a_new_machine_and_bad_ones_change_nothing() {
+        let (mut a, da) =
+            build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20, 0).unwrap();
+        // Program a few devices the way a guest would.
+        a.io_write(MASTER_PORT + 1, &[0xfc]); // PIC mask
+        a.io_write(PIT_PORT + 3, &[0x34]); // PIT channel 0, mode 2
+        a.io_write(PIT_PORT, &[0x9c]);
+        a.io_write(PIT_PORT, &[0x2e]);
+        a.io_write(CMOS_PORT, &[0x0e]);
+        a.io_write(CMOS_PORT + 1, &[0x77]); // a CMOS RAM byte
+        a.io_write(COM1_PORT + 7, &[0x42]); // UART scratch register
+        a.io_write(PORT_A, &[0]); // A20 off
+        let saved = da.save();
+
+        let (mut b, db) =
+            build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20, 0).unwrap();
+        let clock_ns = PcDevices::saved_clock_ns(&saved).unwrap();
+        assert!(clock_ns > 0);
+        db.restore(&saved).unwrap();
+        assert_eq!(
+            db.save()[1..],
+            saved[1..],
+            "every device but the clock is identical"
+        );
+        let mut v = [0u8; 1];
+        b.io_read(MASTER_PORT + 1, &mut v);
+        assert_eq!(v, [0xfc]);
+        b.io_write(CMOS_PORT, &[0x0e]);
+        b.io_read(CMOS_PORT + 1, &mut v);
+        assert_eq!(v, [0x77]);
+        b.io_read(COM1_PORT + 7, &mut v);
+        assert_eq!(v, [0x42]);
+        assert!(!b.a20.enabled());
+
+        // Missing, unknown, duplicated or corrupt entries are refused before anything changes.
+        let (_, fresh) =
+            build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20, 0).unwrap();
+        let before = fresh.save();
+        let mut missing = saved.clone();
+        missing.retain(|(n, _)| n != DEV_PIT);
+        assert!(matches!(
+            fresh.restore(&missing),
+            Err(PcError::MissingDevice(DEV_PIT))
+        ));
+        let mut unknown = saved.clone();
+        unknown.push(("hpet".into(), vec![]));
+        assert!(matches!(
+            fresh.restore(&unknown),
+            Err(PcError::UnknownDevice(_))
+        ));
+        let mut twice = saved.clone();
+        twice.push(saved[2].clone());
+        assert!(matches!(
+            fresh.restore(&twice),
+            Err(PcError::DuplicateDevice(_))
+        ));
+        let mut corrupt = saved.clone();
+        let pit = corrupt.iter_mut().find(|(n, _)| n == DEV_PIT).unwrap();
+        pit.1.truncate(7);
+        assert!(matches!(
+            fresh.restore(&corrupt),
+            Err(PcError::DeviceState(DEV_PIT, _))
+        ));
+        assert_eq!(
+            fresh.save()[1..],
+            before[1..],
+            "a refused restore changed a device"
+        );
     }
 }

@@ -250,6 +250,16 @@ const TIMER_IRQ_CHECKS: &[&str] = &[
 ];
 
 /// `rep outsb` prints a line of its own between the checks.
+const SNAPSHOT_CHECKSUM_OUTPUT: &str = "snapshot checksum
+................ ac7482fa
+................ 2abfe35a
+................ 0ce0954a
+................ 243236f3
+table 4ddf2670
+checksum 69ed1083
+PASS
+";
+
 const STRINGS_OUTPUT: &str = "string instruction tests
 ok overlapping rep movsb
 ok rep movsd with fs source
@@ -425,6 +435,15 @@ pub const EXPECTATIONS: &[Expectation] = &[
         },
         end: PASS,
         // The number of busy-loop iterations and the PIT count depend on host speed.
+        machine_specific_state: true,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "snapshot_checksum",
+        covers: "a timer-paced checksum in protected mode (PIC, PIT, IDT, RAM table) that runs ~0.65 s; the snapshot tests stop and restore it mid-way",
+        output: ExpectedOutput::Text(SNAPSHOT_CHECKSUM_OUTPUT),
+        end: PASS,
+        // The tick counter in RAM depends on host speed.
         machine_specific_state: true,
         serial_input: b"",
     },

@@ -109,8 +109,8 @@ pub fn run_rom(rom: &TestRom, accel: Accel) -> Result<RomResult, MachineError> {
     let state = machine.cpu_state()?;
     Ok(RomResult {
         output: out.contents(),
-        outcome,
         status: outcome.exit_status(),
+        outcome,
         state,
         ram_digest: ram_digest(machine.ram(), DIGEST_RAM_BYTES),
     })

@@ -97,6 +97,7 @@ qemu_compare_tests!(
     harness_selftest,
     pm_faults,
     timer_irq,
+    snapshot_checksum,
 );
 
 #[test]

@@ -21,6 +21,7 @@ const JIT_TESTED: &[&str] = &[
     "harness_selftest",
     "pm_faults",
     "timer_irq",
+    "snapshot_checksum",
     "halt",
     "triple_fault",
 ];
@@ -60,6 +61,7 @@ jit_rom_tests!(
     harness_selftest,
     pm_faults,
     timer_irq,
+    snapshot_checksum,
     halt,
     triple_fault,
 );
