@@ -110,16 +110,30 @@ impl Serial {
             return Err(r.invalid(format!("{} bytes in the receive FIFO", st.in_buffer.len())));
         }
         r.finish()?;
+        self.load(&st).map_err(|e| StateError::Invalid {
+            device: STATE_NAME,
+            what: format!("{e:?}"),
+        })
+    }
+
+    /// Rebuild the register model from `st`, keeping the interrupt line and the output sink.
+    fn load(
+        &mut self,
+        st: &vm_superio::serial::SerialState,
+    ) -> Result<(), vm_superio::serial::Error<std::convert::Infallible>> {
         let trigger = self.uart.interrupt_evt().clone();
         let placeholder =
             vm_superio::Serial::new(trigger.clone(), Box::new(std::io::sink()) as OutputSink);
         let out = std::mem::replace(&mut self.uart, placeholder).into_writer();
-        self.uart = vm_superio::Serial::from_state(&st, trigger, vm_superio::serial::NoEvents, out)
-            .map_err(|e| StateError::Invalid {
-                device: STATE_NAME,
-                what: format!("{e:?}"),
-            })?;
+        self.uart = vm_superio::Serial::from_state(st, trigger, vm_superio::serial::NoEvents, out)?;
         Ok(())
+    }
+
+    /// Back to the power-on register values with an empty FIFO (system reset); the output
+    /// sink and input queue stay.
+    pub fn reset(&mut self) {
+        // The default state has an empty FIFO, so loading it cannot fail.
+        let _ = self.load(&vm_superio::serial::SerialState::default());
     }
 
     /// Move waiting host input into the receive FIFO, as far as it has room.

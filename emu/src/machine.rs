@@ -52,6 +52,9 @@ pub struct MachineConfig {
     pub time_limit: Option<Duration>,
     /// Bytes queued for the UART's receive side before the guest starts (tests).
     pub serial_input: Option<SerialInput>,
+    /// Reset requests (0xCF9, port 0x92, the keyboard controller) and triple faults restart
+    /// the machine, as on a real PC, instead of ending the run.
+    pub reboot: bool,
 }
 
 impl Default for MachineConfig {
@@ -61,6 +64,7 @@ impl Default for MachineConfig {
             accel: Accel::Auto,
             time_limit: None,
             serial_input: None,
+            reboot: false,
         }
     }
 }
@@ -76,7 +80,7 @@ pub enum RunOutcome {
     Halted { rip: u64 },
     /// A fault while delivering a double fault.
     TripleFault { rip: u64 },
-    /// The guest asked for a reset (not yet supported: the run ends).
+    /// The guest asked for a system reset and [`MachineConfig::reboot`] is off.
     Reset,
     /// [`MachineConfig::time_limit`] passed.
     TimedOut,
@@ -88,14 +92,17 @@ pub enum RunOutcome {
 
 impl RunOutcome {
     /// Exit status of `emu` for this outcome: QEMU's `(value << 1) | 1` for the debug exit port,
-    /// 0 for poweroff, 4 for a guest that stopped for good (halt with interrupts off, triple
-    /// fault, reset request), 124 for a time-out (as `timeout(1)`), 0 when the user suspended
-    /// or quit.
+    /// 0 for poweroff or a reset request (as QEMU's `-no-reboot`), 4 for a guest that stopped
+    /// for good (halt with interrupts off, triple fault), 124 for a time-out (as `timeout(1)`),
+    /// 0 when the user suspended or quit.
     pub fn exit_status(&self) -> i32 {
         match self {
             RunOutcome::DebugExit { value } => ((value << 1) | 1) as i32,
-            RunOutcome::PowerOff | RunOutcome::Suspended { .. } | RunOutcome::Quit => 0,
-            RunOutcome::Halted { .. } | RunOutcome::TripleFault { .. } | RunOutcome::Reset => 4,
+            RunOutcome::PowerOff
+            | RunOutcome::Reset
+            | RunOutcome::Suspended { .. }
+            | RunOutcome::Quit => 0,
+            RunOutcome::Halted { .. } | RunOutcome::TripleFault { .. } => 4,
             RunOutcome::TimedOut => 124,
         }
     }
@@ -110,7 +117,10 @@ impl RunOutcome {
             RunOutcome::TripleFault { rip } => Some(format!(
                 "guest triple-faulted at rip {rip:#x} (a fault while delivering a double fault)"
             )),
-            RunOutcome::Reset => Some("guest requested a system reset; stopping".to_string()),
+            RunOutcome::Reset => Some(
+                "guest requested a system reset; stopping (--reboot restarts it instead)"
+                    .to_string(),
+            ),
             RunOutcome::TimedOut => Some("time limit reached; guest stopped".to_string()),
             RunOutcome::Suspended { path } => Some(format!(
                 "guest suspended to {p}; resume it with `emu restore {p}`",
@@ -146,6 +156,7 @@ pub struct Machine {
     devices: PcDevices,
     vcpu: Box<dyn Vcpu>,
     time_limit: Option<Duration>,
+    reboot: bool,
     control: MachineControl,
 }
 
@@ -243,6 +254,7 @@ impl Machine {
             devices,
             vcpu,
             time_limit: config.time_limit,
+            reboot: config.reboot,
             control,
         }
     }
@@ -251,6 +263,14 @@ impl Machine {
     pub fn snapshot(&mut self) -> Result<Snapshot, MachineError> {
         let cpu = self.vcpu.state()?;
         Ok(Snapshot::capture(cpu, &self.ram, self.devices.save())?)
+    }
+
+    /// A system reset: the CPU back at the reset vector, the devices at power-on state (CMOS
+    /// RAM, battery-backed, is kept), RAM left as it is, as a warm reset of a PC leaves it.
+    pub fn reset(&mut self) -> Result<(), MachineError> {
+        self.devices.reset();
+        self.vcpu.set_state(&CpuState::reset())?;
+        Ok(())
     }
 
     /// The handle other threads use to ask for snapshots or to stop the run.
@@ -310,9 +330,17 @@ impl Machine {
                         return Ok(RunOutcome::DebugExit { value })
                     }
                     Some(PlatformRequest::PowerOff) => return Ok(RunOutcome::PowerOff),
+                    Some(PlatformRequest::Reset) if self.reboot => {
+                        log::info!("guest requested a system reset; restarting");
+                        self.reset()?;
+                    }
                     Some(PlatformRequest::Reset) => return Ok(RunOutcome::Reset),
                     None => {}
                 },
+                VmExit::TripleFault { rip } if self.reboot => {
+                    log::warn!("guest triple-faulted at rip {rip:#x}; resetting the machine");
+                    self.reset()?;
+                }
                 VmExit::TripleFault { rip } => return Ok(RunOutcome::TripleFault { rip }),
                 VmExit::Kicked | VmExit::BudgetSpent => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {

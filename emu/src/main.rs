@@ -94,6 +94,11 @@ struct CommonArgs {
     /// Let snapshot options replace files that already exist (they refuse by default).
     #[arg(long)]
     overwrite_snapshots: bool,
+    /// Restart the machine when the guest asks for a reset (0xCF9, port 0x92, the keyboard
+    /// controller) or triple-faults. Without it a reset request ends the run with status 0 and
+    /// a triple fault with status 4, as QEMU's -no-reboot does.
+    #[arg(long)]
+    reboot: bool,
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -169,6 +174,7 @@ fn machine_config(common: &CommonArgs, memory: u64) -> CliResult<(MachineConfig,
         accel: common.accel,
         time_limit: common.time_limit.map(Duration::from_secs_f64),
         serial_input: Some(input.clone()),
+        reboot: common.reboot,
     };
     Ok((config, input))
 }

@@ -177,6 +177,23 @@ impl PcDevices {
         ]
     }
 
+    /// Put every device in its power-on state, as a system reset does. CMOS RAM is
+    /// battery-backed and survives (firmware keeps its settings and shutdown status there).
+    pub fn reset(&self) {
+        self.a20.set(true);
+        lock(&self.pic).set_state(Pic::new().state());
+        lock(&self.pit).set_state(Pit::new(self.clock.clone()).state());
+        {
+            let mut cmos = lock(&self.cmos);
+            let mut s = cmos.state();
+            s.index = 0;
+            s.nmi_disabled = false;
+            cmos.set_state(s);
+        }
+        lock(&self.kbc).set_state(I8042State::default());
+        lock(&self.serial).reset();
+    }
+
     /// The machine clock's reading stored by [`PcDevices::save`]: the clock a restored machine
     /// must start from (see [`build_buses`]).
     pub fn saved_clock_ns(saved: &[(String, Vec<u8>)]) -> Result<u64, PcError> {

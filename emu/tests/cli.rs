@@ -65,6 +65,35 @@ fn halt_with_interrupts_off_is_reported() {
 }
 
 #[test]
+fn reset_request_ends_the_run_or_reboots_with_reboot() {
+    // mov al, 'R'; out 0xe9, al; mov dx, 0xcf9; mov al, 6; out dx, al; hlt
+    let rom = rom_with_reset_code(&[
+        0xb0, b'R', 0xe6, 0xe9, 0xba, 0xf9, 0x0c, 0xb0, 0x06, 0xee, 0xf4,
+    ]);
+    let path = temp_file("reset.bin", &rom);
+    let path = path.to_str().unwrap();
+    // Without --reboot: one boot, status 0, and a line saying why the run ended.
+    let out = emu(&["run", "--accel", "jit", "--bios", path]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"R");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("requested a system reset"), "{err}");
+    // With --reboot the machine restarts at the reset vector, again and again.
+    let out = emu(&[
+        "run",
+        "--accel",
+        "jit",
+        "--reboot",
+        "--time-limit",
+        "0.5",
+        "--bios",
+        path,
+    ]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(out.stdout.len() > 3 && out.stdout.iter().all(|&b| b == b'R'));
+}
+
+#[test]
 fn endless_loop_stops_at_time_limit() {
     // jmp $
     let rom = rom_with_reset_code(&[0xeb, 0xfe]);

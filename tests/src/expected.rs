@@ -260,6 +260,18 @@ checksum 69ed1083
 PASS
 ";
 
+const RESET_OUTPUT: &str = "reset tests
+boot 0: reset through 0xcf9
+boot 1: fast reset through port 0x92
+boot 2: reset pulse from the keyboard controller
+boot 3: triple fault
+boot 4
+ok ram kept across resets
+ok cr0 at reset
+ok interrupts off at reset
+PASS
+";
+
 const STRINGS_OUTPUT: &str = "string instruction tests
 ok overlapping rep movsb
 ok rep movsd with fs source
@@ -445,6 +457,14 @@ pub const EXPECTATIONS: &[Expectation] = &[
         end: PASS,
         // The tick counter in RAM depends on host speed.
         machine_specific_state: true,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "reset",
+        covers: "system resets through 0xCF9, port 0x92, the i8042 pulse and a triple fault restart the machine with RAM and CMOS RAM kept",
+        output: ExpectedOutput::Text(RESET_OUTPUT),
+        end: PASS,
+        machine_specific_state: false,
         serial_input: b"",
     },
     Expectation {

@@ -102,6 +102,9 @@ pub fn run_rom(rom: &TestRom, accel: Accel) -> Result<RomResult, MachineError> {
         accel,
         time_limit: Some(ROM_TIME_LIMIT),
         serial_input: Some(serial_input),
+        // Resets restart the machine, as under QEMU, except for ROMs whose expected end is the
+        // triple fault itself.
+        reboot: rom.expectation.end != ExpectedEnd::TripleFault,
     };
     let out = devices::SharedBuffer::new();
     let mut machine = Machine::with_bios(&config, rom.image, Box::new(out.clone()))?;

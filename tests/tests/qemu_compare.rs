@@ -98,6 +98,7 @@ qemu_compare_tests!(
     pm_faults,
     timer_irq,
     snapshot_checksum,
+    reset,
 );
 
 #[test]

@@ -22,6 +22,7 @@ const JIT_TESTED: &[&str] = &[
     "pm_faults",
     "timer_irq",
     "snapshot_checksum",
+    "reset",
     "halt",
     "triple_fault",
 ];
@@ -62,6 +63,7 @@ jit_rom_tests!(
     pm_faults,
     timer_irq,
     snapshot_checksum,
+    reset,
     halt,
     triple_fault,
 );
