@@ -8,6 +8,7 @@ pub mod duration;
 pub mod firmware;
 pub mod hybrid;
 pub mod machine;
+pub mod multiboot;
 pub mod pc;
 pub mod size;
 pub mod snapshot;

@@ -147,6 +147,8 @@ pub enum MachineError {
     Snapshot(#[from] SnapshotError),
     #[error("cannot map guest memory: {0}")]
     Memory(#[from] vcpu::MemoryError),
+    #[error("cannot boot the Multiboot kernel: {0}")]
+    Multiboot(#[from] crate::multiboot::MultibootError),
 }
 
 /// A complete machine, ready to run.
@@ -157,6 +159,8 @@ pub struct Machine {
     vcpu: Box<dyn Vcpu>,
     time_limit: Option<Duration>,
     reboot: bool,
+    /// Whether firmware is mapped (a reset can restart it); false for direct kernel boot.
+    firmware: bool,
     control: MachineControl,
 }
 
@@ -221,6 +225,23 @@ impl Machine {
         Ok(Self::assemble(ram, buses, devices, vcpu, config))
     }
 
+    /// A PC without firmware whose CPU starts in a kernel loaded directly into RAM: `load`
+    /// places the kernel and returns the CPU state at its entry (see [`crate::multiboot`]).
+    pub fn with_direct_boot(
+        config: &MachineConfig,
+        out: OutputSink,
+        load: impl FnOnce(&GuestRam) -> Result<CpuState, MachineError>,
+    ) -> Result<Self, MachineError> {
+        let ram = pc::build_memory(config.memory_bytes, &[])?;
+        let input = config.serial_input.clone().unwrap_or_default();
+        let (buses, devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
+        let entry = load(&ram)?;
+        let vcpu = create_vcpu(config.accel, &ram, &entry)?;
+        let mut m = Self::assemble(ram, buses, devices, vcpu, config);
+        m.firmware = false;
+        Ok(m)
+    }
+
     /// The machine `snapshot` describes, on `config.accel` (which may differ from the backend
     /// that took it), ready to continue where it stopped. `config.memory_bytes` is ignored: the
     /// memory layout is the snapshot's. Guest output goes to `out`.
@@ -236,7 +257,13 @@ impl Machine {
         let (buses, devices) = pc::build_buses(out, input, ram.ram_bytes(), clock_ns)?;
         devices.restore(&snapshot.devices)?;
         let vcpu = create_vcpu(config.accel, &ram, &snapshot.cpu)?;
-        Ok(Self::assemble(ram, buses, devices, vcpu, config))
+        let firmware = ram
+            .regions()
+            .iter()
+            .any(|r| r.kind == vcpu::RegionKind::Rom);
+        let mut m = Self::assemble(ram, buses, devices, vcpu, config);
+        m.firmware = firmware;
+        Ok(m)
     }
 
     fn assemble(
@@ -255,6 +282,7 @@ impl Machine {
             vcpu,
             time_limit: config.time_limit,
             reboot: config.reboot,
+            firmware: true,
             control,
         }
     }
@@ -263,6 +291,15 @@ impl Machine {
     pub fn snapshot(&mut self) -> Result<Snapshot, MachineError> {
         let cpu = self.vcpu.state()?;
         Ok(Snapshot::capture(cpu, &self.ram, self.devices.save())?)
+    }
+
+    /// Whether a reset can restart the guest: only firmware can, a directly booted kernel is
+    /// not in RAM as it was loaded any more.
+    fn can_restart(&self) -> bool {
+        if !self.firmware {
+            log::warn!("a kernel booted without firmware cannot be restarted; the run ends");
+        }
+        self.firmware
     }
 
     /// A system reset: the CPU back at the reset vector, the devices at power-on state (CMOS
@@ -330,14 +367,14 @@ impl Machine {
                         return Ok(RunOutcome::DebugExit { value })
                     }
                     Some(PlatformRequest::PowerOff) => return Ok(RunOutcome::PowerOff),
-                    Some(PlatformRequest::Reset) if self.reboot => {
+                    Some(PlatformRequest::Reset) if self.reboot && self.can_restart() => {
                         log::info!("guest requested a system reset; restarting");
                         self.reset()?;
                     }
                     Some(PlatformRequest::Reset) => return Ok(RunOutcome::Reset),
                     None => {}
                 },
-                VmExit::TripleFault { rip } if self.reboot => {
+                VmExit::TripleFault { rip } if self.reboot && self.can_restart() => {
                     log::warn!("guest triple-faulted at rip {rip:#x}; resetting the machine");
                     self.reset()?;
                 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use devices::SerialInput;
 use emu::control::{Command as Control, MachineControl};
 use emu::machine::{Accel, Machine, MachineConfig};
+use emu::multiboot;
 use emu::snapshot::Snapshot;
 use emu::terminal::{self, Key, RawMode};
 
@@ -56,6 +57,17 @@ struct RunArgs {
     /// 128 KiB) below 1 MiB; the CPU starts at F000:FFF0.
     #[arg(long, value_name = "FILE")]
     bios: Option<PathBuf>,
+    /// Boot this kernel directly, without firmware: a Multiboot v1 kernel (ELF32, or flat with
+    /// the header's load addresses), as GRUB and `qemu -kernel` boot it.
+    #[arg(long, value_name = "FILE", conflicts_with = "bios")]
+    kernel: Option<PathBuf>,
+    /// The kernel's command line (Multiboot kernels see "FILE ARGS", as under QEMU and GRUB).
+    #[arg(long, value_name = "ARGS", requires = "kernel")]
+    append: Option<String>,
+    /// Multiboot modules, QEMU's syntax: "FILE [ARGS],FILE [ARGS]"; each module's string is
+    /// its whole entry.
+    #[arg(long, value_name = "MODULES", requires = "kernel")]
+    initrd: Option<String>,
     /// Guest RAM, e.g. 128M or 1G.
     #[arg(long, short = 'm', default_value = "128M", value_parser = parse_memory)]
     memory: u64,
@@ -136,13 +148,30 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> CliResult<ExitCode> {
-    let image = match &args.bios {
-        Some(path) => emu::firmware::load_bios(path)?,
-        None => emu::demo::DEMO_ROM.to_vec(),
-    };
     let plan = SnapshotPlan::from_args(&args.common)?;
     let (config, input) = machine_config(&args.common, args.memory)?;
-    let machine = Machine::with_bios(&config, &image, Box::new(std::io::stdout()))?;
+    let out = Box::new(std::io::stdout());
+    let machine = if let Some(kernel) = &args.kernel {
+        let image = multiboot::read_kernel(kernel)?;
+        let modules = match &args.initrd {
+            Some(spec) => multiboot::read_modules(spec)?,
+            None => Vec::new(),
+        };
+        let cmdline = format!(
+            "{} {}",
+            kernel.display(),
+            args.append.as_deref().unwrap_or("")
+        );
+        Machine::with_direct_boot(&config, out, |ram| {
+            Ok(multiboot::load(ram, &image, &cmdline, &modules)?)
+        })?
+    } else {
+        let image = match &args.bios {
+            Some(path) => emu::firmware::load_bios(path)?,
+            None => emu::demo::DEMO_ROM.to_vec(),
+        };
+        Machine::with_bios(&config, &image, out)?
+    };
     drive(machine, input, plan)
 }
 
