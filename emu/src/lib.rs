@@ -7,6 +7,7 @@ pub mod demo;
 pub mod duration;
 pub mod firmware;
 pub mod hybrid;
+pub mod linux;
 pub mod machine;
 pub mod multiboot;
 pub mod pc;

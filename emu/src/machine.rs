@@ -149,6 +149,8 @@ pub enum MachineError {
     Memory(#[from] vcpu::MemoryError),
     #[error("cannot boot the Multiboot kernel: {0}")]
     Multiboot(#[from] crate::multiboot::MultibootError),
+    #[error("cannot boot the Linux kernel: {0}")]
+    Linux(#[from] crate::linux::LinuxError),
 }
 
 /// A complete machine, ready to run.

@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use devices::SerialInput;
 use emu::control::{Command as Control, MachineControl};
 use emu::machine::{Accel, Machine, MachineConfig};
-use emu::multiboot;
 use emu::snapshot::Snapshot;
 use emu::terminal::{self, Key, RawMode};
+use emu::{linux, multiboot};
 
 /// Exit status for errors of emu itself (bad arguments, unreadable or invalid images and
 /// snapshots, backend failures), as distinct from statuses the guest chooses.
@@ -57,15 +57,17 @@ struct RunArgs {
     /// 128 KiB) below 1 MiB; the CPU starts at F000:FFF0.
     #[arg(long, value_name = "FILE")]
     bios: Option<PathBuf>,
-    /// Boot this kernel directly, without firmware: a Multiboot v1 kernel (ELF32, or flat with
-    /// the header's load addresses), as GRUB and `qemu -kernel` boot it.
+    /// Boot this kernel directly, without firmware: a Linux bzImage (64-bit boot protocol), or a
+    /// Multiboot v1 kernel (ELF32, or flat with the header's load addresses), as GRUB and
+    /// `qemu -kernel` boot them.
     #[arg(long, value_name = "FILE", conflicts_with = "bios")]
     kernel: Option<PathBuf>,
     /// The kernel's command line (Multiboot kernels see "FILE ARGS", as under QEMU and GRUB).
+    /// E.g. "console=ttyS0" for a Linux kernel.
     #[arg(long, value_name = "ARGS", requires = "kernel")]
     append: Option<String>,
-    /// Multiboot modules, QEMU's syntax: "FILE [ARGS],FILE [ARGS]"; each module's string is
-    /// its whole entry.
+    /// Linux: the initial ramdisk (e.g. a gzipped cpio). Multiboot: the modules, in QEMU's
+    /// syntax "FILE [ARGS],FILE [ARGS]" (each module's string is its whole entry).
     #[arg(long, value_name = "MODULES", requires = "kernel")]
     initrd: Option<String>,
     /// Guest RAM, e.g. 128M or 1G.
@@ -153,6 +155,17 @@ fn run(args: RunArgs) -> CliResult<ExitCode> {
     let out = Box::new(std::io::stdout());
     let machine = if let Some(kernel) = &args.kernel {
         let image = multiboot::read_kernel(kernel)?;
+        if linux::is_bzimage(&image) {
+            let initrd = match &args.initrd {
+                Some(path) => Some(linux::read_file(Path::new(path))?),
+                None => None,
+            };
+            let cmdline = args.append.clone().unwrap_or_default();
+            let machine = Machine::with_direct_boot(&config, out, |ram| {
+                Ok(linux::load(ram, &image, initrd.as_deref(), &cmdline)?)
+            })?;
+            return drive(machine, input, plan);
+        }
         let modules = match &args.initrd {
             Some(spec) => multiboot::read_modules(spec)?,
             None => Vec::new(),

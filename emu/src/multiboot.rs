@@ -69,8 +69,6 @@ pub enum MultibootError {
     },
     #[error("no Multiboot header (magic 0x1BADB002 with a valid checksum) in the first 8 KiB: not a Multiboot v1 kernel")]
     NoHeader,
-    #[error("this is a Linux kernel (bzImage): emu does not implement the Linux boot protocol yet, only Multiboot v1")]
-    LinuxKernel,
     #[error("the Multiboot header is truncated")]
     TruncatedHeader,
     #[error("the kernel requires Multiboot features emu does not provide (header flags {0:#x})")]
@@ -138,18 +136,8 @@ fn find_header(image: &[u8]) -> Result<(usize, u32), MultibootError> {
     Err(MultibootError::NoHeader)
 }
 
-/// The Linux boot protocol's setup header signature, at offset 0x202 of a bzImage.
-const LINUX_HEADER_MAGIC: &[u8; 4] = b"HdrS";
-const LINUX_HEADER_OFFSET: usize = 0x202;
-
 fn parse(image: &[u8]) -> Result<Kernel, MultibootError> {
-    let (header, flags) = find_header(image).map_err(|e| {
-        if image.get(LINUX_HEADER_OFFSET..LINUX_HEADER_OFFSET + 4) == Some(LINUX_HEADER_MAGIC) {
-            MultibootError::LinuxKernel
-        } else {
-            e
-        }
-    })?;
+    let (header, flags) = find_header(image)?;
     let unknown = flags & 0xffff & !REQUIRED_FLAGS_UNDERSTOOD;
     if unknown != 0 {
         return Err(MultibootError::UnsupportedFlags(flags));
