@@ -49,6 +49,11 @@ enum Command {
     /// Exit status as for `run`; a missing, corrupt, truncated or wrong-version snapshot ends
     /// with a message and status 2, and the file is left as it was.
     Restore(RestoreArgs),
+    /// Describe a snapshot file: format version, memory layout, CPU registers, devices.
+    Inspect {
+        #[arg(value_name = "FILE")]
+        snapshot: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -139,6 +144,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Restore(args) => restore(args),
+        Command::Inspect { snapshot } => inspect(&snapshot),
     };
     match result {
         Ok(code) => code,
@@ -200,6 +206,12 @@ fn restore(args: RestoreArgs) -> CliResult<ExitCode> {
     );
     drop(snapshot);
     drive(machine, input, plan)
+}
+
+fn inspect(path: &Path) -> CliResult<ExitCode> {
+    let snap = Snapshot::read_file(path)?;
+    print!("{}", snap.describe());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn machine_config(common: &CommonArgs, memory: u64) -> CliResult<(MachineConfig, SerialInput)> {

@@ -300,6 +300,63 @@ impl Snapshot {
         })
     }
 
+    /// A human-readable summary: memory layout, CPU registers, device blobs.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let c = &self.cpu;
+        let mut o = String::new();
+        let _ = writeln!(o, "emu snapshot, format version {FORMAT_VERSION}");
+        for r in &self.regions {
+            let _ = writeln!(o, "region {:#012x}..{:#012x} {:?}", r.base, r.end(), r.kind);
+        }
+        let _ = writeln!(
+            o,
+            "pages  {} non-zero ({} KiB)",
+            self.pages.len(),
+            self.pages.len() * PAGE / 1024
+        );
+        let names = [
+            "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11",
+            "r12", "r13", "r14", "r15",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let _ = write!(
+                o,
+                "{name:>3} {:#018x}{}",
+                c.gpr[i],
+                if i % 4 == 3 { "\n" } else { "  " }
+            );
+        }
+        let _ = writeln!(
+            o,
+            "rip {:#018x}  rflags {:#010x}  mode {:?}",
+            c.rip,
+            c.rflags,
+            c.mode()
+        );
+        let _ = writeln!(
+            o,
+            "cr0 {:#010x}  cr2 {:#x}  cr3 {:#x}  cr4 {:#x}  efer {:#x}",
+            c.cr0, c.cr2, c.cr3, c.cr4, c.efer
+        );
+        for (name, s) in ["es", "cs", "ss", "ds", "fs", "gs"].iter().zip(&c.seg) {
+            let _ = writeln!(
+                o,
+                "{name}  {:#06x} base {:#x} limit {:#x} attr {:#06x}",
+                s.selector, s.base, s.limit, s.attr
+            );
+        }
+        let _ = writeln!(
+            o,
+            "gdt {:#x}/{:#x}  idt {:#x}/{:#x}  halted {}",
+            c.gdtr.base, c.gdtr.limit, c.idtr.base, c.idtr.limit, c.halted
+        );
+        for (name, blob) in &self.devices {
+            let _ = writeln!(o, "device {name}: {} bytes", blob.len());
+        }
+        o
+    }
+
     /// Fill a freshly mapped (all-zero) `ram` with the snapshot's pages. The layouts must match.
     pub fn restore_memory(&self, ram: &GuestRam) -> Result<(), SnapshotError> {
         if ram.regions() != self.regions.as_slice() {

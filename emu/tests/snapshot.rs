@@ -321,6 +321,15 @@ fn bad_snapshots_are_clear_errors_and_left_alone() {
         .unwrap();
     check_full_run(&out, "run");
     let good = std::fs::read(&snap).unwrap();
+    let info = emu().arg("inspect").arg(&snap).output().unwrap();
+    let info_text = text(&info.stdout);
+    assert_eq!(info.status.code(), Some(0));
+    assert!(
+        info_text.contains("format version 1")
+            && info_text.contains("mode Protected32")
+            && info_text.contains("device pit"),
+        "{info_text}"
+    );
 
     let mut flipped = good.clone();
     let mid = flipped.len() / 2;
