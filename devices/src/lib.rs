@@ -20,7 +20,7 @@ pub use bus::{
     Bus, BusDevice, BusError, Buses, InterruptController, PlatformRequest, Requests, SharedDevice,
     TimerSource,
 };
-pub use debug::{DebugCon, DebugExit, PmControl, PostPort};
+pub use debug::{DebugCon, DebugExit, Pm1, PostPort};
 pub use serial::{Serial, SerialInput};
 pub use state::StateError;
 

@@ -1,6 +1,7 @@
 //! The machine: memory layout, devices, firmware loading, backend choice and the run loop that
 //! drives a backend, plus the `emu` command line on top of it.
 
+pub mod acpi;
 pub mod calibrate;
 pub mod control;
 pub mod demo;

@@ -279,6 +279,9 @@ pub fn load(
             .collect();
         ram.write_host(pd, &entries)?;
     }
+    // No firmware: the kernel finds its ACPI tables (and the poweroff path) from emu.
+    crate::acpi::install(ram)?;
+
     // GDT: null, null, __BOOT_CS (64-bit code), __BOOT_DS (flat data) (SDM Vol. 3A 3.4.5).
     let gdt: [u64; 4] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
     let gdt_bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
@@ -336,6 +339,12 @@ mod tests {
             RegionSpec {
                 base: 0,
                 size: LOW_MEMORY_END,
+                kind: RegionKind::Ram,
+            },
+            // The upper memory area, where the ACPI tables go (RAM when there is no BIOS).
+            RegionSpec {
+                base: 0xc_0000,
+                size: 0x4_0000,
                 kind: RegionKind::Ram,
             },
             RegionSpec {

@@ -14,14 +14,16 @@ use std::sync::{Arc, Mutex};
 
 use devices::clock::{Clock, HostClock};
 use devices::cmos::{Cmos, CmosState, CMOS_PORT};
-use devices::debug::{DEBUGCON_PORT, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, PM1A_CNT_PORT, POST_PORT};
+use devices::debug::{
+    Pm1State, DEBUGCON_PORT, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, PM1A_EVT_PORT, POST_PORT,
+};
 use devices::i8042::{I8042State, COMMAND_PORT, DATA_PORT, I8042};
 use devices::pic::{Pic, PicState, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
 use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
 use devices::reset::{A20Gate, PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
 use devices::serial::{COM1_PORT, UART_LEN};
 use devices::{
-    BusError, Buses, DebugCon, DebugExit, OutputSink, PmControl, PostPort, Serial, SerialInput,
+    BusError, Buses, DebugCon, DebugExit, OutputSink, Pm1, PostPort, Serial, SerialInput,
     SharedDevice, StateError,
 };
 use vcpu::{GuestRam, MemoryError, RegionKind, RegionSpec};
@@ -134,7 +136,7 @@ impl Write for SharedSink {
 }
 
 /// The devices of a PC whose state a snapshot must carry, as shared handles into the buses.
-/// Devices without state (debug console and exit, POST, PM1a control) are not here.
+/// Devices without state (debug console and exit, POST, reset control) are not here.
 #[derive(Clone)]
 pub struct PcDevices {
     pic: Arc<Mutex<Pic>>,
@@ -142,6 +144,7 @@ pub struct PcDevices {
     cmos: Arc<Mutex<Cmos>>,
     kbc: Arc<Mutex<I8042>>,
     serial: Arc<Mutex<Serial>>,
+    pm1: Arc<Mutex<Pm1>>,
     a20: A20Gate,
     clock: Arc<dyn Clock>,
 }
@@ -154,8 +157,9 @@ const DEV_PIT: &str = "pit";
 const DEV_CMOS: &str = "cmos";
 const DEV_I8042: &str = "i8042";
 const DEV_SERIAL: &str = "serial";
-const DEVICE_NAMES: [&str; 7] = [
-    DEV_CLOCK, DEV_A20, DEV_PIC, DEV_PIT, DEV_CMOS, DEV_I8042, DEV_SERIAL,
+const DEV_PM1: &str = "pm1";
+const DEVICE_NAMES: [&str; 8] = [
+    DEV_CLOCK, DEV_A20, DEV_PIC, DEV_PIT, DEV_CMOS, DEV_I8042, DEV_SERIAL, DEV_PM1,
 ];
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -174,6 +178,7 @@ impl PcDevices {
             (DEV_CMOS.into(), lock(&self.cmos).state().to_bytes()),
             (DEV_I8042.into(), lock(&self.kbc).state().to_bytes()),
             (DEV_SERIAL.into(), lock(&self.serial).state_bytes()),
+            (DEV_PM1.into(), lock(&self.pm1).state().to_bytes()),
         ]
     }
 
@@ -192,6 +197,7 @@ impl PcDevices {
         }
         lock(&self.kbc).set_state(I8042State::default());
         lock(&self.serial).reset();
+        lock(&self.pm1).set_state(Pm1State::default());
     }
 
     /// The machine clock's reading stored by [`PcDevices::save`]: the clock a restored machine
@@ -232,6 +238,7 @@ impl PcDevices {
         let pit = PitState::from_bytes(dev(DEV_PIT)?).map_err(wrap(DEV_PIT))?;
         let cmos = CmosState::from_bytes(dev(DEV_CMOS)?).map_err(wrap(DEV_CMOS))?;
         let kbc = I8042State::from_bytes(dev(DEV_I8042)?).map_err(wrap(DEV_I8042))?;
+        let pm1 = Pm1State::from_bytes(dev(DEV_PM1)?).map_err(wrap(DEV_PM1))?;
         let serial = dev(DEV_SERIAL)?;
         // The UART checks its blob before replacing anything; do it first so a bad one leaves
         // every device untouched.
@@ -243,6 +250,7 @@ impl PcDevices {
         lock(&self.pit).set_state(pit);
         lock(&self.cmos).set_state(cmos);
         lock(&self.kbc).set_state(kbc);
+        lock(&self.pm1).set_state(pm1);
         Ok(())
     }
 }
@@ -257,7 +265,7 @@ fn find<'a>(saved: &'a [(String, Vec<u8>)], name: &'static str) -> Result<&'a [u
 }
 
 /// The legacy devices every emu PC has: debug console (0xE9), debug exit (0xF4), POST (0x80),
-/// COM1 (0x3F8), the ACPI PM1a control register (0x604), the 8259A pair (0x20, 0xA0, ELCR
+/// COM1 (0x3F8), the ACPI PM1a event and control registers (0x600, 0x604), the 8259A pair (0x20, 0xA0, ELCR
 /// 0x4D0), the 8254 PIT with port B (0x40-0x43, 0x61), the RTC/CMOS (0x70), the i8042 keyboard
 /// controller (0x60, 0x64), System Control Port A (0x92) and the reset control register (0xCF9).
 ///
@@ -291,10 +299,11 @@ pub fn build_buses(
         UART_LEN,
         Box::new(SharedDevice::new(serial.clone(), 0)),
     )?;
+    let pm1 = Arc::new(Mutex::new(Pm1::new(requests.clone())));
     buses.io.insert(
-        u64::from(PM1A_CNT_PORT),
-        2,
-        Box::new(PmControl::new(requests.clone())),
+        u64::from(PM1A_EVT_PORT),
+        Pm1::LEN,
+        Box::new(SharedDevice::new(pm1.clone(), 0)),
     )?;
 
     let pic = Arc::new(Mutex::new(Pic::new()));
@@ -365,6 +374,7 @@ pub fn build_buses(
         cmos,
         kbc,
         serial,
+        pm1,
         a20: buses.a20.clone(),
         clock,
     };

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod expected;
+pub mod initramfs;
 pub mod qemu;
 
 use std::time::Duration;

@@ -1,0 +1,212 @@
+//! ACPI tables for directly booted kernels, which have no firmware to provide them: an RSDP,
+//! an XSDT, a FADT describing the PM1 registers emu emulates (so the kernel's ACPI poweroff
+//! reaches the PM1a control register and ends the run), a FACS, and a DSDT whose only object is
+//! the `\_S5` sleep package that poweroff needs.
+//!
+//! There is no MADT: emu has no local APIC or I/O APIC yet, so the kernel runs on the 8259A
+//! pair (and CPUID does not report an APIC). References: ACPI Specification 6.5, sections
+//! 5.2.5 (RSDP), 5.2.6 (headers), 5.2.8 (XSDT), 5.2.9 (FADT), 5.2.10 (FACS), 5.2.11.1 (DSDT),
+//! 7.4.2 (\_Sx objects), 20 (AML encoding).
+
+use vcpu::GuestRam;
+
+/// Linux and other OSes look for the RSDP on 16-byte boundaries in 0xE0000-0xFFFFF (5.2.5.1).
+pub const RSDP_ADDR: u64 = 0xe_0000;
+/// The tables follow the RSDP in the same reserved area (the e820 map marks 0xA0000-0xFFFFF
+/// reserved).
+const TABLES_ADDR: u64 = 0xe_0040;
+
+/// The PM1 register blocks (devices::debug::Pm1).
+pub const PM1A_EVT_BLK: u16 = devices::debug::PM1A_EVT_PORT;
+pub const PM1A_CNT_BLK: u16 = devices::debug::PM1A_CNT_PORT;
+/// ISA IRQ of the SCI (never raised: emu has no ACPI events yet).
+const SCI_IRQ: u16 = 9;
+/// CMOS index of the century byte.
+const RTC_CENTURY: u8 = 0x32;
+/// The Reset Control Register, as the FADT's RESET_REG (5.2.9, Table 5.34), and the value that
+/// resets (RST_CPU | SYS_RST).
+const RESET_PORT: u64 = 0xcf9;
+const RESET_VALUE: u8 = 0x06;
+
+const OEM_ID: &[u8; 6] = b"EMU   ";
+const OEM_TABLE_ID: &[u8; 8] = b"EMUPC   ";
+const CREATOR_ID: &[u8; 4] = b"EMU ";
+
+/// FADT flags (Table 5.35): WBINVD works, C1 supported, no power/sleep button control
+/// methods, RESET_REG supported.
+const FADT_WBINVD: u32 = 1 << 0;
+const FADT_PROC_C1: u32 = 1 << 2;
+const FADT_PWR_BUTTON: u32 = 1 << 4;
+const FADT_SLP_BUTTON: u32 = 1 << 5;
+const FADT_RESET_REG_SUP: u32 = 1 << 10;
+/// IA-PC boot architecture flags (Table 5.36): legacy devices, an 8042.
+const IAPC_LEGACY_DEVICES: u16 = 1 << 0;
+const IAPC_8042: u16 = 1 << 1;
+/// Generic Address Structure address space: system I/O (5.2.3.2).
+const GAS_SYSTEM_IO: u8 = 1;
+
+fn checksum(bytes: &[u8]) -> u8 {
+    0u8.wrapping_sub(bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b)))
+}
+
+/// A system description table: the 36-byte header (5.2.6) followed by `body`, checksummed.
+fn table(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(36 + body.len());
+    t.extend_from_slice(signature);
+    t.extend_from_slice(&((36 + body.len()) as u32).to_le_bytes());
+    t.push(revision);
+    t.push(0); // checksum, below
+    t.extend_from_slice(OEM_ID);
+    t.extend_from_slice(OEM_TABLE_ID);
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(CREATOR_ID);
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(body);
+    t[9] = checksum(&t);
+    t
+}
+
+/// A Generic Address Structure for an I/O port block.
+fn gas_io(port: u64, bits: u8) -> [u8; 12] {
+    let mut g = [0u8; 12];
+    if port != 0 {
+        g[0] = GAS_SYSTEM_IO;
+        g[1] = bits;
+        g[3] = (bits / 8).trailing_zeros() as u8 + 1; // access size: 1 byte, 2 word, 3 dword
+        g[4..12].copy_from_slice(&port.to_le_bytes());
+    }
+    g
+}
+
+/// The DSDT's AML: `Name (_S5, Package (4) { 0, 0, 0, 0 })` (sleep type 0 for S5, the value
+/// devices::debug::Pm1 treats as poweroff). NameOp 0x08, PackageOp 0x12 with PkgLength 6 and 4 elements,
+/// each ZeroOp.
+const DSDT_AML: &[u8] = &[
+    0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+];
+
+/// The FADT body after the header (revision 4 layout, 244 bytes in all).
+fn fadt_body(facs: u64, dsdt: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 244 - 36];
+    let put32 =
+        |b: &mut [u8], off: usize, v: u32| b[off - 36..off - 32].copy_from_slice(&v.to_le_bytes());
+    put32(&mut b, 36, facs as u32);
+    put32(&mut b, 40, dsdt as u32);
+    b[46 - 36..48 - 36].copy_from_slice(&SCI_IRQ.to_le_bytes());
+    // SMI_CMD (48) stays 0: the hardware is always in ACPI mode.
+    put32(&mut b, 56, u32::from(PM1A_EVT_BLK));
+    put32(&mut b, 64, u32::from(PM1A_CNT_BLK));
+    b[88 - 36] = 4; // PM1_EVT_LEN: status and enable, 2 bytes each
+    b[89 - 36] = 2; // PM1_CNT_LEN
+    b[108 - 36] = RTC_CENTURY;
+    b[109 - 36..111 - 36].copy_from_slice(&(IAPC_LEGACY_DEVICES | IAPC_8042).to_le_bytes());
+    put32(
+        &mut b,
+        112,
+        FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_RESET_REG_SUP,
+    );
+    b[116 - 36..128 - 36].copy_from_slice(&gas_io(RESET_PORT, 8));
+    b[128 - 36] = RESET_VALUE;
+    b[132 - 36..140 - 36].copy_from_slice(&facs.to_le_bytes());
+    b[140 - 36..148 - 36].copy_from_slice(&dsdt.to_le_bytes());
+    b[148 - 36..160 - 36].copy_from_slice(&gas_io(u64::from(PM1A_EVT_BLK), 32));
+    b[172 - 36..184 - 36].copy_from_slice(&gas_io(u64::from(PM1A_CNT_BLK), 16));
+    b
+}
+
+/// The FACS (5.2.10): 64 bytes, 64-byte aligned, no waking vector.
+fn facs() -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    f[0..4].copy_from_slice(b"FACS");
+    f[4..8].copy_from_slice(&64u32.to_le_bytes());
+    f[32] = 2; // version
+    f
+}
+
+/// Write the tables into `ram` (the area from [`RSDP_ADDR`] must be RAM).
+pub fn install(ram: &GuestRam) -> Result<(), vcpu::MemoryError> {
+    let facs_addr = TABLES_ADDR.next_multiple_of(64);
+    let dsdt_addr = facs_addr + 64;
+    let dsdt = table(b"DSDT", 2, DSDT_AML);
+    let fadt_addr = (dsdt_addr + dsdt.len() as u64).next_multiple_of(16);
+    let fadt = table(b"FACP", 4, &fadt_body(facs_addr, dsdt_addr));
+    let xsdt_addr = (fadt_addr + fadt.len() as u64).next_multiple_of(16);
+    let xsdt = table(b"XSDT", 1, &fadt_addr.to_le_bytes());
+
+    let mut rsdp = Vec::with_capacity(36);
+    rsdp.extend_from_slice(b"RSD PTR ");
+    rsdp.push(0); // checksum of the first 20 bytes, below
+    rsdp.extend_from_slice(OEM_ID);
+    rsdp.push(2); // revision: ACPI 2.0+, XSDT
+    rsdp.extend_from_slice(&0u32.to_le_bytes()); // no RSDT
+    rsdp.extend_from_slice(&36u32.to_le_bytes());
+    rsdp.extend_from_slice(&xsdt_addr.to_le_bytes());
+    rsdp.extend_from_slice(&[0, 0, 0, 0]); // extended checksum, reserved
+    rsdp[8] = checksum(&rsdp[..20]);
+    rsdp[32] = checksum(&rsdp);
+
+    ram.write_host(RSDP_ADDR, &rsdp)?;
+    ram.write_host(facs_addr, &facs())?;
+    ram.write_host(dsdt_addr, &dsdt)?;
+    ram.write_host(fadt_addr, &fadt)?;
+    ram.write_host(xsdt_addr, &xsdt)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vcpu::{RegionKind, RegionSpec};
+
+    fn read(ram: &GuestRam, gpa: u64, n: usize) -> Vec<u8> {
+        let mut b = vec![0u8; n];
+        ram.read(gpa, &mut b).unwrap();
+        b
+    }
+
+    fn u32_at(b: &[u8], o: usize) -> u32 {
+        u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], o: usize) -> u64 {
+        u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn tables_chain_from_the_rsdp_with_valid_checksums() {
+        let ram = GuestRam::new(&[RegionSpec {
+            base: 0,
+            size: 1 << 20,
+            kind: RegionKind::Ram,
+        }])
+        .unwrap();
+        install(&ram).unwrap();
+        let sum = |b: &[u8]| b.iter().fold(0u8, |a, &x| a.wrapping_add(x));
+        let rsdp = read(&ram, RSDP_ADDR, 36);
+        assert_eq!(&rsdp[..8], b"RSD PTR ");
+        assert_eq!(sum(&rsdp[..20]), 0);
+        assert_eq!(sum(&rsdp), 0);
+        let table_at = |gpa: u64, sig: &[u8; 4]| {
+            let head = read(&ram, gpa, 36);
+            assert_eq!(&head[..4], sig);
+            let t = read(&ram, gpa, u32_at(&head, 4) as usize);
+            assert_eq!(sum(&t), 0, "{} checksum", String::from_utf8_lossy(sig));
+            t
+        };
+        let xsdt = table_at(u64_at(&rsdp, 24), b"XSDT");
+        assert_eq!(xsdt.len(), 44);
+        let fadt = table_at(u64_at(&xsdt, 36), b"FACP");
+        assert_eq!(fadt.len(), 244);
+        assert_eq!(u32_at(&fadt, 64), u32::from(PM1A_CNT_BLK));
+        assert_eq!(fadt[89], 2);
+        // RESET_REG: system I/O, 8 bits, port 0xCF9, value 6.
+        assert_eq!((fadt[116], fadt[117], u64_at(&fadt, 120)), (1, 8, 0xcf9));
+        assert_eq!(fadt[128], 6);
+        let facs = read(&ram, u64_at(&fadt, 132), 4);
+        assert_eq!(&facs, b"FACS");
+        assert_eq!(u64_at(&fadt, 132) % 64, 0);
+        let dsdt = table_at(u64_at(&fadt, 140), b"DSDT");
+        assert_eq!(&dsdt[36..], DSDT_AML);
+        assert_eq!(u64::from(u32_at(&fadt, 40)), u64_at(&fadt, 140));
+    }
+}

@@ -1,0 +1,96 @@
+//! Debian's Linux kernel (linux-image-amd64) with a busybox-static initramfs, booted directly
+//! (`emu run --kernel --initrd --append`) until userspace prints a marker and powers off.
+//!
+//! The kernel is `$EMU_LINUX_KERNEL` or the newest /boot/vmlinuz-*; busybox is
+//! `$EMU_BUSYBOX` or /bin/busybox. Both come from Debian packages
+//! (`apt-get install linux-image-amd64 busybox-static`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use devices::SharedBuffer;
+use emu::machine::{Accel, Machine, MachineConfig, RunOutcome};
+
+const MARKER: &str = "EMU-USERSPACE-OK";
+const CMDLINE: &str = "console=ttyS0 panic=-1";
+const INIT_SCRIPT: &str = "/bin/busybox mount -t proc proc /proc
+/bin/busybox echo EMU-USERSPACE-OK $(/bin/busybox uname -r)
+/bin/busybox poweroff -f
+";
+
+fn kernel() -> PathBuf {
+    if let Some(p) = std::env::var_os("EMU_LINUX_KERNEL") {
+        return p.into();
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!("no /boot/vmlinuz-*: install linux-image-amd64 or set EMU_LINUX_KERNEL")
+    })
+}
+
+fn busybox() -> Vec<u8> {
+    let path = std::env::var_os("EMU_BUSYBOX").map_or(PathBuf::from("/bin/busybox"), PathBuf::from);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: install busybox-static or set EMU_BUSYBOX",
+            path.display()
+        )
+    })
+}
+
+fn boot(accel: Accel, limit: Duration) {
+    let image = std::fs::read(kernel()).expect("kernel readable");
+    let initrd = emu_tests::initramfs::busybox_initramfs(&busybox(), INIT_SCRIPT);
+    let config = MachineConfig {
+        memory_bytes: 256 << 20,
+        accel,
+        time_limit: Some(limit),
+        ..MachineConfig::default()
+    };
+    let out = SharedBuffer::new();
+    let start = Instant::now();
+    let mut machine = Machine::with_direct_boot(&config, Box::new(out.clone()), |ram| {
+        Ok(emu::linux::load(ram, &image, Some(&initrd), CMDLINE)?)
+    })
+    .expect("machine builds");
+    let outcome = machine
+        .run()
+        .expect("the run ends without an emulator error");
+    let text = String::from_utf8_lossy(&out.contents()).into_owned();
+    eprintln!(
+        "{accel:?}: {outcome:?} after {:.1} s; last output:\n{}",
+        start.elapsed().as_secs_f64(),
+        text.lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(text.contains(MARKER), "userspace never printed {MARKER}");
+    assert_eq!(outcome, RunOutcome::PowerOff, "the guest did not power off");
+}
+
+#[test]
+#[ignore = "not yet booting on the JIT; run with --ignored"]
+fn linux_boots_to_userspace_on_the_jit() {
+    boot(Accel::Jit, Duration::from_secs(600));
+}
+
+#[test]
+#[ignore = "this host's KVM is software-emulated: a boot takes many minutes; run with --ignored"]
+fn linux_boots_to_userspace_on_kvm() {
+    boot(Accel::Kvm, Duration::from_secs(3600));
+}
