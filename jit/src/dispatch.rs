@@ -281,8 +281,12 @@ impl JitVcpu {
         if mode.paging {
             // Same linear address, but the mapping may have changed: trust only a TLB entry
             // that maps it to the block's physical page.
-            let e = &self.ctx.tlb[tlb_index(la)];
-            if e.read_tag != la & PAGE_MASK || e.phys_page != b.key.phys & PAGE_MASK {
+            let i = tlb_index(la);
+            let e = &self.ctx.tlb[i];
+            if e.read_tag != la & PAGE_MASK
+                || e.phys_page != b.key.phys & PAGE_MASK
+                || self.ctx.tlb_no_exec(i)
+            {
                 return None;
             }
         }

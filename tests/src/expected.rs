@@ -228,6 +228,31 @@ const SMC_CHECKS: &[&str] = &[
     "overwrite with rep stosb",
 ];
 
+const PAGING_PAE_CHECKS: &[&str] = &[
+    "paging on with cr4.pae",
+    "identity map through pdpt/pd/pt",
+    "2 MiB page",
+    "2 MiB page accessed",
+    "2 MiB page dirty",
+    "4 KiB page accessed on read",
+    "4 KiB page dirty on write",
+    "write reached the frame",
+    "#PF read not present",
+    "#PF write not present",
+    "cr2 holds the address",
+    "read-only page writable without wp",
+    "#PF write read-only with wp",
+    "#PF xd reserved without nxe",
+    "xd page readable with nxe",
+    "#PF fetch from xd page",
+    "#PF fetch not present with nxe",
+    "global page read",
+    "invlpg drops a global page",
+    "#PF after unmapping a global page",
+    "cr3 load drops a non-global page",
+    "paging off again",
+];
+
 const PM_FAULTS_CHECKS: &[&str] = &[
     "#GP selector past gdt limit",
     "ds unchanged after the fault",
@@ -411,6 +436,17 @@ pub const EXPECTATIONS: &[Expectation] = &[
         output: ExpectedOutput::Checks {
             banner: "protected mode fault tests",
             checks: PM_FAULTS_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "paging_pae",
+        covers: "PAE paging: 4 KiB and 2 MiB pages, accessed/dirty, CR0.WP, XD as reserved bit and with NXE, #PF error codes and CR2, INVLPG of a global page, CR3 reload",
+        output: ExpectedOutput::Checks {
+            banner: "pae paging tests",
+            checks: PAGING_PAE_CHECKS,
         },
         end: PASS,
         machine_specific_state: false,

@@ -20,6 +20,14 @@ const RAM_DIGEST_EXEMPT: &[(&str, &str)] = &[(
      show up when the ROM copies that GDT to RAM; the JIT, like QEMU, ignores ROM writes",
 )];
 
+/// ROMs this host's KVM cannot run, and why; they are skipped (the JIT runs them in `roms.rs`
+/// and QEMU checks them in `qemu_compare.rs`).
+const KVM_UNRUNNABLE: &[(&str, &str)] = &[(
+    "paging_pae",
+    "the nested KVM of the build hosts injects #GP(0) into a guest MOV CR0 that sets PG, for \
+         32-bit paging as well as PAE, whatever CR0.CD/NW/NE (probed with minimal ROMs)",
+)];
+
 /// The architectural fields of the final states that differ (the time-stamp counter and the
 /// MSRs the ROMs never touch are left out: they follow the host).
 fn state_differences(kvm: &CpuState, jit: &CpuState) -> Vec<String> {
@@ -91,6 +99,10 @@ fn every_rom_matches_the_jit_on_kvm() {
     let mut failures = Vec::new();
     let mut compared = 0;
     for rom in roms() {
+        if let Some((_, why)) = KVM_UNRUNNABLE.iter().find(|(n, _)| *n == rom.name) {
+            eprintln!("skipping ROM {} on KVM: {why}", rom.name);
+            continue;
+        }
         let kvm = match run_rom(&rom, Accel::Kvm) {
             Ok(r) => r,
             Err(MachineError::KvmUnavailable(reason)) => {
@@ -119,10 +131,10 @@ fn every_rom_matches_the_jit_on_kvm() {
 
 #[test]
 fn every_gap_names_a_registered_rom() {
-    for (name, _) in RAM_DIGEST_EXEMPT {
+    for (name, _) in RAM_DIGEST_EXEMPT.iter().chain(KVM_UNRUNNABLE) {
         assert!(
             emu_tests::rom(name).is_some(),
-            "RAM_DIGEST_EXEMPT names {name}, which is not in the registry"
+            "RAM_DIGEST_EXEMPT or KVM_UNRUNNABLE names {name}, which is not in the registry"
         );
     }
 }

@@ -4,7 +4,7 @@
 //! is allowed when CPL <= IOPL; the TSS I/O permission bitmap is not consulted (#GP instead).
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind, Register};
-use vcpu::state::{cr0, gpr, rflags};
+use vcpu::state::{cr0, efer, gpr, rflags};
 use vcpu::{ExecMode, Segment};
 
 use super::operand::{
@@ -20,6 +20,9 @@ use crate::segment;
 /// CR4 bits (SDM Vol. 3A 2.5).
 pub const CR4_TSD: u64 = 1 << 2;
 pub const CR4_DE: u64 = 1 << 3;
+/// The CR4 bits emu accepts: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT
+/// (bits 0-10). Others raise #GP(0) (SDM Vol. 2B MOV CR, reserved bits).
+const CR4_SUPPORTED: u64 = 0x7ff;
 
 /// Raise #GP(0) unless at CPL 0 (privileged instructions, SDM Vol. 3A 5.9).
 #[inline]
@@ -107,12 +110,18 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
 /// implements. No FPU, no MMX/SSE, no APIC yet.
-pub const CPUID_1_EDX: u32 = CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_CX8 | CPUID_CMOV;
+pub const CPUID_1_EDX: u32 =
+    CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_PAE | CPUID_CX8 | CPUID_PGE | CPUID_CMOV;
 pub const CPUID_PSE: u32 = 1 << 3;
 pub const CPUID_TSC: u32 = 1 << 4;
 pub const CPUID_MSR: u32 = 1 << 5;
+pub const CPUID_PAE: u32 = 1 << 6;
 pub const CPUID_CX8: u32 = 1 << 8;
+pub const CPUID_PGE: u32 = 1 << 13;
 pub const CPUID_CMOV: u32 = 1 << 15;
+/// CPUID 80000001H EDX (SDM Vol. 2A CPUID, Table 3-8): execute-disable.
+pub const CPUID_EXT_EDX: u32 = CPUID_EXT_NX;
+pub const CPUID_EXT_NX: u32 = 1 << 20;
 /// Family 6, model 6, stepping 3 (the signature `CpuState::reset` leaves in EDX).
 pub const CPUID_SIGNATURE: u32 = 0x0000_0663;
 pub const CPUID_VENDOR: &[u8; 12] = b"GenuineIntel";
@@ -132,6 +141,7 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
         ],
         1 => [CPUID_SIGNATURE, 0, 0, CPUID_1_EDX],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
+        0x8000_0001 => [0, 0, 0, CPUID_EXT_EDX],
         0x8000_0002..=0x8000_0004 => {
             let mut brand = [0u8; 48];
             brand[..CPUID_BRAND.len()].copy_from_slice(CPUID_BRAND.as_bytes());
@@ -184,6 +194,9 @@ mod msr {
     pub const EFER: u32 = 0xc000_0080;
 }
 
+/// The EFER bits software may write: SCE, LME, NXE (SDM Vol. 3A 2.2.1).
+const EFER_WRITABLE: u64 = efer::SCE | efer::LME | efer::NXE;
+
 pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
     require_cpl0(ctx)?;
     let index = ctx.cpu.gpr[gpr::RCX] as u32;
@@ -216,8 +229,16 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
         msr::SYSENTER_EIP => c.sysenter_eip = v,
         msr::MISC_ENABLE => c.misc_enable = v,
         msr::PAT => c.pat = v,
-        // No long mode, SYSCALL or NX is advertised: EFER only takes 0.
-        msr::EFER if v == 0 => c.efer = 0,
+        msr::EFER => {
+            // LMA is read-only; LME cannot change while paging is on (SDM Vol. 3A 10.8.5).
+            let lme_changes = (v ^ c.efer) & efer::LME != 0;
+            if v & !EFER_WRITABLE & !efer::LMA != 0 || (lme_changes && c.cr0 & cr0::PG != 0) {
+                log::debug!("wrmsr EFER <- {v:#x} refused: #GP");
+                return Err(Fault::gp(0));
+            }
+            c.efer = (v & EFER_WRITABLE) | (c.efer & efer::LMA);
+            ctx.flush_tlb();
+        }
         _ => {
             log::debug!("wrmsr {index:#x} <- {v:#x} refused: #GP");
             return Err(Fault::gp(0));
@@ -339,8 +360,13 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
     Ok(end_block_after(ctx, insn))
 }
 
-/// Install a new CR0 value; flush the TLB when paging-relevant bits change.
+/// Install a new CR0 value; flush the TLB when paging-relevant bits change. Setting PG with
+/// EFER.LME activates IA-32e mode and clearing it deactivates it (SDM Vol. 3A 10.8.5, with the
+/// #GP conditions of MOV CR0 in Vol. 2B).
 fn write_cr0(ctx: &mut JitContext, v: u64) -> Result<(), Fault> {
+    if v >> 32 != 0 {
+        return Err(Fault::gp(0));
+    }
     if v & cr0::PG != 0 && v & cr0::PE == 0 {
         return Err(Fault::gp(0));
     }
@@ -348,10 +374,38 @@ fn write_cr0(ctx: &mut JitContext, v: u64) -> Result<(), Fault> {
         return Err(Fault::gp(0));
     }
     let old = ctx.cpu.cr0;
-    ctx.cpu.cr0 = (v & 0xffff_ffff) | cr0::ET;
+    let enabling_paging = old & cr0::PG == 0 && v & cr0::PG != 0;
+    let disabling_paging = old & cr0::PG != 0 && v & cr0::PG == 0;
+    if enabling_paging && ctx.cpu.efer & efer::LME != 0 {
+        if ctx.cpu.cr4 & mem::CR4_PAE == 0 || ctx.cpu.cs().long() {
+            return Err(Fault::gp(0));
+        }
+        ctx.cpu.efer |= efer::LMA;
+    }
+    if disabling_paging && ctx.cpu.efer & efer::LMA != 0 {
+        if ctx.cpu.mode() == ExecMode::Long64 {
+            return Err(Fault::gp(0));
+        }
+        ctx.cpu.efer &= !efer::LMA;
+    }
+    ctx.cpu.cr0 = v | cr0::ET;
     if (old ^ ctx.cpu.cr0) & (cr0::PE | cr0::PG | cr0::WP) != 0 {
         ctx.flush_tlb();
     }
+    Ok(())
+}
+
+/// Install a new CR4 value (SDM Vol. 2B MOV CR): PAE cannot be cleared in IA-32e mode; changes
+/// of PAE, PSE or PGE flush the whole TLB, global pages included (SDM Vol. 3A 4.10.4.1).
+fn write_cr4(ctx: &mut JitContext, v: u64) -> Result<(), Fault> {
+    if v & !CR4_SUPPORTED != 0 {
+        return Err(Fault::gp(0));
+    }
+    if ctx.cpu.efer & efer::LMA != 0 && v & mem::CR4_PAE == 0 {
+        return Err(Fault::gp(0));
+    }
+    ctx.cpu.cr4 = v;
+    ctx.flush_tlb();
     Ok(())
 }
 
@@ -438,16 +492,9 @@ pub(super) fn mov_control(
         Register::CR2 => ctx.cpu.cr2 = v,
         Register::CR3 => {
             ctx.cpu.cr3 = v;
-            ctx.flush_tlb();
+            ctx.flush_tlb_non_global();
         }
-        Register::CR4 => {
-            if v & mem::CR4_PAE != 0 {
-                // PAE is not advertised in CPUID and not implemented.
-                return Err(Fault::gp(0));
-            }
-            ctx.cpu.cr4 = v;
-            ctx.flush_tlb();
-        }
+        Register::CR4 => write_cr4(ctx, v)?,
         Register::CR8 => ctx.cpu.cr8 = v & 0xf,
         _ => return Err(Fault::ud()),
     }
@@ -479,7 +526,11 @@ mod tests {
         assert_eq!(&vendor, b"GenuineIntel");
         let l1 = cpuid_leaf(1);
         assert_eq!(l1[3] & 1, 0, "no FPU");
-        assert_eq!(l1[3], (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 15));
+        assert_eq!(
+            l1[3],
+            (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 13) | (1 << 15)
+        );
+        assert_eq!(cpuid_leaf(0x8000_0001)[3], 1 << 20, "NX");
         assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0004);
         let mut brand = Vec::new();
         for leaf in 0x8000_0002..=0x8000_0004 {
