@@ -218,7 +218,8 @@ impl JitVcpu {
             }
         }
         ModeKey {
-            cs_base: cpu.cs().base,
+            // 64-bit mode ignores the CS base (SDM Vol. 3A 3.4.4).
+            cs_base: if bitness == 64 { 0 } else { cpu.cs().base },
             info: ModeInfo {
                 bitness,
                 stack_size,
@@ -226,6 +227,7 @@ impl JitVcpu {
             },
             protected,
             paging: cpu.cr0 & vcpu::state::cr0::PG != 0,
+            ia32e: cpu.efer & vcpu::state::efer::LMA != 0,
             a20: self.ctx.a20_mask & (1 << 20) != 0,
         }
     }
@@ -370,6 +372,11 @@ impl JitVcpu {
             return Ok(());
         };
         if !self.config.translate || b.code.is_some() || b.runs < self.config.hot_threshold {
+            return Ok(());
+        }
+        if b.key.mode.ia32e {
+            // The translator does not know IA-32e mode's rules yet (canonical addresses, the
+            // ignored segment bases, 64-bit far transfers): the interpreter runs these blocks.
             return Ok(());
         }
         let env = self.env(b.key.mode.info);

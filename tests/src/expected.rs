@@ -253,6 +253,37 @@ const PAGING_PAE_CHECKS: &[&str] = &[
     "paging off again",
 ];
 
+const LONG_MODE_CHECKS: &[&str] = &[
+    "efer.lma set",
+    "64-bit operand size",
+    "push is 8 bytes",
+    "push imm sign-extended",
+    "32-bit write zero-extends",
+    "16-bit write merges",
+    "r8-r15",
+    "rex byte registers",
+    "64-bit add carry",
+    "cdqe/cqo/movsxd",
+    "mul r64",
+    "div r64",
+    "idiv r64",
+    "imul r64 imm",
+    "64-bit shifts",
+    "rip-relative lea",
+    "rip-relative load",
+    "call pushes 64-bit rip",
+    "rep stosq/movsq, high alias",
+    "high canonical address",
+    "fs base msr",
+    "gs base and swapgs",
+    "ds base ignored",
+    "addr32 effective address",
+    "loop uses rcx",
+    "compatibility mode push is 4 bytes",
+    "back in 64-bit mode",
+    "paging off clears lma",
+];
+
 const PM_FAULTS_CHECKS: &[&str] = &[
     "#GP selector past gdt limit",
     "ds unchanged after the fault",
@@ -447,6 +478,17 @@ pub const EXPECTATIONS: &[Expectation] = &[
         output: ExpectedOutput::Checks {
             banner: "pae paging tests",
             checks: PAGING_PAE_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "long_mode",
+        covers: "IA-32e mode from reset: PAE 4-level paging, LME/LMA, 64-bit code (REX, operand sizes, RIP-relative, stack, mul/div, shifts, strings), FS/GS bases and SWAPGS, compatibility mode, leaving long mode",
+        output: ExpectedOutput::Checks {
+            banner: "long mode tests",
+            checks: LONG_MODE_CHECKS,
         },
         end: PASS,
         machine_specific_state: false,

@@ -5,7 +5,7 @@
 //! implemented (#GP, logged).
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind};
-use vcpu::state::{cr0, gpr, rflags};
+use vcpu::state::{cr0, efer, gpr, rflags};
 use vcpu::{Segment, SegmentIndex};
 
 use super::data::condition_holds;
@@ -69,15 +69,26 @@ fn near_target(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Re
     }
 }
 
+/// A branch target must be canonical when the code it lands in runs in 64-bit mode: otherwise
+/// the branch itself raises #GP(0) (SDM Vol. 2A JMP/CALL, 64-bit mode exceptions).
+pub(super) fn check_target(ctx: &JitContext, cs: &Segment, target: u64) -> Result<u64, Fault> {
+    if ctx.cpu.efer & efer::LMA != 0 && cs.long() && !crate::paging::is_canonical(target) {
+        return Err(Fault::gp(0));
+    }
+    Ok(target)
+}
+
 pub(super) fn jmp(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     if is_far(insn) {
         let (sel, off, _) = far_target(ctx, rt, insn)?;
         let cs = segment::far_transfer_target(ctx, rt, sel)?;
+        let off = check_target(ctx, &cs, off)?;
         segment::set_cs(ctx, cs);
         ctx.cpu.rip = off;
         return Ok(Flow::Jump);
     }
-    ctx.cpu.rip = near_target(ctx, rt, insn)?;
+    let target = near_target(ctx, rt, insn)?;
+    ctx.cpu.rip = check_target(ctx, ctx.cpu.cs(), target)?;
     Ok(Flow::Jump)
 }
 
@@ -87,6 +98,7 @@ pub(super) fn call(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     if is_far(insn) {
         let (sel, off, size) = far_target(ctx, rt, insn)?;
         let cs = segment::far_transfer_target(ctx, rt, sel)?;
+        let off = check_target(ctx, &cs, off)?;
         st.push(ctx, rt, size, u64::from(ctx.cpu.cs().selector))?;
         st.push(ctx, rt, size, ret)?;
         st.commit(ctx);
@@ -96,6 +108,7 @@ pub(super) fn call(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     }
     let size = insn.stack_pointer_increment().unsigned_abs().clamp(2, 8);
     let target = near_target(ctx, rt, insn)?;
+    let target = check_target(ctx, ctx.cpu.cs(), target)?;
     st.push(ctx, rt, size, ret)?;
     st.commit(ctx);
     ctx.cpu.rip = target;
@@ -110,6 +123,7 @@ pub(super) fn ret_near(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instructio
     };
     let mut st = StackCursor::from_ss(ctx);
     let target = st.pop(ctx, rt, size)?;
+    let target = check_target(ctx, ctx.cpu.cs(), target)?;
     if insn.op_count() == 1 {
         st.release(u64::from(insn.immediate16()));
     }
@@ -163,6 +177,7 @@ pub(super) fn ret_far(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction
     let cpl = ctx.cpu.cpl();
     let rpl = (sel & segment::SELECTOR_RPL) as u8;
     let cs = segment::return_target(ctx, rt, sel)?;
+    let off = check_target(ctx, &cs, off)?;
     st.release(release);
     if rpl == cpl {
         st.commit(ctx);
@@ -173,9 +188,9 @@ pub(super) fn ret_far(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction
     let new_sp = st.pop(ctx, rt, size)?;
     let ss_sel = st.pop(ctx, rt, size)? as u16;
     let ss = segment::stack_target(ctx, rt, ss_sel, rpl, Fault::gp)?;
+    let mut outer = StackCursor::for_target(ctx, &cs, &ss, new_sp);
     segment::set_cs(ctx, cs);
     segment::set_ss(ctx, ss);
-    let mut outer = StackCursor::for_segment(&ss, new_sp);
     outer.release(release);
     ctx.cpu.gpr[gpr::RSP] = 0;
     outer.commit(ctx);

@@ -249,6 +249,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Lldt | M::Ltr | M::Sldt | M::Str => system::ldt_tr(ctx, rt, insn),
         M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),
         M::Invlpg => system::invlpg(ctx, insn),
+        M::Swapgs => system::swapgs(ctx),
         M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection(ctx, rt, insn),
         _ => unimplemented_instruction(ctx, rt, insn),
     }

@@ -3,7 +3,7 @@
 //! reading/writing an instruction's operands whatever their kind.
 
 use iced_x86::{Instruction, OpKind, Register};
-use vcpu::CpuState;
+use vcpu::{CpuState, ExecMode, SegmentIndex};
 
 use crate::context::JitContext;
 use crate::exception::Fault;
@@ -125,10 +125,19 @@ pub fn effective_offset(cpu: &CpuState, insn: &Instruction) -> u64 {
     ea & mask(addr_size(insn))
 }
 
-/// Linear address of segment `seg` (an iced segment register) + `offset`.
+/// Linear address of segment `seg` (an iced segment register) + `offset`. In 64-bit mode the
+/// bases of ES, CS, SS and DS are treated as zero and FS/GS use their 64-bit bases (SDM Vol. 3A
+/// 3.4.4); elsewhere linear addresses are 32 bits wide (compatibility mode included).
 #[inline]
 pub fn linear(ctx: &JitContext, seg: Register, offset: u64) -> u64 {
-    ctx.cpu.seg[seg_index(seg)].base.wrapping_add(offset) & mem::linear_mask(ctx)
+    let i = seg_index(seg);
+    if ctx.cpu.mode() == ExecMode::Long64 {
+        if i < SegmentIndex::Fs as usize {
+            return offset;
+        }
+        return ctx.cpu.seg[i].base.wrapping_add(offset);
+    }
+    ctx.cpu.seg[i].base.wrapping_add(offset) & 0xffff_ffff
 }
 
 /// Linear address of the instruction's memory operand.

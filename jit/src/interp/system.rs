@@ -5,7 +5,7 @@
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind, Register};
 use vcpu::state::{cr0, efer, gpr, rflags};
-use vcpu::{ExecMode, Segment};
+use vcpu::{ExecMode, Segment, SegmentIndex};
 
 use super::operand::{
     mask, mem_linear, mem_linear_plus, op_size, read_op, reg_read, reg_write, write_op,
@@ -192,6 +192,14 @@ mod msr {
     pub const MISC_ENABLE: u32 = 0x1a0;
     pub const PAT: u32 = 0x277;
     pub const EFER: u32 = 0xc000_0080;
+    pub const STAR: u32 = 0xc000_0081;
+    pub const LSTAR: u32 = 0xc000_0082;
+    pub const CSTAR: u32 = 0xc000_0083;
+    pub const SFMASK: u32 = 0xc000_0084;
+    pub const FS_BASE: u32 = 0xc000_0100;
+    pub const GS_BASE: u32 = 0xc000_0101;
+    pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    pub const TSC_AUX: u32 = 0xc000_0103;
 }
 
 /// The EFER bits software may write: SCE, LME, NXE (SDM Vol. 3A 2.2.1).
@@ -211,8 +219,16 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
             msr::MISC_ENABLE => c.misc_enable,
             msr::PAT => c.pat,
             msr::EFER => c.efer,
+            msr::STAR => c.star,
+            msr::LSTAR => c.lstar,
+            msr::CSTAR => c.cstar,
+            msr::SFMASK => c.sfmask,
+            msr::FS_BASE => c.seg[SegmentIndex::Fs as usize].base,
+            msr::GS_BASE => c.seg[SegmentIndex::Gs as usize].base,
+            msr::KERNEL_GS_BASE => c.kernel_gs_base,
+            msr::TSC_AUX => c.tsc_aux,
             _ => {
-                log::debug!("rdmsr of unknown MSR {index:#x}: #GP");
+                log::warn!("rdmsr of unknown MSR {index:#x}: #GP");
                 return Err(Fault::gp(0));
             }
         };
@@ -221,6 +237,21 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
         return Ok(Flow::Next);
     }
     let v = (c.gpr[gpr::RDX] & 0xffff_ffff) << 32 | (c.gpr[gpr::RAX] & 0xffff_ffff);
+    // MSRs holding linear addresses take only canonical ones (SDM Vol. 4 Table 2-2, WRMSR).
+    let address_msr = matches!(
+        index,
+        msr::LSTAR
+            | msr::CSTAR
+            | msr::FS_BASE
+            | msr::GS_BASE
+            | msr::KERNEL_GS_BASE
+            | msr::SYSENTER_ESP
+            | msr::SYSENTER_EIP
+    );
+    if address_msr && !crate::paging::is_canonical(v) {
+        log::debug!("wrmsr {index:#x} <- non-canonical {v:#x}: #GP");
+        return Err(Fault::gp(0));
+    }
     match index {
         msr::TSC => c.tsc = v.wrapping_sub(ctx.icount),
         msr::APIC_BASE => c.apic_base = v,
@@ -229,6 +260,14 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
         msr::SYSENTER_EIP => c.sysenter_eip = v,
         msr::MISC_ENABLE => c.misc_enable = v,
         msr::PAT => c.pat = v,
+        msr::STAR => c.star = v,
+        msr::LSTAR => c.lstar = v,
+        msr::CSTAR => c.cstar = v,
+        msr::SFMASK => c.sfmask = v & 0xffff_ffff,
+        msr::FS_BASE => c.seg[SegmentIndex::Fs as usize].base = v,
+        msr::GS_BASE => c.seg[SegmentIndex::Gs as usize].base = v,
+        msr::KERNEL_GS_BASE => c.kernel_gs_base = v,
+        msr::TSC_AUX => c.tsc_aux = v & 0xffff_ffff,
         msr::EFER => {
             // LMA is read-only; LME cannot change while paging is on (SDM Vol. 3A 10.8.5).
             let lme_changes = (v ^ c.efer) & efer::LME != 0;
@@ -240,7 +279,7 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
             ctx.flush_tlb();
         }
         _ => {
-            log::debug!("wrmsr {index:#x} <- {v:#x} refused: #GP");
+            log::warn!("wrmsr {index:#x} <- {v:#x}: unknown MSR, #GP");
             return Err(Fault::gp(0));
         }
     }
@@ -332,10 +371,12 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
     }
     let mut d = segment::read_descriptor(ctx, rt, sel)?;
     let typ = d.typ();
+    let ia32e = ctx.cpu.efer & efer::LMA != 0;
     let ok_type = if insn.mnemonic() == M::Lldt {
         typ == SYS_LDT
     } else {
-        typ == SYS_TSS16_AVAILABLE || typ == SYS_TSS32_AVAILABLE
+        // IA-32e mode has only the 64-bit TSS (type 9); the 16-bit one is invalid there.
+        typ == SYS_TSS32_AVAILABLE || (typ == SYS_TSS16_AVAILABLE && !ia32e)
     };
     if d.is_code_or_data() || !ok_type {
         return Err(Fault::gp(err));
@@ -343,8 +384,16 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
     if !d.present() {
         return Err(Fault::np(err));
     }
+    let mut loaded = d.segment(sel);
+    if ia32e {
+        // System descriptors are 16 bytes in IA-32e mode: base bits 63:32 follow (SDM Vol. 3A
+        // 8.2.3, Figure 8-4).
+        let wrap = mem::linear_mask(ctx);
+        let upper = mem::read_system(ctx, rt, d.address.wrapping_add(8) & wrap, 4)?;
+        loaded.base |= upper << 32;
+    }
     if insn.mnemonic() == M::Lldt {
-        ctx.cpu.ldtr = d.segment(sel);
+        ctx.cpu.ldtr = loaded;
     } else {
         d.high |= u32::from(SYS_TSS_BUSY) << 8;
         let wrap = mem::linear_mask(ctx);
@@ -355,7 +404,8 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
             4,
             u64::from(d.high),
         )?;
-        ctx.cpu.tr = d.segment(sel);
+        ctx.cpu.tr = loaded;
+        ctx.cpu.tr.attr |= u16::from(SYS_TSS_BUSY);
     }
     Ok(end_block_after(ctx, insn))
 }
@@ -500,6 +550,17 @@ pub(super) fn mov_control(
     }
     ctx.cpu.rip = insn.next_ip() & ip_mask_before;
     Ok(Flow::Jump)
+}
+
+/// SWAPGS (SDM Vol. 2B): exchange GS.base with IA32_KERNEL_GS_BASE; 64-bit mode only, CPL 0.
+pub(super) fn swapgs(ctx: &mut JitContext) -> Exec {
+    if ctx.cpu.mode() != ExecMode::Long64 {
+        return Err(Fault::ud());
+    }
+    require_cpl0(ctx)?;
+    let gs = &mut ctx.cpu.seg[SegmentIndex::Gs as usize].base;
+    std::mem::swap(gs, &mut ctx.cpu.kernel_gs_base);
+    Ok(Flow::Next)
 }
 
 pub(super) fn invlpg(ctx: &mut JitContext, insn: &Instruction) -> Exec {
