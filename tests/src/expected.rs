@@ -284,6 +284,20 @@ const LONG_MODE_CHECKS: &[&str] = &[
     "paging off clears lma",
 ];
 
+const LONG_MODE_IRQ_CHECKS: &[&str] = &[
+    "ltr 64-bit tss",
+    "cpuid lm nx syscall",
+    "int3 through 64-bit idt, frame",
+    "frame aligned to 16 bytes",
+    "#GP non-canonical address",
+    "#PF error code, cr2, ist stack",
+    "#PF fetch from xd page",
+    "cmpxchg16b",
+    "sysret to ring 3",
+    "ring 3 events",
+    "syscall to ring 0",
+];
+
 const PM_FAULTS_CHECKS: &[&str] = &[
     "#GP selector past gdt limit",
     "ds unchanged after the fault",
@@ -489,6 +503,17 @@ pub const EXPECTATIONS: &[Expectation] = &[
         output: ExpectedOutput::Checks {
             banner: "long mode tests",
             checks: LONG_MODE_CHECKS,
+        },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "long_mode_irq",
+        covers: "IA-32e events: 64-bit IDT gates, the exact interrupt frame, IST and RSP0 stack switches, IRETQ, #GP/#PF with error codes, XD fetch, SYSCALL/SYSRET to ring 3 and back, ring-3 faults, CMPXCHG16B, CPUID long-mode bits",
+        output: ExpectedOutput::Checks {
+            banner: "long mode interrupt tests",
+            checks: LONG_MODE_IRQ_CHECKS,
         },
         end: PASS,
         machine_specific_state: false,

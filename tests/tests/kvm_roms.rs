@@ -22,11 +22,20 @@ const RAM_DIGEST_EXEMPT: &[(&str, &str)] = &[(
 
 /// ROMs this host's KVM cannot run, and why; they are skipped (the JIT runs them in `roms.rs`
 /// and QEMU checks them in `qemu_compare.rs`).
-const KVM_UNRUNNABLE: &[(&str, &str)] = &[(
-    "paging_pae",
-    "the nested KVM of the build hosts injects #GP(0) into a guest MOV CR0 that sets PG, for \
-         32-bit paging as well as PAE, whatever CR0.CD/NW/NE (probed with minimal ROMs)",
-)];
+const KVM_UNRUNNABLE: &[(&str, &str)] = &[
+    (
+        "paging_pae",
+        "the build hosts' software KVM injects #GP(0) into a guest MOV CR0 that turns on legacy \
+         paging (32-bit or PAE, whatever CR0.CD/NW/NE; probed with minimal ROMs), while \
+         paging with EFER.LME (long_mode) works",
+    ),
+    (
+        "long_mode_irq",
+        "on the build hosts' software KVM, SYSCALL from ring 3 enters LSTAR with CS 0x33 and SS \
+         0x2B unchanged, and SYSRETQ with R11 = 2 leaves RFLAGS.IF set (QEMU and the JIT load \
+         CS 0x10 / SS 0x18 and RFLAGS = 2 as the SDM says); KVM itself runs both instructions",
+    ),
+];
 
 /// The architectural fields of the final states that differ (the time-stamp counter and the
 /// MSRs the ROMs never touch are left out: they follow the host).

@@ -270,8 +270,15 @@ pub(super) fn int(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
 }
 
 pub(super) fn iret(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
-    let size = if insn.mnemonic() == M::Iret { 2 } else { 4 };
+    let size = match insn.mnemonic() {
+        M::Iret => 2,
+        M::Iretq => 8,
+        _ => 4,
+    };
     ctx.flags.materialize(&mut ctx.cpu.rflags);
+    if ctx.cpu.efer & efer::LMA != 0 {
+        return iret_ia32e(ctx, rt, size);
+    }
     let protected = ctx.cpu.cr0 & cr0::PE != 0;
     if protected && ctx.cpu.rflags & (rflags::NT | rflags::VM) != 0 {
         log::warn!("IRET with NT or VM set (task return / virtual-8086) is not implemented");
@@ -313,6 +320,54 @@ pub(super) fn iret(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
         }
         ctx.cpu.rip = ip;
     }
+    ctx.cpu.rflags = new_flags;
+    ctx.flags.set_eflags();
+    ctx.cpu.nmi_blocked = 0;
+    Ok(Flow::Jump)
+}
+
+/// IRET in IA-32e mode (SDM Vol. 2A IRET, "IA-32e-MODE", and Vol. 3A 6.14.3): pops RIP, CS and
+/// RFLAGS, then SS:RSP when returning to an outer level or when executed in 64-bit mode
+/// (always there). A null SS may be returned to by 64-bit code below ring 3.
+fn iret_ia32e(ctx: &mut JitContext, rt: &mut Runtime, size: u32) -> Exec {
+    if ctx.cpu.rflags & rflags::NT != 0 {
+        log::warn!("IRET with NT set in IA-32e mode: #GP");
+        return Err(Fault::gp(0));
+    }
+    let in_64bit = ctx.cpu.mode() == vcpu::ExecMode::Long64;
+    let mut st = StackCursor::from_ss(ctx);
+    let ip = st.pop(ctx, rt, size)?;
+    let sel = st.pop(ctx, rt, size)? as u16;
+    let flags = st.pop(ctx, rt, size)?;
+    let cpl = ctx.cpu.cpl();
+    let rpl = (sel & segment::SELECTOR_RPL) as u8;
+    let cs = segment::return_target(ctx, rt, sel)?;
+    let ip = check_target(ctx, &cs, ip)?;
+    let w = writable_flags(ctx) & mask(size);
+    let new_flags = ((ctx.cpu.rflags & !w) | (flags & w) | rflags::FIXED1) & !rflags::RF;
+    if rpl == cpl && !in_64bit {
+        st.commit(ctx);
+        segment::set_cs(ctx, cs);
+    } else {
+        let new_sp = st.pop(ctx, rt, size)?;
+        let ss_sel = st.pop(ctx, rt, size)? as u16;
+        let to_64bit = cs.long();
+        let null = ss_sel & segment::SELECTOR_INDEX_MASK == 0 && ss_sel & segment::SELECTOR_TI == 0;
+        let ss = if null && to_64bit && rpl != 3 && (ss_sel & segment::SELECTOR_RPL) as u8 == rpl {
+            segment::null_stack_segment(ss_sel, rpl)
+        } else {
+            segment::stack_target(ctx, rt, ss_sel, rpl, Fault::gp)?
+        };
+        let outer = StackCursor::for_target(ctx, &cs, &ss, new_sp);
+        segment::set_cs(ctx, cs);
+        segment::set_ss(ctx, ss);
+        ctx.cpu.gpr[gpr::RSP] = 0;
+        outer.commit(ctx);
+        if rpl > cpl {
+            invalidate_data_segments(ctx);
+        }
+    }
+    ctx.cpu.rip = ip;
     ctx.cpu.rflags = new_flags;
     ctx.flags.set_eflags();
     ctx.cpu.nmi_blocked = 0;

@@ -15,6 +15,7 @@ mod bcd;
 mod bits;
 mod control;
 mod data;
+mod fastcall;
 mod muldiv;
 pub mod operand;
 mod protection;
@@ -117,6 +118,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Xchg => data::xchg(ctx, rt, insn),
         M::Cmpxchg => data::cmpxchg(ctx, rt, insn),
         M::Cmpxchg8b => data::cmpxchg8b(ctx, rt, insn),
+        M::Cmpxchg16b => data::cmpxchg16b(ctx, rt, insn),
         M::Xadd => data::xadd(ctx, rt, insn),
         M::Cbw | M::Cwde | M::Cdqe => data::extend_accumulator(ctx, insn),
         M::Cwd | M::Cdq | M::Cqo => data::sign_to_dx(ctx, insn),
@@ -218,7 +220,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
             control::loop_jcxz(ctx, insn)
         }
         M::Int | M::Int3 | M::Into | M::Int1 => control::int(ctx, rt, insn),
-        M::Iret | M::Iretd => control::iret(ctx, rt, insn),
+        M::Iret | M::Iretd | M::Iretq => control::iret(ctx, rt, insn),
 
         // Hint NOPs (0F 18-0F 1F, ENDBR32 without CET), cache and ordering instructions that
         // need no emulation in a single-CPU machine without caches.
@@ -250,6 +252,10 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),
         M::Invlpg => system::invlpg(ctx, insn),
         M::Swapgs => system::swapgs(ctx),
+        M::Syscall => fastcall::syscall(ctx, insn.next_ip()),
+        M::Sysret | M::Sysretq => fastcall::sysret(ctx, insn.code() == iced_x86::Code::Sysretq),
+        M::Sysenter => fastcall::sysenter(ctx),
+        M::Sysexit | M::Sysexitq => fastcall::sysexit(ctx, insn.code() == iced_x86::Code::Sysexitq),
         M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection(ctx, rt, insn),
         _ => unimplemented_instruction(ctx, rt, insn),
     }

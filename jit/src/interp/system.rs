@@ -111,23 +111,33 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
 /// implements. No FPU, no MMX/SSE, no APIC yet.
 pub const CPUID_1_EDX: u32 =
-    CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_PAE | CPUID_CX8 | CPUID_PGE | CPUID_CMOV;
+    CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_PAE | CPUID_CX8 | CPUID_SEP | CPUID_PGE | CPUID_CMOV;
+/// CPUID leaf 1 ECX (SDM Vol. 2A CPUID, Table 3-10): CMPXCHG16B.
+pub const CPUID_1_ECX: u32 = CPUID_CX16;
+pub const CPUID_CX16: u32 = 1 << 13;
 pub const CPUID_PSE: u32 = 1 << 3;
 pub const CPUID_TSC: u32 = 1 << 4;
 pub const CPUID_MSR: u32 = 1 << 5;
 pub const CPUID_PAE: u32 = 1 << 6;
 pub const CPUID_CX8: u32 = 1 << 8;
+/// SYSENTER/SYSEXIT.
+pub const CPUID_SEP: u32 = 1 << 11;
 pub const CPUID_PGE: u32 = 1 << 13;
 pub const CPUID_CMOV: u32 = 1 << 15;
-/// CPUID 80000001H EDX (SDM Vol. 2A CPUID, Table 3-8): execute-disable.
-pub const CPUID_EXT_EDX: u32 = CPUID_EXT_NX;
+/// CPUID 80000001H EDX (SDM Vol. 2A CPUID, Table 3-8): SYSCALL/SYSRET, execute-disable,
+/// Intel 64 (long mode).
+pub const CPUID_EXT_EDX: u32 = CPUID_EXT_SYSCALL | CPUID_EXT_NX | CPUID_EXT_LM;
+pub const CPUID_EXT_SYSCALL: u32 = 1 << 11;
 pub const CPUID_EXT_NX: u32 = 1 << 20;
+pub const CPUID_EXT_LM: u32 = 1 << 29;
+/// CPUID 80000008H EAX: linear-address bits << 8 | physical-address bits.
+pub const CPUID_ADDRESS_SIZES: u32 = (crate::paging::LINEAR_BITS << 8) | crate::paging::MAXPHYADDR;
 /// Family 6, model 6, stepping 3 (the signature `CpuState::reset` leaves in EDX).
 pub const CPUID_SIGNATURE: u32 = 0x0000_0663;
 pub const CPUID_VENDOR: &[u8; 12] = b"GenuineIntel";
 pub const CPUID_BRAND: &str = "emu x86 JIT";
 const CPUID_MAX_BASIC: u32 = 1;
-const CPUID_MAX_EXTENDED: u32 = 0x8000_0004;
+const CPUID_MAX_EXTENDED: u32 = 0x8000_0008;
 
 /// The four CPUID output registers for a leaf.
 pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
@@ -139,9 +149,10 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
             word(&CPUID_VENDOR[8..12]),
             word(&CPUID_VENDOR[4..8]),
         ],
-        1 => [CPUID_SIGNATURE, 0, 0, CPUID_1_EDX],
+        1 => [CPUID_SIGNATURE, 0, CPUID_1_ECX, CPUID_1_EDX],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
         0x8000_0001 => [0, 0, 0, CPUID_EXT_EDX],
+        0x8000_0008 => [CPUID_ADDRESS_SIZES, 0, 0, 0],
         0x8000_0002..=0x8000_0004 => {
             let mut brand = [0u8; 48];
             brand[..CPUID_BRAND.len()].copy_from_slice(CPUID_BRAND.as_bytes());
@@ -589,10 +600,23 @@ mod tests {
         assert_eq!(l1[3] & 1, 0, "no FPU");
         assert_eq!(
             l1[3],
-            (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 13) | (1 << 15)
+            (1 << 3)
+                | (1 << 4)
+                | (1 << 5)
+                | (1 << 6)
+                | (1 << 8)
+                | (1 << 11)
+                | (1 << 13)
+                | (1 << 15)
         );
-        assert_eq!(cpuid_leaf(0x8000_0001)[3], 1 << 20, "NX");
-        assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0004);
+        assert_eq!(l1[2], 1 << 13, "CX16 only");
+        assert_eq!(
+            cpuid_leaf(0x8000_0001)[3],
+            (1 << 11) | (1 << 20) | (1 << 29),
+            "SYSCALL, NX, LM"
+        );
+        assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0008);
+        assert_eq!(cpuid_leaf(0x8000_0008)[0], 0x3028);
         let mut brand = Vec::new();
         for leaf in 0x8000_0002..=0x8000_0004 {
             for r in cpuid_leaf(leaf) {
