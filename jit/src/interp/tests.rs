@@ -983,3 +983,115 @@ fn sse_forms_of_string_mnemonics_raise_ud() {
         assert_eq!(m.ctx.cpu.gpr[gpr::RSI], 0x3000);
     }
 }
+
+/// 64-bit mode: 4-level paging identity-mapping the first 2 MiB (PML4 0x70000, PDPT 0x71000,
+/// PD 0x72000), GDT at 0x800 (null, 64-bit code 0x08, data 0x10), a TSS at 0x900 with IST1 =
+/// 0x8000, an IDT of 16-byte gates at 0xa00, RIP = 0x1000, RSP = 0x9008.
+fn long64() -> Machine {
+    let mut m = Machine::new();
+    m.load(0x70000, &(0x71000u64 | 3).to_le_bytes());
+    m.load(0x71000, &(0x72000u64 | 3).to_le_bytes());
+    m.load(0x72000, &(0x83u64).to_le_bytes());
+    let gdt: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+    for (i, d) in gdt.iter().enumerate() {
+        m.load(0x800 + 8 * i as u64, &d.to_le_bytes());
+    }
+    m.load(0x900 + 0x24, &0x8000u64.to_le_bytes());
+    let c = &mut m.ctx.cpu;
+    c.gdtr = vcpu::DescriptorTable {
+        base: 0x800,
+        limit: 23,
+    };
+    c.idtr = vcpu::DescriptorTable {
+        base: 0xa00,
+        limit: 256 * 16 - 1,
+    };
+    c.tr = Segment {
+        base: 0x900,
+        limit: 0x67,
+        selector: 0x18,
+        attr: Segment::ATTR_P | 0xb,
+    };
+    c.cr0 |= cr0::PE | cr0::PG;
+    c.cr4 |= mem::CR4_PAE;
+    c.cr3 = 0x70000;
+    c.efer = vcpu::state::efer::LME | vcpu::state::efer::LMA;
+    c.seg[SegmentIndex::Cs as usize] = Segment::from_descriptor(0x08, 0x0000_ffff, 0x00af_9b00);
+    for s in [SegmentIndex::Ds, SegmentIndex::Es, SegmentIndex::Ss] {
+        c.seg[s as usize] = Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9300);
+    }
+    c.gpr[gpr::RSP] = 0x9008;
+    c.rip = 0x1000;
+    m
+}
+
+impl Machine {
+    /// A 64-bit interrupt gate for `vector` to 0x08:`handler` on IST `ist`.
+    fn set_gate64(&mut self, vector: u8, handler: u64, ist: u8) {
+        let low = (handler & 0xffff)
+            | (0x08 << 16)
+            | (u64::from(ist) << 32)
+            | (0x8e << 40)
+            | ((handler & 0xffff_0000) << 32);
+        let at = 0xa00 + 16 * u64::from(vector);
+        self.load(at, &low.to_le_bytes());
+        self.load(at + 8, &(handler >> 32).to_le_bytes());
+    }
+
+    fn u64_at(&self, gpa: u64) -> u64 {
+        u64::from_le_bytes(self.read(gpa, 8).try_into().unwrap())
+    }
+}
+
+#[test]
+fn long_mode_int3_frame_on_ist_and_iretq() {
+    let mut m = long64();
+    assert_eq!(m.ctx.cpu.mode(), ExecMode::Long64);
+    m.set_gate64(3, 0x2000, 1);
+    // 0x1000: int3; 0x2000: iretq
+    m.load(0x1000, &[0xcc]);
+    m.load(0x2000, &[0x48, 0xcf]);
+    m.ctx.flags.set_eflags();
+    m.ctx.cpu.rflags |= rflags::IF;
+    assert_eq!(m.step_once(), Step::Branch);
+    let c = &m.ctx.cpu;
+    assert_eq!((c.rip, c.gpr[gpr::RSP]), (0x2000, 0x8000 - 40));
+    assert_eq!(c.rflags & rflags::IF, 0, "interrupt gate clears IF");
+    assert_eq!(m.u64_at(0x7fd8), 0x1001, "RIP after the trap");
+    assert_eq!(m.u64_at(0x7fe0), 0x08, "CS");
+    assert_eq!(m.u64_at(0x7fe8), rflags::FIXED1 | rflags::IF, "RFLAGS");
+    assert_eq!(m.u64_at(0x7ff0), 0x9008, "RSP (unaligned, as it was)");
+    assert_eq!(m.u64_at(0x7ff8), 0x10, "SS");
+    assert_eq!(m.step_once(), Step::Branch);
+    let c = &m.ctx.cpu;
+    assert_eq!((c.rip, c.gpr[gpr::RSP]), (0x1001, 0x9008));
+    assert_eq!(c.seg[SegmentIndex::Ss as usize].selector, 0x10);
+    assert_ne!(c.rflags & rflags::IF, 0);
+}
+
+#[test]
+fn long_mode_non_canonical_stack_is_ss_and_data_is_gp() {
+    let mut m = long64();
+    m.set_gate64(12, 0x2000, 1);
+    m.set_gate64(13, 0x2100, 1);
+    // 0x1000: mov rsp, 0x8000_0000_0000_0010; push rax
+    m.load(0x1000, &[0x48, 0xbc]);
+    m.load(0x1002, &0x8000_0000_0000_0010u64.to_le_bytes());
+    m.load(0x100a, &[0x50]);
+    // 0x100b: mov rax, [rbx] with a non-canonical RBX
+    m.load(0x100b, &[0x48, 0x8b, 0x03]);
+    m.step_once();
+    assert_eq!(m.step_once(), Step::Branch);
+    assert_eq!(m.ctx.cpu.rip, 0x2000, "#SS handler");
+    assert_eq!(m.u64_at(0x7fd0), 0, "error code");
+    assert_eq!(m.u64_at(0x7fd8), 0x100a, "faulting RIP");
+    assert_eq!(m.u64_at(0x7ff0), 0x8000_0000_0000_0010, "old RSP");
+    let mut m = long64();
+    m.set_gate64(13, 0x2100, 0);
+    m.ctx.cpu.rip = 0x100b;
+    m.load(0x100b, &[0x48, 0x8b, 0x03]);
+    m.ctx.cpu.gpr[gpr::RBX] = 0x0000_8000_0000_0000;
+    m.step_once();
+    assert_eq!(m.ctx.cpu.rip, 0x2100, "#GP handler");
+    assert_eq!(m.ctx.cpu.gpr[gpr::RSP], 0x9000 - 48, "aligned, same stack");
+}
