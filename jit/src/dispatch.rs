@@ -374,9 +374,9 @@ impl JitVcpu {
         if !self.config.translate || b.code.is_some() || b.runs < self.config.hot_threshold {
             return Ok(());
         }
-        if b.key.mode.ia32e {
-            // The translator does not know IA-32e mode's rules yet (canonical addresses, the
-            // ignored segment bases, 64-bit far transfers): the interpreter runs these blocks.
+        if b.key.mode.ia32e && b.key.mode.info.bitness != 64 {
+            // Compatibility-mode blocks are interpreted: the translator is tested in legacy
+            // modes and in 64-bit mode only.
             return Ok(());
         }
         let env = self.env(b.key.mode.info);
