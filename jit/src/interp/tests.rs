@@ -1095,3 +1095,16 @@ fn long_mode_non_canonical_stack_is_ss_and_data_is_gp() {
     assert_eq!(m.ctx.cpu.rip, 0x2100, "#GP handler");
     assert_eq!(m.ctx.cpu.gpr[gpr::RSP], 0x9000 - 48, "aligned, same stack");
 }
+
+#[test]
+fn long_mode_non_canonical_rbp_operand_is_ss() {
+    let mut m = long64();
+    m.set_gate64(12, 0x2000, 1);
+    m.set_gate64(13, 0x2100, 1);
+    // 0x1000: mov rax, [rbp] (SS-relative) with a non-canonical RBP
+    m.load(0x1000, &[0x48, 0x8b, 0x45, 0x00]);
+    m.ctx.cpu.gpr[gpr::RBP] = 0x0000_8000_0000_0000;
+    m.step_once();
+    assert_eq!(m.ctx.cpu.rip, 0x2000, "#SS handler");
+    assert_eq!(m.u64_at(0x7fd8), 0x1000, "faulting RIP");
+}

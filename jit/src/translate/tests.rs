@@ -797,3 +797,17 @@ fn loop_in_64bit_mode_is_translated() {
     let st = t.vcpu.stats();
     assert!(st.blocks_compiled >= 2 && st.inline_insns > 0, "{st:?}");
 }
+
+#[test]
+fn translated_ret_to_a_non_canonical_address_faults_at_the_ret() {
+    // mov rax, 0x8000_0000_0000_0000; push rax; ret
+    // No IDT is set up, so the #GP escalates to a triple fault with the state at the RET.
+    let mut code = vec![0x48, 0xb8];
+    code.extend_from_slice(&0x8000_0000_0000_0000u64.to_le_bytes());
+    code.extend_from_slice(&[0x50, 0xc3]);
+    let t = differential(&code, long64(&ram()), 0);
+    assert!(matches!(t.exit, VmExit::TripleFault { .. }), "{:?}", t.exit);
+    assert_eq!(t.state.rip, CODE + 11);
+    assert_eq!(t.state.gpr[gpr::RSP], STACK_TOP - 8);
+    assert!(t.vcpu.stats().blocks_compiled >= 1);
+}
