@@ -374,11 +374,6 @@ impl JitVcpu {
         if !self.config.translate || b.code.is_some() || b.runs < self.config.hot_threshold {
             return Ok(());
         }
-        if b.key.mode.ia32e && b.key.mode.info.bitness != 64 {
-            // Compatibility-mode blocks are interpreted: the translator is tested in legacy
-            // modes and in 64-bit mode only.
-            return Ok(());
-        }
         let env = self.env(b.key.mode.info);
         let b = self.blocks.get(id).expect("checked above");
         let cache = match self.cache.as_mut() {

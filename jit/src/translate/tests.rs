@@ -584,10 +584,14 @@ fn random_programs(seed: u64, cases: usize, mode: Mode) {
         code.push(HLT);
         let mut s = match mode {
             Mode::Real => real16(),
-            Mode::Flat32 | Mode::Long64 => flat32(),
+            Mode::Flat32 | Mode::Long64 | Mode::Compat32 => flat32(),
         };
         if mode == Mode::Long64 {
             s = long64(&ram());
+        }
+        if mode == Mode::Compat32 {
+            s = long64(&ram());
+            s.seg[SegmentIndex::Cs as usize] = flat32().seg[SegmentIndex::Cs as usize];
         }
         let width = if mode == Mode::Long64 {
             u64::MAX
@@ -624,6 +628,11 @@ fn random_instruction_sequences_agree_with_the_interpreter() {
 #[test]
 fn random_64bit_sequences_agree_with_the_interpreter() {
     random_programs(0x5851_f42d_4c95_7f2d, 150, Mode::Long64);
+}
+
+#[test]
+fn random_compatibility_mode_sequences_agree_with_the_interpreter() {
+    random_programs(0x1405_7b7e_f767_814f, 100, Mode::Compat32);
 }
 
 #[test]
@@ -772,6 +781,8 @@ enum Mode {
     Real,
     Flat32,
     Long64,
+    /// 32-bit code under IA-32e mode.
+    Compat32,
 }
 
 #[test]
