@@ -16,6 +16,18 @@ F_ERR      equ 0x604
 F_EIP      equ 0x608
 F_CR2      equ 0x60C
 F_RESUME   equ 0x610
+K_ESP      equ 0x620
+U_CS       equ 0x624
+U_SS       equ 0x628
+S_ESP      equ 0x62C
+S_CS       equ 0x630
+S_SS       equ 0x634
+S_EFLAGS   equ 0x638
+MSR_SYSENTER_CS  equ 0x174
+MSR_SYSENTER_ESP equ 0x175
+MSR_SYSENTER_EIP equ 0x176
+SYSENTER_STACK   equ 0x7F000
+USER_STACK       equ 0x6F000
 
 PDPT       equ 0x100000             ; 32-byte aligned
 PD0        equ 0x101000             ; 0-1 GiB
@@ -24,6 +36,7 @@ PT2        equ 0x103000             ; 4-6 MiB, the test pages
 
 P          equ 1
 RW         equ 2
+US         equ 4
 PS         equ 0x80
 G          equ 0x100
 A_BIT      equ 0x20
@@ -106,12 +119,12 @@ pm_entry:
         xor eax, eax
         rep stosd
         mov dword [PDPT], PD0 | P
-        mov dword [PD0], PT0 | P | RW
+        mov dword [PD0], PT0 | P | RW | US
         mov dword [PD0 + 8], 0x600000 | P | RW | PS      ; 2-4 MiB -> 6-8 MiB
         mov dword [PD0 + 16], PT2 | P | RW
         ; PT0: identity map of the first 2 MiB.
         mov edi, PT0
-        mov eax, P | RW
+        mov eax, P | RW | US
         mov ecx, 512
 .id:    mov [edi], eax
         add eax, 0x1000
@@ -239,6 +252,54 @@ pm_entry:
         mov eax, [LA_DIRTY]
         cmp eax, 0x22222222
         REPORT32 "cr3 load drops a non-global page"
+
+        ; SYSEXIT to ring 3 (CS = SYSENTER_CS + 16, SS = + 24) and SYSENTER back to ring 0
+        ; (CS = SYSENTER_CS, SS = + 8, ESP/EIP from the MSRs, IF cleared).
+        xor edx, edx
+        mov ecx, MSR_SYSENTER_CS
+        mov eax, SEL_CODE32
+        wrmsr
+        mov ecx, MSR_SYSENTER_ESP
+        mov eax, SYSENTER_STACK
+        wrmsr
+        mov ecx, MSR_SYSENTER_EIP
+        mov eax, ROMBASE + sysenter_entry
+        wrmsr
+        mov [K_ESP], esp
+        mov edx, ROMBASE + user32
+        mov ecx, USER_STACK
+        sti                         ; no interrupt sources are set up; SYSENTER clears IF
+        sysexit
+user32:
+        mov ax, cs
+        mov [U_CS], ax
+        mov ax, ss
+        mov [U_SS], ax
+        sysenter
+sysenter_entry:
+        mov [S_ESP], esp
+        mov ax, cs
+        mov [S_CS], ax
+        mov ax, ss
+        mov [S_SS], ax
+        pushfd
+        pop eax
+        mov [S_EFLAGS], eax
+        mov esp, [K_ESP]
+        cmp word [U_CS], SEL_CODE32 + 16 + 3
+        jne .sysexit_out
+        cmp word [U_SS], SEL_CODE32 + 24 + 3
+.sysexit_out:
+        REPORT32 "sysexit to ring 3"
+        cmp dword [S_ESP], SYSENTER_STACK
+        jne .sysenter_out
+        cmp word [S_CS], SEL_CODE32
+        jne .sysenter_out
+        cmp word [S_SS], SEL_CODE32 + 8
+        jne .sysenter_out
+        test dword [S_EFLAGS], 0x200
+.sysenter_out:
+        REPORT32 "sysenter to ring 0"
 
         ; Turning paging off and on again.
         mov eax, cr0

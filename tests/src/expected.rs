@@ -250,6 +250,8 @@ const PAGING_PAE_CHECKS: &[&str] = &[
     "invlpg drops a global page",
     "#PF after unmapping a global page",
     "cr3 load drops a non-global page",
+    "sysexit to ring 3",
+    "sysenter to ring 0",
     "paging off again",
 ];
 
@@ -488,7 +490,7 @@ pub const EXPECTATIONS: &[Expectation] = &[
     },
     Expectation {
         name: "paging_pae",
-        covers: "PAE paging: 4 KiB and 2 MiB pages, accessed/dirty, CR0.WP, XD as reserved bit and with NXE, #PF error codes and CR2, INVLPG of a global page, CR3 reload",
+        covers: "PAE paging: 4 KiB and 2 MiB pages, accessed/dirty, CR0.WP, XD as reserved bit and with NXE, #PF error codes and CR2, INVLPG of a global page, CR3 reload, SYSEXIT/SYSENTER between ring 0 and ring 3",
         output: ExpectedOutput::Checks {
             banner: "pae paging tests",
             checks: PAGING_PAE_CHECKS,

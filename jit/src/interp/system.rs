@@ -323,6 +323,10 @@ pub(super) fn descriptor_table(ctx: &mut JitContext, rt: &mut Runtime, insn: &In
         if op16 {
             base &= 0x00ff_ffff;
         }
+        // 64-bit mode loads a 64-bit base, which must be canonical (SDM Vol. 2A LGDT/LIDT).
+        if base_size == 8 && !crate::paging::is_canonical(base) {
+            return Err(Fault::gp(0));
+        }
         let t = if gdt {
             &mut ctx.cpu.gdtr
         } else {
@@ -552,6 +556,10 @@ pub(super) fn mov_control(
         Register::CR0 => write_cr0(ctx, v)?,
         Register::CR2 => ctx.cpu.cr2 = v,
         Register::CR3 => {
+            // In IA-32e mode, bits above MAXPHYADDR are reserved (SDM Vol. 3A 4.5.2, no PCIDs).
+            if ctx.cpu.efer & efer::LMA != 0 && v >> crate::paging::MAXPHYADDR != 0 {
+                return Err(Fault::gp(0));
+            }
             ctx.cpu.cr3 = v;
             ctx.flush_tlb_non_global();
         }
