@@ -126,10 +126,14 @@ pub const CPUID_PGE: u32 = 1 << 13;
 pub const CPUID_CMOV: u32 = 1 << 15;
 /// CPUID 80000001H EDX (SDM Vol. 2A CPUID, Table 3-8): SYSCALL/SYSRET, execute-disable,
 /// Intel 64 (long mode).
-pub const CPUID_EXT_EDX: u32 = CPUID_EXT_SYSCALL | CPUID_EXT_NX | CPUID_EXT_LM;
+pub const CPUID_EXT_EDX: u32 = CPUID_EXT_SYSCALL | CPUID_EXT_NX | CPUID_EXT_RDTSCP | CPUID_EXT_LM;
 pub const CPUID_EXT_SYSCALL: u32 = 1 << 11;
 pub const CPUID_EXT_NX: u32 = 1 << 20;
+pub const CPUID_EXT_RDTSCP: u32 = 1 << 27;
 pub const CPUID_EXT_LM: u32 = 1 << 29;
+/// CPUID 80000001H ECX: LAHF/SAHF in 64-bit mode.
+pub const CPUID_EXT_ECX: u32 = CPUID_EXT_LAHF_LM;
+pub const CPUID_EXT_LAHF_LM: u32 = 1 << 0;
 /// CPUID 80000008H EAX: linear-address bits << 8 | physical-address bits.
 pub const CPUID_ADDRESS_SIZES: u32 = (crate::paging::LINEAR_BITS << 8) | crate::paging::MAXPHYADDR;
 /// Family 6, model 6, stepping 3 (the signature `CpuState::reset` leaves in EDX).
@@ -151,7 +155,7 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
         ],
         1 => [CPUID_SIGNATURE, 0, CPUID_1_ECX, CPUID_1_EDX],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
-        0x8000_0001 => [0, 0, 0, CPUID_EXT_EDX],
+        0x8000_0001 => [0, 0, CPUID_EXT_ECX, CPUID_EXT_EDX],
         0x8000_0008 => [CPUID_ADDRESS_SIZES, 0, 0, 0],
         0x8000_0002..=0x8000_0004 => {
             let mut brand = [0u8; 48];
@@ -183,13 +187,17 @@ fn tsc(ctx: &JitContext) -> u64 {
     ctx.cpu.tsc.wrapping_add(ctx.icount)
 }
 
-pub(super) fn rdtsc(ctx: &mut JitContext) -> Exec {
+/// RDTSC, and RDTSCP, which also loads ECX with IA32_TSC_AUX (SDM Vol. 2B).
+pub(super) fn rdtsc(ctx: &mut JitContext, with_aux: bool) -> Exec {
     if ctx.cpu.cr4 & CR4_TSD != 0 && ctx.cpu.cpl() != 0 {
         return Err(Fault::gp(0));
     }
     let t = tsc(ctx);
     ctx.cpu.gpr[gpr::RAX] = t & 0xffff_ffff;
     ctx.cpu.gpr[gpr::RDX] = t >> 32;
+    if with_aux {
+        ctx.cpu.gpr[gpr::RCX] = ctx.cpu.tsc_aux & 0xffff_ffff;
+    }
     Ok(Flow::Next)
 }
 
@@ -620,9 +628,10 @@ mod tests {
         assert_eq!(l1[2], 1 << 13, "CX16 only");
         assert_eq!(
             cpuid_leaf(0x8000_0001)[3],
-            (1 << 11) | (1 << 20) | (1 << 29),
-            "SYSCALL, NX, LM"
+            (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29),
+            "SYSCALL, NX, RDTSCP, LM"
         );
+        assert_eq!(cpuid_leaf(0x8000_0001)[2], 1, "LAHF/SAHF in 64-bit mode");
         assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0008);
         assert_eq!(cpuid_leaf(0x8000_0008)[0], 0x3028);
         let mut brand = Vec::new();

@@ -1108,3 +1108,102 @@ fn long_mode_non_canonical_rbp_operand_is_ss() {
     assert_eq!(m.ctx.cpu.rip, 0x2000, "#SS handler");
     assert_eq!(m.u64_at(0x7fd8), 0x1000, "faulting RIP");
 }
+
+impl Machine {
+    /// Decode the instruction at CS:rIP and execute it without delivering a fault it raises.
+    fn execute_raw(&mut self) -> super::Exec {
+        let ctx = &mut *self.ctx;
+        let la = ctx.cpu.cs().base.wrapping_add(ctx.cpu.rip) & mem::linear_mask(ctx);
+        let mut buf = [0u8; 16];
+        let (_, n) = mem::fetch_code(ctx, &mut self.rt, la, &mut buf).unwrap();
+        let limits = BlockLimits {
+            max_insns: 1,
+            page_bytes: 4096,
+        };
+        let block = decode_block(&buf[..n], ctx.cpu.rip, ctx.cpu.mode().bitness(), limits);
+        super::execute(ctx, &mut self.rt, &block.insns[0])
+    }
+}
+
+#[test]
+fn entering_and_leaving_ia32e_mode_follows_the_sdm_checks() {
+    use crate::exception::Fault;
+    use vcpu::state::efer;
+    let mut m = Machine::flat32();
+    let tables = long64();
+    for a in [0x70000u64, 0x71000, 0x72000] {
+        m.load(a, &tables.read(a, 8));
+    }
+    // mov cr0, eax / wrmsr / mov cr4, eax
+    m.load(0x1000, &[0x0f, 0x22, 0xc0]);
+    m.load(0x1010, &[0x0f, 0x30]);
+    m.load(0x1020, &[0x0f, 0x22, 0xe0]);
+    m.ctx.cpu.efer = efer::LME;
+    m.ctx.cpu.cr3 = 0x70000;
+    m.ctx.cpu.gpr[gpr::RAX] = m.ctx.cpu.cr0 | cr0::PG;
+    // Paging with LME but without CR4.PAE: #GP(0).
+    assert_eq!(m.execute_raw(), Err(Fault::gp(0)));
+    assert_eq!(m.ctx.cpu.efer & efer::LMA, 0);
+    // With PAE: IA-32e mode, still 32-bit code (compatibility mode).
+    m.ctx.cpu.cr4 |= mem::CR4_PAE;
+    m.execute_raw().unwrap();
+    assert_ne!(m.ctx.cpu.efer & efer::LMA, 0);
+    assert_eq!(m.ctx.cpu.mode(), ExecMode::Protected32);
+    // EFER.LME cannot change while paging is on.
+    m.ctx.cpu.rip = 0x1010;
+    m.ctx.cpu.gpr[gpr::RCX] = 0xc000_0080;
+    m.ctx.cpu.gpr[gpr::RAX] = 0;
+    m.ctx.cpu.gpr[gpr::RDX] = 0;
+    assert_eq!(m.execute_raw(), Err(Fault::gp(0)));
+    // NXE can; LMA in the written value is ignored.
+    m.ctx.cpu.gpr[gpr::RAX] = efer::LME | efer::NXE;
+    m.execute_raw().unwrap();
+    assert_eq!(m.ctx.cpu.efer, efer::LME | efer::LMA | efer::NXE);
+    // CR4.PAE cannot be cleared in IA-32e mode.
+    m.ctx.cpu.rip = 0x1020;
+    m.ctx.cpu.gpr[gpr::RAX] = 0;
+    assert_eq!(m.execute_raw(), Err(Fault::gp(0)));
+    // Clearing CR0.PG from compatibility mode leaves IA-32e mode.
+    m.ctx.cpu.rip = 0x1000;
+    m.ctx.cpu.gpr[gpr::RAX] = m.ctx.cpu.cr0 & !cr0::PG;
+    m.execute_raw().unwrap();
+    assert_eq!(m.ctx.cpu.efer & efer::LMA, 0);
+    // ... but not from 64-bit mode.
+    let mut m = long64();
+    m.load(0x1000, &[0x0f, 0x22, 0xc0]);
+    m.ctx.cpu.gpr[gpr::RAX] = m.ctx.cpu.cr0 & !cr0::PG;
+    assert_eq!(m.execute_raw(), Err(Fault::gp(0)));
+}
+
+#[test]
+fn ltr_in_ia32e_mode_reads_a_16_byte_descriptor() {
+    let mut m = long64();
+    // GDT entry 0x18: available 64-bit TSS, base 0x1234_5678_9abc_d000, limit 0x67.
+    let low: u64 = 0x67 | (0xd000 << 16) | (0xbc << 32) | (0x89 << 40) | (0x9a << 56);
+    m.load(0x818, &low.to_le_bytes());
+    m.load(0x820, &0x1234_5678u64.to_le_bytes());
+    m.ctx.cpu.gdtr.limit = 0x27;
+    // mov ax, 0x18; ltr ax
+    m.load(0x1000, &[0x66, 0xb8, 0x18, 0x00, 0x0f, 0x00, 0xd8]);
+    m.execute_raw().unwrap();
+    m.ctx.cpu.rip = 0x1004;
+    m.execute_raw().unwrap();
+    assert_eq!(m.ctx.cpu.tr.base, 0x1234_5678_9abc_d000);
+    assert_eq!(m.ctx.cpu.tr.selector, 0x18);
+    assert_eq!(m.ctx.cpu.tr.typ(), 0xb, "busy");
+}
+
+#[test]
+fn rdtscp_and_lahf_in_64bit_mode() {
+    let mut m = long64();
+    m.ctx.cpu.tsc_aux = 0x1_0000_0007;
+    m.ctx.cpu.gpr[gpr::RCX] = u64::MAX;
+    // rdtscp; stc; lahf
+    m.load(0x1000, &[0x0f, 0x01, 0xf9, 0xf9, 0x9f]);
+    m.ctx.flags.set_eflags();
+    for _ in 0..3 {
+        assert_eq!(m.step_once(), Step::Continue);
+    }
+    assert_eq!(m.ctx.cpu.gpr[gpr::RCX], 7, "TSC_AUX[31:0], upper half cleared");
+    assert_eq!((m.ctx.cpu.gpr[gpr::RAX] >> 8) & 0xff, 0x03, "AH = CF | bit 1");
+}
