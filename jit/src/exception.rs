@@ -3,7 +3,8 @@
 //! Real mode vectors through the IVT (SDM Vol. 3A 20.1.4); protected mode through IDT
 //! interrupt and trap gates, 16- and 32-bit, to the same privilege level or, for
 //! non-conforming handlers of higher privilege, onto the inner stack named by the TSS
-//! (SDM Vol. 3A 6.12.1). A fault while delivering is combined with the first event as the
+//! (SDM Vol. 3A 6.12.1); IA-32e mode through 16-byte 64-bit gates, with the RSPn/IST stack
+//! switch and the quadword frame of SDM Vol. 3A 6.14. A fault while delivering is combined with the first event as the
 //! double-fault rules say (SDM Vol. 3A 6.15, Table 6-5); a fault while delivering #DF is a triple
 //! fault, which the dispatcher sees in `Runtime::triple_fault`. Task gates and virtual-8086 mode
 //! are not implemented (#GP, logged).

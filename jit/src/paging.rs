@@ -52,10 +52,10 @@ pub mod pf_error {
     pub const ID: u32 = 1 << 4;
 }
 
-/// The physical-address width the JIT's processor has (CPUID 80000008H EAX[7:0], SDM Vol. 3A
+/// The physical-address width the JIT's processor has (CPUID 80000008H EAX bits 7:0, SDM Vol. 3A
 /// 4.1.4). Entry bits from here up to bit 51 (62 without NXE) are reserved.
 pub const MAXPHYADDR: u32 = 40;
-/// Linear-address width of 4-level paging (CPUID 80000008H EAX[15:8]).
+/// Linear-address width of 4-level paging (CPUID 80000008H EAX bits 15:8).
 pub const LINEAR_BITS: u32 = 48;
 
 /// Physical-address bits of a PAE/4-level entry (bits MAXPHYADDR-1:12).

@@ -1,7 +1,7 @@
 //! Control transfers: JMP, CALL, RET (near and far, direct and indirect), Jcc, LOOP/LOOPcc,
-//! JCXZ/JECXZ, INT n/INT3/INTO/INT1 and IRET (SDM Vol. 1 6.3-6.4, Vol. 2). Far transfers in
+//! JCXZ/JECXZ, INT n/INT3/INTO/INT1 and IRET/IRETQ (SDM Vol. 1 6.3-6.4, Vol. 2). Far transfers in
 //! protected mode load CS from its descriptor; far RET and IRET may return to an outer
-//! privilege level. Call gates, task switches and returns to virtual-8086 mode are not
+//! privilege level. Targets in 64-bit code must be canonical (#GP(0) at the branch). Call gates, task switches and returns to virtual-8086 mode are not
 //! implemented (#GP, logged).
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind};

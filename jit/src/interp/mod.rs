@@ -8,7 +8,7 @@
 //!
 //! Modules group instructions as the SDM does: data movement, binary arithmetic and logic,
 //! shifts and rotates, multiply/divide, bit operations, decimal arithmetic, strings, the
-//! stack, control transfers, and system instructions.
+//! stack, control transfers, system instructions, and fast system calls.
 
 mod alu;
 mod bcd;

@@ -1,6 +1,6 @@
 //! System instructions: HLT, CLI/STI, IN/OUT, CPUID, RDTSC, RDMSR/WRMSR, LGDT/LIDT/SGDT/SIDT,
-//! LLDT/LTR/SLDT/STR, MOV to/from control and debug registers, LMSW/SMSW/CLTS and INVLPG
-//! (SDM Vol. 2 and Vol. 3A 2.5-2.8). Privileged ones raise #GP(0) outside CPL 0. Port access
+//! LLDT/LTR/SLDT/STR, MOV to/from control and debug registers (with the IA-32e mode switch of
+//! SDM Vol. 3A 10.8.5), LMSW/SMSW/CLTS, INVLPG and SWAPGS (SDM Vol. 2 and Vol. 3A 2.5-2.8). Privileged ones raise #GP(0) outside CPL 0. Port access
 //! is allowed when CPL <= IOPL; the TSS I/O permission bitmap is not consulted (#GP instead).
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind, Register};

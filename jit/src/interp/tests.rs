@@ -1204,6 +1204,14 @@ fn rdtscp_and_lahf_in_64bit_mode() {
     for _ in 0..3 {
         assert_eq!(m.step_once(), Step::Continue);
     }
-    assert_eq!(m.ctx.cpu.gpr[gpr::RCX], 7, "TSC_AUX[31:0], upper half cleared");
-    assert_eq!((m.ctx.cpu.gpr[gpr::RAX] >> 8) & 0xff, 0x03, "AH = CF | bit 1");
+    assert_eq!(
+        m.ctx.cpu.gpr[gpr::RCX],
+        7,
+        "TSC_AUX[31:0], upper half cleared"
+    );
+    assert_eq!(
+        (m.ctx.cpu.gpr[gpr::RAX] >> 8) & 0xff,
+        0x03,
+        "AH = CF | bit 1"
+    );
 }
