@@ -3,7 +3,7 @@
 ; error code as quadwords, also without a privilege change), IST stacks aligned to 16 bytes,
 ; RSP0 from the 64-bit TSS on a ring 3 -> 0 transition, IRETQ, #GP for a non-canonical address,
 ; #PF with error code and CR2 (on an IST stack), #PF for a fetch from an XD page, SYSCALL/SYSRET between ring 0
-; and ring 3 with STAR/LSTAR/SFMASK, ring-3 faults (#GP for HLT, #PF on a supervisor page),
+; and ring 3 with STAR/LSTAR/SFMASK, timer interrupts (PIC, PIT) waking HLT, ring-3 faults (#GP for HLT, #PF on a supervisor page),
 ; CMPXCHG16B, and the CPUID bits of long mode. (#SS for a non-canonical stack is left out:
 ; QEMU's TCG raises #GP there.)
 
@@ -40,6 +40,20 @@ S_SS       equ 0x688
 S_RFLAGS   equ 0x690
 U_FAULTS   equ 0x698                ; ring-3 checks passed, counted by the user code
 CX16       equ 0x700                ; 16-byte aligned
+TICKS      equ 0x710
+
+PIC1_CMD   equ 0x20
+PIC1_DATA  equ 0x21
+PIC2_CMD   equ 0xA0
+PIC2_DATA  equ 0xA1
+PIC_EOI    equ 0x20
+PIT_CH0    equ 0x40
+PIT_MODE   equ 0x43
+PIT_DIVISOR equ 11932               ; 100 Hz
+IRQ0_VECTOR equ 0x20                ; the master PIC's vectors start here
+WANTED_TICKS equ 3
+LAPIC_SVR  equ 0xFEE000F0
+LAPIC_LVT_LINT0 equ 0xFEE00350
 
 ; %1 vector, %2 label, %3 IST, %4 type byte.
 %macro GATE 4
@@ -64,6 +78,11 @@ start:
         bits 32
 pm_entry:
         PM32_INIT
+        ; The PIC reaches the CPU through the local APIC's LINT0 in ExtINT mode, as a BIOS sets
+        ; it up (QEMU needs it; a machine without a local APIC ignores the writes). Done before
+        ; paging, which does not map the APIC.
+        mov dword [LAPIC_SVR], 0x1FF
+        mov dword [LAPIC_LVT_LINT0], 0x700
         ENTER_LONG long_entry, EFER_SCE | EFER_NXE
         bits 64
 long_entry:
@@ -83,6 +102,7 @@ long_entry:
         GATE 3, stub_3, 0, GATE_INT64_DPL3
         GATE 13, stub_13, 0, GATE_INT64
         GATE 14, stub_14, 1, GATE_INT64
+        GATE IRQ0_VECTOR, irq0_handler, 0, GATE_INT64
         lidt [rel idt64_desc]
         ; TSS: RSP0 and IST1.
         mov rdi, TSS64
@@ -275,6 +295,45 @@ syscall_entry:
         cmp word [S_SS], SEL64_DATA
 .s_out:
         REPORT64 "syscall to ring 0"
+
+        ; External interrupts: PIC (IRQ0 at vector 0x20) and PIT at 100 Hz wake `sti; hlt` in
+        ; 64-bit mode through the 64-bit IDT.
+        mov qword [TICKS], 0
+        mov al, 0x11
+        out PIC1_CMD, al
+        out PIC2_CMD, al
+        mov al, IRQ0_VECTOR
+        out PIC1_DATA, al
+        mov al, 0x28
+        out PIC2_DATA, al
+        mov al, 0x04
+        out PIC1_DATA, al
+        mov al, 0x02
+        out PIC2_DATA, al
+        mov al, 0x01
+        out PIC1_DATA, al
+        out PIC2_DATA, al
+        mov al, 0xFE
+        out PIC1_DATA, al
+        mov al, 0xFF
+        out PIC2_DATA, al
+        mov al, 0x34
+        out PIT_MODE, al
+        mov ax, PIT_DIVISOR
+        out PIT_CH0, al
+        mov al, ah
+        out PIT_CH0, al
+        sti
+.wait:  hlt
+        cmp qword [TICKS], WANTED_TICKS
+        jb .wait
+        cli
+        mov al, 0xFF
+        out PIC1_DATA, al
+        cmp qword [TICKS], WANTED_TICKS
+        setae al                    ; a tick may land between the loop's check and CLI
+        cmp al, 1
+        REPORT64 "timer interrupts in 64-bit mode"
         jmp finish64
 
 ; Ring 3, 64-bit code.
@@ -348,6 +407,14 @@ stub_13:
 stub_14:
         push 14
         jmp common64
+
+irq0_handler:
+        push rax
+        inc qword [TICKS]
+        mov al, PIC_EOI
+        out PIC1_CMD, al
+        pop rax
+        iretq
 
 ; Stack: vector, error code, RIP, CS, RFLAGS, RSP, SS.
 common64:
