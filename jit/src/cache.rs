@@ -156,6 +156,8 @@ pub struct ModeKey {
     pub protected: bool,
     /// CR0.PG.
     pub paging: bool,
+    /// EFER.LMA: IA-32e mode (64-bit mode when `info.bitness` is 64, else compatibility mode).
+    pub ia32e: bool,
     /// The A20 gate is on.
     pub a20: bool,
 }

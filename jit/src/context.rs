@@ -78,6 +78,12 @@ pub struct JitContext {
     /// Guest instructions retired (approximate inside blocks, exact at block boundaries).
     pub icount: u64,
     pub tlb: [TlbEntry; TLB_SIZE],
+    /// One bit per TLB entry: it maps a global page (G with CR4.PGE, SDM Vol. 3A 4.10.2.4), so
+    /// a CR3 load keeps it. Only Rust reads this.
+    pub tlb_global: [u64; TLB_SIZE / 64],
+    /// One bit per TLB entry: its page is execute-disabled (SDM Vol. 3A 4.6), so the
+    /// dispatcher must not enter a remembered block there without a full walk.
+    pub tlb_no_exec: [u64; TLB_SIZE / 64],
     /// Guest memory, buses and code-page tracking while the vCPU runs; null otherwise. Only Rust
     /// helpers dereference it.
     pub runtime: *mut crate::runtime::Runtime,
@@ -92,6 +98,8 @@ impl JitContext {
             a20_mask: u64::MAX,
             icount: 0,
             tlb: [TlbEntry::EMPTY; TLB_SIZE],
+            tlb_global: [0; TLB_SIZE / 64],
+            tlb_no_exec: [0; TLB_SIZE / 64],
             runtime: std::ptr::null_mut(),
         }
     }
@@ -109,7 +117,46 @@ impl JitContext {
         self.flush_tlb();
     }
 
+    /// Drop every TLB entry, global ones included.
     pub fn flush_tlb(&mut self) {
         self.tlb = [TlbEntry::EMPTY; TLB_SIZE];
+        self.tlb_global = [0; TLB_SIZE / 64];
+    }
+
+    /// Drop the TLB entries of non-global pages, as a CR3 load does (SDM Vol. 3A 4.10.4.1).
+    pub fn flush_tlb_non_global(&mut self) {
+        for (i, e) in self.tlb.iter_mut().enumerate() {
+            if self.tlb_global[i / 64] & (1 << (i % 64)) == 0 {
+                *e = TlbEntry::EMPTY;
+            }
+        }
+    }
+
+    /// Record whether TLB entry `i` maps an execute-disabled page.
+    #[inline]
+    pub fn set_tlb_no_exec(&mut self, i: usize, no_exec: bool) {
+        let bit = 1u64 << (i % 64);
+        if no_exec {
+            self.tlb_no_exec[i / 64] |= bit;
+        } else {
+            self.tlb_no_exec[i / 64] &= !bit;
+        }
+    }
+
+    /// Whether TLB entry `i` maps an execute-disabled page.
+    #[inline]
+    pub fn tlb_no_exec(&self, i: usize) -> bool {
+        self.tlb_no_exec[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Record whether TLB entry `i` maps a global page.
+    #[inline]
+    pub fn set_tlb_global(&mut self, i: usize, global: bool) {
+        let bit = 1u64 << (i % 64);
+        if global {
+            self.tlb_global[i / 64] |= bit;
+        } else {
+            self.tlb_global[i / 64] &= !bit;
+        }
     }
 }

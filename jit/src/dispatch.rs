@@ -218,7 +218,8 @@ impl JitVcpu {
             }
         }
         ModeKey {
-            cs_base: cpu.cs().base,
+            // 64-bit mode ignores the CS base (SDM Vol. 3A 3.4.4).
+            cs_base: if bitness == 64 { 0 } else { cpu.cs().base },
             info: ModeInfo {
                 bitness,
                 stack_size,
@@ -226,6 +227,7 @@ impl JitVcpu {
             },
             protected,
             paging: cpu.cr0 & vcpu::state::cr0::PG != 0,
+            ia32e: cpu.efer & vcpu::state::efer::LMA != 0,
             a20: self.ctx.a20_mask & (1 << 20) != 0,
         }
     }
@@ -281,8 +283,12 @@ impl JitVcpu {
         if mode.paging {
             // Same linear address, but the mapping may have changed: trust only a TLB entry
             // that maps it to the block's physical page.
-            let e = &self.ctx.tlb[tlb_index(la)];
-            if e.read_tag != la & PAGE_MASK || e.phys_page != b.key.phys & PAGE_MASK {
+            let i = tlb_index(la);
+            let e = &self.ctx.tlb[i];
+            if e.read_tag != la & PAGE_MASK
+                || e.phys_page != b.key.phys & PAGE_MASK
+                || self.ctx.tlb_no_exec(i)
+            {
                 return None;
             }
         }

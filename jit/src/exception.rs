@@ -3,12 +3,13 @@
 //! Real mode vectors through the IVT (SDM Vol. 3A 20.1.4); protected mode through IDT
 //! interrupt and trap gates, 16- and 32-bit, to the same privilege level or, for
 //! non-conforming handlers of higher privilege, onto the inner stack named by the TSS
-//! (SDM Vol. 3A 6.12.1). A fault while delivering is combined with the first event as the
+//! (SDM Vol. 3A 6.12.1); IA-32e mode through 16-byte 64-bit gates, with the RSPn/IST stack
+//! switch and the quadword frame of SDM Vol. 3A 6.14. A fault while delivering is combined with the first event as the
 //! double-fault rules say (SDM Vol. 3A 6.15, Table 6-5); a fault while delivering #DF is a triple
 //! fault, which the dispatcher sees in `Runtime::triple_fault`. Task gates and virtual-8086 mode
 //! are not implemented (#GP, logged).
 
-use vcpu::state::{cr0, rflags};
+use vcpu::state::{cr0, efer, gpr, rflags};
 use vcpu::{Segment, SegmentIndex};
 
 use crate::context::JitContext;
@@ -190,6 +191,8 @@ fn try_deliver(
 ) -> Result<(), mem::Fault> {
     if ctx.cpu.cr0 & cr0::PE == 0 {
         deliver_real(ctx, rt, vector)
+    } else if ctx.cpu.efer & efer::LMA != 0 {
+        deliver_long(ctx, rt, vector, error_code, kind)
     } else {
         deliver_protected(ctx, rt, vector, error_code, kind)
     }
@@ -334,4 +337,114 @@ fn inner_stack(ctx: &mut JitContext, rt: &mut Runtime, dpl: u8) -> Result<(u16, 
     let esp = mem::read_system(ctx, rt, tr.base.wrapping_add(esp_off) & wrap, width)?;
     let ss = mem::read_system(ctx, rt, tr.base.wrapping_add(ss_off) & wrap, 2)? as u16;
     Ok((ss, esp))
+}
+
+/// IA-32e mode delivery through a 16-byte interrupt or trap gate (SDM Vol. 3A 6.14): the
+/// handler runs in 64-bit mode; the stack is the TSS's RSPn on a privilege change (with SS
+/// null, RPL = new CPL) or the IST stack the gate names, aligned to 16 bytes; SS, RSP, RFLAGS,
+/// CS, RIP and the error code are pushed as quadwords whether or not the privilege changes.
+fn deliver_long(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    vector: u8,
+    error_code: Option<u32>,
+    kind: EventKind,
+) -> Result<(), Fault> {
+    let ext = u32::from(kind != EventKind::SoftwareInt);
+    let idt_err = u32::from(vector) * 8 + 2 + ext;
+    let off = u64::from(vector) * 16;
+    if off + 15 > u64::from(ctx.cpu.idtr.limit) {
+        return Err(Fault::gp(idt_err));
+    }
+    let la = ctx.cpu.idtr.base.wrapping_add(off);
+    let low = mem::read_system(ctx, rt, la, 8)?;
+    let high = mem::read_system(ctx, rt, la.wrapping_add(8), 8)?;
+    let gate_type = ((low >> 40) & 0x1f) as u32;
+    let gate_dpl = ((low >> 45) & 3) as u8;
+    if !matches!(gate_type, GATE_INT32 | GATE_TRAP32) {
+        return Err(Fault::gp(idt_err));
+    }
+    let cpl = ctx.cpu.cpl();
+    if kind == EventKind::SoftwareInt && gate_dpl < cpl {
+        return Err(Fault::gp(idt_err));
+    }
+    if low & (1 << 47) == 0 {
+        return Err(Fault::np(idt_err));
+    }
+    let sel = (low >> 16) as u16;
+    let ist = (low >> 32) & 7;
+    let target_ip = (low & 0xffff) | ((low >> 32) & 0xffff_0000) | (high << 32);
+    if sel & segment::SELECTOR_INDEX_MASK == 0 && sel & segment::SELECTOR_TI == 0 {
+        return Err(Fault::gp(ext));
+    }
+    let mut d = segment::read_descriptor(ctx, rt, sel)?;
+    let sel_err = segment::selector_error(sel) + ext;
+    let typ = d.typ();
+    // The handler's CS must be 64-bit code (L = 1, D = 0) of privilege <= CPL.
+    let cs_long = d.high & (1 << 21) != 0 && d.high & (1 << 22) == 0;
+    if !d.is_code_or_data() || typ & segment::TYPE_CODE == 0 || !cs_long || d.dpl() > cpl {
+        return Err(Fault::gp(sel_err));
+    }
+    if !d.present() {
+        return Err(Fault::np(sel_err));
+    }
+    if !crate::paging::is_canonical(target_ip) {
+        return Err(Fault::gp(ext));
+    }
+    let conforming = typ & segment::TYPE_CONFORMING != 0;
+    let new_cpl = if conforming { cpl } else { d.dpl() };
+    let old_ss = ctx.cpu.seg[SegmentIndex::Ss as usize];
+    let old_rsp = ctx.cpu.gpr[gpr::RSP];
+    let new_rsp = if ist != 0 {
+        Some(tss64_stack(ctx, rt, TSS64_IST1 + 8 * (ist - 1))?)
+    } else if new_cpl < cpl {
+        Some(tss64_stack(ctx, rt, TSS64_RSP0 + 8 * u64::from(new_cpl))?)
+    } else {
+        None
+    };
+    let rsp = new_rsp.unwrap_or(old_rsp) & !0xf;
+    let mut st = StackCursor::flat64(rsp);
+    st.system = new_cpl != 3;
+    st.push(ctx, rt, 8, u64::from(old_ss.selector))?;
+    st.push(ctx, rt, 8, old_rsp)?;
+    st.push(ctx, rt, 8, ctx.cpu.rflags)?;
+    st.push(ctx, rt, 8, u64::from(ctx.cpu.cs().selector))?;
+    st.push(ctx, rt, 8, ctx.cpu.rip)?;
+    if let Some(code) = error_code {
+        st.push(ctx, rt, 8, u64::from(code))?;
+    }
+    segment::set_accessed(ctx, rt, &mut d)?;
+    // Everything that can fault is done: commit.
+    if new_cpl < cpl {
+        segment::set_ss(
+            ctx,
+            segment::null_stack_segment(u16::from(new_cpl), new_cpl),
+        );
+    }
+    let cs: Segment = d.segment((sel & !segment::SELECTOR_RPL) | u16::from(new_cpl));
+    segment::set_cs(ctx, cs);
+    ctx.cpu.gpr[gpr::RSP] = st.sp;
+    ctx.cpu.rip = target_ip;
+    ctx.cpu.rflags &= !(rflags::TF | rflags::NT | rflags::RF | rflags::VM);
+    if gate_type == GATE_INT32 {
+        ctx.cpu.rflags &= !rflags::IF;
+    }
+    Ok(())
+}
+
+/// 64-bit TSS fields (SDM Vol. 3A 8.7, Figure 8-11): RSP0-2 at 4, 12, 20; IST1-7 from 0x24.
+const TSS64_RSP0: u64 = 4;
+const TSS64_IST1: u64 = 0x24;
+
+/// The stack pointer at `offset` in the 64-bit TSS; #TS(TR) when it lies beyond the limit.
+fn tss64_stack(ctx: &mut JitContext, rt: &mut Runtime, offset: u64) -> Result<u64, Fault> {
+    let tr = ctx.cpu.tr;
+    if offset + 7 > u64::from(tr.limit) {
+        return Err(Fault::ts(segment::selector_error(tr.selector)));
+    }
+    let rsp = mem::read_system(ctx, rt, tr.base.wrapping_add(offset), 8)?;
+    if !crate::paging::is_canonical(rsp) {
+        return Err(Fault::ss(0));
+    }
+    Ok(rsp)
 }

@@ -12,6 +12,7 @@ pub mod exception;
 pub mod flags;
 pub mod interp;
 pub mod mem;
+pub mod paging;
 pub mod runtime;
 pub mod segment;
 pub mod translate;

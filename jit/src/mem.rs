@@ -2,9 +2,10 @@
 //! and ROM through the softmmu TLB, everything else through the MMIO bus.
 //!
 //! The TLB (`JitContext::tlb`) maps a linear page to a host address; generated code probes it
-//! inline and calls [`read`]/[`write`] on a miss. This module is that slow path: it walks the
-//! page tables (32-bit paging with 4 MiB pages, SDM Vol. 3A 4.3), fills the TLB for RAM and ROM
-//! pages, keeps write tags off ROM pages and pages holding translated code (writes to those
+//! inline and calls [`read`]/[`write`] on a miss. This module is that slow path: it translates
+//! through `crate::paging` (32-bit, PAE and 4-level paging; non-canonical addresses raise #GP in
+//! IA-32e mode), fills the TLB for RAM and ROM pages (remembering global and execute-disabled
+//! ones), keeps write tags off ROM pages and pages holding translated code (writes to those
 //! are recorded as dirty and end the block), and sends holes to the MMIO bus.
 
 use vcpu::state::{cr0, efer};
@@ -12,49 +13,18 @@ use vcpu::RegionKind;
 
 use crate::context::{tlb_index, JitContext, TlbEntry, PAGE_MASK};
 pub use crate::exception::Fault;
-use crate::exception::PF_VECTOR;
 use crate::runtime::{tlb_entry, Runtime};
 
 /// Page size in bytes.
 const PAGE_BYTES: u64 = 1 << crate::context::PAGE_SHIFT;
 
-/// What an access does, for permission checks and page-fault error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-    Execute,
-}
+pub use crate::paging::Access;
+use crate::paging::{self, Translation};
 
 /// CR4.PSE: 4 MiB pages in 32-bit paging (SDM Vol. 3A 2.5).
-pub const CR4_PSE: u64 = 1 << 4;
-/// CR4.PAE (SDM Vol. 3A 2.5); not supported by this walker.
-pub const CR4_PAE: u64 = 1 << 5;
-
-/// Paging-structure entry bits (SDM Vol. 3A 4.3, Tables 4-4 to 4-6).
-mod pte {
-    pub const P: u32 = 1 << 0;
-    pub const RW: u32 = 1 << 1;
-    pub const US: u32 = 1 << 2;
-    pub const A: u32 = 1 << 5;
-    pub const D: u32 = 1 << 6;
-    pub const PS: u32 = 1 << 7;
-}
-
-/// Page-fault error code bits (SDM Vol. 3A 6.15, Interrupt 14).
-mod pf_error {
-    pub const P: u32 = 1 << 0;
-    pub const WR: u32 = 1 << 1;
-    pub const US: u32 = 1 << 2;
-}
-
-/// A translated page: the physical address and whether a write could go straight to it without
-/// a fault and without having to set a dirty bit.
-#[derive(Debug, Clone, Copy)]
-struct Translation {
-    phys: u64,
-    write_ok: bool,
-}
+pub const CR4_PSE: u64 = paging::cr4::PSE;
+/// CR4.PAE (SDM Vol. 3A 2.5).
+pub const CR4_PAE: u64 = paging::cr4::PAE;
 
 /// Mask applied to linear addresses outside 64-bit mode (they are 32 bits wide).
 #[inline]
@@ -82,14 +52,32 @@ fn translate(
     la: u64,
     access: Access,
 ) -> Result<Translation, Fault> {
+    let user = ctx.cpu.cpl() == 3;
+    translate_as(ctx, rt, la, access, user)
+}
+
+/// Translate for a user (`user`) or supervisor access. In IA-32e mode a non-canonical address
+/// raises #GP(0) (SDM Vol. 3A 6.15, Interrupt 13; accesses through SS raise #SS(0), which the
+/// stack code checks before it gets here).
+fn translate_as(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    la: u64,
+    access: Access,
+    user: bool,
+) -> Result<Translation, Fault> {
+    if ctx.cpu.efer & efer::LMA != 0 && !paging::is_canonical(la) {
+        return Err(Fault::gp(0));
+    }
     if ctx.cpu.cr0 & cr0::PG == 0 {
         return Ok(Translation {
             phys: la & ctx.a20_mask,
             write_ok: true,
+            global: false,
+            executable: true,
         });
     }
-    let user = ctx.cpu.cpl() == 3;
-    walk32(ctx, rt, la & 0xffff_ffff, access, user)
+    paging::walk(ctx, rt, la & linear_mask(ctx), access, user)
 }
 
 /// Translate with supervisor rights whatever the CPL: the processor's own accesses to the GDT,
@@ -101,97 +89,7 @@ fn translate_system(
     la: u64,
     access: Access,
 ) -> Result<Translation, Fault> {
-    if ctx.cpu.cr0 & cr0::PG == 0 {
-        return translate(ctx, rt, la, access);
-    }
-    walk32(ctx, rt, la & 0xffff_ffff, access, false)
-}
-
-fn phys_read_u32(rt: &Runtime, gpa: u64) -> u32 {
-    let mut b = [0u8; 4];
-    // Paging structures outside RAM/ROM read as zero (not present).
-    match rt.ram.read(gpa, &mut b) {
-        Ok(()) => u32::from_le_bytes(b),
-        Err(_) => 0,
-    }
-}
-
-fn phys_write_u32(rt: &Runtime, gpa: u64, v: u32) {
-    if let Some((_, _, RegionKind::Ram)) = rt.ram.host_ptr(gpa) {
-        // Cannot fail: the address is inside a RAM region (checked just above).
-        let _ = rt.ram.write_host(gpa, &v.to_le_bytes());
-    }
-}
-
-/// The 32-bit paging walk (SDM Vol. 3A 4.3), setting accessed/dirty bits (4.8) and raising #PF
-/// with CR2 = `la` (6.15, Interrupt 14).
-fn walk32(
-    ctx: &mut JitContext,
-    rt: &mut Runtime,
-    la: u64,
-    access: Access,
-    user: bool,
-) -> Result<Translation, Fault> {
-    let write = access == Access::Write;
-    let fault = |ctx: &mut JitContext, present: bool| {
-        ctx.cpu.cr2 = la;
-        let mut code = 0;
-        if present {
-            code |= pf_error::P;
-        }
-        if write {
-            code |= pf_error::WR;
-        }
-        if user {
-            code |= pf_error::US;
-        }
-        Fault {
-            vector: PF_VECTOR,
-            error_code: Some(code),
-        }
-    };
-    let pde_addr = ((ctx.cpu.cr3 & 0xffff_f000) | ((la >> 20) & 0xffc)) & ctx.a20_mask;
-    let pde = phys_read_u32(rt, pde_addr);
-    if pde & pte::P == 0 {
-        return Err(fault(ctx, false));
-    }
-    let large = pde & pte::PS != 0 && ctx.cpu.cr4 & CR4_PSE != 0;
-    let (leaf_addr, leaf, rights, phys) = if large {
-        let phys = u64::from(pde & 0xffc0_0000) | (la & 0x3f_ffff);
-        (pde_addr, pde, pde, phys)
-    } else {
-        let pte_addr = (u64::from(pde & 0xffff_f000) | ((la >> 10) & 0xffc)) & ctx.a20_mask;
-        let entry = phys_read_u32(rt, pte_addr);
-        if entry & pte::P == 0 {
-            return Err(fault(ctx, false));
-        }
-        let phys = u64::from(entry & 0xffff_f000) | (la & 0xfff);
-        (pte_addr, entry, pde & entry, phys)
-    };
-    let writable = rights & pte::RW != 0;
-    let user_ok = rights & pte::US != 0;
-    if user && !user_ok {
-        return Err(fault(ctx, true));
-    }
-    let wp = ctx.cpu.cr0 & cr0::WP != 0;
-    let write_allowed = writable || (!user && !wp);
-    if write && !write_allowed {
-        return Err(fault(ctx, true));
-    }
-    if !large && pde & pte::A == 0 {
-        phys_write_u32(rt, pde_addr, pde | pte::A);
-    }
-    let mut new_leaf = leaf | pte::A;
-    if write {
-        new_leaf |= pte::D;
-    }
-    if new_leaf != leaf {
-        phys_write_u32(rt, leaf_addr, new_leaf);
-    }
-    Ok(Translation {
-        phys: phys & ctx.a20_mask,
-        write_ok: write_allowed && new_leaf & pte::D != 0,
-    })
+    translate_as(ctx, rt, la, access, false)
 }
 
 /// Access sizes are 1, 2, 4 or 8; anything else (a caller bug) is widened to the next one so
@@ -269,7 +167,7 @@ fn read_in_page(ctx: &mut JitContext, rt: &mut Runtime, la: u64, size: u32) -> R
     match rt.ram.host_ptr(t.phys) {
         Some((p, _, kind)) => {
             let writable = kind == RegionKind::Ram && t.write_ok && !rt.is_code_page(t.phys);
-            fill_tlb(ctx, la, p, t.phys, writable);
+            fill_tlb(ctx, la, p, t, writable);
             // SAFETY: `p` points into a RAM/ROM region that covers the whole page (regions
             // are page aligned) and the access stays in the page.
             Ok(unsafe { load(p, size) })
@@ -293,17 +191,21 @@ fn size_mask(size: u32) -> u64 {
     }
 }
 
-fn fill_tlb(ctx: &mut JitContext, la: u64, host: *mut u8, phys: u64, writable: bool) {
+fn fill_tlb(ctx: &mut JitContext, la: u64, host: *mut u8, t: Translation, writable: bool) {
     let off = la & !PAGE_MASK;
     let host_page = host.wrapping_sub(off as usize);
-    ctx.tlb[tlb_index(la)] = tlb_entry(la & PAGE_MASK, host_page, phys & PAGE_MASK, writable);
+    let i = tlb_index(la);
+    ctx.tlb[i] = tlb_entry(la & PAGE_MASK, host_page, t.phys & PAGE_MASK, writable);
+    ctx.set_tlb_global(i, t.global);
+    ctx.set_tlb_no_exec(i, !t.executable);
 }
 
-/// Drop the TLB entry of one linear page (INVLPG, SDM Vol. 3A 4.10.4.1).
+/// Drop the TLB entry of one linear page, global or not (INVLPG, SDM Vol. 3A 4.10.4.1).
 pub fn flush_tlb_page(ctx: &mut JitContext, la: u64) {
     let i = tlb_index(la);
     if ctx.tlb[i].read_tag == la & PAGE_MASK || ctx.tlb[i].write_tag == la & PAGE_MASK {
         ctx.tlb[i] = TlbEntry::EMPTY;
+        ctx.set_tlb_global(i, false);
     }
 }
 
@@ -339,12 +241,12 @@ pub fn write(
         let t = if i < in_page {
             Translation {
                 phys: t1.phys + i,
-                write_ok: t1.write_ok,
+                ..t1
             }
         } else {
             Translation {
                 phys: t2.phys + (i - in_page),
-                write_ok: t2.write_ok,
+                ..t2
             }
         };
         let byte_la = la.wrapping_add(i) & wrap;
@@ -372,14 +274,14 @@ fn write_phys(
                 ctx.exit.exit_block = 1;
             }
             if fill_tlb_entry {
-                fill_tlb(ctx, la, p, t.phys, t.write_ok && !code);
+                fill_tlb(ctx, la, p, t, t.write_ok && !code);
             }
             // SAFETY: `p` points into a RAM region covering the page; the store stays inside.
             unsafe { store(p, size, value) };
         }
         Some((p, _, RegionKind::Rom)) => {
             if fill_tlb_entry {
-                fill_tlb(ctx, la, p, t.phys, false);
+                fill_tlb(ctx, la, p, t, false);
             }
             log::trace!("write to ROM at {:#x} ignored", t.phys);
         }
@@ -437,6 +339,8 @@ pub fn write_system(
         let t = Translation {
             phys: phys[i as usize],
             write_ok: false,
+            global: false,
+            executable: false,
         };
         let byte_la = la.wrapping_add(u64::from(i)) & wrap;
         write_phys(ctx, rt, byte_la, t, 1, value >> (8 * i), false);
@@ -495,6 +399,8 @@ pub fn fetch_code(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exception::PF_VECTOR;
+    use crate::paging::{pf_error, pte};
     use vcpu::{CpuState, GuestRam, RegionSpec};
 
     fn machine() -> (JitContext, Runtime) {
@@ -568,8 +474,10 @@ mod tests {
         ctx.cpu.cr0 |= cr0::PG | cr0::WP;
         rt.ram.write_host(0x5123, &[0xab]).unwrap();
         assert_eq!(read(&mut ctx, &mut rt, 0x40_0123, 1).unwrap(), 0xab);
-        let pte = phys_read_u32(&rt, 0x11000);
-        assert_eq!(pte & (pte::A | pte::D), pte::A);
+        let mut b = [0u8; 4];
+        rt.ram.read(0x11000, &mut b).unwrap();
+        let entry = u64::from(u32::from_le_bytes(b));
+        assert_eq!(entry & (pte::A | pte::D), pte::A);
         // Read-only page with CR0.WP: a supervisor write faults with P|W.
         let f = write(&mut ctx, &mut rt, 0x40_0123, 1, 0).unwrap_err();
         assert_eq!(f.vector, PF_VECTOR);
@@ -582,5 +490,44 @@ mod tests {
         let mut buf = [0u8; 16];
         let (phys, n) = fetch_code(&mut ctx, &mut rt, 0x40_0ff8, &mut buf).unwrap();
         assert_eq!((phys, n), (0x5ff8, 8));
+    }
+
+    #[test]
+    fn global_pages_survive_cr3_loads_but_not_invlpg() {
+        use crate::paging::cr4;
+        let (mut ctx, mut rt) = machine();
+        // PAE: PDPT 0x10000, PD 0x11000, PT 0x12000; 0x1000 global -> 0x5000, 0x2000 -> 0x6000.
+        let put = |rt: &Runtime, a: u64, v: u64| rt.ram.write_host(a, &v.to_le_bytes()).unwrap();
+        put(&rt, 0x10000, 0x11000 | pte::P);
+        put(&rt, 0x11000, 0x12000 | pte::P | pte::RW);
+        put(&rt, 0x12008, 0x5000 | pte::P | pte::RW | pte::G);
+        put(&rt, 0x12010, 0x6000 | pte::P | pte::RW);
+        ctx.cpu.cr4 |= cr4::PAE | cr4::PGE;
+        ctx.cpu.cr3 = 0x10000;
+        ctx.cpu.cr0 |= cr0::PG;
+        rt.ram.write_host(0x5000, &[0x11]).unwrap();
+        rt.ram.write_host(0x6000, &[0x22]).unwrap();
+        rt.ram.write_host(0x7000, &[0x33]).unwrap();
+        assert_eq!(read(&mut ctx, &mut rt, 0x1000, 1).unwrap(), 0x11);
+        assert_eq!(read(&mut ctx, &mut rt, 0x2000, 1).unwrap(), 0x22);
+        // Remap both pages to 0x7000 and load CR3: the global entry stays, the other goes.
+        put(&rt, 0x12008, 0x7000 | pte::P | pte::RW | pte::G);
+        put(&rt, 0x12010, 0x7000 | pte::P | pte::RW);
+        ctx.flush_tlb_non_global();
+        assert_eq!(read(&mut ctx, &mut rt, 0x1000, 1).unwrap(), 0x11);
+        assert_eq!(read(&mut ctx, &mut rt, 0x2000, 1).unwrap(), 0x33);
+        // INVLPG drops the global entry.
+        flush_tlb_page(&mut ctx, 0x1000);
+        assert_eq!(read(&mut ctx, &mut rt, 0x1000, 1).unwrap(), 0x33);
+    }
+
+    #[test]
+    fn non_canonical_addresses_fault_in_ia32e_mode() {
+        let (mut ctx, mut rt) = machine();
+        ctx.cpu.efer |= vcpu::state::efer::LMA;
+        let f = read(&mut ctx, &mut rt, 0x0000_8000_0000_0000, 4).unwrap_err();
+        assert_eq!(f, Fault::gp(0));
+        let f = write(&mut ctx, &mut rt, 0x0000_7fff_ffff_fffe, 4, 0).unwrap_err();
+        assert_eq!(f, Fault::gp(0));
     }
 }

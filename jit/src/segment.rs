@@ -112,6 +112,15 @@ fn real_mode_rules(ctx: &JitContext) -> bool {
     ctx.cpu.cr0 & cr0::PE == 0 || ctx.cpu.mode() == ExecMode::Virtual8086
 }
 
+/// The unusable SS a null selector leaves in 64-bit mode; its DPL keeps the CPL.
+pub fn null_stack_segment(sel: u16, cpl: u8) -> Segment {
+    Segment {
+        selector: sel,
+        attr: u16::from(cpl) << 5,
+        ..Segment::default()
+    }
+}
+
 /// Load a data segment register (ES, SS, DS, FS, GS) as MOV Sreg, POP Sreg, LDS etc. do.
 pub fn load_segment(
     ctx: &mut JitContext,
@@ -135,6 +144,11 @@ pub fn load_segment(
     let rpl = (sel & SELECTOR_RPL) as u8;
     if sel & SELECTOR_INDEX_MASK == 0 && sel & SELECTOR_TI == 0 {
         if seg == SegmentIndex::Ss {
+            // 64-bit mode allows a null SS outside ring 3 with RPL = CPL (SDM Vol. 2B MOV).
+            if ctx.cpu.mode() == ExecMode::Long64 && cpl != 3 && rpl == cpl {
+                ctx.cpu.seg[seg as usize] = null_stack_segment(sel, cpl);
+                return Ok(());
+            }
             return Err(Fault::gp(0));
         }
         // A null selector loads an unusable segment (SDM Vol. 3A 3.4.2).

@@ -1,11 +1,11 @@
 //! Control transfers: JMP, CALL, RET (near and far, direct and indirect), Jcc, LOOP/LOOPcc,
-//! JCXZ/JECXZ, INT n/INT3/INTO/INT1 and IRET (SDM Vol. 1 6.3-6.4, Vol. 2). Far transfers in
+//! JCXZ/JECXZ, INT n/INT3/INTO/INT1 and IRET/IRETQ (SDM Vol. 1 6.3-6.4, Vol. 2). Far transfers in
 //! protected mode load CS from its descriptor; far RET and IRET may return to an outer
-//! privilege level. Call gates, task switches and returns to virtual-8086 mode are not
+//! privilege level. Targets in 64-bit code must be canonical (#GP(0) at the branch). Call gates, task switches and returns to virtual-8086 mode are not
 //! implemented (#GP, logged).
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind};
-use vcpu::state::{cr0, gpr, rflags};
+use vcpu::state::{cr0, efer, gpr, rflags};
 use vcpu::{Segment, SegmentIndex};
 
 use super::data::condition_holds;
@@ -69,15 +69,26 @@ fn near_target(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Re
     }
 }
 
+/// A branch target must be canonical when the code it lands in runs in 64-bit mode: otherwise
+/// the branch itself raises #GP(0) (SDM Vol. 2A JMP/CALL, 64-bit mode exceptions).
+pub(super) fn check_target(ctx: &JitContext, cs: &Segment, target: u64) -> Result<u64, Fault> {
+    if ctx.cpu.efer & efer::LMA != 0 && cs.long() && !crate::paging::is_canonical(target) {
+        return Err(Fault::gp(0));
+    }
+    Ok(target)
+}
+
 pub(super) fn jmp(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     if is_far(insn) {
         let (sel, off, _) = far_target(ctx, rt, insn)?;
         let cs = segment::far_transfer_target(ctx, rt, sel)?;
+        let off = check_target(ctx, &cs, off)?;
         segment::set_cs(ctx, cs);
         ctx.cpu.rip = off;
         return Ok(Flow::Jump);
     }
-    ctx.cpu.rip = near_target(ctx, rt, insn)?;
+    let target = near_target(ctx, rt, insn)?;
+    ctx.cpu.rip = check_target(ctx, ctx.cpu.cs(), target)?;
     Ok(Flow::Jump)
 }
 
@@ -87,6 +98,7 @@ pub(super) fn call(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     if is_far(insn) {
         let (sel, off, size) = far_target(ctx, rt, insn)?;
         let cs = segment::far_transfer_target(ctx, rt, sel)?;
+        let off = check_target(ctx, &cs, off)?;
         st.push(ctx, rt, size, u64::from(ctx.cpu.cs().selector))?;
         st.push(ctx, rt, size, ret)?;
         st.commit(ctx);
@@ -96,6 +108,7 @@ pub(super) fn call(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     }
     let size = insn.stack_pointer_increment().unsigned_abs().clamp(2, 8);
     let target = near_target(ctx, rt, insn)?;
+    let target = check_target(ctx, ctx.cpu.cs(), target)?;
     st.push(ctx, rt, size, ret)?;
     st.commit(ctx);
     ctx.cpu.rip = target;
@@ -110,6 +123,7 @@ pub(super) fn ret_near(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instructio
     };
     let mut st = StackCursor::from_ss(ctx);
     let target = st.pop(ctx, rt, size)?;
+    let target = check_target(ctx, ctx.cpu.cs(), target)?;
     if insn.op_count() == 1 {
         st.release(u64::from(insn.immediate16()));
     }
@@ -163,6 +177,7 @@ pub(super) fn ret_far(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction
     let cpl = ctx.cpu.cpl();
     let rpl = (sel & segment::SELECTOR_RPL) as u8;
     let cs = segment::return_target(ctx, rt, sel)?;
+    let off = check_target(ctx, &cs, off)?;
     st.release(release);
     if rpl == cpl {
         st.commit(ctx);
@@ -173,9 +188,9 @@ pub(super) fn ret_far(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction
     let new_sp = st.pop(ctx, rt, size)?;
     let ss_sel = st.pop(ctx, rt, size)? as u16;
     let ss = segment::stack_target(ctx, rt, ss_sel, rpl, Fault::gp)?;
+    let mut outer = StackCursor::for_target(ctx, &cs, &ss, new_sp);
     segment::set_cs(ctx, cs);
     segment::set_ss(ctx, ss);
-    let mut outer = StackCursor::for_segment(&ss, new_sp);
     outer.release(release);
     ctx.cpu.gpr[gpr::RSP] = 0;
     outer.commit(ctx);
@@ -255,8 +270,15 @@ pub(super) fn int(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
 }
 
 pub(super) fn iret(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
-    let size = if insn.mnemonic() == M::Iret { 2 } else { 4 };
+    let size = match insn.mnemonic() {
+        M::Iret => 2,
+        M::Iretq => 8,
+        _ => 4,
+    };
     ctx.flags.materialize(&mut ctx.cpu.rflags);
+    if ctx.cpu.efer & efer::LMA != 0 {
+        return iret_ia32e(ctx, rt, size);
+    }
     let protected = ctx.cpu.cr0 & cr0::PE != 0;
     if protected && ctx.cpu.rflags & (rflags::NT | rflags::VM) != 0 {
         log::warn!("IRET with NT or VM set (task return / virtual-8086) is not implemented");
@@ -298,6 +320,54 @@ pub(super) fn iret(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
         }
         ctx.cpu.rip = ip;
     }
+    ctx.cpu.rflags = new_flags;
+    ctx.flags.set_eflags();
+    ctx.cpu.nmi_blocked = 0;
+    Ok(Flow::Jump)
+}
+
+/// IRET in IA-32e mode (SDM Vol. 2A IRET, "IA-32e-MODE", and Vol. 3A 6.14.3): pops RIP, CS and
+/// RFLAGS, then SS:RSP when returning to an outer level or when executed in 64-bit mode
+/// (always there). A null SS may be returned to by 64-bit code below ring 3.
+fn iret_ia32e(ctx: &mut JitContext, rt: &mut Runtime, size: u32) -> Exec {
+    if ctx.cpu.rflags & rflags::NT != 0 {
+        log::warn!("IRET with NT set in IA-32e mode: #GP");
+        return Err(Fault::gp(0));
+    }
+    let in_64bit = ctx.cpu.mode() == vcpu::ExecMode::Long64;
+    let mut st = StackCursor::from_ss(ctx);
+    let ip = st.pop(ctx, rt, size)?;
+    let sel = st.pop(ctx, rt, size)? as u16;
+    let flags = st.pop(ctx, rt, size)?;
+    let cpl = ctx.cpu.cpl();
+    let rpl = (sel & segment::SELECTOR_RPL) as u8;
+    let cs = segment::return_target(ctx, rt, sel)?;
+    let ip = check_target(ctx, &cs, ip)?;
+    let w = writable_flags(ctx) & mask(size);
+    let new_flags = ((ctx.cpu.rflags & !w) | (flags & w) | rflags::FIXED1) & !rflags::RF;
+    if rpl == cpl && !in_64bit {
+        st.commit(ctx);
+        segment::set_cs(ctx, cs);
+    } else {
+        let new_sp = st.pop(ctx, rt, size)?;
+        let ss_sel = st.pop(ctx, rt, size)? as u16;
+        let to_64bit = cs.long();
+        let null = ss_sel & segment::SELECTOR_INDEX_MASK == 0 && ss_sel & segment::SELECTOR_TI == 0;
+        let ss = if null && to_64bit && rpl != 3 && (ss_sel & segment::SELECTOR_RPL) as u8 == rpl {
+            segment::null_stack_segment(ss_sel, rpl)
+        } else {
+            segment::stack_target(ctx, rt, ss_sel, rpl, Fault::gp)?
+        };
+        let outer = StackCursor::for_target(ctx, &cs, &ss, new_sp);
+        segment::set_cs(ctx, cs);
+        segment::set_ss(ctx, ss);
+        ctx.cpu.gpr[gpr::RSP] = 0;
+        outer.commit(ctx);
+        if rpl > cpl {
+            invalidate_data_segments(ctx);
+        }
+    }
+    ctx.cpu.rip = ip;
     ctx.cpu.rflags = new_flags;
     ctx.flags.set_eflags();
     ctx.cpu.nmi_blocked = 0;

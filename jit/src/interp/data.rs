@@ -177,6 +177,41 @@ pub(super) fn cmpxchg8b(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instructi
     Ok(Flow::Next)
 }
 
+/// CMPXCHG16B m128 (SDM Vol. 2A CMPXCHG8B/CMPXCHG16B): compare RDX:RAX with the aligned
+/// 16-byte operand (#GP(0) if misaligned); equal: store RCX:RBX and set ZF, else load it into
+/// RDX:RAX and clear ZF. Both halves lie in one page, so the first write cannot succeed alone.
+pub(super) fn cmpxchg16b(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    if insn.op_kind(0) != OpKind::Memory {
+        return Err(Fault::ud());
+    }
+    let la = mem_linear(ctx, insn);
+    if la & 0xf != 0 {
+        return Err(Fault::gp(0));
+    }
+    let lo = mem::read(ctx, rt, la, 8)?;
+    let hi = mem::read(ctx, rt, la + 8, 8)?;
+    let c = &ctx.cpu;
+    let equal = lo == c.gpr[gpr::RAX] && hi == c.gpr[gpr::RDX];
+    let (new_lo, new_hi) = if equal {
+        (c.gpr[gpr::RBX], c.gpr[gpr::RCX])
+    } else {
+        (lo, hi)
+    };
+    mem::write(ctx, rt, la, 8, new_lo)?;
+    mem::write(ctx, rt, la + 8, 8, new_hi)?;
+    if !equal {
+        ctx.cpu.gpr[gpr::RAX] = lo;
+        ctx.cpu.gpr[gpr::RDX] = hi;
+    }
+    ctx.flags.materialize(&mut ctx.cpu.rflags);
+    if equal {
+        ctx.cpu.rflags |= rflags::ZF;
+    } else {
+        ctx.cpu.rflags &= !rflags::ZF;
+    }
+    Ok(Flow::Next)
+}
+
 pub(super) fn xadd(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     let size = op_size(insn, 0, 4);
     let dest = Place::of(ctx, insn, 0)?;

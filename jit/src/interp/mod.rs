@@ -8,13 +8,14 @@
 //!
 //! Modules group instructions as the SDM does: data movement, binary arithmetic and logic,
 //! shifts and rotates, multiply/divide, bit operations, decimal arithmetic, strings, the
-//! stack, control transfers, and system instructions.
+//! stack, control transfers, system instructions, and fast system calls.
 
 mod alu;
 mod bcd;
 mod bits;
 mod control;
 mod data;
+mod fastcall;
 mod muldiv;
 pub mod operand;
 mod protection;
@@ -117,6 +118,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Xchg => data::xchg(ctx, rt, insn),
         M::Cmpxchg => data::cmpxchg(ctx, rt, insn),
         M::Cmpxchg8b => data::cmpxchg8b(ctx, rt, insn),
+        M::Cmpxchg16b => data::cmpxchg16b(ctx, rt, insn),
         M::Xadd => data::xadd(ctx, rt, insn),
         M::Cbw | M::Cwde | M::Cdqe => data::extend_accumulator(ctx, insn),
         M::Cwd | M::Cdq | M::Cqo => data::sign_to_dx(ctx, insn),
@@ -218,7 +220,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
             control::loop_jcxz(ctx, insn)
         }
         M::Int | M::Int3 | M::Into | M::Int1 => control::int(ctx, rt, insn),
-        M::Iret | M::Iretd => control::iret(ctx, rt, insn),
+        M::Iret | M::Iretd | M::Iretq => control::iret(ctx, rt, insn),
 
         // Hint NOPs (0F 18-0F 1F, ENDBR32 without CET), cache and ordering instructions that
         // need no emulation in a single-CPU machine without caches.
@@ -243,12 +245,18 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Cli | M::Sti => system::cli_sti(ctx, insn),
         M::In | M::Out => system::in_out(ctx, rt, insn),
         M::Cpuid => system::cpuid(ctx),
-        M::Rdtsc => system::rdtsc(ctx),
+        M::Rdtsc => system::rdtsc(ctx, false),
+        M::Rdtscp => system::rdtsc(ctx, true),
         M::Rdmsr | M::Wrmsr => system::msr(ctx, insn),
         M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => system::descriptor_table(ctx, rt, insn),
         M::Lldt | M::Ltr | M::Sldt | M::Str => system::ldt_tr(ctx, rt, insn),
         M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),
         M::Invlpg => system::invlpg(ctx, insn),
+        M::Swapgs => system::swapgs(ctx),
+        M::Syscall => fastcall::syscall(ctx, insn.next_ip()),
+        M::Sysret | M::Sysretq => fastcall::sysret(ctx, insn.code() == iced_x86::Code::Sysretq),
+        M::Sysenter => fastcall::sysenter(ctx),
+        M::Sysexit | M::Sysexitq => fastcall::sysexit(ctx, insn.code() == iced_x86::Code::Sysexitq),
         M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection(ctx, rt, insn),
         _ => unimplemented_instruction(ctx, rt, insn),
     }

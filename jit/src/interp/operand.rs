@@ -3,7 +3,7 @@
 //! reading/writing an instruction's operands whatever their kind.
 
 use iced_x86::{Instruction, OpKind, Register};
-use vcpu::CpuState;
+use vcpu::{CpuState, ExecMode, SegmentIndex};
 
 use crate::context::JitContext;
 use crate::exception::Fault;
@@ -125,16 +125,40 @@ pub fn effective_offset(cpu: &CpuState, insn: &Instruction) -> u64 {
     ea & mask(addr_size(insn))
 }
 
-/// Linear address of segment `seg` (an iced segment register) + `offset`.
+/// Linear address of segment `seg` (an iced segment register) + `offset`. In 64-bit mode the
+/// bases of ES, CS, SS and DS are treated as zero and FS/GS use their 64-bit bases (SDM Vol. 3A
+/// 3.4.4); elsewhere linear addresses are 32 bits wide (compatibility mode included).
 #[inline]
 pub fn linear(ctx: &JitContext, seg: Register, offset: u64) -> u64 {
-    ctx.cpu.seg[seg_index(seg)].base.wrapping_add(offset) & mem::linear_mask(ctx)
+    let i = seg_index(seg);
+    if ctx.cpu.mode() == ExecMode::Long64 {
+        if i < SegmentIndex::Fs as usize {
+            return offset;
+        }
+        return ctx.cpu.seg[i].base.wrapping_add(offset);
+    }
+    ctx.cpu.seg[i].base.wrapping_add(offset) & 0xffff_ffff
 }
 
 /// Linear address of the instruction's memory operand.
 #[inline]
 pub fn mem_linear(ctx: &JitContext, insn: &Instruction) -> u64 {
     linear(ctx, insn.memory_segment(), effective_offset(&ctx.cpu, insn))
+}
+
+/// Linear address of the instruction's memory operand for an access through it: in 64-bit mode
+/// a non-canonical address through SS raises #SS(0) here (other segments raise #GP(0) when
+/// the access is translated; SDM Vol. 3A 6.15, Interrupts 12 and 13).
+#[inline]
+pub fn mem_linear_access(ctx: &JitContext, insn: &Instruction) -> Result<u64, Fault> {
+    let la = mem_linear(ctx, insn);
+    if insn.memory_segment() == Register::SS
+        && ctx.cpu.mode() == ExecMode::Long64
+        && !crate::paging::is_canonical(la)
+    {
+        return Err(Fault::ss(0));
+    }
+    Ok(la)
 }
 
 /// Linear address of the memory operand `extra` bytes further on (far pointers, bit strings).
@@ -166,7 +190,7 @@ pub fn read_op(
     match insn.op_kind(i) {
         OpKind::Register => Ok(reg_read(&ctx.cpu, insn.op_register(i))),
         OpKind::Memory => {
-            let la = mem_linear(ctx, insn);
+            let la = mem_linear_access(ctx, insn)?;
             mem::read(ctx, rt, la, size)
         }
         OpKind::Immediate8
@@ -198,7 +222,7 @@ pub fn write_op(
             Ok(())
         }
         OpKind::Memory => {
-            let la = mem_linear(ctx, insn);
+            let la = mem_linear_access(ctx, insn)?;
             mem::write(ctx, rt, la, size, v & mask(size))
         }
         _ => Err(Fault::ud()),
@@ -219,7 +243,7 @@ impl Place {
     pub fn of(ctx: &JitContext, insn: &Instruction, i: u32) -> Result<Place, Fault> {
         match insn.op_kind(i) {
             OpKind::Register => Ok(Place::Reg(insn.op_register(i))),
-            OpKind::Memory => Ok(Place::Mem(mem_linear(ctx, insn))),
+            OpKind::Memory => Ok(Place::Mem(mem_linear_access(ctx, insn)?)),
             _ => Err(Fault::ud()),
         }
     }

@@ -30,14 +30,11 @@ pub(crate) struct StackCursor {
 impl StackCursor {
     /// The current stack (SS:rSP, with SS.B choosing SP or ESP).
     pub(crate) fn from_ss(ctx: &JitContext) -> Self {
-        let ss = ctx.cpu.seg[SegmentIndex::Ss as usize];
-        let mut c = Self::for_segment(&ss, ctx.cpu.gpr[gpr::RSP]);
         if ctx.cpu.efer & efer::LMA != 0 && ctx.cpu.cs().long() {
-            c.mask = u64::MAX;
-            c.base = 0;
-            c.sp = ctx.cpu.gpr[gpr::RSP];
+            return Self::flat64(ctx.cpu.gpr[gpr::RSP]);
         }
-        c
+        let ss = ctx.cpu.seg[SegmentIndex::Ss as usize];
+        Self::for_segment(&ss, ctx.cpu.gpr[gpr::RSP])
     }
 
     /// A stack in segment `ss` at `sp` (for stack switches).
@@ -51,8 +48,35 @@ impl StackCursor {
         }
     }
 
-    fn linear(&self, ctx: &JitContext, sp: u64) -> u64 {
-        self.base.wrapping_add(sp) & mem::linear_mask(ctx)
+    /// The 64-bit mode stack: base 0, all 64 bits of RSP (SDM Vol. 3A 6.14.2).
+    pub(crate) fn flat64(sp: u64) -> Self {
+        Self {
+            base: 0,
+            sp,
+            mask: u64::MAX,
+            system: false,
+        }
+    }
+
+    /// The stack of code running with CS = `cs` and SS = `ss` at `sp`, in or out of 64-bit mode.
+    pub(crate) fn for_target(ctx: &JitContext, cs: &Segment, ss: &Segment, sp: u64) -> Self {
+        if ctx.cpu.efer & efer::LMA != 0 && cs.long() {
+            Self::flat64(sp)
+        } else {
+            Self::for_segment(ss, sp)
+        }
+    }
+
+    /// The linear address of stack offset `sp`; in 64-bit mode a non-canonical one raises
+    /// #SS(0) (SDM Vol. 3A 6.15, Interrupt 12).
+    fn linear(&self, ctx: &JitContext, sp: u64) -> Result<u64, Fault> {
+        if self.mask == u64::MAX {
+            if !crate::paging::is_canonical(sp) {
+                return Err(Fault::ss(0));
+            }
+            return Ok(sp);
+        }
+        Ok(self.base.wrapping_add(sp) & mem::linear_mask(ctx))
     }
 
     pub(crate) fn push(
@@ -63,7 +87,7 @@ impl StackCursor {
         v: u64,
     ) -> Result<(), Fault> {
         let sp = self.sp.wrapping_sub(u64::from(size)) & self.mask;
-        let la = self.linear(ctx, sp);
+        let la = self.linear(ctx, sp)?;
         if self.system {
             mem::write_system(ctx, rt, la, size, v & mask(size))?;
         } else {
@@ -79,7 +103,7 @@ impl StackCursor {
         rt: &mut Runtime,
         size: u32,
     ) -> Result<u64, Fault> {
-        let la = self.linear(ctx, self.sp);
+        let la = self.linear(ctx, self.sp)?;
         let v = mem::read(ctx, rt, la, size)?;
         self.sp = self.sp.wrapping_add(u64::from(size)) & self.mask;
         Ok(v)
@@ -219,10 +243,10 @@ pub(super) fn enter(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) 
     let alloc = u64::from(insn.immediate16());
     let level = u32::from(insn.immediate8_2nd()) & 31;
     let mut st = StackCursor::from_ss(ctx);
-    let bp_reg = if st.mask == 0xffff {
-        iced_x86::Register::BP
-    } else {
-        iced_x86::Register::EBP
+    let bp_reg = match st.mask {
+        0xffff => iced_x86::Register::BP,
+        0xffff_ffff => iced_x86::Register::EBP,
+        _ => iced_x86::Register::RBP,
     };
     let bp = ctx.cpu.gpr[gpr::RBP];
     st.push(ctx, rt, size, bp)?;

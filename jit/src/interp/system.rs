@@ -1,11 +1,11 @@
 //! System instructions: HLT, CLI/STI, IN/OUT, CPUID, RDTSC, RDMSR/WRMSR, LGDT/LIDT/SGDT/SIDT,
-//! LLDT/LTR/SLDT/STR, MOV to/from control and debug registers, LMSW/SMSW/CLTS and INVLPG
-//! (SDM Vol. 2 and Vol. 3A 2.5-2.8). Privileged ones raise #GP(0) outside CPL 0. Port access
+//! LLDT/LTR/SLDT/STR, MOV to/from control and debug registers (with the IA-32e mode switch of
+//! SDM Vol. 3A 10.8.5), LMSW/SMSW/CLTS, INVLPG and SWAPGS (SDM Vol. 2 and Vol. 3A 2.5-2.8). Privileged ones raise #GP(0) outside CPL 0. Port access
 //! is allowed when CPL <= IOPL; the TSS I/O permission bitmap is not consulted (#GP instead).
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind, Register};
-use vcpu::state::{cr0, gpr, rflags};
-use vcpu::{ExecMode, Segment};
+use vcpu::state::{cr0, efer, gpr, rflags};
+use vcpu::{ExecMode, Segment, SegmentIndex};
 
 use super::operand::{
     mask, mem_linear, mem_linear_plus, op_size, read_op, reg_read, reg_write, write_op,
@@ -20,6 +20,9 @@ use crate::segment;
 /// CR4 bits (SDM Vol. 3A 2.5).
 pub const CR4_TSD: u64 = 1 << 2;
 pub const CR4_DE: u64 = 1 << 3;
+/// The CR4 bits emu accepts: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT
+/// (bits 0-10). Others raise #GP(0) (SDM Vol. 2B MOV CR, reserved bits).
+const CR4_SUPPORTED: u64 = 0x7ff;
 
 /// Raise #GP(0) unless at CPL 0 (privileged instructions, SDM Vol. 3A 5.9).
 #[inline]
@@ -107,18 +110,38 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
 /// implements. No FPU, no MMX/SSE, no APIC yet.
-pub const CPUID_1_EDX: u32 = CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_CX8 | CPUID_CMOV;
+pub const CPUID_1_EDX: u32 =
+    CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_PAE | CPUID_CX8 | CPUID_SEP | CPUID_PGE | CPUID_CMOV;
+/// CPUID leaf 1 ECX (SDM Vol. 2A CPUID, Table 3-10): CMPXCHG16B.
+pub const CPUID_1_ECX: u32 = CPUID_CX16;
+pub const CPUID_CX16: u32 = 1 << 13;
 pub const CPUID_PSE: u32 = 1 << 3;
 pub const CPUID_TSC: u32 = 1 << 4;
 pub const CPUID_MSR: u32 = 1 << 5;
+pub const CPUID_PAE: u32 = 1 << 6;
 pub const CPUID_CX8: u32 = 1 << 8;
+/// SYSENTER/SYSEXIT.
+pub const CPUID_SEP: u32 = 1 << 11;
+pub const CPUID_PGE: u32 = 1 << 13;
 pub const CPUID_CMOV: u32 = 1 << 15;
+/// CPUID 80000001H EDX (SDM Vol. 2A CPUID, Table 3-8): SYSCALL/SYSRET, execute-disable,
+/// Intel 64 (long mode).
+pub const CPUID_EXT_EDX: u32 = CPUID_EXT_SYSCALL | CPUID_EXT_NX | CPUID_EXT_RDTSCP | CPUID_EXT_LM;
+pub const CPUID_EXT_SYSCALL: u32 = 1 << 11;
+pub const CPUID_EXT_NX: u32 = 1 << 20;
+pub const CPUID_EXT_RDTSCP: u32 = 1 << 27;
+pub const CPUID_EXT_LM: u32 = 1 << 29;
+/// CPUID 80000001H ECX: LAHF/SAHF in 64-bit mode.
+pub const CPUID_EXT_ECX: u32 = CPUID_EXT_LAHF_LM;
+pub const CPUID_EXT_LAHF_LM: u32 = 1 << 0;
+/// CPUID 80000008H EAX: linear-address bits << 8 | physical-address bits.
+pub const CPUID_ADDRESS_SIZES: u32 = (crate::paging::LINEAR_BITS << 8) | crate::paging::MAXPHYADDR;
 /// Family 6, model 6, stepping 3 (the signature `CpuState::reset` leaves in EDX).
 pub const CPUID_SIGNATURE: u32 = 0x0000_0663;
 pub const CPUID_VENDOR: &[u8; 12] = b"GenuineIntel";
 pub const CPUID_BRAND: &str = "emu x86 JIT";
 const CPUID_MAX_BASIC: u32 = 1;
-const CPUID_MAX_EXTENDED: u32 = 0x8000_0004;
+const CPUID_MAX_EXTENDED: u32 = 0x8000_0008;
 
 /// The four CPUID output registers for a leaf.
 pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
@@ -130,8 +153,10 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
             word(&CPUID_VENDOR[8..12]),
             word(&CPUID_VENDOR[4..8]),
         ],
-        1 => [CPUID_SIGNATURE, 0, 0, CPUID_1_EDX],
+        1 => [CPUID_SIGNATURE, 0, CPUID_1_ECX, CPUID_1_EDX],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
+        0x8000_0001 => [0, 0, CPUID_EXT_ECX, CPUID_EXT_EDX],
+        0x8000_0008 => [CPUID_ADDRESS_SIZES, 0, 0, 0],
         0x8000_0002..=0x8000_0004 => {
             let mut brand = [0u8; 48];
             brand[..CPUID_BRAND.len()].copy_from_slice(CPUID_BRAND.as_bytes());
@@ -162,13 +187,17 @@ fn tsc(ctx: &JitContext) -> u64 {
     ctx.cpu.tsc.wrapping_add(ctx.icount)
 }
 
-pub(super) fn rdtsc(ctx: &mut JitContext) -> Exec {
+/// RDTSC, and RDTSCP, which also loads ECX with IA32_TSC_AUX (SDM Vol. 2B).
+pub(super) fn rdtsc(ctx: &mut JitContext, with_aux: bool) -> Exec {
     if ctx.cpu.cr4 & CR4_TSD != 0 && ctx.cpu.cpl() != 0 {
         return Err(Fault::gp(0));
     }
     let t = tsc(ctx);
     ctx.cpu.gpr[gpr::RAX] = t & 0xffff_ffff;
     ctx.cpu.gpr[gpr::RDX] = t >> 32;
+    if with_aux {
+        ctx.cpu.gpr[gpr::RCX] = ctx.cpu.tsc_aux & 0xffff_ffff;
+    }
     Ok(Flow::Next)
 }
 
@@ -182,7 +211,18 @@ mod msr {
     pub const MISC_ENABLE: u32 = 0x1a0;
     pub const PAT: u32 = 0x277;
     pub const EFER: u32 = 0xc000_0080;
+    pub const STAR: u32 = 0xc000_0081;
+    pub const LSTAR: u32 = 0xc000_0082;
+    pub const CSTAR: u32 = 0xc000_0083;
+    pub const SFMASK: u32 = 0xc000_0084;
+    pub const FS_BASE: u32 = 0xc000_0100;
+    pub const GS_BASE: u32 = 0xc000_0101;
+    pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    pub const TSC_AUX: u32 = 0xc000_0103;
 }
+
+/// The EFER bits software may write: SCE, LME, NXE (SDM Vol. 3A 2.2.1).
+const EFER_WRITABLE: u64 = efer::SCE | efer::LME | efer::NXE;
 
 pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
     require_cpl0(ctx)?;
@@ -198,8 +238,16 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
             msr::MISC_ENABLE => c.misc_enable,
             msr::PAT => c.pat,
             msr::EFER => c.efer,
+            msr::STAR => c.star,
+            msr::LSTAR => c.lstar,
+            msr::CSTAR => c.cstar,
+            msr::SFMASK => c.sfmask,
+            msr::FS_BASE => c.seg[SegmentIndex::Fs as usize].base,
+            msr::GS_BASE => c.seg[SegmentIndex::Gs as usize].base,
+            msr::KERNEL_GS_BASE => c.kernel_gs_base,
+            msr::TSC_AUX => c.tsc_aux,
             _ => {
-                log::debug!("rdmsr of unknown MSR {index:#x}: #GP");
+                log::warn!("rdmsr of unknown MSR {index:#x}: #GP");
                 return Err(Fault::gp(0));
             }
         };
@@ -208,6 +256,21 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
         return Ok(Flow::Next);
     }
     let v = (c.gpr[gpr::RDX] & 0xffff_ffff) << 32 | (c.gpr[gpr::RAX] & 0xffff_ffff);
+    // MSRs holding linear addresses take only canonical ones (SDM Vol. 4 Table 2-2, WRMSR).
+    let address_msr = matches!(
+        index,
+        msr::LSTAR
+            | msr::CSTAR
+            | msr::FS_BASE
+            | msr::GS_BASE
+            | msr::KERNEL_GS_BASE
+            | msr::SYSENTER_ESP
+            | msr::SYSENTER_EIP
+    );
+    if address_msr && !crate::paging::is_canonical(v) {
+        log::debug!("wrmsr {index:#x} <- non-canonical {v:#x}: #GP");
+        return Err(Fault::gp(0));
+    }
     match index {
         msr::TSC => c.tsc = v.wrapping_sub(ctx.icount),
         msr::APIC_BASE => c.apic_base = v,
@@ -216,10 +279,26 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
         msr::SYSENTER_EIP => c.sysenter_eip = v,
         msr::MISC_ENABLE => c.misc_enable = v,
         msr::PAT => c.pat = v,
-        // No long mode, SYSCALL or NX is advertised: EFER only takes 0.
-        msr::EFER if v == 0 => c.efer = 0,
+        msr::STAR => c.star = v,
+        msr::LSTAR => c.lstar = v,
+        msr::CSTAR => c.cstar = v,
+        msr::SFMASK => c.sfmask = v & 0xffff_ffff,
+        msr::FS_BASE => c.seg[SegmentIndex::Fs as usize].base = v,
+        msr::GS_BASE => c.seg[SegmentIndex::Gs as usize].base = v,
+        msr::KERNEL_GS_BASE => c.kernel_gs_base = v,
+        msr::TSC_AUX => c.tsc_aux = v & 0xffff_ffff,
+        msr::EFER => {
+            // LMA is read-only; LME cannot change while paging is on (SDM Vol. 3A 10.8.5).
+            let lme_changes = (v ^ c.efer) & efer::LME != 0;
+            if v & !EFER_WRITABLE & !efer::LMA != 0 || (lme_changes && c.cr0 & cr0::PG != 0) {
+                log::debug!("wrmsr EFER <- {v:#x} refused: #GP");
+                return Err(Fault::gp(0));
+            }
+            c.efer = (v & EFER_WRITABLE) | (c.efer & efer::LMA);
+            ctx.flush_tlb();
+        }
         _ => {
-            log::debug!("wrmsr {index:#x} <- {v:#x} refused: #GP");
+            log::warn!("wrmsr {index:#x} <- {v:#x}: unknown MSR, #GP");
             return Err(Fault::gp(0));
         }
     }
@@ -251,6 +330,10 @@ pub(super) fn descriptor_table(ctx: &mut JitContext, rt: &mut Runtime, insn: &In
         let mut base = mem::read(ctx, rt, base_la, base_size)?;
         if op16 {
             base &= 0x00ff_ffff;
+        }
+        // 64-bit mode loads a 64-bit base, which must be canonical (SDM Vol. 2A LGDT/LIDT).
+        if base_size == 8 && !crate::paging::is_canonical(base) {
+            return Err(Fault::gp(0));
         }
         let t = if gdt {
             &mut ctx.cpu.gdtr
@@ -311,10 +394,12 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
     }
     let mut d = segment::read_descriptor(ctx, rt, sel)?;
     let typ = d.typ();
+    let ia32e = ctx.cpu.efer & efer::LMA != 0;
     let ok_type = if insn.mnemonic() == M::Lldt {
         typ == SYS_LDT
     } else {
-        typ == SYS_TSS16_AVAILABLE || typ == SYS_TSS32_AVAILABLE
+        // IA-32e mode has only the 64-bit TSS (type 9); the 16-bit one is invalid there.
+        typ == SYS_TSS32_AVAILABLE || (typ == SYS_TSS16_AVAILABLE && !ia32e)
     };
     if d.is_code_or_data() || !ok_type {
         return Err(Fault::gp(err));
@@ -322,8 +407,16 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
     if !d.present() {
         return Err(Fault::np(err));
     }
+    let mut loaded = d.segment(sel);
+    if ia32e {
+        // System descriptors are 16 bytes in IA-32e mode: base bits 63:32 follow (SDM Vol. 3A
+        // 8.2.3, Figure 8-4).
+        let wrap = mem::linear_mask(ctx);
+        let upper = mem::read_system(ctx, rt, d.address.wrapping_add(8) & wrap, 4)?;
+        loaded.base |= upper << 32;
+    }
     if insn.mnemonic() == M::Lldt {
-        ctx.cpu.ldtr = d.segment(sel);
+        ctx.cpu.ldtr = loaded;
     } else {
         d.high |= u32::from(SYS_TSS_BUSY) << 8;
         let wrap = mem::linear_mask(ctx);
@@ -334,13 +427,19 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
             4,
             u64::from(d.high),
         )?;
-        ctx.cpu.tr = d.segment(sel);
+        ctx.cpu.tr = loaded;
+        ctx.cpu.tr.attr |= u16::from(SYS_TSS_BUSY);
     }
     Ok(end_block_after(ctx, insn))
 }
 
-/// Install a new CR0 value; flush the TLB when paging-relevant bits change.
+/// Install a new CR0 value; flush the TLB when paging-relevant bits change. Setting PG with
+/// EFER.LME activates IA-32e mode and clearing it deactivates it (SDM Vol. 3A 10.8.5, with the
+/// #GP conditions of MOV CR0 in Vol. 2B).
 fn write_cr0(ctx: &mut JitContext, v: u64) -> Result<(), Fault> {
+    if v >> 32 != 0 {
+        return Err(Fault::gp(0));
+    }
     if v & cr0::PG != 0 && v & cr0::PE == 0 {
         return Err(Fault::gp(0));
     }
@@ -348,10 +447,38 @@ fn write_cr0(ctx: &mut JitContext, v: u64) -> Result<(), Fault> {
         return Err(Fault::gp(0));
     }
     let old = ctx.cpu.cr0;
-    ctx.cpu.cr0 = (v & 0xffff_ffff) | cr0::ET;
+    let enabling_paging = old & cr0::PG == 0 && v & cr0::PG != 0;
+    let disabling_paging = old & cr0::PG != 0 && v & cr0::PG == 0;
+    if enabling_paging && ctx.cpu.efer & efer::LME != 0 {
+        if ctx.cpu.cr4 & mem::CR4_PAE == 0 || ctx.cpu.cs().long() {
+            return Err(Fault::gp(0));
+        }
+        ctx.cpu.efer |= efer::LMA;
+    }
+    if disabling_paging && ctx.cpu.efer & efer::LMA != 0 {
+        if ctx.cpu.mode() == ExecMode::Long64 {
+            return Err(Fault::gp(0));
+        }
+        ctx.cpu.efer &= !efer::LMA;
+    }
+    ctx.cpu.cr0 = v | cr0::ET;
     if (old ^ ctx.cpu.cr0) & (cr0::PE | cr0::PG | cr0::WP) != 0 {
         ctx.flush_tlb();
     }
+    Ok(())
+}
+
+/// Install a new CR4 value (SDM Vol. 2B MOV CR): PAE cannot be cleared in IA-32e mode; changes
+/// of PAE, PSE or PGE flush the whole TLB, global pages included (SDM Vol. 3A 4.10.4.1).
+fn write_cr4(ctx: &mut JitContext, v: u64) -> Result<(), Fault> {
+    if v & !CR4_SUPPORTED != 0 {
+        return Err(Fault::gp(0));
+    }
+    if ctx.cpu.efer & efer::LMA != 0 && v & mem::CR4_PAE == 0 {
+        return Err(Fault::gp(0));
+    }
+    ctx.cpu.cr4 = v;
+    ctx.flush_tlb();
     Ok(())
 }
 
@@ -437,22 +564,30 @@ pub(super) fn mov_control(
         Register::CR0 => write_cr0(ctx, v)?,
         Register::CR2 => ctx.cpu.cr2 = v,
         Register::CR3 => {
-            ctx.cpu.cr3 = v;
-            ctx.flush_tlb();
-        }
-        Register::CR4 => {
-            if v & mem::CR4_PAE != 0 {
-                // PAE is not advertised in CPUID and not implemented.
+            // In IA-32e mode, bits above MAXPHYADDR are reserved (SDM Vol. 3A 4.5.2, no PCIDs).
+            if ctx.cpu.efer & efer::LMA != 0 && v >> crate::paging::MAXPHYADDR != 0 {
                 return Err(Fault::gp(0));
             }
-            ctx.cpu.cr4 = v;
-            ctx.flush_tlb();
+            ctx.cpu.cr3 = v;
+            ctx.flush_tlb_non_global();
         }
+        Register::CR4 => write_cr4(ctx, v)?,
         Register::CR8 => ctx.cpu.cr8 = v & 0xf,
         _ => return Err(Fault::ud()),
     }
     ctx.cpu.rip = insn.next_ip() & ip_mask_before;
     Ok(Flow::Jump)
+}
+
+/// SWAPGS (SDM Vol. 2B): exchange GS.base with IA32_KERNEL_GS_BASE; 64-bit mode only, CPL 0.
+pub(super) fn swapgs(ctx: &mut JitContext) -> Exec {
+    if ctx.cpu.mode() != ExecMode::Long64 {
+        return Err(Fault::ud());
+    }
+    require_cpl0(ctx)?;
+    let gs = &mut ctx.cpu.seg[SegmentIndex::Gs as usize].base;
+    std::mem::swap(gs, &mut ctx.cpu.kernel_gs_base);
+    Ok(Flow::Next)
 }
 
 pub(super) fn invlpg(ctx: &mut JitContext, insn: &Instruction) -> Exec {
@@ -479,8 +614,26 @@ mod tests {
         assert_eq!(&vendor, b"GenuineIntel");
         let l1 = cpuid_leaf(1);
         assert_eq!(l1[3] & 1, 0, "no FPU");
-        assert_eq!(l1[3], (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 15));
-        assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0004);
+        assert_eq!(
+            l1[3],
+            (1 << 3)
+                | (1 << 4)
+                | (1 << 5)
+                | (1 << 6)
+                | (1 << 8)
+                | (1 << 11)
+                | (1 << 13)
+                | (1 << 15)
+        );
+        assert_eq!(l1[2], 1 << 13, "CX16 only");
+        assert_eq!(
+            cpuid_leaf(0x8000_0001)[3],
+            (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29),
+            "SYSCALL, NX, RDTSCP, LM"
+        );
+        assert_eq!(cpuid_leaf(0x8000_0001)[2], 1, "LAHF/SAHF in 64-bit mode");
+        assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0008);
+        assert_eq!(cpuid_leaf(0x8000_0008)[0], 0x3028);
         let mut brand = Vec::new();
         for leaf in 0x8000_0002..=0x8000_0004 {
             for r in cpuid_leaf(leaf) {

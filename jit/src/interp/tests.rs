@@ -983,3 +983,235 @@ fn sse_forms_of_string_mnemonics_raise_ud() {
         assert_eq!(m.ctx.cpu.gpr[gpr::RSI], 0x3000);
     }
 }
+
+/// 64-bit mode: 4-level paging identity-mapping the first 2 MiB (PML4 0x70000, PDPT 0x71000,
+/// PD 0x72000), GDT at 0x800 (null, 64-bit code 0x08, data 0x10), a TSS at 0x900 with IST1 =
+/// 0x8000, an IDT of 16-byte gates at 0xa00, RIP = 0x1000, RSP = 0x9008.
+fn long64() -> Machine {
+    let mut m = Machine::new();
+    m.load(0x70000, &(0x71000u64 | 3).to_le_bytes());
+    m.load(0x71000, &(0x72000u64 | 3).to_le_bytes());
+    m.load(0x72000, &(0x83u64).to_le_bytes());
+    let gdt: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+    for (i, d) in gdt.iter().enumerate() {
+        m.load(0x800 + 8 * i as u64, &d.to_le_bytes());
+    }
+    m.load(0x900 + 0x24, &0x8000u64.to_le_bytes());
+    let c = &mut m.ctx.cpu;
+    c.gdtr = vcpu::DescriptorTable {
+        base: 0x800,
+        limit: 23,
+    };
+    c.idtr = vcpu::DescriptorTable {
+        base: 0xa00,
+        limit: 256 * 16 - 1,
+    };
+    c.tr = Segment {
+        base: 0x900,
+        limit: 0x67,
+        selector: 0x18,
+        attr: Segment::ATTR_P | 0xb,
+    };
+    c.cr0 |= cr0::PE | cr0::PG;
+    c.cr4 |= mem::CR4_PAE;
+    c.cr3 = 0x70000;
+    c.efer = vcpu::state::efer::LME | vcpu::state::efer::LMA;
+    c.seg[SegmentIndex::Cs as usize] = Segment::from_descriptor(0x08, 0x0000_ffff, 0x00af_9b00);
+    for s in [SegmentIndex::Ds, SegmentIndex::Es, SegmentIndex::Ss] {
+        c.seg[s as usize] = Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9300);
+    }
+    c.gpr[gpr::RSP] = 0x9008;
+    c.rip = 0x1000;
+    m
+}
+
+impl Machine {
+    /// A 64-bit interrupt gate for `vector` to 0x08:`handler` on IST `ist`.
+    fn set_gate64(&mut self, vector: u8, handler: u64, ist: u8) {
+        let low = (handler & 0xffff)
+            | (0x08 << 16)
+            | (u64::from(ist) << 32)
+            | (0x8e << 40)
+            | ((handler & 0xffff_0000) << 32);
+        let at = 0xa00 + 16 * u64::from(vector);
+        self.load(at, &low.to_le_bytes());
+        self.load(at + 8, &(handler >> 32).to_le_bytes());
+    }
+
+    fn u64_at(&self, gpa: u64) -> u64 {
+        u64::from_le_bytes(self.read(gpa, 8).try_into().unwrap())
+    }
+}
+
+#[test]
+fn long_mode_int3_frame_on_ist_and_iretq() {
+    let mut m = long64();
+    assert_eq!(m.ctx.cpu.mode(), ExecMode::Long64);
+    m.set_gate64(3, 0x2000, 1);
+    // 0x1000: int3; 0x2000: iretq
+    m.load(0x1000, &[0xcc]);
+    m.load(0x2000, &[0x48, 0xcf]);
+    m.ctx.flags.set_eflags();
+    m.ctx.cpu.rflags |= rflags::IF;
+    assert_eq!(m.step_once(), Step::Branch);
+    let c = &m.ctx.cpu;
+    assert_eq!((c.rip, c.gpr[gpr::RSP]), (0x2000, 0x8000 - 40));
+    assert_eq!(c.rflags & rflags::IF, 0, "interrupt gate clears IF");
+    assert_eq!(m.u64_at(0x7fd8), 0x1001, "RIP after the trap");
+    assert_eq!(m.u64_at(0x7fe0), 0x08, "CS");
+    assert_eq!(m.u64_at(0x7fe8), rflags::FIXED1 | rflags::IF, "RFLAGS");
+    assert_eq!(m.u64_at(0x7ff0), 0x9008, "RSP (unaligned, as it was)");
+    assert_eq!(m.u64_at(0x7ff8), 0x10, "SS");
+    assert_eq!(m.step_once(), Step::Branch);
+    let c = &m.ctx.cpu;
+    assert_eq!((c.rip, c.gpr[gpr::RSP]), (0x1001, 0x9008));
+    assert_eq!(c.seg[SegmentIndex::Ss as usize].selector, 0x10);
+    assert_ne!(c.rflags & rflags::IF, 0);
+}
+
+#[test]
+fn long_mode_non_canonical_stack_is_ss_and_data_is_gp() {
+    let mut m = long64();
+    m.set_gate64(12, 0x2000, 1);
+    m.set_gate64(13, 0x2100, 1);
+    // 0x1000: mov rsp, 0x8000_0000_0000_0010; push rax
+    m.load(0x1000, &[0x48, 0xbc]);
+    m.load(0x1002, &0x8000_0000_0000_0010u64.to_le_bytes());
+    m.load(0x100a, &[0x50]);
+    // 0x100b: mov rax, [rbx] with a non-canonical RBX
+    m.load(0x100b, &[0x48, 0x8b, 0x03]);
+    m.step_once();
+    assert_eq!(m.step_once(), Step::Branch);
+    assert_eq!(m.ctx.cpu.rip, 0x2000, "#SS handler");
+    assert_eq!(m.u64_at(0x7fd0), 0, "error code");
+    assert_eq!(m.u64_at(0x7fd8), 0x100a, "faulting RIP");
+    assert_eq!(m.u64_at(0x7ff0), 0x8000_0000_0000_0010, "old RSP");
+    let mut m = long64();
+    m.set_gate64(13, 0x2100, 0);
+    m.ctx.cpu.rip = 0x100b;
+    m.load(0x100b, &[0x48, 0x8b, 0x03]);
+    m.ctx.cpu.gpr[gpr::RBX] = 0x0000_8000_0000_0000;
+    m.step_once();
+    assert_eq!(m.ctx.cpu.rip, 0x2100, "#GP handler");
+    assert_eq!(m.ctx.cpu.gpr[gpr::RSP], 0x9000 - 48, "aligned, same stack");
+}
+
+#[test]
+fn long_mode_non_canonical_rbp_operand_is_ss() {
+    let mut m = long64();
+    m.set_gate64(12, 0x2000, 1);
+    m.set_gate64(13, 0x2100, 1);
+    // 0x1000: mov rax, [rbp] (SS-relative) with a non-canonical RBP
+    m.load(0x1000, &[0x48, 0x8b, 0x45, 0x00]);
+    m.ctx.cpu.gpr[gpr::RBP] = 0x0000_8000_0000_0000;
+    m.step_once();
+    assert_eq!(m.ctx.cpu.rip, 0x2000, "#SS handler");
+    assert_eq!(m.u64_at(0x7fd8), 0x1000, "faulting RIP");
+}
+
+impl Machine {
+    /// Decode the instruction at CS:rIP and execute it without delivering a fault it raises.
+    fn execute_raw(&mut self) -> super::Exec {
+        let ctx = &mut *self.ctx;
+        let la = ctx.cpu.cs().base.wrapping_add(ctx.cpu.rip) & mem::linear_mask(ctx);
+        let mut buf = [0u8; 16];
+        let (_, n) = mem::fetch_code(ctx, &mut self.rt, la, &mut buf).unwrap();
+        let limits = BlockLimits {
+            max_insns: 1,
+            page_bytes: 4096,
+        };
+        let block = decode_block(&buf[..n], ctx.cpu.rip, ctx.cpu.mode().bitness(), limits);
+        super::execute(ctx, &mut self.rt, &block.insns[0])
+    }
+}
+
+#[test]
+fn entering_and_leaving_ia32e_mode_follows_the_sdm_checks() {
+    use crate::exception::Fault;
+    use vcpu::state::efer;
+    let mut m = Machine::flat32();
+    let tables = long64();
+    for a in [0x70000u64, 0x71000, 0x72000] {
+        m.load(a, &tables.read(a, 8));
+    }
+    // mov cr0, eax / wrmsr / mov cr4, eax
+    m.load(0x1000, &[0x0f, 0x22, 0xc0]);
+    m.load(0x1010, &[0x0f, 0x30]);
+    m.load(0x1020, &[0x0f, 0x22, 0xe0]);
+    m.ctx.cpu.efer = efer::LME;
+    m.ctx.cpu.cr3 = 0x70000;
+    m.ctx.cpu.gpr[gpr::RAX] = m.ctx.cpu.cr0 | cr0::PG;
+    // Paging with LME but without CR4.PAE: #GP(0).
+    assert_eq!(m.execute_raw(), Err(Fault::gp(0)));
+    assert_eq!(m.ctx.cpu.efer & efer::LMA, 0);
+    // With PAE: IA-32e mode, still 32-bit code (compatibility mode).
+    m.ctx.cpu.cr4 |= mem::CR4_PAE;
+    m.execute_raw().unwrap();
+    assert_ne!(m.ctx.cpu.efer & efer::LMA, 0);
+    assert_eq!(m.ctx.cpu.mode(), ExecMode::Protected32);
+    // EFER.LME cannot change while paging is on.
+    m.ctx.cpu.rip = 0x1010;
+    m.ctx.cpu.gpr[gpr::RCX] = 0xc000_0080;
+    m.ctx.cpu.gpr[gpr::RAX] = 0;
+    m.ctx.cpu.gpr[gpr::RDX] = 0;
+    assert_eq!(m.execute_raw(), Err(Fault::gp(0)));
+    // NXE can; LMA in the written value is ignored.
+    m.ctx.cpu.gpr[gpr::RAX] = efer::LME | efer::NXE;
+    m.execute_raw().unwrap();
+    assert_eq!(m.ctx.cpu.efer, efer::LME | efer::LMA | efer::NXE);
+    // CR4.PAE cannot be cleared in IA-32e mode.
+    m.ctx.cpu.rip = 0x1020;
+    m.ctx.cpu.gpr[gpr::RAX] = 0;
+    assert_eq!(m.execute_raw(), Err(Fault::gp(0)));
+    // Clearing CR0.PG from compatibility mode leaves IA-32e mode.
+    m.ctx.cpu.rip = 0x1000;
+    m.ctx.cpu.gpr[gpr::RAX] = m.ctx.cpu.cr0 & !cr0::PG;
+    m.execute_raw().unwrap();
+    assert_eq!(m.ctx.cpu.efer & efer::LMA, 0);
+    // ... but not from 64-bit mode.
+    let mut m = long64();
+    m.load(0x1000, &[0x0f, 0x22, 0xc0]);
+    m.ctx.cpu.gpr[gpr::RAX] = m.ctx.cpu.cr0 & !cr0::PG;
+    assert_eq!(m.execute_raw(), Err(Fault::gp(0)));
+}
+
+#[test]
+fn ltr_in_ia32e_mode_reads_a_16_byte_descriptor() {
+    let mut m = long64();
+    // GDT entry 0x18: available 64-bit TSS, base 0x1234_5678_9abc_d000, limit 0x67.
+    let low: u64 = 0x67 | (0xd000 << 16) | (0xbc << 32) | (0x89 << 40) | (0x9a << 56);
+    m.load(0x818, &low.to_le_bytes());
+    m.load(0x820, &0x1234_5678u64.to_le_bytes());
+    m.ctx.cpu.gdtr.limit = 0x27;
+    // mov ax, 0x18; ltr ax
+    m.load(0x1000, &[0x66, 0xb8, 0x18, 0x00, 0x0f, 0x00, 0xd8]);
+    m.execute_raw().unwrap();
+    m.ctx.cpu.rip = 0x1004;
+    m.execute_raw().unwrap();
+    assert_eq!(m.ctx.cpu.tr.base, 0x1234_5678_9abc_d000);
+    assert_eq!(m.ctx.cpu.tr.selector, 0x18);
+    assert_eq!(m.ctx.cpu.tr.typ(), 0xb, "busy");
+}
+
+#[test]
+fn rdtscp_and_lahf_in_64bit_mode() {
+    let mut m = long64();
+    m.ctx.cpu.tsc_aux = 0x1_0000_0007;
+    m.ctx.cpu.gpr[gpr::RCX] = u64::MAX;
+    // rdtscp; stc; lahf
+    m.load(0x1000, &[0x0f, 0x01, 0xf9, 0xf9, 0x9f]);
+    m.ctx.flags.set_eflags();
+    for _ in 0..3 {
+        assert_eq!(m.step_once(), Step::Continue);
+    }
+    assert_eq!(
+        m.ctx.cpu.gpr[gpr::RCX],
+        7,
+        "TSC_AUX[31:0], upper half cleared"
+    );
+    assert_eq!(
+        (m.ctx.cpu.gpr[gpr::RAX] >> 8) & 0xff,
+        0x03,
+        "AH = CF | bit 1"
+    );
+}

@@ -372,6 +372,27 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
     }
 
+    /// When `cond` (an i8 truth value) holds, run the current instruction through the
+    /// interpreter in a cold block and leave the function (the interpreter raises whatever
+    /// fault the instruction has); continue emitting the main path otherwise.
+    pub fn interp_if(&mut self, cond: Value) {
+        let out = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(cond, out, &[], cont, &[]);
+        self.b.set_cold_block(out);
+        self.b.switch_to_block(out);
+        self.write_back_regs(false);
+        self.store_flags(false);
+        self.store_ip();
+        let f = self.helper_addr(self.env.helpers.interp);
+        let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
+        self.b
+            .ins()
+            .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
+        self.exit(ExitRip::InContext, self.index as u64 + 1);
+        self.b.switch_to_block(cont);
+    }
+
     /// Write back what a helper may look at: dirty registers, flags, and `cpu.rip`.
     fn sync_for_helper(&mut self) {
         self.write_back_regs(false);

@@ -70,7 +70,9 @@ fn linear(ctx: &JitContext, seg: usize, ea: u64, size: u32) -> Option<u64> {
     const FS: usize = 4;
     if ctx.cpu.mode() == vcpu::ExecMode::Long64 {
         let base = if seg >= FS { ctx.cpu.seg[seg].base } else { 0 };
-        return Some(base.wrapping_add(ea));
+        let la = base.wrapping_add(ea);
+        // A non-canonical address faults (#GP, or #SS for the stack): the interpreter decides.
+        return crate::paging::is_canonical(la).then_some(la);
     }
     let s = &ctx.cpu.seg[seg];
     if ea + u64::from(size) - 1 > u64::from(s.limit) {

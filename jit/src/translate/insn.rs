@@ -486,6 +486,18 @@ impl Tx<'_, '_> {
         let sp = self.gpr(RSP);
         let sp = self.zext(sp, self.stack_size());
         let target = self.mem_read(SS, sp, size);
+        if self.env.mode.bitness == 64 {
+            // A non-canonical return address is #GP(0) at the RET (SDM Vol. 2B RET): the
+            // interpreter raises it.
+            let high = self.b.ins().ishl_imm_u(target, 16);
+            let canonical = self.b.ins().sshr_imm_u(high, 16);
+            let bad = self.b.ins().icmp(
+                cranelift_codegen::ir::condcodes::IntCC::NotEqual,
+                canonical,
+                target,
+            );
+            self.interp_if(bad);
+        }
         let new_sp = self.add_c(sp, u64::from(size) + extra);
         self.set_sp(new_sp);
         self.exit(ExitRip::Value(target), self.index as u64 + 1);

@@ -52,6 +52,23 @@ fn real16() -> CpuState {
     s
 }
 
+/// 64-bit mode: 4-level paging identity-mapping the first 2 MiB with one large page (PML4
+/// 0x70000, PDPT 0x71000, PD 0x72000, outside the compared memory), flat 64-bit CS.
+fn long64(ram: &GuestRam) -> CpuState {
+    ram.write_host(0x70000, &(0x71000u64 | 7).to_le_bytes())
+        .unwrap();
+    ram.write_host(0x71000, &(0x72000u64 | 7).to_le_bytes())
+        .unwrap();
+    ram.write_host(0x72000, &0x87u64.to_le_bytes()).unwrap();
+    let mut s = flat32();
+    s.seg[SegmentIndex::Cs as usize] = Segment::from_descriptor(0x08, 0x0000_ffff, 0x00af_9a00);
+    s.cr0 |= cr0::PG;
+    s.cr3 = 0x70000;
+    s.cr4 |= crate::mem::CR4_PAE;
+    s.efer = vcpu::state::efer::LME | vcpu::state::efer::LMA;
+    s
+}
+
 fn buses() -> Buses {
     let mut b = Buses::new();
     let req = b.requests();
@@ -74,6 +91,9 @@ struct Outcome {
 
 fn run_mode(code: &[u8], state: CpuState, translate: bool) -> Outcome {
     let ram = ram();
+    if state.efer & vcpu::state::efer::LMA != 0 {
+        long64(&ram);
+    }
     ram.write_host(CODE, code).unwrap();
     // Real-mode exceptions land on a HLT at 0000:0F00 (every IVT entry points there).
     ram.write_host(FAULT_HLT, &[HLT]).unwrap();
@@ -381,7 +401,18 @@ const DST8: [u8; 6] = [0, 1, 2, 4, 5, 6];
 
 /// One random instruction over registers and [ebx+disp8] (32-bit addressing; `real` code gets
 /// an address-size prefix from the caller and operand-size prefixes for 32-bit immediates).
-fn random_insn(r: &mut Rng, code: &mut Vec<u8>, real: bool) {
+fn random_insn(r: &mut Rng, code: &mut Vec<u8>, real: bool, long: bool) {
+    let start = code.len();
+    random_insn_body(r, code, real);
+    // In 64-bit mode, REX.W on half of them (not before 66, which must come first, nor on
+    // MOV r, imm32, which REX.W turns into MOV r, imm64).
+    let first = code[start];
+    if long && r.below(2) == 0 && first != 0x66 && !(0xb8..=0xbf).contains(&first) {
+        code.insert(start, 0x48);
+    }
+}
+
+fn random_insn_body(r: &mut Rng, code: &mut Vec<u8>, real: bool) {
     let alu = [0x00u8, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38];
     let disp = (r.below(28) * 4) as u8;
     match r.below(20) {
@@ -548,19 +579,31 @@ fn random_programs(seed: u64, cases: usize, mode: Mode) {
             if real {
                 code.push(0x67);
             }
-            random_insn(&mut r, &mut code, real);
+            random_insn(&mut r, &mut code, real, mode == Mode::Long64);
         }
         code.push(HLT);
         let mut s = match mode {
             Mode::Real => real16(),
-            Mode::Flat32 => flat32(),
+            Mode::Flat32 | Mode::Long64 | Mode::Compat32 => flat32(),
+        };
+        if mode == Mode::Long64 {
+            s = long64(&ram());
+        }
+        if mode == Mode::Compat32 {
+            s = long64(&ram());
+            s.seg[SegmentIndex::Cs as usize] = flat32().seg[SegmentIndex::Cs as usize];
+        }
+        let width = if mode == Mode::Long64 {
+            u64::MAX
+        } else {
+            0xffff_ffff
         };
         for (i, g) in s.gpr.iter_mut().enumerate().take(8) {
             *g = match i {
                 gpr::RSP => STACK_TOP,
                 gpr::RBX => DATA,
                 gpr::RSI => r.below(8),
-                _ => r.next() & 0xffff_ffff,
+                _ => r.next() & width,
             };
         }
         s.rflags = rflags::FIXED1 | (r.next() & rflags::STATUS);
@@ -580,6 +623,16 @@ fn random_programs(seed: u64, cases: usize, mode: Mode) {
 #[test]
 fn random_instruction_sequences_agree_with_the_interpreter() {
     random_programs(0x9e37_79b9_7f4a_7c15, 150, Mode::Flat32);
+}
+
+#[test]
+fn random_64bit_sequences_agree_with_the_interpreter() {
+    random_programs(0x5851_f42d_4c95_7f2d, 150, Mode::Long64);
+}
+
+#[test]
+fn random_compatibility_mode_sequences_agree_with_the_interpreter() {
+    random_programs(0x1405_7b7e_f767_814f, 100, Mode::Compat32);
 }
 
 #[test]
@@ -727,4 +780,45 @@ fn interrupt_shadow_and_single_step_match_the_interpreter() {
 enum Mode {
     Real,
     Flat32,
+    Long64,
+    /// 32-bit code under IA-32e mode.
+    Compat32,
+}
+
+#[test]
+fn loop_in_64bit_mode_is_translated() {
+    // mov rcx, 1000; xor eax, eax; mov ebx, DATA
+    // L: add rax, rcx; mov [rbx], rax; push rax; pop rdx; dec rcx; jnz L; hlt
+    let mut code = vec![0x48, 0xc7, 0xc1, 0xe8, 0x03, 0, 0, 0x31, 0xc0, 0xbb];
+    code.extend_from_slice(&(DATA as u32).to_le_bytes());
+    let l = code.len();
+    code.extend_from_slice(&[
+        0x48, 0x01, 0xc8, 0x48, 0x89, 0x03, 0x50, 0x5a, 0x48, 0xff, 0xc9,
+    ]);
+    let rel = l as i64 - (code.len() as i64 + 2);
+    code.extend_from_slice(&[0x75, rel as u8, HLT]);
+    let t = differential(&code, long64(&ram()), 0);
+    assert_eq!(t.state.gpr[gpr::RAX], 500_500);
+    assert_eq!(t.state.gpr[gpr::RDX], 500_500);
+    assert_eq!(t.state.gpr[gpr::RSP], STACK_TOP);
+    assert_eq!(
+        &t.mem[DATA as usize..DATA as usize + 8],
+        &500_500u64.to_le_bytes()
+    );
+    let st = t.vcpu.stats();
+    assert!(st.blocks_compiled >= 2 && st.inline_insns > 0, "{st:?}");
+}
+
+#[test]
+fn translated_ret_to_a_non_canonical_address_faults_at_the_ret() {
+    // mov rax, 0x8000_0000_0000_0000; push rax; ret
+    // No IDT is set up, so the #GP escalates to a triple fault with the state at the RET.
+    let mut code = vec![0x48, 0xb8];
+    code.extend_from_slice(&0x8000_0000_0000_0000u64.to_le_bytes());
+    code.extend_from_slice(&[0x50, 0xc3]);
+    let t = differential(&code, long64(&ram()), 0);
+    assert!(matches!(t.exit, VmExit::TripleFault { .. }), "{:?}", t.exit);
+    assert_eq!(t.state.rip, CODE + 11);
+    assert_eq!(t.state.gpr[gpr::RSP], STACK_TOP - 8);
+    assert!(t.vcpu.stats().blocks_compiled >= 1);
 }
