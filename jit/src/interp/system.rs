@@ -10,6 +10,7 @@ use vcpu::{ExecMode, Segment};
 use super::operand::{
     mask, mem_linear, mem_linear_plus, op_size, read_op, reg_read, reg_write, write_op,
 };
+use super::sse;
 use super::{end_block_after, ip_mask, Exec, Flow};
 use crate::context::JitContext;
 use crate::exception::Fault;
@@ -106,8 +107,9 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 }
 
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
-/// implements. No FPU, no MMX/SSE, no APIC yet.
-pub const CPUID_1_EDX: u32 = CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_CX8 | CPUID_CMOV;
+/// implements. No FPU, no MMX, no APIC yet; FXSR/SSE/SSE2/CLFSH from `super::sse`.
+pub const CPUID_1_EDX: u32 =
+    CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_CX8 | CPUID_CMOV | sse::cpuid_edx::ALL;
 pub const CPUID_PSE: u32 = 1 << 3;
 pub const CPUID_TSC: u32 = 1 << 4;
 pub const CPUID_MSR: u32 = 1 << 5;
@@ -117,7 +119,8 @@ pub const CPUID_CMOV: u32 = 1 << 15;
 pub const CPUID_SIGNATURE: u32 = 0x0000_0663;
 pub const CPUID_VENDOR: &[u8; 12] = b"GenuineIntel";
 pub const CPUID_BRAND: &str = "emu x86 JIT";
-const CPUID_MAX_BASIC: u32 = 1;
+/// Leaf 0DH (XSAVE enumeration) is the highest basic leaf; leaves 2-0CH report zeros.
+const CPUID_MAX_BASIC: u32 = 0xd;
 const CPUID_MAX_EXTENDED: u32 = 0x8000_0004;
 
 /// The four CPUID output registers for a leaf.
@@ -130,7 +133,12 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
             word(&CPUID_VENDOR[8..12]),
             word(&CPUID_VENDOR[4..8]),
         ],
-        1 => [CPUID_SIGNATURE, 0, 0, CPUID_1_EDX],
+        1 => [
+            CPUID_SIGNATURE,
+            sse::CPUID_CLFLUSH_LINE,
+            sse::cpuid_ecx::ALL,
+            CPUID_1_EDX,
+        ],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
         0x8000_0002..=0x8000_0004 => {
             let mut brand = [0u8; 48];
@@ -149,7 +157,16 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
 }
 
 pub(super) fn cpuid(ctx: &mut JitContext) -> Exec {
-    let r = cpuid_leaf(ctx.cpu.gpr[gpr::RAX] as u32);
+    let leaf = ctx.cpu.gpr[gpr::RAX] as u32;
+    let r = match leaf {
+        1 => {
+            let mut r = cpuid_leaf(1);
+            r[2] = sse::cpuid1_ecx(ctx.cpu.cr4);
+            r
+        }
+        0xd => sse::state::cpuid_leaf_d(ctx.cpu.gpr[gpr::RCX] as u32),
+        _ => cpuid_leaf(leaf),
+    };
     for (reg, v) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX].into_iter().zip(r) {
         ctx.cpu.gpr[reg] = u64::from(v);
     }
@@ -479,7 +496,24 @@ mod tests {
         assert_eq!(&vendor, b"GenuineIntel");
         let l1 = cpuid_leaf(1);
         assert_eq!(l1[3] & 1, 0, "no FPU");
-        assert_eq!(l1[3], (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 15));
+        // PSE, TSC, MSR, CX8, CMOV, CLFSH, FXSR, SSE, SSE2.
+        assert_eq!(
+            l1[3],
+            (1 << 3)
+                | (1 << 4)
+                | (1 << 5)
+                | (1 << 8)
+                | (1 << 15)
+                | (1 << 19)
+                | (1 << 24)
+                | (1 << 25)
+                | (1 << 26)
+        );
+        // SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, XSAVE; no OSXSAVE with CR4 clear.
+        assert_eq!(
+            l1[2],
+            1 | (1 << 9) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 26)
+        );
         assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0004);
         let mut brand = Vec::new();
         for leaf in 0x8000_0002..=0x8000_0004 {
