@@ -563,6 +563,11 @@ fn round<F: Fp>(env: &mut Env, imm: u8, b: u64) -> u64 {
         }
         return b | F::quiet_bit();
     }
+    let b = if super::fp::is_denormal::<F>(b) && env.mxcsr & mx::DAZ != 0 {
+        b & F::sign_bit()
+    } else {
+        b
+    };
     let mode = if imm & 4 != 0 {
         env.rounding()
     } else {

@@ -7,8 +7,8 @@
 //! from an error-free transformation (TwoSum for add/subtract, a fused multiply-add residual for
 //! multiply, divide and square root, computed exactly in double precision for single-precision
 //! operands), and the directed modes step the result by one unit in the last place when needed.
-//! Known inexactness: for double precision multiply/divide/sqrt whose result is subnormal, the
-//! residual itself can underflow, so PE/UE and directed rounding may be missed there.
+//! The double-precision residuals are computed on operands scaled to exponent 0, so that they
+//! stay exact for tiny operands and results.
 //!
 //! The MXCSR exception flags are set as the SDM's precedence says (SNaN invalid, QNaN
 //! operand, other invalid or divide-by-zero, denormal operand, overflow/underflow, inexact);
@@ -251,11 +251,22 @@ impl Fp for f64 {
     fn next_down(self) -> Self {
         f64::next_down(self)
     }
+    // The residuals are taken on operands scaled to exponent 0, so that they cannot underflow
+    // when the operands or the result are tiny (the scalings are exact powers of two).
     fn mul_err(a: Self, b: Self, r: Self) -> Ordering {
-        err_of(a.mul_add(b, -r))
+        if a == 0.0 || b == 0.0 {
+            return Ordering::Equal;
+        }
+        let ((ma, ea), (mb, eb)) = (split(a), split(b));
+        err_of(ma.mul_add(mb, -ldexp(r, -(ea + eb))))
     }
     fn div_err(a: Self, b: Self, r: Self) -> Ordering {
-        let residual = err_of((-r).mul_add(b, a));
+        if a == 0.0 {
+            return Ordering::Equal;
+        }
+        let ((ma, ea), (mb, eb)) = (split(a), split(b));
+        let rs = ldexp(r, eb - ea);
+        let residual = err_of((-rs).mul_add(mb, ma));
         if b.is_sign_negative() {
             residual.reverse()
         } else {
@@ -263,11 +274,41 @@ impl Fp for f64 {
         }
     }
     fn sqrt_err(a: Self, r: Self) -> Ordering {
-        err_of((-r).mul_add(r, a))
+        let (mut ma, mut ea) = split(a);
+        if ea % 2 != 0 {
+            ma *= 2.0;
+            ea -= 1;
+        }
+        let rs = ldexp(r, -ea / 2);
+        err_of((-rs).mul_add(rs, ma))
     }
     fn to_f64(self) -> f64 {
         self
     }
+}
+
+/// `x` = m * 2^e with 1 <= |m| < 2 (x finite and non-zero).
+fn split(x: f64) -> (f64, i32) {
+    let (x, bias) = if x.abs() < f64::MIN_POSITIVE {
+        (x * 2f64.powi(64), 64)
+    } else {
+        (x, 0)
+    };
+    let e = ((x.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+    (ldexp(x, -e), e - bias)
+}
+
+/// x * 2^n in steps that stay exact while the intermediate values are normal or zero.
+fn ldexp(mut x: f64, mut n: i32) -> f64 {
+    while n > 512 {
+        x *= 2f64.powi(512);
+        n -= 512;
+    }
+    while n < -512 {
+        x *= 2f64.powi(-512);
+        n += 512;
+    }
+    x * 2f64.powi(n)
 }
 
 /// Treat a denormal input as zero under DAZ, or flag DE for it.
@@ -829,6 +870,34 @@ mod tests {
         let r = arith::<f32>(&mut e, Arith::Div, 1, 3f32.to_u64());
         assert_eq!(r, 0);
         assert_eq!(e.flags, mx::UE | mx::PE | mx::DE);
+        // Double precision: 2^-1000 * 2^-70 * 1.5 = 1.5 * 2^-1070 is exact (a denormal with
+        // two significant bits), 2^-1074 * 0.75 rounds to nearest (2^-1074) and is inexact.
+        let mut e = env(0);
+        let r = arith::<f64>(
+            &mut e,
+            Arith::Mul,
+            2f64.powi(-1000).to_u64(),
+            (1.5 * 2f64.powi(-70)).to_u64(),
+        );
+        assert_eq!(r, 3 << 3);
+        assert_eq!(e.flags, 0);
+        let mut e = env(0);
+        assert_eq!(arith::<f64>(&mut e, Arith::Mul, 1, 0.75f64.to_u64()), 1);
+        assert_eq!(e.flags, mx::UE | mx::PE | mx::DE);
+        let mut e = env(1);
+        assert_eq!(arith::<f64>(&mut e, Arith::Mul, 1, 0.75f64.to_u64()), 0);
+        // 1e-300 * 1e-300 underflows to zero in round-to-nearest, inexact.
+        let mut e = env(0);
+        assert_eq!(
+            arith::<f64>(&mut e, Arith::Mul, 1e-300f64.to_u64(), 1e-300f64.to_u64()),
+            0
+        );
+        assert_eq!(e.flags, mx::UE | mx::PE);
+        let mut e = env(2);
+        assert_eq!(
+            arith::<f64>(&mut e, Arith::Mul, 1e-300f64.to_u64(), 1e-300f64.to_u64()),
+            1
+        );
         // FTZ: a denormal result becomes zero.
         let mut e = Env::new(0x1f80 | mx::FTZ);
         let r = arith::<f32>(
