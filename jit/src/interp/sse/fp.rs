@@ -517,6 +517,44 @@ pub fn sqrt<F: Fp>(env: &mut Env, a: u64) -> u64 {
     finish(env, r, err, true)
 }
 
+/// RCPPS/RSQRTPS element: the SDM only bounds the relative error (|e| <= 1.5 * 2^-12) and
+/// processors differ; emu returns 1/x and 1/sqrt(x) rounded to nearest, which is within the
+/// bound. The special cases are those of SDM Vol. 2B RCPPS/RSQRTPS: a zero or denormal source
+/// gives an infinity of its sign, an infinity zero, a tiny reciprocal (|x| >= 2^126 with a
+/// denormal result) zero; RSQRT of a negative non-zero value is the QNaN indefinite; a NaN is
+/// quieted. No MXCSR flags are raised.
+pub fn approx(b: u32, rsqrt: bool) -> u32 {
+    let bb = u64::from(b);
+    let sign = b & 0x8000_0000;
+    if is_nan::<f32>(bb) {
+        return b | 0x40_0000;
+    }
+    if is_zero::<f32>(bb) || is_denormal::<f32>(bb) {
+        return sign | 0x7f80_0000;
+    }
+    if is_inf::<f32>(bb) {
+        return if rsqrt && sign != 0 {
+            0xffc0_0000
+        } else {
+            sign
+        };
+    }
+    let x = f64::from(f32::from_bits(b));
+    let r = if rsqrt {
+        if sign != 0 {
+            return 0xffc0_0000;
+        }
+        1.0 / x.sqrt()
+    } else {
+        1.0 / x
+    };
+    let r = r as f32;
+    if r.is_subnormal() {
+        return sign;
+    }
+    r.to_bits()
+}
+
 /// One element of MIN/MAX: the second operand when either is a NaN or both are zeros (SDM Vol.
 /// 2B MINPS); IE for any NaN, DE for denormals.
 pub fn min_max<F: Fp>(env: &mut Env, max: bool, a: u64, b: u64) -> u64 {
@@ -588,10 +626,16 @@ pub(super) fn handles(m: M) -> bool {
 enum Op {
     Arith(Arith),
     Sqrt,
+    /// RCPPS/RCPSS and RSQRTPS/RSQRTSS (single precision only).
+    Approx {
+        rsqrt: bool,
+    },
     Min,
     Max,
     Cmp,
-    Comi { signaling: bool },
+    Comi {
+        signaling: bool,
+    },
 }
 
 /// (operation, element bits, scalar?)
@@ -618,6 +662,10 @@ fn kind(m: M) -> Option<(Op, u32, bool)> {
         M::Sqrtss => (Op::Sqrt, 32, true),
         M::Sqrtpd => (Op::Sqrt, 64, false),
         M::Sqrtsd => (Op::Sqrt, 64, true),
+        M::Rcpps => (Op::Approx { rsqrt: false }, 32, false),
+        M::Rcpss => (Op::Approx { rsqrt: false }, 32, true),
+        M::Rsqrtps => (Op::Approx { rsqrt: true }, 32, false),
+        M::Rsqrtss => (Op::Approx { rsqrt: true }, 32, true),
         M::Minps => (Op::Min, 32, false),
         M::Minss => (Op::Min, 32, true),
         M::Minpd => (Op::Min, 64, false),
@@ -724,6 +772,7 @@ fn element<F: Fp>(env: &mut Env, op: Op, p: u8, x: u64, y: u64) -> u64 {
     match op {
         Op::Arith(a) => arith::<F>(env, a, x, y),
         Op::Sqrt => sqrt::<F>(env, y),
+        Op::Approx { rsqrt } => approx(y as u32, rsqrt).into(),
         Op::Min => min_max::<F>(env, false, x, y),
         Op::Max => min_max::<F>(env, true, x, y),
         Op::Cmp => cmp_predicate::<F>(env, p, x, y),
@@ -912,6 +961,21 @@ mod tests {
         let mut e = Env::new(0x1f80 | mx::DAZ);
         assert_eq!(arith::<f32>(&mut e, Arith::Add, 1, 0), 0);
         assert_eq!(e.flags, 0);
+    }
+
+    #[test]
+    fn reciprocal_approximations() {
+        assert_eq!(approx(4f32.to_bits(), false), 0.25f32.to_bits());
+        assert_eq!(approx(4f32.to_bits(), true), 0.5f32.to_bits());
+        assert_eq!(approx(0x8000_0000, false), 0xff80_0000);
+        assert_eq!(approx(1, true), 0x7f80_0000, "denormal is treated as zero");
+        assert_eq!(approx((-4f32).to_bits(), true), 0xffc0_0000);
+        assert_eq!(
+            approx(f32::MAX.to_bits(), false),
+            0,
+            "denormal result flushed"
+        );
+        assert_eq!(approx(f32::NEG_INFINITY.to_bits(), false), 0x8000_0000);
     }
 
     #[test]
