@@ -1,4 +1,4 @@
-; sse.asm - SSE through SSE4.2 in 32-bit protected mode.
+; sse.asm - MMX and SSE through SSE4.2 in 32-bit protected mode.
 ;
 ; First the control checks (SDM Vol. 3A 2.5, 13.1): #UD without CR4.OSFXSR, #NM with CR0.TS,
 ; #GP for a misaligned 16-byte operand and for reserved MXCSR bits, FXSAVE/FXRSTOR in the
@@ -449,6 +449,70 @@ pm_entry:
         RUN "pcmpestrm", svec, 8, m_near, {pcmpestrm xmm1, xmm2, 0x4d}
         RUN "crc32", ivec, 8, m_near, {crc32 eax, edx}, {crc32 eax, dl}, {crc32 edx, word [TMP + 2]}
         RUN "popcnt", ivec, 8, m_near, {popcnt eax, edx}, {popcnt cx, dx}
+
+        ; MMX (and the SSE/SSSE3 forms on MM registers): mm1/mm2 take the low quadwords of
+        ; the operands, the result goes back to xmm1.
+        RUN "mmx paddb", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {paddb mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx paddsw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {paddsw mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx psubusb", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {psubusb mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx paddq", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {paddq mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pmulhw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pmulhw mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pmaddwd", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pmaddwd mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pmuludq", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pmuludq mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pcmpgtw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pcmpgtw mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pcmpeqb", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pcmpeqb mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pandn/por/pxor", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pandn mm1, mm2}, {por mm1, mm2}, {pxor mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx packsswb", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {packsswb mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx packuswb", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {packuswb mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx packssdw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {packssdw mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx punpcklbw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {punpcklbw mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx punpckhwd", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {punpckhwd mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx punpckhdq", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {punpckhdq mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx shifts", cnt, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {psrlw mm1, mm2}, {psraw mm1, 3}, {psllq mm1, mm2}, {psrad mm1, mm2}, {pslld mm1, 7}, {movq2dq xmm1, mm1}
+        RUN "mmx pshufw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pshufw mm1, mm2, 0x9c}, {movq2dq xmm1, mm1}
+        RUN "mmx pavgb/pminub/pmaxsw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pavgb mm1, mm2}, {pminub mm1, mm2}, {pmaxsw mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx psadbw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {psadbw mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pmovmskb", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pmovmskb eax, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pextrw/pinsrw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pextrw eax, mm2, 3}, {pinsrw mm1, eax, 1}, {movq2dq xmm1, mm1}
+        RUN "mmx pshufb", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pshufb mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx palignr", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {palignr mm1, mm2, 3}, {movq2dq xmm1, mm1}
+        RUN "mmx phaddw/phsubd", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {phaddw mm1, mm2}, {phsubd mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pabsw/psignb", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pabsw mm1, mm2}, {psignb mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx pmaddubsw/pmulhrsw", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {pmaddubsw mm1, mm2}, {pmulhrsw mm1, mm2}, {movq2dq xmm1, mm1}
+        RUN "mmx movd/movq", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {movd eax, mm2}, {movd mm1, edx}, {movq [TMP], mm1}, {movq mm1, [TMP]}, {movq2dq xmm1, mm1}
+        RUN "mmx maskmovq/movntq", ivec, 8, m_near, {movdq2q mm1, xmm1}, {movdq2q mm2, xmm2}, {push edi}, {mov edi, TMP}, {maskmovq mm1, mm2}, {pop edi}, {movntq [TMP + 8], mm2}, {movq mm1, [TMP]}, {movq2dq xmm1, mm1}
+        RUN "cvtpi2ps", ivec, 8, m_all, {movdq2q mm2, xmm2}, {cvtpi2ps xmm1, mm2}
+        RUN "cvtpi2pd", ivec, 8, m_all, {cvtpi2pd xmm1, [TMP]}
+        RUN "cvtps2pi", fvec, 8, m_all, {cvtps2pi mm1, xmm2}, {movq2dq xmm1, mm1}
+        RUN "cvttpd2pi", dvec, 8, m_all, {cvttpd2pi mm1, xmm2}, {movq2dq xmm1, mm1}
+
+        ; The x87 view of MMX state: TOP = 0, all tags valid, MM3 in the significand of R3;
+        ; EMMS empties the tags. (Writing an MM register also sets bits 79:64 of the x87
+        ; register to ones, SDM Vol. 3A 12.1; QEMU 7.2 leaves them alone, so only the KVM
+        ; comparison of the final state and RAM, which hold that FXSAVE image, checks them.)
+        mov eax, 0x89abcdef
+        movd mm3, eax
+        fxsave [AREA]
+        cmp byte [AREA + 4], 0xff
+        jne .m_out
+        test word [AREA + 2], 0x3800
+        jne .m_out
+        cmp dword [AREA + 32 + 3 * 16], 0x89abcdef
+.m_out: REPORT32 "mmx state in fxsave"
+        emms
+        fxsave [AREA]
+        cmp byte [AREA + 4], 0
+        REPORT32 "emms empties the tags"
+        mov dword [AREA + 28], 0    ; MXCSR_MASK (model specific, see above)
+        mov eax, cr0
+        or eax, CR0_TS
+        mov cr0, eax
+        EXPECT_FAULT "#NM mmx with cr0.ts", 7, 0, paddb mm1, mm2
+        xor eax, CR0_TS | CR0_EM
+        mov cr0, eax
+        EXPECT_FAULT "#UD mmx with cr0.em", 6, 0, paddb mm1, mm2
+        and eax, ~(CR0_EM | CR0_TS)
+        mov cr0, eax
 
         jmp finish32
 

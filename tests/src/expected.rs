@@ -484,7 +484,7 @@ pub const EXPECTATIONS: &[Expectation] = &[
     },
     Expectation {
         name: "sse",
-        covers: "SSE..SSE4.2: CR0/CR4 checks, FXSAVE/XSAVE, every instruction group over operand tables and MXCSR modes, hashed (golden from QEMU -cpu max)",
+        covers: "MMX, SSE..SSE4.2: CR0/CR4 checks, FXSAVE/XSAVE, every instruction group over operand tables and MXCSR modes, hashed (golden from QEMU -cpu max)",
         output: ExpectedOutput::Text(include_str!("../../test-roms/expected/sse.txt")),
         end: PASS,
         machine_specific_state: false,

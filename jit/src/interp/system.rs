@@ -107,7 +107,7 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 }
 
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
-/// implements. No FPU, no MMX, no APIC yet; FXSR/SSE/SSE2/CLFSH from `super::sse`.
+/// implements. No FPU, no APIC yet; CLFSH/MMX/FXSR/SSE/SSE2 from `super::sse`.
 pub const CPUID_1_EDX: u32 =
     CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_CX8 | CPUID_CMOV | sse::cpuid_edx::ALL;
 pub const CPUID_PSE: u32 = 1 << 3;
@@ -496,7 +496,7 @@ mod tests {
         assert_eq!(&vendor, b"GenuineIntel");
         let l1 = cpuid_leaf(1);
         assert_eq!(l1[3] & 1, 0, "no FPU");
-        // PSE, TSC, MSR, CX8, CMOV, CLFSH, FXSR, SSE, SSE2.
+        // PSE, TSC, MSR, CX8, CMOV, CLFSH, MMX, FXSR, SSE, SSE2.
         assert_eq!(
             l1[3],
             (1 << 3)
@@ -505,6 +505,7 @@ mod tests {
                 | (1 << 8)
                 | (1 << 15)
                 | (1 << 19)
+                | (1 << 23)
                 | (1 << 24)
                 | (1 << 25)
                 | (1 << 26)

@@ -149,7 +149,7 @@ pub(super) fn handles(m: M) -> bool {
 }
 
 /// Lane-wise SSSE3/SSE4 operations `dst = f(dst, src)`.
-fn two_op(m: M) -> Option<fn(u128, u128) -> u128> {
+pub(super) fn two_op(m: M) -> Option<fn(u128, u128) -> u128> {
     let f: fn(u128, u128) -> u128 = match m {
         M::Pshufb => |a, b| {
             let (x, y) = (u8s(a), u8s(b));

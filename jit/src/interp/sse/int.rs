@@ -228,13 +228,13 @@ pub(super) fn unpack(a: u128, b: u128, bits: u32, high: bool) -> u128 {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ShiftKind {
+pub(super) enum ShiftKind {
     Left,
     Right,
     Arith,
 }
 
-fn shift_kind(m: M) -> Option<(u32, ShiftKind)> {
+pub(super) fn shift_kind(m: M) -> Option<(u32, ShiftKind)> {
     Some(match m {
         M::Psllw => (16, ShiftKind::Left),
         M::Pslld => (32, ShiftKind::Left),
@@ -250,7 +250,7 @@ fn shift_kind(m: M) -> Option<(u32, ShiftKind)> {
 
 /// Shift every `bits`-wide lane by `count` (the whole 64-bit count: counts past the lane width
 /// clear the lane, or fill it with the sign for arithmetic shifts).
-fn shift(v: u128, bits: u32, kind: ShiftKind, count: u64) -> u128 {
+pub(super) fn shift(v: u128, bits: u32, kind: ShiftKind, count: u64) -> u128 {
     let m = if bits == 64 {
         u64::MAX
     } else {
@@ -287,7 +287,7 @@ fn pshufd(s: u128, imm: u8) -> u128 {
     }))
 }
 
-fn pshuflw(s: u128, imm: u8) -> u128 {
+pub(super) fn pshuflw(s: u128, imm: u8) -> u128 {
     let a = u16s(s);
     from_u16s(std::array::from_fn(|i| {
         if i < 4 {

@@ -8,8 +8,7 @@
 //! writes XMM operands through the interpreter's own effective-address and memory helpers.
 //! The instruction groups live in submodules: moves ([`data`]), packed integers ([`int`]),
 //! floating point ([`fp`]), conversions ([`convert`]), state save/restore ([`state`]) and the
-//! SSE3/SSSE3/SSE4 additions ([`ext`]). MMX-register forms are not implemented (MMX is not
-//! advertised in CPUID) and raise #UD.
+//! SSE3/SSSE3/SSE4 additions ([`ext`]), and MMX with the SSE forms on MM registers ([`mmx`]).
 
 mod convert;
 mod data;
@@ -17,6 +16,7 @@ mod ext;
 mod fp;
 mod int;
 mod lanes;
+mod mmx;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -45,11 +45,12 @@ pub const XM_VECTOR: u8 = 19;
 pub mod cpuid_edx {
     /// CLFLUSH.
     pub const CLFSH: u32 = 1 << 19;
+    pub const MMX: u32 = 1 << 23;
     /// FXSAVE/FXRSTOR and CR4.OSFXSR.
     pub const FXSR: u32 = 1 << 24;
     pub const SSE: u32 = 1 << 25;
     pub const SSE2: u32 = 1 << 26;
-    pub const ALL: u32 = CLFSH | FXSR | SSE | SSE2;
+    pub const ALL: u32 = CLFSH | MMX | FXSR | SSE | SSE2;
 }
 
 /// CPUID.01H:ECX bits of what this module implements (SDM Vol. 2A CPUID, Table 3-10).
@@ -90,10 +91,8 @@ pub(super) fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction
     if insn.encoding() != EncodingKind::Legacy {
         return None;
     }
-    if (0..insn.op_count())
-        .any(|i| insn.op_kind(i) == OpKind::Register && insn.op_register(i).is_mm())
-    {
-        return None;
+    if mmx::is_mmx(insn) {
+        return Some(mmx::execute(ctx, rt, insn));
     }
     let m = insn.mnemonic();
     if let Some(r) = state::execute(ctx, rt, insn, m) {
