@@ -323,3 +323,66 @@ fn pcmpistri_finds_a_substring_and_cvttsd2si_truncates() {
     c.exec(CRC32_BYTE).unwrap();
     assert_eq!(c.ctx.cpu.gpr[gpr::RAX], 0);
 }
+
+/// `movd mm3, eax`
+const MOVD_MM3_EAX: &[u8] = &[0x0f, 0x6e, 0xd8];
+/// `emms`
+const EMMS: &[u8] = &[0x0f, 0x77];
+/// `paddb mm1, mm2`
+const PADDB_MM: &[u8] = &[0x0f, 0xfc, 0xca];
+/// `cvtpi2ps xmm1, [0x2000]`
+const CVTPI2PS_MEM: &[u8] = &[0x0f, 0x2a, 0x0d, 0x00, 0x20, 0x00, 0x00];
+
+#[test]
+fn mmx_aliases_the_x87_registers() {
+    use vcpu::FxArea;
+    let mut c = Cpu::new();
+    // x87 TOP = 2: ST(0) is R2, so the slot of ST(2) holds R4. Put a marker there.
+    let fsw = 2u16 << 11;
+    c.ctx.cpu.fx.0[FxArea::FSW..FxArea::FSW + 2].copy_from_slice(&fsw.to_le_bytes());
+    let st2 = FxArea::ST0 + 2 * 16;
+    c.ctx.cpu.fx.0[st2..st2 + 8].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+    c.ctx.cpu.gpr[gpr::RAX] = 0x89ab_cdef;
+    c.exec(MOVD_MM3_EAX).unwrap();
+    // TOP is 0 and every register valid; R3 (now in slot 3) holds the zero-extended value with
+    // bits 79:64 set; R4, which was ST(2), moved to slot 4 untouched.
+    assert_eq!(c.ctx.cpu.fx.u16_at(FxArea::FSW) >> 11 & 7, 0);
+    assert_eq!(c.ctx.cpu.fx.0[FxArea::FTW], 0xff);
+    let r3 = FxArea::ST0 + 3 * 16;
+    assert_eq!(
+        c.ctx.cpu.fx.0[r3..r3 + 10],
+        [0xef, 0xcd, 0xab, 0x89, 0, 0, 0, 0, 0xff, 0xff]
+    );
+    let r4 = FxArea::ST0 + 4 * 16;
+    assert_eq!(
+        c.ctx.cpu.fx.0[r4..r4 + 8],
+        0x1122_3344_5566_7788u64.to_le_bytes()
+    );
+    c.exec(EMMS).unwrap();
+    assert_eq!(
+        c.ctx.cpu.fx.0[FxArea::FTW],
+        0,
+        "EMMS tags every register empty"
+    );
+    // MMX needs no CR4.OSFXSR, but CR0.EM makes it #UD and CR0.TS #NM.
+    c.ctx.cpu.cr4 &= !CR4_OSFXSR;
+    assert_eq!(c.exec(PADDB_MM), Ok(Flow::Next));
+    c.ctx.cpu.cr0 |= cr0::TS;
+    assert_eq!(c.exec(PADDB_MM).unwrap_err().vector, NM_VECTOR);
+    c.ctx.cpu.cr0 ^= cr0::TS | cr0::EM;
+    assert_eq!(c.exec(PADDB_MM).unwrap_err().vector, UD_VECTOR);
+}
+
+#[test]
+fn cvtpi2ps_from_memory_leaves_the_x87_tags() {
+    let mut c = Cpu::new();
+    // Doublewords 3 and -1 become 3.0 and -1.0 in the low half; the high half is kept.
+    c.load(0x2000, &3u32.to_le_bytes());
+    c.load(0x2004, &(-1i32).to_le_bytes());
+    set_xmm(&mut c.ctx, 1, 0x1234u128 << 64);
+    c.exec(CVTPI2PS_MEM).unwrap();
+    let expect =
+        (0x1234u128 << 64) | (u128::from((-1f32).to_bits()) << 32) | u128::from(3f32.to_bits());
+    assert_eq!(xmm(&c.ctx, 1), expect);
+    assert_eq!(c.ctx.cpu.fx.0[vcpu::FxArea::FTW], 0, "no MMX transition");
+}
