@@ -361,6 +361,11 @@ pub fn finish<F: Fp>(env: &mut Env, r: F, err: Ordering, exact_inf: bool) -> u64
             env.flags |= mx::UE | mx::PE;
             return rb & F::sign_bit();
         }
+        // With UM clear, a tiny result signals underflow even when exact (SDM Vol. 1
+        // 4.9.1.5); masked, only an inexact one does.
+        if is_denormal::<F>(rb) && env.mxcsr & mx::UM == 0 {
+            env.flags |= mx::UE;
+        }
         return rb;
     }
     let rounded = match mode {
@@ -947,6 +952,17 @@ mod tests {
             arith::<f64>(&mut e, Arith::Mul, 1e-300f64.to_u64(), 1e-300f64.to_u64()),
             1
         );
+        // Unmasked UM: the exact denormal result signals UE.
+        let mut e = Env::new(0x1f80 & !mx::UM);
+        let r = arith::<f32>(
+            &mut e,
+            Arith::Mul,
+            2f32.powi(-126).to_u64(),
+            2f32.powi(-10).to_u64(),
+        );
+        assert_eq!(r, 1 << 13);
+        assert_eq!(e.flags, mx::UE);
+        assert_eq!(e.unmasked(), mx::UE);
         // FTZ: a denormal result becomes zero.
         let mut e = Env::new(0x1f80 | mx::FTZ);
         let r = arith::<f32>(
