@@ -5,6 +5,6 @@
 # e.g. printf 'ping\n' | qemu-run.sh build/serial_echo.rom
 set -euo pipefail
 rom=$1; shift
-exec timeout 60 qemu-system-x86_64 -accel ${QEMU_ACCEL:-tcg} -bios "$rom" -m 128M -display none -nodefaults \
+exec timeout 60 qemu-system-x86_64 -accel ${QEMU_ACCEL:-tcg} -cpu max -bios "$rom" -m 128M -display none -nodefaults \
     -chardev stdio,id=out,mux=on -device isa-debugcon,iobase=0xe9,chardev=out \
     -device isa-serial,chardev=out -device isa-debug-exit,iobase=0xf4,iosize=4 "$@"

@@ -609,6 +609,14 @@ pub const EXPECTATIONS: &[Expectation] = &[
         serial_input: b"",
     },
     Expectation {
+        name: "sse",
+        covers: "MMX, SSE..SSE4.2: CR0/CR4 checks, FXSAVE/XSAVE, every instruction group over operand tables and MXCSR modes, hashed (golden from QEMU -cpu max)",
+        output: ExpectedOutput::Text(include_str!("../../test-roms/expected/sse.txt")),
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
         name: "halt",
         covers: "hlt with interrupts disabled ends the run as Halted",
         output: ExpectedOutput::Text("halting with interrupts off\n"),

@@ -48,6 +48,9 @@ pub fn command(rom: &Path) -> Command {
     cmd.args([
         "-accel",
         "tcg",
+        // The default model (qemu64) lacks SSSE3, SSE4 and XSAVE, which the `sse` ROM uses.
+        "-cpu",
+        "max",
         "-m",
         "128M",
         "-display",

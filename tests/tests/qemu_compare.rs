@@ -93,6 +93,7 @@ qemu_compare_tests!(
     smc,
     strings,
     mem_ops,
+    sse,
     serial_echo,
     harness_selftest,
     pm_faults,

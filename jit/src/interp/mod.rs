@@ -20,6 +20,7 @@ mod muldiv;
 pub mod operand;
 mod protection;
 mod shift;
+pub mod sse;
 pub(crate) mod stack;
 mod string;
 mod system;
@@ -179,6 +180,8 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Bsf | M::Bsr | M::Tzcnt | M::Lzcnt => bits::bit_scan(ctx, rt, insn),
         M::Daa | M::Das | M::Aaa | M::Aas | M::Aam | M::Aad => bcd::decimal(ctx, insn),
 
+        // SSE MOVSD/CMPSD share their mnemonics with the string instructions.
+        M::Movsd | M::Cmpsd if sse::uses_xmm(insn) => sse_or_ud(ctx, rt, insn),
         M::Movsb | M::Movsw | M::Movsd | M::Movsq => string::movs(ctx, rt, insn),
         M::Stosb | M::Stosw | M::Stosd | M::Stosq => string::stos(ctx, rt, insn),
         M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq => string::lods(ctx, rt, insn),
@@ -258,7 +261,15 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Sysenter => fastcall::sysenter(ctx),
         M::Sysexit | M::Sysexitq => fastcall::sysexit(ctx, insn.code() == iced_x86::Code::Sysexitq),
         M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection(ctx, rt, insn),
-        _ => unimplemented_instruction(ctx, rt, insn),
+        _ => sse_or_ud(ctx, rt, insn),
+    }
+}
+
+/// The SIMD extensions (`sse`), or #UD for an instruction nobody implements.
+fn sse_or_ud(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    match sse::execute(ctx, rt, insn) {
+        Some(r) => r,
+        None => unimplemented_instruction(ctx, rt, insn),
     }
 }
 

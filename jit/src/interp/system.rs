@@ -10,6 +10,7 @@ use vcpu::{ExecMode, Segment, SegmentIndex};
 use super::operand::{
     mask, mem_linear, mem_linear_plus, op_size, read_op, reg_read, reg_write, write_op,
 };
+use super::sse;
 use super::{end_block_after, ip_mask, Exec, Flow};
 use crate::context::JitContext;
 use crate::exception::Fault;
@@ -21,8 +22,9 @@ use crate::segment;
 pub const CR4_TSD: u64 = 1 << 2;
 pub const CR4_DE: u64 = 1 << 3;
 /// The CR4 bits emu accepts: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT
-/// (bits 0-10). Others raise #GP(0) (SDM Vol. 2B MOV CR, reserved bits).
-const CR4_SUPPORTED: u64 = 0x7ff;
+/// (bits 0-10) and OSXSAVE (bit 18, XSAVE is implemented in `super::sse`). Others raise
+/// #GP(0) (SDM Vol. 2B MOV CR, reserved bits).
+const CR4_SUPPORTED: u64 = 0x7ff | sse::CR4_OSXSAVE;
 
 /// Raise #GP(0) unless at CPL 0 (privileged instructions, SDM Vol. 3A 5.9).
 #[inline]
@@ -109,11 +111,19 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 }
 
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
-/// implements. No FPU, no MMX/SSE, no APIC yet.
-pub const CPUID_1_EDX: u32 =
-    CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_PAE | CPUID_CX8 | CPUID_SEP | CPUID_PGE | CPUID_CMOV;
-/// CPUID leaf 1 ECX (SDM Vol. 2A CPUID, Table 3-10): CMPXCHG16B.
-pub const CPUID_1_ECX: u32 = CPUID_CX16;
+/// implements. No FPU, no APIC yet; CLFSH/MMX/FXSR/SSE/SSE2 from `super::sse`.
+pub const CPUID_1_EDX: u32 = CPUID_PSE
+    | CPUID_TSC
+    | CPUID_MSR
+    | CPUID_PAE
+    | CPUID_CX8
+    | CPUID_SEP
+    | CPUID_PGE
+    | CPUID_CMOV
+    | sse::cpuid_edx::ALL;
+/// CPUID leaf 1 ECX (SDM Vol. 2A CPUID, Table 3-10): CMPXCHG16B, and SSE3..SSE4.2, POPCNT and
+/// XSAVE from `super::sse`.
+pub const CPUID_1_ECX: u32 = CPUID_CX16 | sse::cpuid_ecx::ALL;
 pub const CPUID_CX16: u32 = 1 << 13;
 pub const CPUID_PSE: u32 = 1 << 3;
 pub const CPUID_TSC: u32 = 1 << 4;
@@ -140,7 +150,8 @@ pub const CPUID_ADDRESS_SIZES: u32 = (crate::paging::LINEAR_BITS << 8) | crate::
 pub const CPUID_SIGNATURE: u32 = 0x0000_0663;
 pub const CPUID_VENDOR: &[u8; 12] = b"GenuineIntel";
 pub const CPUID_BRAND: &str = "emu x86 JIT";
-const CPUID_MAX_BASIC: u32 = 1;
+/// Leaf 0DH (XSAVE enumeration) is the highest basic leaf; leaves 2-0CH report zeros.
+const CPUID_MAX_BASIC: u32 = 0xd;
 const CPUID_MAX_EXTENDED: u32 = 0x8000_0008;
 
 /// The four CPUID output registers for a leaf.
@@ -153,7 +164,12 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
             word(&CPUID_VENDOR[8..12]),
             word(&CPUID_VENDOR[4..8]),
         ],
-        1 => [CPUID_SIGNATURE, 0, CPUID_1_ECX, CPUID_1_EDX],
+        1 => [
+            CPUID_SIGNATURE,
+            sse::CPUID_CLFLUSH_LINE,
+            CPUID_1_ECX,
+            CPUID_1_EDX,
+        ],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
         0x8000_0001 => [0, 0, CPUID_EXT_ECX, CPUID_EXT_EDX],
         0x8000_0008 => [CPUID_ADDRESS_SIZES, 0, 0, 0],
@@ -174,7 +190,17 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
 }
 
 pub(super) fn cpuid(ctx: &mut JitContext) -> Exec {
-    let r = cpuid_leaf(ctx.cpu.gpr[gpr::RAX] as u32);
+    let leaf = ctx.cpu.gpr[gpr::RAX] as u32;
+    let r = match leaf {
+        1 => {
+            let mut r = cpuid_leaf(1);
+            // OSXSAVE follows CR4.OSXSAVE.
+            r[2] |= sse::cpuid1_ecx(ctx.cpu.cr4);
+            r
+        }
+        0xd => sse::state::cpuid_leaf_d(ctx.cpu.gpr[gpr::RCX] as u32),
+        _ => cpuid_leaf(leaf),
+    };
     for (reg, v) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX].into_iter().zip(r) {
         ctx.cpu.gpr[reg] = u64::from(v);
     }
@@ -614,6 +640,7 @@ mod tests {
         assert_eq!(&vendor, b"GenuineIntel");
         let l1 = cpuid_leaf(1);
         assert_eq!(l1[3] & 1, 0, "no FPU");
+        // PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, CLFSH, MMX, FXSR, SSE, SSE2.
         assert_eq!(
             l1[3],
             (1 << 3)
@@ -624,8 +651,17 @@ mod tests {
                 | (1 << 11)
                 | (1 << 13)
                 | (1 << 15)
+                | (1 << 19)
+                | (1 << 23)
+                | (1 << 24)
+                | (1 << 25)
+                | (1 << 26)
         );
-        assert_eq!(l1[2], 1 << 13, "CX16 only");
+        // SSE3, SSSE3, CX16, SSE4.1, SSE4.2, POPCNT, XSAVE; no OSXSAVE with CR4 clear.
+        assert_eq!(
+            l1[2],
+            1 | (1 << 9) | (1 << 13) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 26)
+        );
         assert_eq!(
             cpuid_leaf(0x8000_0001)[3],
             (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29),

@@ -822,3 +822,35 @@ fn translated_ret_to_a_non_canonical_address_faults_at_the_ret() {
     assert_eq!(t.state.gpr[gpr::RSP], STACK_TOP - 8);
     assert!(t.vcpu.stats().blocks_compiled >= 1);
 }
+
+#[test]
+fn sse_instructions_in_a_translated_loop_go_through_the_interpreter() {
+    // mov ecx, 100; pxor xmm0, xmm0; mov eax, 1
+    // L: movd xmm1, eax; paddd xmm0, xmm1; pshufd xmm2, xmm0, 0; add eax, ecx
+    //    pextrw ebx, xmm2, 0; loop L
+    // movd edx, xmm0; hlt
+    let code = [
+        0xb9, 0x64, 0x00, 0x00, 0x00, 0x66, 0x0f, 0xef, 0xc0, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x66,
+        0x0f, 0x6e, 0xc8, 0x66, 0x0f, 0xfe, 0xc1, 0x66, 0x0f, 0x70, 0xd0, 0x00, 0x01, 0xc8, 0x66,
+        0x0f, 0xc5, 0xda, 0x00, 0xe2, 0xea, 0x66, 0x0f, 0x7e, 0xc2, HLT,
+    ];
+    let mut state = flat32();
+    state.cr4 |= crate::interp::sse::CR4_OSFXSR;
+    let t = differential(&code, state, 0);
+    // The sum of eax over the iterations: eax runs 1, 101, 200, ... (adding 100, 99, ...).
+    let mut eax = 1u32;
+    let mut sum = 0u32;
+    for ecx in (1..=100u32).rev() {
+        sum = sum.wrapping_add(eax);
+        eax = eax.wrapping_add(ecx);
+    }
+    assert_eq!(t.state.gpr[gpr::RDX], u64::from(sum));
+    assert_eq!(t.state.gpr[gpr::RBX], u64::from(sum & 0xffff));
+    let st = t.vcpu.stats();
+    assert!(st.blocks_compiled >= 1, "{st:?}");
+    // Counted per translated block: the loop body holds four SSE instructions.
+    assert!(
+        st.interpreted_insns >= 4,
+        "SSE goes to the interpreter helper: {st:?}"
+    );
+}
