@@ -2,8 +2,8 @@
 //!
 //! For the ROMs made of named checks, the expected text is the ROM's banner, one "ok NAME"
 //! line per check in source order (read off the `REPORT16`/`REPORT32` lines of the `.asm`
-//! file), and "PASS". The two checksum ROMs (`alu_flags`, `c_program`) print values computed
-//! by the program; their expected text lives in `test-roms/expected/*.txt` and was recorded by
+//! file), and "PASS". The checksum ROMs (`alu_flags`, `long_alu`, `c_program`) print values
+//! computed by the program; their expected text lives in `test-roms/expected/*.txt` and was recorded by
 //! running the image under `qemu-system-x86_64 -accel tcg` (see test-roms/README.md). The C
 //! program additionally checks its well-known results (CRC-32 check values, SHA-256 test
 //! vectors, prime counts) itself and prints FAIL if one is wrong.
@@ -518,6 +518,14 @@ pub const EXPECTATIONS: &[Expectation] = &[
             banner: "long mode interrupt tests",
             checks: LONG_MODE_IRQ_CHECKS,
         },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "long_alu",
+        covers: "64-bit and 32-bit-in-64-bit-mode ALU ops over 64-bit operand tables, result and defined flags hashed (golden from QEMU)",
+        output: ExpectedOutput::Text(include_str!("../../test-roms/expected/long_alu.txt")),
         end: PASS,
         machine_specific_state: false,
         serial_input: b"",
