@@ -25,7 +25,9 @@ VALUES    equ 16
 ; The operations: OP name, instruction, defined flags; OPM name, defined flags, three
 ; instructions; SH name, instruction using CL = b,
 ; count mask, 2 if AF is undefined for a non-zero count (shifts, not rotates); SP name for a
-; handler written out below.
+; handler written out below. (CMPXCHG with a 32-bit register destination is left to the jit
+; unit tests: the build hosts' software KVM clears the destination's upper half when the
+; comparison fails, where processors and QEMU leave the register alone.)
 %macro OP_LIST 0
         OP add64,    {add rax, rbx}, ALL
         OP addimm64, {add rax, -0x789}, ALL
@@ -93,6 +95,7 @@ VALUES    equ 16
         SP idiv64
         SP xadd64
         SP cmpxchg64
+        OPM cmpxchg32m, ALL, {mov [SCRATCH], rbx}, {cmpxchg [SCRATCH], ebx}, {mov rdx, [SCRATCH]}
 %endmacro
 
 start:
