@@ -89,6 +89,24 @@ VALUES    equ 16
         OP cmovb64,  {cmovb rax, rbx}, ALL
         OP cmovb32,  {cmovb eax, ebx}, ALL
         OPM xchg64,  ALL, {xchg rax, rbx}, {mov rdx, rbx}, {nop}
+        OPM adcmem64,  ALL, {mov [SCRATCH], rax}, {adc qword [SCRATCH], rbx}, {mov rax, [SCRATCH]}
+        OPM negmem32,  ALL, {mov [SCRATCH], rax}, {neg dword [SCRATCH]}, {mov rax, [SCRATCH]}
+        OPM imulmem64, CF_OF, {mov [SCRATCH], rbx}, {imul rax, [SCRATCH], 77}, {nop}
+        OPM cmovmem32, ALL, {mov [SCRATCH], rbx}, {cmovb eax, [SCRATCH]}, {nop}
+        OPM movsxdmem, ALL, {mov [SCRATCH], rbx}, {movsxd rax, dword [SCRATCH]}, {nop}
+        OPM movabs64,  ALL, {mov [SCRATCH], rbx}, {db 0x48, 0xA1, 0, 0, 1, 0, 0, 0, 0, 0}, {nop}
+        OPM bswap32,   ALL, {bswap eax}, {nop}, {nop}
+        OPM xchg32,    ALL, {xchg eax, ebx}, {mov rdx, rbx}, {nop}
+        OPM xadd32,    ALL, {xadd eax, ebx}, {mov rdx, rbx}, {nop}
+        OPM setlsil,   ALL, {mov rsi, rax}, {setl sil}, {mov rax, rsi}
+        OPM scasq,     ALL, {mov rdi, SCRATCH}, {mov [rdi], rbx}, {scasq}
+        OPM a32stosd,  ALL, {mov rdi, 0x100000000 + SCRATCH}, {a32 stosd}, {mov rdx, rdi}
+        OPM a32lodsd,  ALL, {mov rsi, 0xFFFFFFFF00000000 + SCRATCH}, {a32 lodsd}, {mov rdx, rsi}
+        OPM pushfs,    ALL, {push fs}, {pop rdx}, {nop}
+        OPM pushimm,   ALL, {push -0x80}, {pop rdx}, {nop}
+        OPM pushfq,    ALL, {pushfq}, {pop rdx}, {nop}
+        OPM enter64,   ALL, {enter 24, 0}, {mov rdx, rsp}, {leave}
+        OPM leariprel, ALL, {lea rax, [rel values]}, {nop}, {nop}
         SP bsf64
         SP bsr64
         SP div64
