@@ -298,6 +298,9 @@ const LONG_MODE_IRQ_CHECKS: &[&str] = &[
     "sysret to ring 3",
     "ring 3 events",
     "syscall to ring 0",
+    "retfq to ring 3",
+    "sysret to compatibility mode, int from it",
+    "iretq to compatibility mode",
     "timer interrupts in 64-bit mode",
 ];
 
@@ -513,7 +516,7 @@ pub const EXPECTATIONS: &[Expectation] = &[
     },
     Expectation {
         name: "long_mode_irq",
-        covers: "IA-32e events: 64-bit IDT gates, the exact interrupt frame, IST and RSP0 stack switches, IRETQ, #GP/#PF with error codes, XD fetch, SYSCALL/SYSRET to ring 3 and back, ring-3 faults, CMPXCHG16B, PIT interrupts waking HLT, CPUID long-mode bits",
+        covers: "IA-32e events: 64-bit IDT gates, the exact interrupt frame, IST and RSP0 stack switches, IRETQ, #GP/#PF with error codes, XD fetch, SYSCALL/SYSRET to ring 3 and back, RETFQ/SYSRET/IRETQ to 64-bit and compatibility-mode ring 3, ring-3 faults, CMPXCHG16B, PIT interrupts waking HLT, CPUID long-mode bits",
         output: ExpectedOutput::Checks {
             banner: "long mode interrupt tests",
             checks: LONG_MODE_IRQ_CHECKS,
