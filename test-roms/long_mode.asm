@@ -2,7 +2,8 @@
 ; protected mode, PAE 4-level identity map, EFER.LME, CR0.PG (EFER.LMA follows), a far jump to a
 ; 64-bit code segment; then 64-bit code: REX registers and operand sizes, 32-bit writes zeroing
 ; the upper half, RIP-relative addressing, 64-bit stack, sign extensions, 64-bit mul/div,
-; shifts, string operations with 64-bit addresses through a high canonical alias, FS/GS bases
+; shifts, string operations with 64-bit addresses through a high canonical alias, 4 KiB pages
+; with accessed/dirty flags on all four levels and INVLPG, FS/GS bases
 ; from the MSRs and SWAPGS, ignored DS base, address-size override, compatibility mode and
 ; back, and leaving IA-32e mode for 32-bit protected mode.
 
@@ -11,6 +12,10 @@
         ROM_BEGIN
 
 DATA64     equ 0x30000
+PT_8M      equ 0x104000             ; a page table for 8-10 MiB (4 KiB pages)
+LA_8M      equ 0x800000
+PTE_A      equ 0x20
+PTE_D      equ 0x40
 
 start:
         REAL_MODE_INIT
@@ -290,6 +295,43 @@ here:
         cmp rcx, rbx
 .loop_out:
         REPORT64 "loop uses rcx"
+
+        ; 4 KiB pages under 4-level paging: accessed and dirty flags on every level, INVLPG.
+        mov rdi, PT_8M
+        mov ecx, 512
+        xor eax, eax
+        rep stosq
+        mov qword [PT_8M], DATA64 + 0x1000 | PTE_P | PTE_RW
+        mov qword [PT_8M + 8], DATA64 + 0x2000 | PTE_P | PTE_RW
+        mov qword [PD_LOW + 4 * 8], PT_8M | PTE_P | PTE_RW
+        and qword [PML4], ~PTE_A
+        and qword [PDPT_LOW], ~PTE_A
+        mov rax, cr3
+        mov cr3, rax
+        mov qword [DATA64 + 0x1010], 0x1111
+        mov qword [DATA64 + 0x2010], 0x2222
+        mov rax, [LA_8M + 0x10]
+        cmp rax, 0x1111
+        REPORT64 "4 KiB page under 4-level paging"
+        mov eax, PTE_A
+        and rax, [PML4]
+        and rax, [PDPT_LOW]
+        and rax, [PD_LOW + 4 * 8]
+        and rax, [PT_8M]
+        cmp rax, PTE_A
+        REPORT64 "accessed flags on all four levels"
+        test qword [PT_8M], PTE_D
+        REPORT64 "read leaves dirty clear"
+        mov qword [LA_8M + 0x18], 5
+        mov rax, [PT_8M]
+        and eax, PTE_D
+        cmp eax, PTE_D
+        REPORT64 "write sets dirty"
+        mov qword [PT_8M], DATA64 + 0x2000 | PTE_P | PTE_RW
+        invlpg [LA_8M]
+        mov rax, [LA_8M + 0x10]
+        cmp rax, 0x2222
+        REPORT64 "invlpg in 4-level paging"
 
         ; Compatibility mode: a 32-bit code segment under IA-32e mode.
         mov rbx, rsp

@@ -1,11 +1,12 @@
 ; long_mode_irq.asm - events and privilege changes in IA-32e mode (SDM Vol. 3A 6.14, 5.8.8):
 ; a 64-bit IDT with 16-byte gates, the exact interrupt stack frame (SS, RSP, RFLAGS, CS, RIP,
 ; error code as quadwords, also without a privilege change), IST stacks aligned to 16 bytes,
-; RSP0 from the 64-bit TSS on a ring 3 -> 0 transition, IRETQ, #GP for a non-canonical address,
-; #PF with error code and CR2 (on an IST stack), #PF for a fetch from an XD page, SYSCALL/SYSRET between ring 0
-; and ring 3 with STAR/LSTAR/SFMASK, timer interrupts (PIC, PIT) waking HLT, ring-3 faults (#GP for HLT, #PF on a supervisor page),
-; CMPXCHG16B, and the CPUID bits of long mode. (#SS for a non-canonical stack is left out:
-; QEMU's TCG raises #GP there.)
+; RSP0 from the 64-bit TSS on a ring 3 -> 0 transition, IRETQ, #GP for a non-canonical
+; address, #PF with error code and CR2 (on an IST stack), #PF for a fetch from an XD page,
+; SYSCALL/SYSRET between ring 0 and ring 3 with STAR/LSTAR/SFMASK, RETFQ/SYSRET/IRETQ into
+; 64-bit and compatibility-mode ring 3, timer interrupts (PIC, PIT) waking HLT, ring-3 faults
+; (#GP for HLT, #PF on a supervisor page), CMPXCHG16B, and the CPUID bits of long mode.
+; (#SS for a non-canonical stack is left out: QEMU's TCG raises #GP there.)
 
 %include "common.inc"
 %include "long.inc"
@@ -39,8 +40,14 @@ S_CS       equ 0x680
 S_SS       equ 0x688
 S_RFLAGS   equ 0x690
 U_FAULTS   equ 0x698                ; ring-3 checks passed, counted by the user code
+U_ESP      equ 0x6A0
 CX16       equ 0x700                ; 16-byte aligned
 TICKS      equ 0x710
+K_CONT     equ 0x718                ; where `kernel_return` continues
+R_RIP      equ 0x720                ; the frame `kernel_return` saw
+R_CS       equ 0x728
+R_SS       equ 0x730
+RETURN_VECTOR equ 0x81              ; DPL 3 gate back to the kernel
 
 PIC1_CMD   equ 0x20
 PIC1_DATA  equ 0x21
@@ -103,6 +110,7 @@ long_entry:
         GATE 13, stub_13, 0, GATE_INT64
         GATE 14, stub_14, 1, GATE_INT64
         GATE IRQ0_VECTOR, irq0_handler, 0, GATE_INT64
+        GATE RETURN_VECTOR, kernel_return, 0, GATE_INT64_DPL3
         lidt [rel idt64_desc]
         ; TSS: RSP0 and IST1.
         mov rdi, TSS64
@@ -296,6 +304,64 @@ syscall_entry:
 .s_out:
         REPORT64 "syscall to ring 0"
 
+        ; RETFQ to 64-bit ring 3, back through a DPL 3 gate.
+        mov [K_RSP], rsp
+        mov rax, ROMBASE + .after_retf
+        mov [K_CONT], rax
+        push SEL64_UDATA | 3
+        push USER_STACK
+        push SEL64_UCODE | 3
+        mov rax, ROMBASE + user_retf
+        push rax
+        retfq
+.after_retf:
+        cmp qword [R_CS], SEL64_UCODE | 3
+        jne .retf_out
+        cmp qword [R_SS], SEL64_UDATA | 3
+        jne .retf_out
+        mov rax, ROMBASE + user_retf_next
+        cmp [R_RIP], rax
+.retf_out:
+        REPORT64 "retfq to ring 3"
+
+        ; SYSRET without REX.W: 32-bit ring 3 (compatibility mode), CS = STAR[63:48] | 3.
+        mov [K_RSP], rsp
+        mov rax, ROMBASE + .after_sysretd
+        mov [K_CONT], rax
+        mov ecx, ROMBASE + user32_sysret
+        mov r11d, 2
+        mov rsp, USER_STACK
+        sysret
+.after_sysretd:
+        cmp qword [R_CS], SEL64_UCODE32 | 3
+        jne .sysretd_out
+        cmp qword [R_SS], SEL64_UDATA | 3
+        jne .sysretd_out
+        cmp word [U_CS], SEL64_UCODE32 | 3
+.sysretd_out:
+        REPORT64 "sysret to compatibility mode, int from it"
+
+        ; IRETQ to compatibility-mode ring 3.
+        mov [K_RSP], rsp
+        mov rax, ROMBASE + .after_iretq
+        mov [K_CONT], rax
+        mov word [U_CS], 0
+        push SEL64_UDATA | 3
+        push USER_STACK - 64
+        push 2
+        push SEL64_UCODE32 | 3
+        mov rax, ROMBASE + user32_sysret
+        push rax
+        iretq
+.after_iretq:
+        cmp qword [R_CS], SEL64_UCODE32 | 3
+        jne .iretq_out
+        cmp word [U_CS], SEL64_UCODE32 | 3
+        jne .iretq_out
+        cmp dword [U_ESP], USER_STACK - 64
+.iretq_out:
+        REPORT64 "iretq to compatibility mode"
+
         ; External interrupts: PIC (IRQ0 at vector 0x20) and PIT at 100 Hz wake `sti; hlt` in
         ; 64-bit mode through the 64-bit IDT.
         mov qword [TICKS], 0
@@ -383,6 +449,31 @@ user_code:
         syscall
 user_syscall_next:
         jmp user_syscall_next
+
+user_retf:
+        int RETURN_VECTOR
+user_retf_next:
+        jmp user_retf_next
+
+        bits 32
+user32_sysret:
+        mov ax, cs
+        mov [U_CS], ax
+        mov [U_ESP], esp
+        int RETURN_VECTOR
+.spin:  jmp .spin
+        bits 64
+
+; From ring 3 through the DPL 3 gate: record the frame, back to the kernel's stack and K_CONT.
+kernel_return:
+        mov rax, [rsp]
+        mov [R_RIP], rax
+        mov rax, [rsp + 8]
+        mov [R_CS], rax
+        mov rax, [rsp + 32]
+        mov [R_SS], rax
+        mov rsp, [K_RSP]
+        jmp [K_CONT]
 
 ; rdi = gate, rax = handler, bl = IST, cl = type byte: a 16-byte gate with CS = SEL64_CODE.
 write_gate64:

@@ -26,9 +26,21 @@ pub const CR4_PSE: u64 = paging::cr4::PSE;
 /// CR4.PAE (SDM Vol. 3A 2.5).
 pub const CR4_PAE: u64 = paging::cr4::PAE;
 
-/// Mask applied to linear addresses outside 64-bit mode (they are 32 bits wide).
+/// Mask applied to the linear addresses of code and data: 64 bits in 64-bit mode, 32 bits
+/// elsewhere (compatibility mode included, SDM Vol. 3A 3.4.4), where they wrap at 4 GiB.
 #[inline]
 pub fn linear_mask(ctx: &JitContext) -> u64 {
+    if ctx.cpu.mode() == vcpu::ExecMode::Long64 {
+        u64::MAX
+    } else {
+        0xffff_ffff
+    }
+}
+
+/// Mask applied to the linear addresses of the processor's own structures (GDT, LDT, IDT, TSS):
+/// their bases are 64-bit throughout IA-32e mode, compatibility mode included.
+#[inline]
+pub fn system_mask(ctx: &JitContext) -> u64 {
     if ctx.cpu.efer & efer::LMA != 0 {
         u64::MAX
     } else {
@@ -77,7 +89,7 @@ fn translate_as(
             executable: true,
         });
     }
-    paging::walk(ctx, rt, la & linear_mask(ctx), access, user)
+    paging::walk(ctx, rt, la & system_mask(ctx), access, user)
 }
 
 /// Translate with supervisor rights whatever the CPL: the processor's own accesses to the GDT,
@@ -308,7 +320,7 @@ pub fn read_system(
     if ctx.cpu.cr0 & cr0::PG == 0 {
         return read(ctx, rt, la, size);
     }
-    let wrap = linear_mask(ctx);
+    let wrap = system_mask(ctx);
     let mut v = 0u64;
     for i in 0..size {
         let t = translate_system(ctx, rt, la.wrapping_add(u64::from(i)) & wrap, Access::Read)?;
@@ -329,7 +341,7 @@ pub fn write_system(
     if ctx.cpu.cr0 & cr0::PG == 0 {
         return write(ctx, rt, la, size, value);
     }
-    let wrap = linear_mask(ctx);
+    let wrap = system_mask(ctx);
     let mut phys = [0u64; 8];
     for i in 0..size.min(8) {
         let t = translate_system(ctx, rt, la.wrapping_add(u64::from(i)) & wrap, Access::Write)?;
@@ -525,6 +537,8 @@ mod tests {
     fn non_canonical_addresses_fault_in_ia32e_mode() {
         let (mut ctx, mut rt) = machine();
         ctx.cpu.efer |= vcpu::state::efer::LMA;
+        // 64-bit code: linear addresses are 64 bits wide.
+        ctx.cpu.seg[vcpu::SegmentIndex::Cs as usize].attr |= vcpu::Segment::ATTR_L;
         let f = read(&mut ctx, &mut rt, 0x0000_8000_0000_0000, 4).unwrap_err();
         assert_eq!(f, Fault::gp(0));
         let f = write(&mut ctx, &mut rt, 0x0000_7fff_ffff_fffe, 4, 0).unwrap_err();

@@ -80,10 +80,10 @@ pub fn read_descriptor(
     if index + 7 > limit {
         return Err(Fault::gp(selector_error(sel)));
     }
-    let address = base.wrapping_add(index) & mem::linear_mask(ctx);
+    let address = base.wrapping_add(index) & mem::system_mask(ctx);
     let low = mem::read_system(ctx, rt, address, 4)? as u32;
     let high =
-        mem::read_system(ctx, rt, address.wrapping_add(4) & mem::linear_mask(ctx), 4)? as u32;
+        mem::read_system(ctx, rt, address.wrapping_add(4) & mem::system_mask(ctx), 4)? as u32;
     Ok(RawDescriptor { low, high, address })
 }
 
@@ -98,7 +98,7 @@ pub fn set_accessed(
         mem::write_system(
             ctx,
             rt,
-            d.address.wrapping_add(4) & mem::linear_mask(ctx),
+            d.address.wrapping_add(4) & mem::system_mask(ctx),
             4,
             u64::from(d.high),
         )?;

@@ -2,8 +2,8 @@
 //!
 //! For the ROMs made of named checks, the expected text is the ROM's banner, one "ok NAME"
 //! line per check in source order (read off the `REPORT16`/`REPORT32` lines of the `.asm`
-//! file), and "PASS". The two checksum ROMs (`alu_flags`, `c_program`) print values computed
-//! by the program; their expected text lives in `test-roms/expected/*.txt` and was recorded by
+//! file), and "PASS". The checksum ROMs (`alu_flags`, `long_alu`, `c_program`) print values
+//! computed by the program; their expected text lives in `test-roms/expected/*.txt` and was recorded by
 //! running the image under `qemu-system-x86_64 -accel tcg` (see test-roms/README.md). The C
 //! program additionally checks its well-known results (CRC-32 check values, SHA-256 test
 //! vectors, prime counts) itself and prints FAIL if one is wrong.
@@ -281,6 +281,11 @@ const LONG_MODE_CHECKS: &[&str] = &[
     "ds base ignored",
     "addr32 effective address",
     "loop uses rcx",
+    "4 KiB page under 4-level paging",
+    "accessed flags on all four levels",
+    "read leaves dirty clear",
+    "write sets dirty",
+    "invlpg in 4-level paging",
     "compatibility mode push is 4 bytes",
     "back in 64-bit mode",
     "paging off clears lma",
@@ -298,6 +303,9 @@ const LONG_MODE_IRQ_CHECKS: &[&str] = &[
     "sysret to ring 3",
     "ring 3 events",
     "syscall to ring 0",
+    "retfq to ring 3",
+    "sysret to compatibility mode, int from it",
+    "iretq to compatibility mode",
     "timer interrupts in 64-bit mode",
 ];
 
@@ -535,11 +543,19 @@ pub const EXPECTATIONS: &[Expectation] = &[
     },
     Expectation {
         name: "long_mode_irq",
-        covers: "IA-32e events: 64-bit IDT gates, the exact interrupt frame, IST and RSP0 stack switches, IRETQ, #GP/#PF with error codes, XD fetch, SYSCALL/SYSRET to ring 3 and back, ring-3 faults, CMPXCHG16B, PIT interrupts waking HLT, CPUID long-mode bits",
+        covers: "IA-32e events: 64-bit IDT gates, the exact interrupt frame, IST and RSP0 stack switches, IRETQ, #GP/#PF with error codes, XD fetch, SYSCALL/SYSRET to ring 3 and back, RETFQ/SYSRET/IRETQ to 64-bit and compatibility-mode ring 3, ring-3 faults, CMPXCHG16B, PIT interrupts waking HLT, CPUID long-mode bits",
         output: ExpectedOutput::Checks {
             banner: "long mode interrupt tests",
             checks: LONG_MODE_IRQ_CHECKS,
         },
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "long_alu",
+        covers: "64-bit and 32-bit-in-64-bit-mode ALU ops over 64-bit operand tables, result and defined flags hashed (golden from QEMU)",
+        output: ExpectedOutput::Text(include_str!("../../test-roms/expected/long_alu.txt")),
         end: PASS,
         machine_specific_state: false,
         serial_input: b"",

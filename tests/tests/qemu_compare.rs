@@ -97,6 +97,7 @@ qemu_compare_tests!(
     serial_echo,
     harness_selftest,
     pm_faults,
+    long_alu,
     long_mode_irq,
     long_mode,
     paging_pae,

@@ -310,8 +310,14 @@ pub(super) fn setcc(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) 
 pub(super) fn cmovcc(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     let size = op_size(insn, 0, 4);
     let v = read_op(ctx, rt, insn, 1, size)?;
+    let dest = insn.op_register(0);
     if condition_holds(ctx, insn) {
-        reg_write(&mut ctx.cpu, insn.op_register(0), v);
+        reg_write(&mut ctx.cpu, dest, v);
+    } else if size == 4 && ctx.cpu.efer & vcpu::state::efer::LMA != 0 {
+        // A 32-bit CMOVcc clears the upper half even when it does not move (SDM Vol. 2A
+        // CMOVcc, Operation).
+        let kept = reg_read(&ctx.cpu, dest);
+        reg_write(&mut ctx.cpu, dest, kept);
     }
     Ok(Flow::Next)
 }

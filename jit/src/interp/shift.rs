@@ -7,7 +7,7 @@
 use iced_x86::{Instruction, Mnemonic as M, OpKind};
 use vcpu::state::rflags;
 
-use super::operand::{mask, op_size, read_op, sext, sign_bit, Place};
+use super::operand::{mask, op_size, read_op, reg_read, reg_write, sext, sign_bit, Place};
 use super::{Exec, Flow};
 use crate::context::JitContext;
 use crate::flags::{kind, parity_even};
@@ -51,10 +51,23 @@ fn set_cf_of(ctx: &mut JitContext, cf: bool, of: bool) {
     }
 }
 
+/// A shift by a masked count of 0 leaves flags and value alone, but in 64-bit mode a 32-bit
+/// register destination is still written, which clears its upper half (as QEMU and the
+/// processors do for every 32-bit register write, SDM Vol. 1 3.4.1.1).
+fn zero_extend_unchanged_dest(ctx: &mut JitContext, insn: &Instruction, size: u32) {
+    if size == 4 && insn.op_kind(0) == OpKind::Register && ctx.cpu.mode() == vcpu::ExecMode::Long64
+    {
+        let r = insn.op_register(0);
+        let v = reg_read(&ctx.cpu, r);
+        reg_write(&mut ctx.cpu, r, v);
+    }
+}
+
 pub(super) fn shift(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     let size = op_size(insn, 0, 4);
     let n = count(ctx, insn, 1, size);
     if n == 0 {
+        zero_extend_unchanged_dest(ctx, insn, size);
         return Ok(Flow::Next);
     }
     let bits = 8 * size;
@@ -138,6 +151,7 @@ pub(super) fn double_shift(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instru
     let size = op_size(insn, 0, 4);
     let n = count(ctx, insn, 2, size);
     if n == 0 {
+        zero_extend_unchanged_dest(ctx, insn, size);
         return Ok(Flow::Next);
     }
     let bits = 8 * size;

@@ -437,7 +437,7 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
     if ia32e {
         // System descriptors are 16 bytes in IA-32e mode: base bits 63:32 follow (SDM Vol. 3A
         // 8.2.3, Figure 8-4).
-        let wrap = mem::linear_mask(ctx);
+        let wrap = mem::system_mask(ctx);
         let upper = mem::read_system(ctx, rt, d.address.wrapping_add(8) & wrap, 4)?;
         loaded.base |= upper << 32;
     }
@@ -445,7 +445,7 @@ pub(super) fn ldt_tr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
         ctx.cpu.ldtr = loaded;
     } else {
         d.high |= u32::from(SYS_TSS_BUSY) << 8;
-        let wrap = mem::linear_mask(ctx);
+        let wrap = mem::system_mask(ctx);
         mem::write_system(
             ctx,
             rt,

@@ -1215,3 +1215,37 @@ fn rdtscp_and_lahf_in_64bit_mode() {
         "AH = CF | bit 1"
     );
 }
+
+#[test]
+fn untaken_cmov_and_zero_count_shift_clear_the_upper_half_in_64bit_mode() {
+    let mut m = long64();
+    // clc; cmovb eax, ebx (not taken); mov cl, 32; shl edx, cl (masked count 0)
+    m.load(0x1000, &[0xf8, 0x0f, 0x42, 0xc3, 0xb1, 0x20, 0xd3, 0xe2]);
+    m.ctx.flags.set_eflags();
+    m.ctx.cpu.gpr[gpr::RAX] = 0x1234_5678_9abc_def0;
+    m.ctx.cpu.gpr[gpr::RBX] = 0x1111;
+    m.ctx.cpu.gpr[gpr::RDX] = 0xffff_ffff_8000_0001;
+    for _ in 0..4 {
+        assert_eq!(m.step_once(), Step::Continue);
+    }
+    assert_eq!(m.ctx.cpu.gpr[gpr::RAX], 0x9abc_def0);
+    assert_eq!(m.ctx.cpu.gpr[gpr::RDX], 0x8000_0001);
+}
+
+#[test]
+fn cmpxchg_with_a_32bit_register_destination_in_64bit_mode() {
+    // cmpxchg edx, ebx: on success EDX is written (upper half cleared) and RAX kept whole; on
+    // failure EAX is written (upper half cleared) and RDX left alone, as processors do.
+    let mut m = long64();
+    m.load(0x1000, &[0x0f, 0xb1, 0xda, 0x0f, 0xb1, 0xda]);
+    m.ctx.cpu.gpr[gpr::RAX] = 0xaaaa_aaaa_0000_0005;
+    m.ctx.cpu.gpr[gpr::RDX] = 0xdddd_dddd_0000_0005;
+    m.ctx.cpu.gpr[gpr::RBX] = 0xbbbb_bbbb_0000_0007;
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!(m.ctx.cpu.gpr[gpr::RAX], 0xaaaa_aaaa_0000_0005);
+    assert_eq!(m.ctx.cpu.gpr[gpr::RDX], 0x7);
+    m.ctx.cpu.gpr[gpr::RDX] = 0xdddd_dddd_0000_0009;
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!(m.ctx.cpu.gpr[gpr::RAX], 0x9);
+    assert_eq!(m.ctx.cpu.gpr[gpr::RDX], 0xdddd_dddd_0000_0009);
+}
