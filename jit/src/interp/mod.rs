@@ -24,6 +24,7 @@ mod string;
 mod system;
 #[cfg(test)]
 mod tests;
+mod x87;
 
 use iced_x86::{Instruction, Mnemonic as M};
 
@@ -229,7 +230,6 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         | M::Pause
         | M::Wbinvd
         | M::Invd
-        | M::Wait
         | M::Prefetchnta
         | M::Prefetcht0
         | M::Prefetcht1
@@ -250,6 +250,8 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),
         M::Invlpg => system::invlpg(ctx, insn),
         M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection(ctx, rt, insn),
+        M::Wait => x87::fwait(ctx),
+        _ if x87::is_x87(insn) => x87::execute(ctx, rt, insn),
         _ => unimplemented_instruction(ctx, rt, insn),
     }
 }
