@@ -208,7 +208,8 @@ fn fscale(x: &mut X87Insn) {
     let Some(de) = denormal_check(x, &[a, b]) else {
         return;
     };
-    let env = Env::from_fcw(x.st.fcw);
+    // Precision control does not apply to FSCALE (SDM Vol. 1 8.1.5.2).
+    let env = Env::extended(x.st.fcw);
     let r = match (ca, cb) {
         (Class::Zero, Class::Infinity) if !b.sign() => return invalid(x, de),
         (Class::Infinity, Class::Infinity) if b.sign() => return invalid(x, de),
