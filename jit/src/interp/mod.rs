@@ -111,6 +111,8 @@ pub(crate) fn ip_mask(ctx: &JitContext) -> u64 {
 
 fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     match insn.mnemonic() {
+        // MMX shares mnemonics with SSE2 (PADDB mm vs xmm): decided by the operands, first.
+        _ if x87::mmx::is_mmx(insn) => x87::mmx::execute(ctx, rt, insn),
         M::Mov => data::mov(ctx, rt, insn),
         M::Movzx => data::movzx(ctx, rt, insn),
         M::Movsx | M::Movsxd => data::movsx(ctx, rt, insn),

@@ -106,10 +106,12 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 }
 
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
-/// implements. The x87 FPU (with FCMOVcc/FCOMI, which CMOV together with FPU advertises);
-/// no MMX/SSE, no APIC yet.
-pub const CPUID_1_EDX: u32 = CPUID_FPU | CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_CX8 | CPUID_CMOV;
+/// implements. The x87 FPU (with FCMOVcc/FCOMI, which CMOV together with FPU advertises) and
+/// MMX; no SSE, no APIC yet.
+pub const CPUID_1_EDX: u32 =
+    CPUID_FPU | CPUID_PSE | CPUID_TSC | CPUID_MSR | CPUID_CX8 | CPUID_CMOV | CPUID_MMX;
 pub const CPUID_FPU: u32 = 1 << 0;
+pub const CPUID_MMX: u32 = 1 << 23;
 pub const CPUID_PSE: u32 = 1 << 3;
 pub const CPUID_TSC: u32 = 1 << 4;
 pub const CPUID_MSR: u32 = 1 << 5;
@@ -483,7 +485,7 @@ mod tests {
         assert_eq!(l1[3] & 1, 1, "x87 FPU");
         assert_eq!(
             l1[3],
-            1 | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 15)
+            1 | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 15) | (1 << 23)
         );
         assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0004);
         let mut brand = Vec::new();

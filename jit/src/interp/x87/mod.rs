@@ -16,6 +16,7 @@ mod arith;
 mod control;
 pub mod float80;
 mod load_store;
+pub(crate) mod mmx;
 pub mod state;
 mod transcendental;
 

@@ -301,3 +301,40 @@ fn arithmetic_through_the_stack() {
     m.ok(&[0xdd, 0xc0]);
     assert_eq!(m.fpu().used, 0);
 }
+
+#[test]
+fn mmx_aliases_the_x87_registers() {
+    let mut m = Machine::new();
+    m.ok(FNINIT);
+    m.ok(FLD1); // TOP = 7
+    m.ctx.cpu.gpr[0] = 0x80ff_7f01;
+    m.ok(&[0x0f, 0x6e, 0xc0]); // movd mm0, eax
+    let s = m.fpu();
+    // TOP = 0, all tags valid, R0 = 0xFFFF:00000000_80ff7f01.
+    assert_eq!((s.top(), s.used), (0, 0xff));
+    assert_eq!(
+        s.regs[0],
+        F80 {
+            se: 0xffff,
+            sig: 0x80ff_7f01
+        }
+    );
+    // paddusb mm0, mm0: bytes 01+01, 7f+7f, ff+ff (saturates), 80+80 (saturates).
+    m.ok(&[0x0f, 0xdc, 0xc0]);
+    // movq [DATA], mm0
+    let mut movq_store = vec![0x0f];
+    movq_store.extend(mem(0x7f, 0, DATA));
+    m.ok(&movq_store);
+    assert_eq!(m.u64_at(DATA), 0xffff_fe02);
+    // psllq mm0, 8; movd ebx, mm0
+    m.ok(&[0x0f, 0x73, 0xf0, 0x08]);
+    m.ok(&[0x0f, 0x7e, 0xc3]);
+    assert_eq!(m.ctx.cpu.gpr[3], 0xfffe_0200);
+    // emms empties every register; x87 code works again.
+    m.ok(&[0x0f, 0x77]);
+    assert_eq!(m.fpu().used, 0);
+    m.ok(FLD1);
+    // CR0.EM: MMX raises #UD (x87 would raise #NM).
+    m.ctx.cpu.cr0 |= cr0::EM;
+    assert_eq!(m.exec(&[0x0f, 0x77]), Err(Fault::ud()));
+}
