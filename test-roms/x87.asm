@@ -2,8 +2,9 @@
 ; constants under every rounding mode, loads from every memory format, the six arithmetic
 ; operations (P forms) over a table of operand pairs under rounding control x precision
 ; control with all exceptions masked and with all unmasked, unary operations, comparisons with
-; condition codes and EFLAGS, stores to every memory format, FXAM, FSTENV/FSAVE/FRSTOR, and
-; #NM (CR0.TS) and #MF (CR0.NE) through the IDT.
+; condition codes and EFLAGS, stores to every memory format, FXAM, FSTENV/FSAVE/FRSTOR, the
+; MMX instructions and their x87 state transitions, and #NM (CR0.TS) and #MF (CR0.NE) through
+; the IDT.
 ; Every result is printed in hex; the expected text is recorded under QEMU (TCG, whose x87
 ; arithmetic is exact 80-bit softfloat). Transcendentals are not printed (QEMU's differ from
 ; Intel's). Printed FSW values keep the exception flags, SF, ES and C0-C3 and drop TOP and B.
@@ -273,6 +274,87 @@ pm_entry:
         fnstenv [BUF]
         call dump_env32
 
+; --- MMX: every Pentium MMX operation over operand pairs (MM0 op= MM1), shifts by register
+; and by immediate, a memory operand, MOVD to a general register, and the x87 view after MMX
+; (TOP 0, tags from contents) and after EMMS (all empty).
+%macro MMXOP 2+
+        PRINT32 %1, " "
+        mov ebx, ROMBASE + mmx_pairs
+%%p:    movq mm0, [ebx]
+        movq mm1, [ebx + 8]
+        %2
+        call print_mm0
+        add ebx, 16
+        cmp ebx, ROMBASE + mmx_pairs_end
+        jb %%p
+        call newline
+%endmacro
+        PRINT32 "mmx", 10
+        MMXOP "paddb", paddb mm0, mm1
+        MMXOP "paddw", paddw mm0, mm1
+        MMXOP "paddd", paddd mm0, mm1
+        MMXOP "paddsb", paddsb mm0, mm1
+        MMXOP "paddsw", paddsw mm0, mm1
+        MMXOP "paddusb", paddusb mm0, mm1
+        MMXOP "paddusw", paddusw mm0, mm1
+        MMXOP "psubb", psubb mm0, mm1
+        MMXOP "psubw", psubw mm0, mm1
+        MMXOP "psubd", psubd mm0, mm1
+        MMXOP "psubsb", psubsb mm0, mm1
+        MMXOP "psubsw", psubsw mm0, mm1
+        MMXOP "psubusb", psubusb mm0, mm1
+        MMXOP "psubusw", psubusw mm0, mm1
+        MMXOP "pmullw", pmullw mm0, mm1
+        MMXOP "pmulhw", pmulhw mm0, mm1
+        MMXOP "pmaddwd", pmaddwd mm0, mm1
+        MMXOP "pand", pand mm0, mm1
+        MMXOP "pandn", pandn mm0, mm1
+        MMXOP "por", por mm0, mm1
+        MMXOP "pxor", pxor mm0, mm1
+        MMXOP "pcmpeqb", pcmpeqb mm0, mm1
+        MMXOP "pcmpeqw", pcmpeqw mm0, mm1
+        MMXOP "pcmpeqd", pcmpeqd mm0, mm1
+        MMXOP "pcmpgtb", pcmpgtb mm0, mm1
+        MMXOP "pcmpgtw", pcmpgtw mm0, mm1
+        MMXOP "pcmpgtd", pcmpgtd mm0, mm1
+        MMXOP "packsswb", packsswb mm0, mm1
+        MMXOP "packssdw", packssdw mm0, mm1
+        MMXOP "packuswb", packuswb mm0, mm1
+        MMXOP "punpcklbw", punpcklbw mm0, mm1
+        MMXOP "punpcklwd", punpcklwd mm0, mm1
+        MMXOP "punpckldq", punpckldq mm0, mm1
+        MMXOP "punpckhbw", punpckhbw mm0, mm1
+        MMXOP "punpckhwd", punpckhwd mm0, mm1
+        MMXOP "punpckhdq", punpckhdq mm0, mm1
+        MMXOP "psllw", psllw mm0, mm1
+        MMXOP "pslld", pslld mm0, mm1
+        MMXOP "psllq", psllq mm0, mm1
+        MMXOP "psrlw", psrlw mm0, mm1
+        MMXOP "psrld", psrld mm0, mm1
+        MMXOP "psrlq", psrlq mm0, mm1
+        MMXOP "psraw", psraw mm0, mm1
+        MMXOP "psrad", psrad mm0, mm1
+        MMXOP "psllw 3", psllw mm0, 3
+        MMXOP "pslld 5", pslld mm0, 5
+        MMXOP "psllq 17", psllq mm0, 17
+        MMXOP "psrlw 3", psrlw mm0, 3
+        MMXOP "psrld 31", psrld mm0, 31
+        MMXOP "psrlq 40", psrlq mm0, 40
+        MMXOP "psraw 7", psraw mm0, 7
+        MMXOP "psrad 33", psrad mm0, 33
+        MMXOP "punpcklbw m32", punpcklbw mm0, [ebx + 8]
+        MMXOP "paddw m64", paddw mm0, [ebx + 8]
+%macro MOVD_THROUGH_EAX 0
+        movd eax, mm1
+        movd mm0, eax
+%endmacro
+        MMXOP "movd r32", MOVD_THROUGH_EAX
+        fnstenv [BUF]
+        call dump_env32
+        emms
+        fnstenv [BUF]
+        call dump_env32
+
 ; --- #NM with CR0.TS, #MF with CR0.NE through the IDT.
         PRINT32 "faults", 10
         mov edi, IDT
@@ -415,6 +497,18 @@ dump_bytes:
         pop eax
         ret
 
+; Print MM0 (through memory) as 16 hex digits.
+print_mm0:
+        push eax
+        movq [BUF], mm0
+        mov eax, [BUF + 4]
+        call puthex32_32
+        mov eax, [BUF]
+        call puthex32_32
+        call space
+        pop eax
+        ret
+
 ; FNSAVE (non-waiting, so unmasked exceptions do not fault) and print FSW, ST0 and ST1,
 ; then restore nothing: FNSAVE leaves the FPU initialised.
 dump_st0:
@@ -534,6 +628,12 @@ int_values: dw -12345
             dd 100000
             dq -1234567890123456789
 bcd_value:  db 0x89, 0x67, 0x45, 0x23, 0x01, 0x89, 0x67, 0x45, 0x23, 0x80
+mmx_pairs:  dq 0x0123456789abcdef, 0xfedcba9876543210
+            dq 0x7fff80007f80ff01, 0x0001ffff7f8001ff
+            dq 0x8000000000007fff, 0x8000000000000001
+            dq 0x00000000000000ff, 0x0000000000000004
+            dq 0xffffffffffffffff, 0x0000000000000041
+mmx_pairs_end:
 m32_three:  dd 0x40400000
 m64_tenth:  dq 0x3fb999999999999a
         bits 16
