@@ -338,3 +338,65 @@ fn mmx_aliases_the_x87_registers() {
     m.ctx.cpu.cr0 |= cr0::EM;
     assert_eq!(m.exec(&[0x0f, 0x77]), Err(Fault::ud()));
 }
+
+#[test]
+fn linux_fdiv_bug_check_computes_zero() {
+    // arch/x86/kernel/cpu/bugs.c (32-bit): x = 4195835, y = 3145727;
+    // fninit; fld x; fdiv y; fmul y; fld x; fsubp; fistp [DATA+16]; fwait: 0 without the
+    // Pentium FDIV bug.
+    let mut m = Machine::new();
+    m.write(DATA, &4_195_835f64.to_bits().to_le_bytes());
+    m.write(DATA + 8, &3_145_727f64.to_bits().to_le_bytes());
+    m.write(DATA + 16, &[0xff; 4]);
+    m.ok(FNINIT);
+    m.ok(&mem(0xdd, 0, DATA)); // fld qword [DATA]
+    m.ok(&mem(0xdc, 6, DATA + 8)); // fdiv qword [DATA+8]
+    m.ok(&mem(0xdc, 1, DATA + 8)); // fmul qword [DATA+8]
+    m.ok(&mem(0xdd, 0, DATA)); // fld qword [DATA]
+    m.ok(&[0xde, 0xe9]); // fsubp st(1), st(0)
+    m.ok(&mem(0xdb, 3, DATA + 16)); // fistp dword [DATA+16]
+    m.ok(&[0x9b]);
+    assert_eq!(m.read(DATA + 16, 4), [0; 4]);
+}
+
+#[test]
+fn real_mode_16bit_environment_layout() {
+    // Real mode, CS = 0x0100 (base 0x1000), IP = 0x0010: the 16-bit real-mode FNSTENV stores
+    // FIP as a 20-bit linear address split over two words with FOP in the second (SDM Vol. 1
+    // Figure 8-11).
+    let mut m = Machine::new();
+    let c = &mut m.ctx.cpu;
+    c.cr0 = cr0::ET | cr0::NE;
+    for s in c.seg.iter_mut() {
+        *s = Segment::real_mode(0);
+    }
+    c.seg[SegmentIndex::Cs as usize] = Segment::real_mode(0x0100);
+    c.rip = 0x0010;
+    let dec = |m: &mut Machine, bytes: &[u8]| {
+        let la = m.ctx.cpu.cs().base + m.ctx.cpu.rip;
+        m.rt.ram.write_host(la, bytes).unwrap();
+        let mut d = Decoder::with_ip(16, bytes, m.ctx.cpu.rip, DecoderOptions::NONE);
+        let insn = d.decode();
+        crate::interp::execute(&mut m.ctx, &mut m.rt, &insn).unwrap();
+        m.ctx.cpu.rip = insn.next_ip();
+    };
+    dec(&mut m, FNINIT);
+    dec(&mut m, FLD1); // at 0100:0012, linear 0x1012, FOP 0x1E8
+    dec(&mut m, &[0xd9, 0x36, 0x00, 0x20]); // fnstenv [0x2000] (14 bytes)
+    assert_eq!(m.u16_at(DATA), 0x037f);
+    assert_eq!(m.u16_at(DATA + 2) >> 11, 7, "TOP");
+    assert_eq!(m.u16_at(DATA + 4), 0x3fff, "R7 valid, others empty");
+    assert_eq!(m.u16_at(DATA + 6), 0x1012);
+    assert_eq!(m.u16_at(DATA + 8), 0x01e8);
+    // o32 fnsave [0x2100] (108 bytes, 32-bit real-mode layout), then frstor it back.
+    dec(&mut m, &[0x66, 0xdd, 0x36, 0x00, 0x21]);
+    // FIP[15:0] in the low word at 12 (the high word is reserved); FOP in bits 0-10 and
+    // FIP[31:16] in bits 12-27 at 16.
+    assert_eq!(m.read(DATA + 0x100 + 12, 2), [0x12, 0x10]);
+    assert_eq!(m.read(DATA + 0x100 + 16, 4), [0xe8, 0x01, 0, 0]);
+    assert_eq!(m.read(DATA + 0x100 + 28, 10), F80::ONE.to_bytes());
+    assert_eq!(m.fpu().used, 0);
+    dec(&mut m, &[0x66, 0xdd, 0x26, 0x00, 0x21]);
+    assert_eq!(m.fpu().st(0), F80::ONE);
+    assert_eq!(m.fpu().fip, 0x1012);
+}
