@@ -210,6 +210,69 @@ pm_entry:
         cmp ebx, ROMBASE + pairs_end
         jb .cmp_pair
 
+; --- Register moves: FCMOVcc under every CF/ZF/PF combination (SAHF), FLD/FST/FSTP ST(i),
+; FXCH, FFREE and FXAM of an empty register, FINCSTP/FDECSTP.
+%macro FCMOV_ALL 0
+        fcmovb st0, st1
+        call fcmov_step
+        fcmove st0, st1
+        call fcmov_step
+        fcmovbe st0, st1
+        call fcmov_step
+        fcmovu st0, st1
+        call fcmov_step
+        fcmovnb st0, st1
+        call fcmov_step
+        fcmovne st0, st1
+        call fcmov_step
+        fcmovnbe st0, st1
+        call fcmov_step
+        fcmovnu st0, st1
+        call fcmov_step
+%endmacro
+        PRINT32 "register moves", 10
+        xor ecx, ecx
+.fcmov_flags:
+        mov eax, ecx                ; bit 0 -> CF, bit 1 -> PF (bit 2), bit 2 -> ZF (bit 6)
+        and eax, 1
+        test ecx, 2
+        jz .no_pf
+        or eax, 4
+.no_pf: test ecx, 4
+        jz .no_zf
+        or eax, 0x40
+.no_zf: mov ah, al
+        fninit
+        fld1
+        fldz                        ; ST0 = 0, ST1 = 1
+        sahf
+        FCMOV_ALL
+        call newline
+        inc ecx
+        cmp ecx, 8
+        jb .fcmov_flags
+        fninit
+        fldpi
+        fld1
+        fldz                        ; ST0 = 0, ST1 = 1, ST2 = pi
+        fld st2                     ; ST0 = pi
+        fst st3
+        fxch st2
+        fstp st1
+        ffree st3
+        fincstp
+        fincstp
+        fincstp
+        fxam                        ; the freed register: empty
+        call print_fsw
+        fdecstp
+        fdecstp
+        fdecstp
+        fxam
+        call print_fsw
+        call newline
+        call dump_stack7
+
 ; --- Stores to every memory format, per rounding control.
         PRINT32 "stores", 10
         mov ebx, ROMBASE + pairs
@@ -495,6 +558,21 @@ dump_bytes:
         loop .b
         call space
         pop eax
+        ret
+
+; After one FCMOVcc (ST0 = 0, ST1 = 1 before it): print ST0's exponent, 3fff if it moved and
+; 0000 if not, then set up ST0 = 0, ST1 = 1 and the flags from AH again for the next one.
+fcmov_step:
+        push eax
+        fnsave [BUF + 0x200]        ; ST0 after the move
+        mov ax, [BUF + 0x200 + 28 + 8]
+        call puthex16
+        call space
+        fninit
+        fld1
+        fldz                        ; ST0 = 0, ST1 = 1 for the next probe
+        pop eax
+        sahf
         ret
 
 ; Print MM0 (through memory) as 16 hex digits.
