@@ -490,6 +490,14 @@ pub const EXPECTATIONS: &[Expectation] = &[
         serial_input: b"",
     },
     Expectation {
+        name: "x87",
+        covers: "x87 FPU: detection, constants, loads, arithmetic under RC x PC, fprem/fscale, sqrt/frndint/fxtract, compares, stores to every format, fstenv/fsave/frstor, #NM and #MF (golden from QEMU)",
+        output: ExpectedOutput::Text(include_str!("../../test-roms/expected/x87.txt")),
+        end: PASS,
+        machine_specific_state: false,
+        serial_input: b"",
+    },
+    Expectation {
         name: "c_program",
         covers: "gcc -m32 -O2 freestanding C: quicksort, sieve, CRC-32, SHA-256, 64-bit math, strings, jump tables, recursion",
         output: ExpectedOutput::Text(include_str!("../../test-roms/expected/c_program.txt")),

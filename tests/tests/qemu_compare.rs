@@ -90,6 +90,7 @@ qemu_compare_tests!(
     serial,
     alu_flags,
     c_program,
+    x87,
     smc,
     strings,
     mem_ops,

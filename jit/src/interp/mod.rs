@@ -26,6 +26,7 @@ mod string;
 mod system;
 #[cfg(test)]
 mod tests;
+mod x87;
 
 use iced_x86::{Instruction, Mnemonic as M};
 
@@ -112,6 +113,7 @@ pub(crate) fn ip_mask(ctx: &JitContext) -> u64 {
 
 fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     match insn.mnemonic() {
+        // MMX shares mnemonics with SSE2 (PADDB mm vs xmm): decided by the operands, first.
         M::Mov => data::mov(ctx, rt, insn),
         M::Movzx => data::movzx(ctx, rt, insn),
         M::Movsx | M::Movsxd => data::movsx(ctx, rt, insn),
@@ -234,7 +236,6 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         | M::Pause
         | M::Wbinvd
         | M::Invd
-        | M::Wait
         | M::Prefetchnta
         | M::Prefetcht0
         | M::Prefetcht1
@@ -261,11 +262,13 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Sysenter => fastcall::sysenter(ctx),
         M::Sysexit | M::Sysexitq => fastcall::sysexit(ctx, insn.code() == iced_x86::Code::Sysexitq),
         M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection(ctx, rt, insn),
+        M::Wait => x87::fwait(ctx),
+        _ if x87::is_x87(insn) => x87::execute(ctx, rt, insn),
         _ => sse_or_ud(ctx, rt, insn),
     }
 }
 
-/// The SIMD extensions (`sse`), or #UD for an instruction nobody implements.
+/// The SIMD extensions (`sse`, MMX included), or #UD for an instruction nobody implements.
 fn sse_or_ud(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     match sse::execute(ctx, rt, insn) {
         Some(r) => r,

@@ -111,8 +111,10 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 }
 
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
-/// implements. No FPU, no APIC yet; CLFSH/MMX/FXSR/SSE/SSE2 from `super::sse`.
-pub const CPUID_1_EDX: u32 = CPUID_PSE
+/// implements: the x87 FPU (with FCMOVcc/FCOMI, which CMOV together with FPU advertises), no
+/// APIC yet; CLFSH/MMX/FXSR/SSE/SSE2 from `super::sse`.
+pub const CPUID_1_EDX: u32 = CPUID_FPU
+    | CPUID_PSE
     | CPUID_TSC
     | CPUID_MSR
     | CPUID_PAE
@@ -121,6 +123,7 @@ pub const CPUID_1_EDX: u32 = CPUID_PSE
     | CPUID_PGE
     | CPUID_CMOV
     | sse::cpuid_edx::ALL;
+pub const CPUID_FPU: u32 = 1 << 0;
 /// CPUID leaf 1 ECX (SDM Vol. 2A CPUID, Table 3-10): CMPXCHG16B, and SSE3..SSE4.2, POPCNT and
 /// XSAVE from `super::sse`.
 pub const CPUID_1_ECX: u32 = CPUID_CX16 | sse::cpuid_ecx::ALL;
@@ -639,11 +642,11 @@ mod tests {
         }
         assert_eq!(&vendor, b"GenuineIntel");
         let l1 = cpuid_leaf(1);
-        assert_eq!(l1[3] & 1, 0, "no FPU");
-        // PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, CLFSH, MMX, FXSR, SSE, SSE2.
+        assert_eq!(l1[3] & 1, 1, "x87 FPU");
+        // FPU, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, CLFSH, MMX, FXSR, SSE, SSE2.
         assert_eq!(
             l1[3],
-            (1 << 3)
+            1 | (1 << 3)
                 | (1 << 4)
                 | (1 << 5)
                 | (1 << 6)

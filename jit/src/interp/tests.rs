@@ -430,15 +430,15 @@ fn writes_to_code_pages_end_the_block_and_are_recorded() {
 #[test]
 fn unimplemented_instructions_raise_ud() {
     let mut m = Machine::new();
-    // IVT[6] -> 0000:0x7d00 (hlt); fld1 is x87, which emu does not implement.
+    // IVT[6] -> 0000:0x7d00 (hlt); vmcall (VMX), which emu does not implement.
     m.load(0x18, &[0x00, 0x7d, 0x00, 0x00]);
     m.load(0x7d00, &[0xf4]);
-    m.load(0x7c00, &[0xd9, 0xe8]);
+    m.load(0x7c00, &[0x0f, 0x01, 0xc1]);
     m.ctx.cpu.gpr[gpr::RSP] = 0x7000;
     assert_eq!(m.step_once(), Step::Branch);
     assert_eq!(m.ctx.cpu.rip, 0x7d00);
     assert_eq!(m.u16_at(0x7000 - 6), 0x7c00);
-    // With CR0.EM set x87 instructions raise #NM (vector 7) instead.
+    // With CR0.EM set x87 instructions (fld1) raise #NM (vector 7).
     let mut m = Machine::new();
     m.load(0x1c, &[0x00, 0x7e, 0x00, 0x00]);
     m.load(0x7c00, &[0xd9, 0xe8]);

@@ -199,6 +199,37 @@ fn dec_jnz_loop_with_memory_and_flags() {
 }
 
 #[test]
+fn x87_and_mmx_blocks_run_through_the_interpreter_helper() {
+    // fninit; mov ecx, 10; fld1
+    // L: fadd st0, st0; fld1; faddp st1; dec ecx; jnz L      (x = 2x + 1, ten times: 2047)
+    // fistp dword [DATA]; movd mm1, [DATA]; paddd mm1, mm1; movq [DATA+8], mm1; emms; hlt
+    let mut code = vec![0xdb, 0xe3, 0xb9, 10, 0, 0, 0, 0xd9, 0xe8];
+    let l = code.len();
+    code.extend_from_slice(&[0xd8, 0xc0, 0xd9, 0xe8, 0xde, 0xc1, 0x49, 0x75]);
+    let rel = l as i64 - (code.len() as i64 + 1);
+    code.push(rel as u8);
+    code.extend_from_slice(&[0xdb, 0x1d]);
+    code.extend_from_slice(&(DATA as u32).to_le_bytes());
+    code.extend_from_slice(&[0x0f, 0x6e, 0x0d]);
+    code.extend_from_slice(&(DATA as u32).to_le_bytes());
+    code.extend_from_slice(&[0x0f, 0xfe, 0xc9, 0x0f, 0x7f, 0x0d]);
+    code.extend_from_slice(&(DATA as u32 + 8).to_le_bytes());
+    code.extend_from_slice(&[0x0f, 0x77, HLT]);
+    let t = differential(&code, flat32(), 0);
+    let word = |o: usize| {
+        u32::from_le_bytes(
+            t.mem[DATA as usize + o..DATA as usize + o + 4]
+                .try_into()
+                .unwrap(),
+        )
+    };
+    assert_eq!(word(0), 2047);
+    assert_eq!(word(8), 4094);
+    // EMMS left every register empty.
+    assert_eq!(t.state.fx.0[vcpu::FxArea::FTW], 0);
+}
+
+#[test]
 fn call_and_ret_through_the_stack() {
     // call f; hlt; f: mov eax, 42; push eax; pop edx; ret
     let code = [
