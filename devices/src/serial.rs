@@ -59,10 +59,20 @@ const STATE_NAME: &str = "serial";
 /// The 16550A's receive FIFO depth.
 const FIFO_DEPTH: usize = 64;
 
+/// The interrupt line a UART drives: called with the new level whenever it changes.
+pub type IrqLine = Box<dyn FnMut(bool) + Send>;
+
+/// IIR bit 0: set when no interrupt is pending (16550 datasheet).
+const IIR_NO_INTERRUPT: u8 = 0x01;
+/// MCR bit 3, OUT2: on PCs it gates the UART's interrupt onto the ISA IRQ line.
+const MCR_OUT2: u8 = 0x08;
+
 /// A 16550A on the port bus.
 pub struct Serial {
     uart: vm_superio::Serial<IrqTrigger, vm_superio::serial::NoEvents, OutputSink>,
     input: SerialInput,
+    irq: Option<IrqLine>,
+    irq_level: bool,
 }
 
 impl Serial {
@@ -70,7 +80,40 @@ impl Serial {
         Self {
             uart: vm_superio::Serial::new(IrqTrigger::default(), out),
             input,
+            irq: None,
+            irq_level: false,
         }
+    }
+
+    /// A UART whose interrupt (a pending IIR condition, gated by MCR.OUT2) drives `irq`.
+    pub fn with_irq(out: OutputSink, input: SerialInput, irq: IrqLine) -> Self {
+        Self {
+            irq: Some(irq),
+            ..Self::new(out, input)
+        }
+    }
+
+    /// Drive the interrupt line from the registers: high while an interrupt is pending and
+    /// OUT2 is set, as the PC wires it.
+    fn update_irq(&mut self) {
+        let Some(irq) = self.irq.as_mut() else {
+            return;
+        };
+        let st = self.uart.state();
+        let level =
+            st.interrupt_identification & IIR_NO_INTERRUPT == 0 && st.modem_control & MCR_OUT2 != 0;
+        if level != self.irq_level {
+            self.irq_level = level;
+            irq(level);
+        }
+    }
+
+    /// Move host input that arrived since the guest last looked into the receive FIFO and
+    /// raise the receive interrupt if it is enabled (called from the machine's timer polling,
+    /// so a guest waiting for an interrupt sees typed keys).
+    pub fn poll_input(&mut self) {
+        self.pull_input();
+        self.update_irq();
     }
 
     /// The UART's registers and receive FIFO as a snapshot blob. Host input not yet moved into
@@ -160,11 +203,28 @@ impl BusDevice for Serial {
         self.pull_input();
         data.fill(0);
         data[0] = self.uart.read(offset as u8);
+        self.update_irq();
     }
     fn write(&mut self, offset: u64, data: &[u8]) {
         if let Err(e) = self.uart.write(offset as u8, data[0]) {
             log::warn!("serial output failed: {e:?}");
         }
+        self.update_irq();
+    }
+}
+
+/// Polls a UART for host input at the machine's timer points (see [`Serial::poll_input`]).
+pub struct SerialInputPoll(pub Arc<Mutex<Serial>>);
+
+impl crate::bus::TimerSource for SerialInputPoll {
+    fn poll(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_input();
+    }
+    fn next_event_in_ns(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -230,5 +290,41 @@ mod tests {
         for n in 0..blob.len() {
             assert!(t.restore_state(&blob[..n]).is_err());
         }
+    }
+
+    #[test]
+    fn interrupt_line_follows_iir_and_out2() {
+        /// IER: receive-data and transmitter-empty interrupts; MCR; IIR.
+        const IER: u64 = 1;
+        const IIR: u64 = 2;
+        const MCR: u64 = 4;
+        let levels = Arc::new(Mutex::new(Vec::new()));
+        let seen = levels.clone();
+        let input = SerialInput::new();
+        let mut s = Serial::with_irq(
+            Box::new(std::io::sink()),
+            input.clone(),
+            Box::new(move |l| seen.lock().unwrap().push(l)),
+        );
+        s.write(MCR, &[0]); // vm-superio starts with OUT2 set
+        s.write(IER, &[0x01]); // receive data available
+        input.push(b"k");
+        s.poll_input();
+        assert!(
+            levels.lock().unwrap().is_empty(),
+            "OUT2 clear gates the line"
+        );
+        s.write(MCR, &[MCR_OUT2]);
+        assert_eq!(*levels.lock().unwrap(), vec![true]);
+        let mut b = [0u8; 1];
+        s.read(IIR, &mut b);
+        assert_eq!(b[0] & 0x0f, 0x04, "receive data interrupt");
+        s.read(0, &mut b);
+        assert_eq!(b, *b"k");
+        assert_eq!(
+            *levels.lock().unwrap(),
+            vec![true, false],
+            "reading RBR clears it"
+        );
     }
 }

@@ -21,7 +21,7 @@ use devices::i8042::{I8042State, COMMAND_PORT, DATA_PORT, I8042};
 use devices::pic::{Pic, PicState, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
 use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
 use devices::reset::{A20Gate, PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
-use devices::serial::{COM1_PORT, UART_LEN};
+use devices::serial::{SerialInputPoll, COM1_PORT, UART_LEN};
 use devices::{
     BusError, Buses, DebugCon, DebugExit, OutputSink, Pm1, PostPort, Serial, SerialInput,
     SharedDevice, StateError,
@@ -39,6 +39,8 @@ pub const ISA_BIOS_MAX: u64 = 128 << 10;
 /// RAM below 4 GiB stops here; the rest of RAM goes above 4 GiB (PCI hole).
 pub const LOW_RAM_TOP: u64 = 0xe000_0000;
 pub const FOUR_GIB: u64 = 1 << 32;
+/// COM1's ISA interrupt line.
+pub const COM1_IRQ: u8 = 4;
 /// The smallest guest emu builds: the first megabyte must hold conventional memory.
 pub const MIN_MEMORY: u64 = 2 << 20;
 
@@ -293,7 +295,16 @@ pub fn build_buses(
     buses
         .io
         .insert(u64::from(POST_PORT), 1, Box::new(PostPort::default()))?;
-    let serial = Arc::new(Mutex::new(Serial::new(Box::new(sink), serial_input)));
+    let pic = Arc::new(Mutex::new(Pic::new()));
+    let com1_irq = {
+        let pic = pic.clone();
+        Box::new(move |level| lock(&pic).set_irq(COM1_IRQ, level))
+    };
+    let serial = Arc::new(Mutex::new(Serial::with_irq(
+        Box::new(sink),
+        serial_input,
+        com1_irq,
+    )));
     buses.io.insert(
         u64::from(COM1_PORT),
         UART_LEN,
@@ -306,7 +317,6 @@ pub fn build_buses(
         Box::new(SharedDevice::new(pm1.clone(), 0)),
     )?;
 
-    let pic = Arc::new(Mutex::new(Pic::new()));
     for (port, len) in [(MASTER_PORT, 2), (SLAVE_PORT, 2), (ELCR_PORT, 2)] {
         let bias = u64::from(port - MASTER_PORT);
         buses.io.insert(
@@ -328,6 +338,7 @@ pub fn build_buses(
         Box::new(SharedDevice::new(pit.clone(), PORT_B_OFFSET)),
     )?;
     buses.set_interrupt_controller(pic.clone());
+    buses.add_timer(Box::new(SerialInputPoll(serial.clone())));
     buses.add_timer(Box::new(PitIrq0 {
         pit: pit.clone(),
         pic: pic.clone(),

@@ -8,15 +8,20 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use devices::SharedBuffer;
+use devices::{SerialInput, SharedBuffer};
 use emu::machine::{Accel, Machine, MachineConfig, RunOutcome};
 
 const MARKER: &str = "EMU-USERSPACE-OK";
 const CMDLINE: &str = "console=ttyS0 panic=-1";
+/// /init prints the marker and starts an interactive shell on the console.
 const INIT_SCRIPT: &str = "/bin/busybox mount -t proc proc /proc
 /bin/busybox echo EMU-USERSPACE-OK $(/bin/busybox uname -r)
-/bin/busybox poweroff -f
+exec /bin/busybox sh
 ";
+/// What the test types once the marker is out: the shell must evaluate the arithmetic (the
+/// terminal's echo of the line shows "$((6*7))", only the shell prints 42), then power off.
+const TYPED: &[u8] = b"echo shell-says-$((6*7))\n/bin/busybox poweroff -f\n";
+const SHELL_ANSWER: &str = "shell-says-42";
 
 fn kernel() -> PathBuf {
     if let Some(p) = std::env::var_os("EMU_LINUX_KERNEL") {
@@ -51,10 +56,12 @@ fn busybox() -> Vec<u8> {
 fn boot(accel: Accel, limit: Duration) {
     let image = std::fs::read(kernel()).expect("kernel readable");
     let initrd = emu_tests::initramfs::busybox_initramfs(&busybox(), INIT_SCRIPT);
+    let input = SerialInput::new();
     let config = MachineConfig {
         memory_bytes: 256 << 20,
         accel,
         time_limit: Some(limit),
+        serial_input: Some(input.clone()),
         ..MachineConfig::default()
     };
     let out = SharedBuffer::new();
@@ -63,28 +70,42 @@ fn boot(accel: Accel, limit: Duration) {
         Ok(emu::linux::load(ram, &image, Some(&initrd), CMDLINE)?)
     })
     .expect("machine builds");
+    // Type into the console once userspace is up, as a user at the terminal would.
+    let watched = out.clone();
+    let typist = std::thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if String::from_utf8_lossy(&watched.contents()).contains(MARKER) {
+                input.push(TYPED);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
     let outcome = machine
         .run()
         .expect("the run ends without an emulator error");
     let text = String::from_utf8_lossy(&out.contents()).into_owned();
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
     eprintln!(
         "{accel:?}: {outcome:?} after {:.1} s; last output:\n{}",
         start.elapsed().as_secs_f64(),
-        text.lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
     assert!(text.contains(MARKER), "userspace never printed {MARKER}");
+    assert!(
+        typist.join().unwrap(),
+        "the marker never appeared for the typist"
+    );
+    assert!(
+        text.contains(SHELL_ANSWER),
+        "the shell never answered the typed command"
+    );
     assert_eq!(outcome, RunOutcome::PowerOff, "the guest did not power off");
 }
 
 #[test]
-#[ignore = "not yet booting on the JIT; run with --ignored"]
 fn linux_boots_to_userspace_on_the_jit() {
     boot(Accel::Jit, Duration::from_secs(600));
 }
