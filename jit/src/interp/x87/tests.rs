@@ -400,3 +400,53 @@ fn real_mode_16bit_environment_layout() {
     assert_eq!(m.fpu().st(0), F80::ONE);
     assert_eq!(m.fpu().fip, 0x1012);
 }
+
+#[test]
+fn transcendentals_through_the_stack() {
+    let mut m = Machine::new();
+    m.ok(FNINIT);
+    // fld1; fld1; fpatan: atan(1/1) = pi/4 (C90FDAA22168C235 with exponent -1, +-2 ulps).
+    m.ok(FLD1);
+    m.ok(FLD1);
+    m.ok(&[0xd9, 0xf3]);
+    let s = m.fpu();
+    assert_eq!(s.top(), 7);
+    assert_eq!(s.st(0).se, 0x3ffe);
+    assert!(s.st(0).sig.abs_diff(0xc90f_daa2_2168_c235) <= 2);
+    assert_eq!(s.fsw & 0x3f, 0x20, "PE");
+    // fldz; fsincos: ST0 = cos 0 = 1, ST1 = sin 0 = 0, exact.
+    m.ok(FNINIT);
+    m.ok(FLDZ);
+    m.ok(&[0xd9, 0xfb]);
+    let s = m.fpu();
+    assert_eq!((s.st(0), s.st(1)), (F80::ONE, F80::ZERO));
+    assert_eq!(s.fsw & 0x3f, 0);
+    // fld1; fldz; fyl2x: 1 * log2(0): ZE, -inf.
+    m.ok(FNINIT);
+    m.ok(FLD1);
+    m.ok(FLDZ);
+    m.ok(&[0xd9, 0xf1]);
+    let s = m.fpu();
+    assert_eq!(
+        s.st(0),
+        F80 {
+            se: 0xffff,
+            sig: 1 << 63
+        }
+    );
+    assert_eq!(s.fsw & 0x3f, 0x04);
+    // fsin of 2^63 is out of range: C2 = 1, ST0 unchanged.
+    m.ok(FNINIT);
+    m.write(DATA, &0x43e0_0000_0000_0000u64.to_le_bytes()); // 2^63 as a double
+    m.ok(&mem(0xdd, 0, DATA));
+    m.ok(&[0xd9, 0xfe]);
+    let s = m.fpu();
+    assert_ne!(s.fsw & fsw::C2, 0);
+    assert_eq!(
+        s.st(0),
+        F80 {
+            se: 0x403e,
+            sig: 1 << 63
+        }
+    );
+}
