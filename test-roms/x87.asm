@@ -1,14 +1,15 @@
 ; x87.asm - the x87 FPU in 32-bit protected mode: the FPU detection sequence Linux uses, the
 ; constants under every rounding mode, loads from every memory format, the six arithmetic
-; operations (P forms) over a table of operand pairs under rounding control x precision
-; control with all exceptions masked and with all unmasked, unary operations, comparisons with
-; condition codes and EFLAGS, stores to every memory format, FXAM, FSTENV/FSAVE/FRSTOR, the
-; MMX instructions and their x87 state transitions, and #NM (CR0.TS) and #MF (CR0.NE) through
-; the IDT.
+; operations (P forms), FSCALE, FPREM and FPREM1 over a table of operand pairs under rounding
+; control x precision control (exceptions masked), memory-operand forms, unary operations,
+; comparisons with condition codes and EFLAGS, register moves and FCMOVcc, transcendentals,
+; stores to every memory format, FXAM, FSTENV/FSAVE/FRSTOR, the MMX instructions and their
+; x87 state transitions, and #NM (CR0.TS) and a deferred #MF (CR0.NE) through the IDT.
 ; Every result is printed in hex; the expected text is recorded under QEMU (TCG, whose x87
 ; arithmetic is exact 80-bit softfloat). Transcendentals are printed rounded to double
 ; precision only, on arguments inside their documented domains (QEMU's FSIN/FCOS/FPTAN are
-; binary64 computations, and the last bits differ between implementations). Printed FSW values keep the exception flags, SF, ES and C0-C3 and drop TOP and B.
+; binary64 computations, and the last bits differ between implementations). Printed FSW
+; values keep the exception flags, SF, ES and C0-C3 and drop TOP and B.
 
 %include "common.inc"
         ROM_BEGIN
