@@ -302,7 +302,10 @@ fn round(env: &Env, sign: bool, mut exp: i32, sig: u128) -> Rounded<(bool, i32, 
             exp += BIAS_ADJUST;
             biased = exp + env.bias;
             adjusted = true;
-        } else {
+        }
+        // Masked, or so tiny that even the adjusted exponent is out of range (only FSCALE
+        // gets there): denormalise.
+        if biased < 1 {
             let shift = (1 - biased) as u32;
             sig = if shift >= 128 {
                 u128::from(sig != 0)
@@ -354,6 +357,11 @@ fn round(env: &Env, sign: bool, mut exp: i32, sig: u128) -> Rounded<(bool, i32, 
                 };
             }
             biased -= BIAS_ADJUST;
+            if biased > env.emax {
+                // Beyond even the adjusted range (only FSCALE gets there): infinity.
+                biased = env.emax + 1;
+                mant = 1 << (p - 1);
+            }
             return Rounded {
                 value: (sign, biased, mant as u64),
                 flags,
@@ -1268,6 +1276,12 @@ mod tests {
         let r = round_to_integral(&Env::extended(FCW | 0x800), f(0x3ffd, 1 << 63));
         assert_eq!(r.value, int(1)); // 0.25 up -> 1
         assert_eq!(scale(&Env::from_fcw(FCW), int(3), 4).value, int(48));
+        // Far out of range even for the bias-adjusted exponent (unmasked OE/UE).
+        let u = Env::from_fcw(FCW & !((exc::OE | exc::UE) as u16));
+        assert_eq!(scale(&u, int(3), 70000).value, F80::infinity(false));
+        let r = scale(&u, int(-3), -70000);
+        assert_eq!(r.value, F80::zero(true));
+        assert_eq!(r.flags, exc::UE | exc::PE);
         assert_eq!(extract(int(48)), (int(5), f(0x3fff, 0xc000_0000_0000_0000)));
     }
 }
