@@ -1,13 +1,15 @@
 ; x87.asm - the x87 FPU in 32-bit protected mode: the FPU detection sequence Linux uses, the
 ; constants under every rounding mode, loads from every memory format, the six arithmetic
-; operations (P forms) over a table of operand pairs under rounding control x precision
-; control with all exceptions masked and with all unmasked, unary operations, comparisons with
-; condition codes and EFLAGS, stores to every memory format, FXAM, FSTENV/FSAVE/FRSTOR, the
-; MMX instructions and their x87 state transitions, and #NM (CR0.TS) and #MF (CR0.NE) through
-; the IDT.
+; operations (P forms), FSCALE, FPREM and FPREM1 over a table of operand pairs under rounding
+; control x precision control (exceptions masked), memory-operand forms, unary operations,
+; comparisons with condition codes and EFLAGS, register moves and FCMOVcc, transcendentals,
+; stores to every memory format, FXAM, FSTENV/FSAVE/FRSTOR, the MMX instructions and their
+; x87 state transitions, and #NM (CR0.TS) and a deferred #MF (CR0.NE) through the IDT.
 ; Every result is printed in hex; the expected text is recorded under QEMU (TCG, whose x87
-; arithmetic is exact 80-bit softfloat). Transcendentals are not printed (QEMU's differ from
-; Intel's). Printed FSW values keep the exception flags, SF, ES and C0-C3 and drop TOP and B.
+; arithmetic is exact 80-bit softfloat). Transcendentals are printed rounded to double
+; precision only, on arguments inside their documented domains (QEMU's FSIN/FCOS/FPTAN are
+; binary64 computations, and the last bits differ between implementations). Printed FSW
+; values keep the exception flags, SF, ES and C0-C3 and drop TOP and B.
 
 %include "common.inc"
         ROM_BEGIN
@@ -272,6 +274,41 @@ pm_entry:
         call print_fsw
         call newline
         call dump_stack7
+
+; --- Transcendentals, rounded to double precision (FST m64) so that the last bits of the
+; 64-bit significand, where implementations differ, do not show.
+%macro TRANSC 3
+        PRINT32 %1, " "
+        mov ebx, ROMBASE + %2
+%%a:    fninit
+        fld qword [ebx + 8]
+        fld qword [ebx]             ; ST0 = x, ST1 = y
+        %3
+        fst qword [BUF]
+        mov eax, [BUF + 4]
+        call puthex32_32
+        mov eax, [BUF]
+        call puthex32_32
+        call space
+        add ebx, 16
+        cmp ebx, ROMBASE + %2_end
+        jb %%a
+        call newline
+%endmacro
+        PRINT32 "transcendentals", 10
+        TRANSC "fsin", transc_args, fsin
+        TRANSC "fcos", transc_args, fcos
+        TRANSC "fptan", transc_args, fptan
+%macro FPTAN_POP 0
+        fptan
+        fstp st0
+%endmacro
+        TRANSC "fptan-st1", transc_args, FPTAN_POP
+        TRANSC "fsincos", transc_args, fsincos
+        TRANSC "fpatan", transc_args, fpatan
+        TRANSC "f2xm1", transc_small, f2xm1
+        TRANSC "fyl2x", transc_args, fyl2x
+        TRANSC "fyl2xp1", transc_small, fyl2xp1
 
 ; --- Stores to every memory format, per rounding control.
         PRINT32 "stores", 10
@@ -706,6 +743,23 @@ int_values: dw -12345
             dd 100000
             dq -1234567890123456789
 bcd_value:  db 0x89, 0x67, 0x45, 0x23, 0x01, 0x89, 0x67, 0x45, 0x23, 0x80
+; (x, y) pairs of doubles for the transcendentals.
+transc_args:
+        dq 0x3fe0000000000000, 0x3ff0000000000000     ; 0.5, 1
+        dq 0x3ff0000000000000, 0x4004000000000000     ; 1, 2.5
+        dq 0x3fd3333333333333, 0xbfe6666666666666     ; 0.3, -0.7
+        dq 0xbfe6666666666666, 0x3fd3333333333333     ; -0.7, 0.3
+        dq 0x4059000000000000, 0x3fb999999999999a     ; 100, 0.1
+        dq 0x3e45798ee2308c3a, 0x400921fb54442d18     ; 1e-8, pi
+transc_args_end:
+; Arguments within F2XM1's (|x| <= 1) and FYL2XP1's (|x| < 1 - sqrt(2)/2) domains.
+transc_small:
+        dq 0x3fd0000000000000, 0x4004000000000000     ; 0.25, 2.5
+        dq 0xbfd0000000000000, 0x3ff0000000000000     ; -0.25, 1
+        dq 0x3fb999999999999a, 0xbfe6666666666666     ; 0.1, -0.7
+        dq 0x3e45798ee2308c3a, 0x400921fb54442d18     ; 1e-8, pi
+        dq 0xbfd1eb851eb851ec, 0x4059000000000000     ; -0.28, 100
+transc_small_end:
 mmx_pairs:  dq 0x0123456789abcdef, 0xfedcba9876543210
             dq 0x7fff80007f80ff01, 0x0001ffff7f8001ff
             dq 0x8000000000007fff, 0x8000000000000001

@@ -14,6 +14,7 @@
 
 mod arith;
 mod control;
+mod extended_math;
 pub mod float80;
 mod load_store;
 pub mod state;

@@ -400,3 +400,152 @@ fn real_mode_16bit_environment_layout() {
     assert_eq!(m.fpu().st(0), F80::ONE);
     assert_eq!(m.fpu().fip, 0x1012);
 }
+
+#[test]
+fn transcendentals_through_the_stack() {
+    let mut m = Machine::new();
+    m.ok(FNINIT);
+    // fld1; fld1; fpatan: atan(1/1) = pi/4 (C90FDAA22168C235 with exponent -1, +-2 ulps).
+    m.ok(FLD1);
+    m.ok(FLD1);
+    m.ok(&[0xd9, 0xf3]);
+    let s = m.fpu();
+    assert_eq!(s.top(), 7);
+    assert_eq!(s.st(0).se, 0x3ffe);
+    assert!(s.st(0).sig.abs_diff(0xc90f_daa2_2168_c235) <= 2);
+    assert_eq!(s.fsw & 0x3f, 0x20, "PE");
+    // fldz; fsincos: ST0 = cos 0 = 1, ST1 = sin 0 = 0, exact.
+    m.ok(FNINIT);
+    m.ok(FLDZ);
+    m.ok(&[0xd9, 0xfb]);
+    let s = m.fpu();
+    assert_eq!((s.st(0), s.st(1)), (F80::ONE, F80::ZERO));
+    assert_eq!(s.fsw & 0x3f, 0);
+    // fld1; fldz; fyl2x: 1 * log2(0): ZE, -inf.
+    m.ok(FNINIT);
+    m.ok(FLD1);
+    m.ok(FLDZ);
+    m.ok(&[0xd9, 0xf1]);
+    let s = m.fpu();
+    assert_eq!(
+        s.st(0),
+        F80 {
+            se: 0xffff,
+            sig: 1 << 63
+        }
+    );
+    assert_eq!(s.fsw & 0x3f, 0x04);
+    // fsin of 2^63 is out of range: C2 = 1, ST0 unchanged.
+    m.ok(FNINIT);
+    m.write(DATA, &0x43e0_0000_0000_0000u64.to_le_bytes()); // 2^63 as a double
+    m.ok(&mem(0xdd, 0, DATA));
+    m.ok(&[0xd9, 0xfe]);
+    let s = m.fpu();
+    assert_ne!(s.fsw & fsw::C2, 0);
+    assert_eq!(
+        s.st(0),
+        F80 {
+            se: 0x403e,
+            sig: 1 << 63
+        }
+    );
+}
+
+#[test]
+fn unmasked_responses_leave_operands_or_bias_the_result() {
+    let mut m = Machine::new();
+    m.ok(FNINIT);
+    // FCW 0x0340: every exception unmasked, RN, 64 bits.
+    m.write(DATA, &0x0340u16.to_le_bytes());
+    m.ok(&mem(0xd9, 5, DATA));
+    // Invalid: inf - inf leaves both operands and TOP alone (SDM Vol. 1 4.9.2).
+    let inf = F80::infinity(false);
+    m.write(DATA + 16, &inf.to_bytes());
+    m.ok(&mem(0xdb, 5, DATA + 16)); // fld tword [DATA+16]
+    m.ok(&mem(0xdb, 5, DATA + 16));
+    m.ok(&[0xde, 0xe9]); // fsubp st(1), st(0)
+    let s = m.fpu();
+    assert_eq!(s.fsw & 0xff, 0x81, "IE + ES");
+    assert_eq!((s.top(), s.st(0), s.st(1)), (6, inf, inf));
+    // Overflow to a register: the exponent is biased by -24576 and the result delivered.
+    m.ok(&[0xdb, 0xe2]); // fnclex
+    let max = F80 {
+        se: 0x7ffe,
+        sig: 1 << 63,
+    };
+    m.write(DATA + 32, &max.to_bytes());
+    m.ok(FNINIT);
+    m.ok(&mem(0xd9, 5, DATA));
+    m.ok(&mem(0xdb, 5, DATA + 32));
+    m.ok(&[0xd8, 0xc0]); // fadd st0, st0 = 2^16384
+    let s = m.fpu();
+    assert_eq!(s.fsw & 0x3f, 0x08, "OE");
+    assert_eq!(
+        s.st(0),
+        F80 {
+            se: (0x7fff - 24576) as u16,
+            sig: 1 << 63
+        }
+    );
+    // Unmasked overflow on a store to memory: nothing is stored, nothing popped.
+    m.ok(&[0xdb, 0xe2]);
+    m.write(DATA + 48, &[0xaa; 4]);
+    m.ok(FNINIT);
+    m.ok(&mem(0xd9, 5, DATA));
+    m.ok(&mem(0xdb, 5, DATA + 32));
+    m.ok(&mem(0xd9, 3, DATA + 48)); // fstp dword [DATA+48]
+    let s = m.fpu();
+    assert_eq!(m.read(DATA + 48, 4), [0xaa; 4]);
+    assert_eq!(s.top(), 7);
+    assert_eq!(s.fsw & 0x08, 0x08);
+}
+
+#[test]
+fn compare_and_conversion_edge_cases() {
+    let mut m = Machine::new();
+    m.ok(FNINIT);
+    // fld tword SNaN: an 80-bit load raises nothing and keeps the SNaN.
+    let snan = F80 {
+        se: 0x7fff,
+        sig: 0x8000_0000_0000_0001,
+    };
+    m.write(DATA, &snan.to_bytes());
+    m.ok(&mem(0xdb, 5, DATA));
+    assert_eq!(m.fpu().fsw & 0x3f, 0);
+    assert_eq!(m.fpu().st(0), snan);
+    // fucomi st0, st0 with an SNaN: IE, unordered (ZF PF CF).
+    m.ok(&[0xdb, 0xe8]);
+    assert_eq!(m.fpu().fsw & 0x3f, 0x01);
+    let f = m.ctx.flags.status(m.ctx.cpu.rflags);
+    assert_eq!(
+        f & (rflags::ZF | rflags::PF | rflags::CF),
+        rflags::ZF | rflags::PF | rflags::CF
+    );
+    // fbstp of 10^18 is out of range: the packed BCD indefinite.
+    m.ok(FNINIT);
+    m.write(DATA, &1_000_000_000_000_000_000i64.to_le_bytes());
+    m.ok(&mem(0xdf, 5, DATA)); // fild qword [DATA]
+    m.ok(&mem(0xdf, 6, DATA + 16)); // fbstp [DATA+16]
+    assert_eq!(
+        m.read(DATA + 16, 10),
+        [0, 0, 0, 0, 0, 0, 0, 0xc0, 0xff, 0xff]
+    );
+    assert_eq!(m.fpu().fsw & 0x3f, 0x01);
+    // fistp word of 32767.5 rounds (to even) to 32768: out of range, integer indefinite.
+    m.ok(FNINIT);
+    m.write(DATA, &32767.5f64.to_bits().to_le_bytes());
+    m.ok(&mem(0xdd, 0, DATA));
+    m.ok(&mem(0xdf, 3, DATA + 32));
+    assert_eq!(m.u16_at(DATA + 32), 0x8000);
+    // fisttp word truncates: 32767.
+    m.ok(&mem(0xdd, 0, DATA));
+    m.ok(&mem(0xdf, 1, DATA + 32));
+    assert_eq!(m.u16_at(DATA + 32), 0x7fff);
+    // fldenv with a tag word marking R7 empty: the register is empty afterwards.
+    m.ok(FNINIT);
+    m.ok(FLD1);
+    m.ok(&mem(0xd9, 6, DATA + 64)); // fnstenv
+    m.write(DATA + 64 + 8, &0xffffu16.to_le_bytes());
+    m.ok(&mem(0xd9, 4, DATA + 64)); // fldenv
+    assert_eq!(m.fpu().used, 0);
+}

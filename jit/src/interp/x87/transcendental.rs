@@ -1,33 +1,22 @@
 //! x87 transcendental instructions (SDM Vol. 1 8.3.10, 8.3.11): FSIN, FCOS, FSINCOS, FPTAN,
 //! FPATAN, F2XM1, FYL2X, FYL2XP1.
 //!
-//! Inexact by design: the operand is rounded to binary64, the host's libm computes the
-//! function, and the binary64 result is widened back. Results therefore carry at most 53
-//! significant bits and can differ from Intel hardware in the last bits of a double; special
+//! The functions are evaluated in 64-bit-significand arithmetic by [`super::extended_math`]
+//! (series after argument reduction), accurate to a few units in the last place of the 64-bit
+//! significand rather than Intel's documented ~1 ulp, so low-order bits can differ from
+//! hardware. Results are rounded to nearest at full precision (PC does not apply). Special
 //! operands (NaN, infinities, zeros, out-of-range arguments with C2) and the exceptions IE,
-//! ZE, DE and PE follow the SDM.
+//! ZE, DE and PE follow the SDM; UE for tiny results is not reported.
 
 use iced_x86::Mnemonic as M;
 
-use super::float80::{self, exc, Class, Env, Rounding, F80};
+use super::extended_math;
+use super::float80::{self, exc, Class, Env, F80};
 use super::X87Insn;
 use crate::interp::{Exec, Flow};
 
 /// FSIN/FCOS/FSINCOS/FPTAN take |x| < 2^63; otherwise C2 = 1 and ST(0) is unchanged.
 const TRIG_LIMIT_EXP: u16 = 0x3fff + 63;
-
-fn to_f64(v: F80) -> f64 {
-    let env = Env {
-        rounding: Rounding::NearestEven,
-        masks: 0x3f,
-        ..Env::double(0x037f)
-    };
-    f64::from_bits(float80::to_f64_bits(&env, v).value)
-}
-
-fn from_f64(v: f64) -> F80 {
-    float80::from_f64_bits(v.to_bits()).0
-}
 
 pub(super) fn execute(x: &mut X87Insn) -> Exec {
     let m = x.insn.mnemonic();
@@ -93,38 +82,74 @@ pub(super) fn execute(x: &mut X87Insn) -> Exec {
             return Ok(Flow::Next);
         }
     }
-    let (fa, fb) = (to_f64(a), to_f64(b));
-    let (r0, r1, flags) = match m {
-        M::Fsin => (fa.sin(), 0.0, 0),
-        M::Fcos => (fa.cos(), 0.0, 0),
-        M::Fsincos => (fa.sin(), fa.cos(), 0),
-        M::Fptan => (fa.tan(), 1.0, 0),
-        M::F2xm1 => {
-            if a.class() == Class::Infinity {
-                (if a.sign() { -1.0 } else { f64::INFINITY }, 0.0, 0)
+    let env = Env::extended(x.st.fcw);
+    let (ca, cb) = (a.class(), b.class());
+    // (first result, second result, extra flags, exact)
+    let (r0, r1, flags, exact): (F80, F80, u8, bool) = match m {
+        M::Fsin | M::Fcos | M::Fsincos | M::Fptan => {
+            if ca == Class::Zero {
+                match m {
+                    M::Fcos => (F80::ONE, F80::ZERO, 0, true),
+                    M::Fsincos => (a, F80::ONE, 0, true),
+                    _ => (a, F80::ONE, 0, true),
+                }
             } else {
-                ((fa * std::f64::consts::LN_2).exp_m1(), 0.0, 0)
+                let (s, c) = extended_math::sin_cos(a);
+                match m {
+                    M::Fsin => (s, F80::ZERO, 0, false),
+                    M::Fcos => (c, F80::ZERO, 0, false),
+                    M::Fsincos => (s, c, 0, false),
+                    _ => (float80::div(&env, s, c).value, F80::ONE, 0, false),
+                }
             }
         }
-        M::Fpatan => (fb.atan2(fa), 0.0, 0),
+        M::F2xm1 => match ca {
+            Class::Zero => (a, F80::ZERO, 0, true),
+            Class::Infinity if a.sign() => (float80::from_int(-1), F80::ZERO, 0, true),
+            Class::Infinity => (a, F80::ZERO, 0, true),
+            _ => (extended_math::exp2m1(a), F80::ZERO, 0, false),
+        },
+        M::Fpatan => {
+            let r = atan2_special(b, a);
+            (r, F80::ZERO, 0, r.is_zero())
+        }
         M::Fyl2x => {
-            if a.sign() && !a.is_zero() {
+            if a.sign() && ca != Class::Zero {
                 return Ok(invalid(x, m));
             }
-            if a.is_zero() {
-                if b.is_zero() {
-                    return Ok(invalid(x, m));
+            let l = match ca {
+                Class::Zero => {
+                    if cb == Class::Zero {
+                        return Ok(invalid(x, m));
+                    }
+                    // log2(0) = -inf: a zero divide.
+                    (F80::infinity(true), exc::ZE)
                 }
-                (f64::NEG_INFINITY * fb.signum(), 0.0, exc::ZE)
-            } else {
-                (fb * fa.log2(), 0.0, 0)
+                Class::Infinity => (a, 0),
+                _ => (extended_math::log2(a), 0),
+            };
+            let r = float80::mul(&env, b, l.0);
+            if r.flags & exc::IE != 0 {
+                return Ok(invalid(x, m));
             }
+            (r.value, F80::ZERO, l.1, r.value.is_zero() || l.1 != 0)
         }
         _ => {
-            if fa < -1.0 {
+            let below = float80::compare(&env, a, float80::from_int(-1), true).0;
+            if below == Some(std::cmp::Ordering::Less) {
                 return Ok(invalid(x, m));
             }
-            (fb * fa.ln_1p() / std::f64::consts::LN_2, 0.0, 0)
+            let l = match ca {
+                Class::Zero => (a, 0),
+                Class::Infinity => (a, 0),
+                _ if below == Some(std::cmp::Ordering::Equal) => (F80::infinity(true), exc::ZE),
+                _ => (extended_math::log2_1p(a), 0),
+            };
+            let r = float80::mul(&env, b, l.0);
+            if r.flags & exc::IE != 0 {
+                return Ok(invalid(x, m));
+            }
+            (r.value, F80::ZERO, l.1, r.value.is_zero() || l.1 != 0)
         }
     };
     if flags & exc::ZE != 0 {
@@ -133,23 +158,43 @@ pub(super) fn execute(x: &mut X87Insn) -> Exec {
             return Ok(Flow::Next);
         }
     }
-    if r0.is_nan() {
-        return Ok(invalid(x, m));
-    }
-    let exact = matches!(
-        (m, a.is_zero()),
-        (M::Fsin | M::Fsincos | M::Fptan | M::F2xm1, true)
-    );
     x.st.raise(de | if exact { 0 } else { exc::PE });
     x.st.set_c1(false);
-    let v0 = if exact && m != M::Fptan {
-        a
-    } else {
-        from_f64(r0)
-    };
-    let v0 = if exact && m == M::Fptan { a } else { v0 };
-    finish(x, m, v0, from_f64(r1));
+    finish(x, m, r0, r1);
     Ok(Flow::Next)
+}
+
+/// FPATAN's special operands (SDM Vol. 2A FPATAN, Table 3-30), else the evaluation.
+fn atan2_special(y: F80, x: F80) -> F80 {
+    use extended_math::{PI, PI_2, PI_4};
+    let env = Env::extended(0x037f);
+    let with_sign = |v: F80| if y.sign() { v.negate() } else { v };
+    let (cy, cx) = (y.class(), x.class());
+    match (cy, cx) {
+        (Class::Zero, _) => {
+            if x.sign() {
+                with_sign(PI)
+            } else {
+                y
+            }
+        }
+        (Class::Infinity, Class::Infinity) => {
+            if x.sign() {
+                with_sign(float80::mul(&env, PI_4, float80::from_int(3)).value)
+            } else {
+                with_sign(PI_4)
+            }
+        }
+        (Class::Infinity, _) | (_, Class::Zero) => with_sign(PI_2),
+        (_, Class::Infinity) => {
+            if x.sign() {
+                with_sign(PI)
+            } else {
+                F80::zero(y.sign())
+            }
+        }
+        _ => extended_math::atan2(y, x),
+    }
 }
 
 /// Store the results: one-operand functions replace ST(0) (FSINCOS/FPTAN then push the second
