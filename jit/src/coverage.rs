@@ -2,15 +2,17 @@
 //!
 //! The answer comes from the implementation, not from a list kept by hand: for every
 //! [`iced_x86::Code`] an encoding is synthesised from iced's [`OpCodeInfo`] (prefixes, opcode
-//! map, opcode bytes, ModRM group, operand and address size, the modes the code exists in), decoded
-//! back with the options emu's decoder uses, and kept only if it decodes to the same `Code`. That
-//! instruction then executes for one step through the interpreter ([`crate::interp::step`]) in a
-//! sandbox (fresh [`CpuState`] in real, 32-bit protected or 64-bit mode, a little RAM, CR4.OSFXSR
-//! and CR4.OSXSAVE set, CR0.EM/TS clear). It is *unimplemented* when the interpreter took its
-//! unimplemented-instruction path ([`Runtime::unimplemented`] counted it), *implemented* otherwise,
-//! whatever fault it raised (#GP for a privileged operand, #PF, ...). For implemented codes the
-//! translator is asked too ([`translate_block`] on a one-instruction block, IR only, nothing is
-//! compiled) whether it emits the instruction inline or calls the interpreter helper.
+//! map, opcode bytes, ModRM group, operand and address size, the modes the code exists in),
+//! decoded back with the options emu's decoder uses, and kept only if it decodes to the same
+//! `Code` (for a register-or-memory operand, one register and one memory form). Each form then
+//! executes for one step through the interpreter ([`crate::interp::step`]) in a sandbox (fresh
+//! [`CpuState`] in real, 32-bit protected or 64-bit mode, a little RAM, CR4.OSFXSR and
+//! CR4.OSXSAVE set, CR0.EM/TS clear). A code is *unimplemented* when the interpreter took its
+//! unimplemented-instruction path ([`Runtime::unimplemented`] counted it) for any form,
+//! *implemented* otherwise, whatever fault it raised (#GP for a privileged operand, #PF, ...).
+//! For implemented codes the translator is asked too ([`translate_block`] on a one-instruction
+//! block, IR only, nothing is compiled) whether it emits the instruction inline or calls the
+//! interpreter helper.
 //!
 //! Codes for which no encoding could be synthesised are reported as [`Status::NotProbed`], never as
 //! implemented or not.
@@ -23,7 +25,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::FunctionBuilderContext;
 use iced_x86::{
     Code, CpuidFeature as F, Decoder, DecoderOptions, EncodingKind, Instruction, MandatoryPrefix,
-    OpCodeInfo, OpCodeTableKind,
+    OpCodeInfo, OpCodeTableKind, OpKind,
 };
 use vcpu::state::{cr0, efer, gpr};
 use vcpu::{CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIndex};
@@ -218,7 +220,8 @@ pub struct Probe {
     pub code: Code,
     pub class: Class,
     pub status: Status,
-    /// The mode it was probed in (16, 32, 64) and its encoding; 0 and empty when not probed.
+    /// The mode it was probed in (16, 32, 64) and its encoding (for an unimplemented code, the
+    /// form that was unimplemented); 0 and empty when not probed.
     pub bitness: u32,
     pub bytes: Vec<u8>,
 }
@@ -239,24 +242,48 @@ pub fn probe(code: Code) -> Probe {
     Sandbox::new().probe(code)
 }
 
-/// Synthesise an encoding of `code`: the mode (16, 32, 64), the instruction bytes, and the
-/// decoded instruction at `CODE`. `None` when no candidate decodes back to `code`.
-pub fn synthesize(code: Code) -> Option<(u32, Vec<u8>, Instruction)> {
+/// One synthesised encoding: the mode (16, 32, 64), the instruction bytes, and the instruction
+/// decoded at `CODE`.
+pub type Encoding = (u32, Vec<u8>, Instruction);
+
+/// Synthesise an encoding of `code`; `None` when no candidate decodes back to `code`.
+pub fn synthesize(code: Code) -> Option<Encoding> {
+    synthesize_forms(code).into_iter().next()
+}
+
+/// Synthesise up to two encodings of `code` in the first mode where it decodes: the first one
+/// found, and for a code with a register-or-memory operand the first one of the other form
+/// (register first, then memory), so both forms are probed.
+pub fn synthesize_forms(code: Code) -> Vec<Encoding> {
     let op = code.op_code();
+    let has_memory = |i: &Instruction| (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory);
     for bitness in [32, 64, 16] {
         if !op.is_available_in_mode(bitness) {
             continue;
         }
+        let mut forms: Vec<Encoding> = Vec::new();
         for bytes in candidates(op, bitness) {
             let mut d = Decoder::with_ip(bitness, &bytes, CODE, EMU_DECODER_OPTIONS);
             let insn = d.decode();
-            if insn.code() == code {
+            if insn.code() != code {
+                continue;
+            }
+            if forms
+                .iter()
+                .all(|(_, _, f)| has_memory(f) != has_memory(&insn))
+            {
                 let len = insn.len();
-                return Some((bitness, bytes[..len].to_vec(), insn));
+                forms.push((bitness, bytes[..len].to_vec(), insn));
+            }
+            if forms.len() == 2 {
+                break;
             }
         }
+        if !forms.is_empty() {
+            return forms;
+        }
     }
-    None
+    Vec::new()
 }
 
 /// Candidate encodings of `op` in a mode, simplest first.
@@ -464,7 +491,8 @@ impl Sandbox {
             bitness: 0,
             bytes: Vec::new(),
         };
-        let Some((bitness, bytes, insn)) = synthesize(code) else {
+        let forms = synthesize_forms(code);
+        if forms.is_empty() {
             let why = if code.op_code().decoder_option() != DecoderOptions::NONE {
                 NotProbed::DecoderOption
             } else if code.op_code().fwait() {
@@ -473,19 +501,20 @@ impl Sandbox {
                 NotProbed::NoEncoding
             };
             return not_probed(why);
-        };
+        }
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
-            let unimplemented = self.execute(bitness, &bytes, &insn);
-            if unimplemented {
-                Status::Unimplemented
-            } else {
-                Status::Implemented {
-                    inline: self.translates_inline(bitness, &insn),
+            // Unimplemented if any form takes the unimplemented path; reported with that form.
+            for (bitness, bytes, insn) in &forms {
+                if self.execute(*bitness, bytes, insn) {
+                    return (Status::Unimplemented, *bitness, bytes.clone());
                 }
             }
+            let (bitness, bytes, insn) = &forms[0];
+            let inline = self.translates_inline(*bitness, insn);
+            (Status::Implemented { inline }, *bitness, bytes.clone())
         }));
         match run {
-            Ok(status) => Probe {
+            Ok((status, bitness, bytes)) => Probe {
                 code,
                 class,
                 status,
@@ -693,6 +722,19 @@ mod tests {
                 .code(),
             Code::EVEX_Vaddps_zmm_k1z_zmm_zmmm512b32_er
         );
+    }
+
+    #[test]
+    fn register_or_memory_operands_get_both_forms() {
+        let memory = |e: &Encoding| (0..e.2.op_count()).any(|n| e.2.op_kind(n) == OpKind::Memory);
+        let add = synthesize_forms(Code::Add_rm32_r32);
+        assert_eq!(add.len(), 2);
+        assert_ne!(memory(&add[0]), memory(&add[1]));
+        assert_eq!(synthesize_forms(Code::Add_r32_rm32).len(), 2);
+        // Codes without a register-or-memory operand have one form.
+        assert_eq!(synthesize_forms(Code::Cpuid).len(), 1);
+        assert_eq!(synthesize_forms(Code::Lgdt_m1632).len(), 1);
+        assert!(memory(&synthesize_forms(Code::Lgdt_m1632)[0]));
     }
 
     #[test]
