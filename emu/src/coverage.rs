@@ -15,7 +15,8 @@ pub enum Format {
     Csv,
 }
 
-/// Which codes to list after the table.
+/// Which codes to list after the table (with the mode and bytes probed, and for implemented
+/// codes the exception the probe raised in the sandbox).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Lists {
     pub implemented: bool,
@@ -65,6 +66,20 @@ fn status_name(s: Status) -> &'static str {
         Status::NotProbed(NotProbed::Fwait) => "not probed (decoded as WAIT + no-wait form)",
         Status::NotProbed(NotProbed::NoEncoding) => "not probed (no encoding decodes to it)",
         Status::NotProbed(NotProbed::Panicked) => "not probed (probe panicked)",
+    }
+}
+
+/// The exception a probe raised, by its SDM mnemonic (Vol. 3A Table 6-1); `-` for none.
+fn fault_name(vector: Option<u8>) -> String {
+    const NAMES: [&str; 21] = [
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#MF(9)", "#TS", "#NP",
+        "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM", "#VE",
+    ];
+    match vector {
+        None => String::from("-"),
+        Some(v) => NAMES
+            .get(usize::from(v))
+            .map_or_else(|| format!("int {v:#x}"), |n| String::from(*n)),
     }
 }
 
@@ -149,25 +164,27 @@ fn code_list(probes: &[&Probe], format: Format) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "{:<48} {:<26} {:<7} {:<30} {}",
+                    "{:<48} {:<26} {:<7} {:<30} {:<7} {}",
                     format!("{:?}", p.code),
                     p.class.name(),
                     mode,
                     hex(&p.bytes),
+                    fault_name(p.fault),
                     status_name(p.status)
                 );
             }
         }
         Format::Csv => {
-            s.push_str("code,class,bitness,bytes,status\n");
+            s.push_str("code,class,bitness,bytes,fault,status\n");
             for p in probes {
                 let _ = writeln!(
                     s,
-                    "{:?},{},{},{},{}",
+                    "{:?},{},{},{},{},{}",
                     p.code,
                     p.class.name(),
                     p.bitness,
                     hex(&p.bytes),
+                    fault_name(p.fault),
                     status_name(p.status)
                 );
             }

@@ -50,6 +50,23 @@ const STACK_TOP: u64 = 0x8000;
 const PML4: u64 = 0x7_0000;
 const PDPT: u64 = 0x7_1000;
 const PD: u64 = 0x7_2000;
+/// Descriptor tables: GDT (null, 32-bit code 0x08, data 0x10, 64-bit code 0x18) and an IDT
+/// (or the real-mode IVT at 0) whose vector `v` points at `HANDLERS + v`, so the vector of the
+/// exception a probe raised can be read back from rip.
+const GDT: u64 = 0x5000;
+const IDT: u64 = 0x6000;
+const HANDLERS: u64 = 0x600;
+const SEL_CODE32: u16 = 0x08;
+const SEL_CODE64: u16 = 0x18;
+/// Descriptor high dwords (SDM Vol. 3A 3.4.5): present, DPL 0, code execute/read with D (32-bit)
+/// or L (64-bit), data read/write with B; 4 GiB limit.
+const DESC_CODE32: u32 = 0x00cf_9a00;
+const DESC_CODE64: u32 = 0x00af_9a00;
+const DESC_DATA: u32 = 0x00cf_9200;
+/// Gate type/attribute word (SDM Vol. 3A 6.11, 6.14.1): present, DPL 0, interrupt gate.
+const GATE_INTERRUPT: u32 = 0x8e00;
+/// #UD (SDM Vol. 3A 6.15).
+pub const UD_VECTOR: u8 = 6;
 /// Paging entry bits (SDM Vol. 3A 4.5, Tables 4-14..4-18): present, writable, user, page size.
 const PTE_P_RW_US: u64 = 0x7;
 const PDE_PS: u64 = 0x80;
@@ -224,6 +241,10 @@ pub struct Probe {
     /// form that was unimplemented); 0 and empty when not probed.
     pub bitness: u32,
     pub bytes: Vec<u8>,
+    /// For an implemented code, the vector of the exception its first form raised in the sandbox
+    /// (#GP for privileged operands, ...), `None` if it completed. An implemented code raising
+    /// #UD deserves a look: its executor may reject a form it does not handle.
+    pub fault: Option<u8>,
 }
 
 /// Every instruction code iced knows, excluding pseudo-codes (INVALID, db/dw/dd/dq, zero bytes).
@@ -490,6 +511,7 @@ impl Sandbox {
             status: Status::NotProbed(why),
             bitness: 0,
             bytes: Vec::new(),
+            fault: None,
         };
         let forms = synthesize_forms(code);
         if forms.is_empty() {
@@ -504,47 +526,56 @@ impl Sandbox {
         }
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
             // Unimplemented if any form takes the unimplemented path; reported with that form.
-            for (bitness, bytes, insn) in &forms {
-                if self.execute(*bitness, bytes, insn) {
-                    return (Status::Unimplemented, *bitness, bytes.clone());
+            let mut fault = None;
+            for (i, (bitness, bytes, insn)) in forms.iter().enumerate() {
+                let (unimplemented, vector) = self.execute(*bitness, bytes, insn);
+                if unimplemented {
+                    return (Status::Unimplemented, *bitness, bytes.clone(), None);
+                }
+                if i == 0 {
+                    fault = vector;
                 }
             }
             let (bitness, bytes, insn) = &forms[0];
             let inline = self.translates_inline(*bitness, insn);
-            (Status::Implemented { inline }, *bitness, bytes.clone())
+            (
+                Status::Implemented { inline },
+                *bitness,
+                bytes.clone(),
+                fault,
+            )
         }));
         match run {
-            Ok((status, bitness, bytes)) => Probe {
+            Ok((status, bitness, bytes, fault)) => Probe {
                 code,
                 class,
                 status,
                 bitness,
                 bytes,
+                fault,
             },
             Err(_) => not_probed(NotProbed::Panicked),
         }
     }
 
-    /// Run `insn` for one interpreter step; true if it took the unimplemented path.
-    fn execute(&mut self, bitness: u32, bytes: &[u8], insn: &Instruction) -> bool {
-        let ram = &self.rt.ram;
-        // Rewrite what a previous probe may have changed: code and page tables.
-        let tables = [
-            (PML4, PDPT | PTE_P_RW_US),
-            (PDPT, PD | PTE_P_RW_US),
-            (PD, PTE_P_RW_US | PDE_PS),
-        ];
-        let written = ram.write_host(CODE, bytes).is_ok()
-            && tables
-                .iter()
-                .all(|&(at, v)| ram.write_host(at, &v.to_le_bytes()).is_ok());
-        debug_assert!(written, "sandbox RAM covers the code and page tables");
+    /// Run `insn` for one interpreter step: whether it took the unimplemented path, and the
+    /// vector of the exception it raised, if any.
+    fn execute(&mut self, bitness: u32, bytes: &[u8], insn: &Instruction) -> (bool, Option<u8>) {
+        // Rewrite what a previous probe may have changed: code, page and descriptor tables.
+        let written = write_sandbox_memory(&self.rt.ram, bitness, bytes);
+        debug_assert!(written, "sandbox RAM covers the code and system tables");
         let mut ctx = JitContext::new(sandbox_state(bitness));
         ctx.flags.set_eflags();
         self.rt.triple_fault = false;
         let before = self.rt.unimplemented;
         interp::step(&mut ctx, &mut self.rt, insn);
-        self.rt.unimplemented != before
+        let vector = ctx
+            .cpu
+            .rip
+            .checked_sub(HANDLERS)
+            .filter(|&v| v < 256 && !self.rt.triple_fault)
+            .map(|v| v as u8);
+        (self.rt.unimplemented != before, vector)
     }
 
     /// Whether the translator emits `insn` inline (`None` without a host ISA).
@@ -581,6 +612,52 @@ impl Sandbox {
     }
 }
 
+/// Write the probe's code, the page tables, the GDT and the IDT (IVT in real mode); false if
+/// some address is outside the sandbox RAM.
+fn write_sandbox_memory(ram: &GuestRam, bitness: u32, code: &[u8]) -> bool {
+    let mut ok = ram.write_host(CODE, code).is_ok();
+    let mut put = |at: u64, bytes: &[u8]| ok &= ram.write_host(at, bytes).is_ok();
+    for (at, v) in [
+        (PML4, PDPT | PTE_P_RW_US),
+        (PDPT, PD | PTE_P_RW_US),
+        (PD, PTE_P_RW_US | PDE_PS),
+    ] {
+        put(at, &v.to_le_bytes());
+    }
+    for (i, high) in [0, DESC_CODE32, DESC_DATA, DESC_CODE64]
+        .into_iter()
+        .enumerate()
+    {
+        let low: u32 = if high == 0 { 0 } else { 0xffff };
+        let desc = u64::from(high) << 32 | u64::from(low);
+        put(GDT + 8 * i as u64, &desc.to_le_bytes());
+    }
+    for v in 0..256u64 {
+        let handler = HANDLERS + v;
+        match bitness {
+            16 => put(4 * v, &(handler as u32).to_le_bytes()),
+            32 | 64 => {
+                let sel = if bitness == 64 {
+                    SEL_CODE64
+                } else {
+                    SEL_CODE32
+                };
+                let low = u32::from(sel) << 16 | (handler as u32 & 0xffff);
+                let high = (handler as u32 & 0xffff_0000) | GATE_INTERRUPT;
+                let gate = u64::from(high) << 32 | u64::from(low);
+                if bitness == 64 {
+                    put(IDT + 16 * v, &gate.to_le_bytes());
+                    put(IDT + 16 * v + 8, &(handler >> 32).to_le_bytes());
+                } else {
+                    put(IDT + 8 * v, &gate.to_le_bytes());
+                }
+            }
+            _ => {}
+        }
+    }
+    ok
+}
+
 /// The host's Cranelift ISA, if there is one (only IR is built; nothing is compiled).
 fn host_isa() -> Option<OwnedTargetIsa> {
     let mut flags = settings::builder();
@@ -606,13 +683,17 @@ fn sandbox_state(bitness: u32) -> CpuState {
         }
         _ => {
             s.cr0 |= cr0::PE;
-            let code_high = if bitness == 64 {
-                0x00af_9a00
+            let (sel, high, gate_size) = if bitness == 64 {
+                (SEL_CODE64, DESC_CODE64, 16)
             } else {
-                0x00cf_9a00
+                (SEL_CODE32, DESC_CODE32, 8)
             };
-            let code = Segment::from_descriptor(0x08, 0x0000_ffff, code_high);
-            let data = Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9200);
+            let code = Segment::from_descriptor(sel, 0x0000_ffff, high);
+            let data = Segment::from_descriptor(0x10, 0x0000_ffff, DESC_DATA);
+            s.gdtr.base = GDT;
+            s.gdtr.limit = 4 * 8 - 1;
+            s.idtr.base = IDT;
+            s.idtr.limit = 256 * gate_size - 1;
             for (i, seg) in s.seg.iter_mut().enumerate() {
                 *seg = if i == SegmentIndex::Cs as usize {
                     code
@@ -754,6 +835,15 @@ mod tests {
         if host_isa().is_some() {
             assert_eq!(add.status, Status::Implemented { inline: Some(true) });
         }
+        assert_eq!(add.fault, None);
+        // The sandbox records the exception a probe raised (vector from the IDT/IVT handler).
+        let ud2 = probe(Code::Ud2);
+        assert!(matches!(ud2.status, Status::Implemented { .. }));
+        assert_eq!(ud2.fault, Some(UD_VECTOR));
+        assert_eq!(probe(Code::Int3).fault, Some(3));
+        assert_eq!(probe(Code::Int3).bitness, 32);
+        let in_64 = probe(Code::Add_rm64_r64);
+        assert_eq!((in_64.bitness, in_64.fault), (64, None));
         // Privileged and faulting instructions still count as implemented.
         assert!(matches!(
             probe(Code::Lgdt_m1632).status,
