@@ -72,8 +72,8 @@ fn status_name(s: Status) -> &'static str {
 /// The exception a probe raised, by its SDM mnemonic (Vol. 3A Table 6-1); `-` for none.
 fn fault_name(vector: Option<u8>) -> String {
     const NAMES: [&str; 21] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#MF(9)", "#TS", "#NP",
-        "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM", "#VE",
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+        "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM", "#VE",
     ];
     match vector {
         None => String::from("-"),

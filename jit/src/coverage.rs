@@ -65,8 +65,6 @@ const DESC_CODE64: u32 = 0x00af_9a00;
 const DESC_DATA: u32 = 0x00cf_9200;
 /// Gate type/attribute word (SDM Vol. 3A 6.11, 6.14.1): present, DPL 0, interrupt gate.
 const GATE_INTERRUPT: u32 = 0x8e00;
-/// #UD (SDM Vol. 3A 6.15).
-pub const UD_VECTOR: u8 = 6;
 /// Paging entry bits (SDM Vol. 3A 4.5, Tables 4-14..4-18): present, writable, user, page size.
 const PTE_P_RW_US: u64 = 0x7;
 const PDE_PS: u64 = 0x80;
@@ -839,8 +837,8 @@ mod tests {
         // The sandbox records the exception a probe raised (vector from the IDT/IVT handler).
         let ud2 = probe(Code::Ud2);
         assert!(matches!(ud2.status, Status::Implemented { .. }));
-        assert_eq!(ud2.fault, Some(UD_VECTOR));
-        assert_eq!(probe(Code::Int3).fault, Some(3));
+        assert_eq!(ud2.fault, Some(crate::exception::UD_VECTOR));
+        assert_eq!(probe(Code::Int3).fault, Some(crate::exception::BP_VECTOR));
         assert_eq!(probe(Code::Int3).bitness, 32);
         let in_64 = probe(Code::Add_rm64_r64);
         assert_eq!((in_64.bitness, in_64.fault), (64, None));
