@@ -4,6 +4,7 @@
 pub mod acpi;
 pub mod calibrate;
 pub mod control;
+pub mod coverage;
 pub mod demo;
 pub mod duration;
 pub mod firmware;

@@ -54,6 +54,22 @@ enum Command {
         #[arg(value_name = "FILE")]
         snapshot: PathBuf,
     },
+    /// Report which iced-x86 instruction codes the JIT implements, per class: every code is
+    /// encoded, decoded back and executed for one step in a sandbox.
+    Coverage {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: emu::coverage::Format,
+        /// Also list the codes that are not implemented.
+        #[arg(long)]
+        unimplemented: bool,
+        /// Also list the codes that are implemented.
+        #[arg(long)]
+        implemented: bool,
+        /// Also list the codes that could not be probed, with the reason.
+        #[arg(long)]
+        not_probed: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -145,6 +161,21 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Restore(args) => restore(args),
         Command::Inspect { snapshot } => inspect(&snapshot),
+        Command::Coverage {
+            format,
+            unimplemented,
+            implemented,
+            not_probed,
+        } => {
+            let lists = emu::coverage::Lists {
+                implemented,
+                unimplemented,
+                not_probed,
+            };
+            let probes = emu::coverage::probe_all();
+            print!("{}", emu::coverage::report(&probes, format, lists));
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

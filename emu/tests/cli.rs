@@ -133,3 +133,43 @@ fn bad_images_and_arguments_are_clear_errors() {
     let out = emu(&["run", "--accel", "hvf"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn coverage_reports_classes_and_lists_unimplemented_codes() {
+    let out = emu(&["coverage", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("class,codes,probed,implemented,inline,unimplemented,not_probed,percent")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("row {name} in {csv}"))
+    };
+    let num = |r: &Vec<&str>, col: usize| r[col].parse::<f64>().unwrap();
+    let gp = row("legacy general-purpose");
+    assert!(num(gp, 7) > 80.0, "{gp:?}");
+    let avx = row("VEX (AVX/AVX2/FMA/BMI)");
+    assert_eq!(num(avx, 3), 0.0);
+    assert!(num(avx, 5) > 0.0);
+    let all = row("all");
+    // codes = implemented + unimplemented + not probed.
+    assert_eq!(num(all, 1), num(all, 3) + num(all, 5) + num(all, 6));
+
+    let out = emu(&["coverage", "--unimplemented"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("class"));
+    let listed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.ends_with(" unimplemented"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert!(listed.contains(&"VEX_Vaddps_xmm_xmm_xmmm128"));
+    assert!(!listed.contains(&"Add_rm32_r32"));
+    assert_eq!(listed.len() as f64, num(all, 5));
+}

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod context;
+pub mod coverage;
 pub mod dispatch;
 pub mod exception;
 pub mod flags;

@@ -18,6 +18,9 @@ pub struct Runtime {
     pub buses: *mut devices::Buses,
     /// Set when exception delivery escalated to a triple fault (SDM Vol. 3A 6.15, vector 8).
     pub triple_fault: bool,
+    /// Instructions that took the interpreter's unimplemented-instruction path (#UD, or #NM for
+    /// an x87 escape); read by the instruction coverage probe (`crate::coverage`).
+    pub unimplemented: u64,
     /// One bit per guest-physical page below `code_bitmap.len() * 64` pages: the page holds
     /// translated code.
     code_bitmap: Vec<u64>,
@@ -36,6 +39,7 @@ impl Runtime {
             ram,
             buses: std::ptr::null_mut(),
             triple_fault: false,
+            unimplemented: 0,
             code_bitmap: vec![0; words],
             dirty_code_pages: Vec::new(),
             warned_codes: HashSet::new(),

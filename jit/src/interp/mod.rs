@@ -284,6 +284,7 @@ const X87_ESCAPE: std::ops::RangeInclusive<u32> = 0xd8..=0xdf;
 #[cold]
 fn unimplemented_instruction(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     let code = insn.code();
+    rt.unimplemented += 1;
     if rt.first_warning(code) {
         let la = ctx.cpu.cs().base.wrapping_add(insn.ip());
         log::warn!(
