@@ -16,7 +16,7 @@ use vcpu::{Buses, CpuState, GuestRam, Kicker, Segment, Vcpu, VcpuError, VmExit};
 use crate::cache::{
     Block, BlockId, BlockKey, BlockTable, CacheError, CodeCache, ModeKey, NO_SUCC, SUCCESSORS,
 };
-use crate::context::{tlb_index, JitContext, PAGE_MASK};
+use crate::context::{tlb_index, JitContext, PAGE_MASK, PAGE_SHIFT};
 use crate::exception;
 use crate::interp::{self, Step};
 use crate::mem::{self, Access};
@@ -308,7 +308,8 @@ impl JitVcpu {
         if let Some(id) = self.blocks.lookup(&key) {
             return Ok(Found::Block(id));
         }
-        let page_left = (0x1000 - (la & 0xfff)) as usize;
+        // Bytes to the end of the guest page (the guest's 4 KiB, not the host's page size).
+        let page_left = ((1u64 << PAGE_SHIFT) - (la & !PAGE_MASK)) as usize;
         let mut buf = vec![0u8; page_left + MAX_INSN_LEN - 1];
         let (phys, n) = match mem::fetch_code(&mut self.ctx, &mut self.rt, la, &mut buf) {
             Ok(r) => r,

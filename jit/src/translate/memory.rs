@@ -175,7 +175,8 @@ impl Tx<'_, '_> {
             let fits = self.b.ins().icmp_imm_u(
                 IntCC::UnsignedLessThanOrEqual,
                 in_page,
-                i64::from(4096 - size),
+                // The guest's 4 KiB page (PAGE_SHIFT), whatever the host's page size is.
+                i64::from((1u32 << PAGE_SHIFT) - size),
             );
             hit = self.b.ins().band(hit, fits);
         }
