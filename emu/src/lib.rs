@@ -2,6 +2,7 @@
 //! drives a backend, plus the `emu` command line on top of it.
 
 pub mod acpi;
+pub mod boot_gdt;
 pub mod calibrate;
 pub mod control;
 pub mod coverage;

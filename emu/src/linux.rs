@@ -11,8 +11,10 @@
 //! bzImage support only compiles on x86 hosts, and emu must boot the same kernel from its JIT on
 //! aarch64 and riscv64 hosts too.
 
-use vcpu::state::{cr0, efer, gpr, rflags};
-use vcpu::{CpuState, DescriptorTable, GuestRam, RegionKind, Segment, SegmentIndex};
+use vcpu::state::{cr0, efer, gpr};
+use vcpu::{CpuState, GuestRam, RegionKind};
+
+use crate::boot_gdt::FlatGdt;
 
 /// Setup header offsets inside the bzImage and the zero page (boot.rst, "The Real-Mode Kernel
 /// Header"; arch/x86/include/uapi/asm/bootparam.h).
@@ -282,57 +284,30 @@ pub fn load(
     // No firmware: the kernel finds its ACPI tables (and the poweroff path) from emu.
     crate::acpi::install(ram)?;
 
-    // GDT: null, null, __BOOT_CS (64-bit code), __BOOT_DS (flat data) (SDM Vol. 3A 3.4.5).
-    let gdt: [u64; 4] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
-    let gdt_bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
-    ram.write_host(GDT_ADDR, &gdt_bytes)?;
-
-    Ok(entry_state(KERNEL_LOAD + ENTRY_64_OFFSET))
-}
-
-/// 64-bit mode, paging on with the identity map, interrupts off, RSI = the zero page.
-fn entry_state(entry: u64) -> CpuState {
-    let mut s = CpuState::reset();
-    let code = Segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector: BOOT_CS,
-        attr: 0xb | Segment::ATTR_S | Segment::ATTR_P | Segment::ATTR_L | Segment::ATTR_G,
-    };
-    let data = Segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector: BOOT_DS,
-        attr: 0x3 | Segment::ATTR_S | Segment::ATTR_P | Segment::ATTR_DB | Segment::ATTR_G,
-    };
-    for (i, seg) in s.seg.iter_mut().enumerate() {
-        *seg = if i == SegmentIndex::Cs as usize {
-            code
-        } else {
-            data
-        };
-    }
-    s.gdtr = DescriptorTable {
+    // GDT with __BOOT_CS (64-bit code) and __BOOT_DS (flat data), as the protocol requires.
+    let gdt = FlatGdt {
         base: GDT_ADDR,
-        limit: 4 * 8 - 1,
+        code_selector: BOOT_CS,
+        data_selector: BOOT_DS,
+        long: true,
     };
-    s.idtr = DescriptorTable { base: 0, limit: 0 };
+    gdt.write(ram)?;
+    let mut s = gdt.cpu_state();
+    // 64-bit mode, paging on with the identity map, interrupts off, RSI = the zero page.
     s.cr0 = cr0::PE | cr0::ET | cr0::PG;
     s.cr3 = PML4;
     s.cr4 = CR4_PAE;
     s.efer = efer::LME | efer::LMA;
-    s.rflags = rflags::FIXED1;
-    s.gpr = [0; 16];
     s.gpr[gpr::RSI] = ZERO_PAGE;
     s.gpr[gpr::RSP] = BOOT_STACK;
-    s.rip = entry;
-    s
+    s.rip = KERNEL_LOAD + ENTRY_64_OFFSET;
+    Ok(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vcpu::RegionSpec;
+    use vcpu::{RegionSpec, SegmentIndex};
 
     fn ram() -> GuestRam {
         GuestRam::new(&[

@@ -12,8 +12,10 @@
 //! Reference: the Multiboot Specification version 0.6.96, sections 3.1 (header), 3.2 (machine
 //! state) and 3.3 (boot information format).
 
-use vcpu::state::{cr0, gpr, rflags};
-use vcpu::{CpuState, DescriptorTable, GuestRam, RegionKind, Segment, SegmentIndex};
+use vcpu::state::{cr0, gpr};
+use vcpu::{CpuState, GuestRam, RegionKind};
+
+use crate::boot_gdt::FlatGdt;
 
 /// Multiboot header magic (spec 3.1.2).
 pub const HEADER_MAGIC: u32 = 0x1bad_b002;
@@ -459,50 +461,27 @@ pub fn load(
     }
     ram.write_host(INFO_BASE, &area.bytes)?;
 
-    // A flat GDT: null, 4 GiB code (0x08), 4 GiB data (0x10) (SDM Vol. 3A 3.4.5).
-    let gdt: [u64; 3] = [0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
-    let gdt_bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
-    ram.write_host(GDT_BASE, &gdt_bytes)?;
-
-    Ok(entry_state(kernel.entry, INFO_BASE as u32))
-}
-
-/// The machine state at entry (spec 3.2).
-fn entry_state(entry: u32, info: u32) -> CpuState {
-    let mut s = CpuState::reset();
-    let flat = |selector: u16, typ: u16| Segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        attr: typ | Segment::ATTR_S | Segment::ATTR_P | Segment::ATTR_DB | Segment::ATTR_G,
-    };
-    // Execute/read code and read/write data, both accessed.
-    let code = flat(SEL_CODE, 0xb);
-    let data = flat(SEL_DATA, 0x3);
-    for (i, seg) in s.seg.iter_mut().enumerate() {
-        *seg = if i == SegmentIndex::Cs as usize {
-            code
-        } else {
-            data
-        };
-    }
-    s.gdtr = DescriptorTable {
+    // A flat GDT: 4 GiB code (0x08) and data (0x10); the entry state's segments come from it.
+    let gdt = FlatGdt {
         base: GDT_BASE,
-        limit: 3 * 8 - 1,
+        code_selector: SEL_CODE,
+        data_selector: SEL_DATA,
+        long: false,
     };
-    s.idtr = DescriptorTable { base: 0, limit: 0 };
+    gdt.write(ram)?;
+    // The machine state at entry (spec 3.2): protected mode, paging off, interrupts off.
+    let mut s = gdt.cpu_state();
     s.cr0 = cr0::PE | cr0::ET;
-    s.rflags = rflags::FIXED1;
-    s.gpr = [0; 16];
     s.gpr[gpr::RAX] = u64::from(BOOTLOADER_MAGIC);
-    s.gpr[gpr::RBX] = u64::from(info);
-    s.rip = u64::from(entry);
-    s
+    s.gpr[gpr::RBX] = INFO_BASE;
+    s.rip = u64::from(kernel.entry);
+    Ok(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vcpu::state::rflags;
     use vcpu::RegionSpec;
 
     fn ram() -> GuestRam {
