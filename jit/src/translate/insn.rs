@@ -540,7 +540,7 @@ impl Tx<'_, '_> {
         let f = self.b.create_block();
         self.b.ins().brif(cond, t, &[], f, &[]);
         self.b.switch_to_block(f);
-        self.exit(ExitRip::Const(not_taken), self.index as u64 + 1);
+        self.exit_chained(not_taken, self.index as u64 + 1, super::NOT_TAKEN_SLOT);
         self.b.switch_to_block(t);
         self.jump_to(taken, block_start);
     }
@@ -589,7 +589,7 @@ impl Tx<'_, '_> {
                 self.b.switch_to_block(out);
                 self.exit(ExitRip::Const(target), 0);
             }
-            _ => self.exit(ExitRip::Const(target), self.index as u64 + 1),
+            _ => self.exit_chained(target, self.index as u64 + 1, super::TAKEN_SLOT),
         }
     }
 }

@@ -22,6 +22,7 @@ use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use iced_x86::Instruction;
 
+use crate::cache::ChainSlot;
 use emit::{ExitRip, Tx};
 use insn::Done;
 
@@ -74,7 +75,24 @@ pub struct TranslateEnv {
     pub loop_limit: *const u64,
     /// Points to the kick flag (a byte, non-zero = leave).
     pub kick: *const bool,
+    /// The block's chain slots; `None` translates every exit as a return to the dispatcher.
+    pub chain: Option<ChainEnv>,
 }
+
+/// Where a block's exits to constant ips find their chain slots (see `cache::ChainSlot`).
+#[derive(Debug, Clone, Copy)]
+pub struct ChainEnv {
+    /// `cache::CHAIN_SLOTS` slots: [`TAKEN_SLOT`] for the taken (or only) exit,
+    /// [`NOT_TAKEN_SLOT`] for the fall-through of a conditional branch.
+    pub slots: *mut ChainSlot,
+    /// CR0.PG: a link is followed only while the TLB still maps the target as when it was made.
+    pub paging: bool,
+}
+
+/// The chain slot of a jump, call, taken branch or a block's fall-through end.
+pub const TAKEN_SLOT: usize = 0;
+/// The chain slot of a conditional branch's not-taken side.
+pub const NOT_TAKEN_SLOT: usize = 1;
 
 /// What the translator did with a block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -141,12 +159,10 @@ pub fn translate_block(
         tx.check_write_exit(insn.next_ip());
     }
     if !ended {
-        let rip = match insns.last() {
-            Some(_) if last_interp => ExitRip::InContext,
-            Some(l) => ExitRip::Const(l.next_ip()),
-            None => ExitRip::InContext,
-        };
-        tx.exit(rip, insns.len() as u64);
+        match insns.last() {
+            Some(l) if !last_interp => tx.exit_chained(l.next_ip(), insns.len() as u64, TAKEN_SLOT),
+            _ => tx.exit(ExitRip::InContext, insns.len() as u64),
+        }
     }
     tx.b.seal_all_blocks();
     tx.b.finalize(frontend);

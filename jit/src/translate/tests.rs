@@ -170,6 +170,44 @@ fn counted_loop_runs_inside_the_generated_function() {
     assert!(st.blocks_compiled >= 2, "{st:?}");
 }
 
+/// mov ecx, 1000; mov eax, 0xdeadbeef
+/// L: shr eax, 1; jnc N; xor eax, 0xedb88320
+/// N: dec ecx; jnz L; hlt
+/// Three blocks calling each other through constant exits: the hot ones get linked.
+const CRC_BITS: [u8; 24] = [
+    0xb9, 0xe8, 0x03, 0, 0, 0xb8, 0xef, 0xbe, 0xad, 0xde, 0xd1, 0xe8, 0x73, 0x05, 0x35, 0x20, 0x83,
+    0xb8, 0xed, 0xff, 0xc9, 0x75, 0xf3, HLT,
+];
+
+/// CRC_BITS' result, computed on the host.
+fn crc_bits_eax() -> u64 {
+    let mut eax: u32 = 0xdead_beef;
+    for _ in 0..1000 {
+        let carry = eax & 1 != 0;
+        eax >>= 1;
+        if carry {
+            eax ^= 0xedb8_8320;
+        }
+    }
+    u64::from(eax)
+}
+
+#[test]
+fn blocks_chain_directly_and_agree_with_the_interpreter() {
+    let t = differential(&CRC_BITS, flat32(), 0);
+    assert_eq!(t.state.gpr[gpr::RAX], crc_bits_eax());
+    let st = t.vcpu.stats();
+    assert!(st.linked >= 2, "{st:?}");
+}
+
+#[test]
+fn blocks_chain_directly_under_paging() {
+    let t = differential(&CRC_BITS, long64(&ram()), 0);
+    assert_eq!(t.state.gpr[gpr::RAX], crc_bits_eax());
+    let st = t.vcpu.stats();
+    assert!(st.linked >= 2, "{st:?}");
+}
+
 #[test]
 fn dec_jnz_loop_with_memory_and_flags() {
     // mov ecx, 50; mov ebx, DATA
