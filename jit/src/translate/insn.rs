@@ -377,8 +377,26 @@ impl Tx<'_, '_> {
         };
         let r = self.zext(r, size);
         self.write_opnd(insn, d, size, r, &mut ea);
-        let zero = self.c64(0);
-        self.set_flags(k, size, a, cnt, r, zero);
+        // The last bit shifted out, kept in `aux` so conditions on CF stay inline (the
+        // interpreter's evaluation of shift flags ignores `aux`; SDM Vol. 2B SAL/SAR/SHL/SHR).
+        let bits = 8 * u64::from(size);
+        let cf = match insn.mnemonic() {
+            Mnemonic::Shr => {
+                let t = self.b.ins().ushr_imm_u(a, (n - 1) as i64);
+                self.and_c(t, 1)
+            }
+            Mnemonic::Sar => {
+                let s = self.sext(a, size);
+                let t = self.b.ins().sshr_imm_u(s, (n.min(bits) - 1) as i64);
+                self.and_c(t, 1)
+            }
+            _ if n <= bits => {
+                let t = self.b.ins().ushr_imm_u(a, (bits - n) as i64);
+                self.and_c(t, 1)
+            }
+            _ => self.c64(0),
+        };
+        self.set_flags(k, size, a, cnt, r, cf);
         Done::Inline
     }
 
