@@ -115,10 +115,15 @@ impl CodeCache {
             insns,
             env,
         );
+        // Host code listings for tuning the translator (`RUST_LOG=jit::cache=trace`).
+        self.cl.set_disasm(log::log_enabled!(log::Level::Trace));
         if let Err(e) = module.define_function(id, &mut self.cl) {
             let text = self.cl.func.display().to_string();
             self.cl.clear();
             return Err(CacheError::Codegen(format!("{e:?}\n{text}")));
+        }
+        if let Some(d) = self.cl.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            log::trace!("{name}:\n{d}");
         }
         module
             .finalize_definitions()

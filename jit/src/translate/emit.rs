@@ -87,6 +87,10 @@ pub(super) struct Tx<'a, 'f> {
     /// The `*mut JitContext` parameter; defined in the entry block, so it dominates everything.
     pub ctx: Value,
     pub regs: Vec<Variable>,
+    /// Bit i set: `regs[i]` has a definition on the main path (loaded in the entry block
+    /// because an instruction of the block names the register, or written since). Others
+    /// are read straight from the context, which then holds their value.
+    pub defined: u32,
     /// Bit i set: `regs[i]` differs from `cpu.gpr[i]`.
     pub dirty: u32,
     pub flags: Option<PendingFlags>,
@@ -114,6 +118,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         ptr: Type,
         call_conv: CallConv,
         nregs: usize,
+        used_regs: u32,
     ) -> Self {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -151,10 +156,12 @@ impl<'a, 'f> Tx<'a, 'f> {
         let mut regs = Vec::with_capacity(nregs);
         for i in 0..nregs {
             let var = b.declare_var(i64t);
-            let v = b
-                .ins()
-                .load(i64t, MemFlagsData::trusted(), ctx, gpr_offset(i));
-            b.def_var(var, v);
+            if used_regs & (1 << i) != 0 {
+                let v = b
+                    .ins()
+                    .load(i64t, MemFlagsData::trusted(), ctx, gpr_offset(i));
+                b.def_var(var, v);
+            }
             regs.push(var);
         }
         Self {
@@ -163,6 +170,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             ptr,
             ctx,
             regs,
+            defined: used_regs,
             dirty: 0,
             flags: None,
             flags_stored: true,
@@ -228,10 +236,15 @@ impl<'a, 'f> Tx<'a, 'f> {
     // ---- guest registers ----
 
     pub fn gpr(&mut self, i: usize) -> Value {
+        if self.defined & (1 << i) == 0 {
+            // Not named by any instruction of the block (so never written in it either).
+            return self.load_ctx(types::I64, gpr_offset(i));
+        }
         self.b.use_var(self.regs[i])
     }
     pub fn set_gpr(&mut self, i: usize, v: Value) {
         self.b.def_var(self.regs[i], v);
+        self.defined |= 1 << i;
         self.dirty |= 1 << i;
     }
 
@@ -254,6 +267,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             let v = self.load_ctx(types::I64, gpr_offset(i));
             self.b.def_var(self.regs[i], v);
         }
+        self.defined = (1u32 << self.regs.len()) - 1;
         self.dirty = 0;
     }
 
@@ -335,7 +349,7 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     /// Leave the block for constant ip `target` through chain slot `slot`: like
     /// `exit(ExitRip::Const(target), executed)`, but when the slot is linked (and the icount
-    /// limit, the kick flag and, under paging, the TLB allow it) return the successor's code
+    /// limit and, under paging, the TLB allow it) return the successor's code
     /// address so the dispatcher runs it directly; when it is unlinked, record the slot in
     /// `JitContext::chain_exit` for the dispatcher to link.
     pub fn exit_chained(&mut self, target: u64, executed: u64, slot: usize) {
@@ -384,10 +398,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             .b
             .ins()
             .icmp(IntCC::UnsignedGreaterThanOrEqual, count, limit);
-        let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
-        let kick = self.b.ins().uload8(types::I32, trusted, kick_ptr, 0);
-        let kicked = self.b.ins().icmp_imm_u(IntCC::NotEqual, kick, 0);
-        stop = self.b.ins().bor(stop, kicked);
+        // Kicks need no check here: the limit is never more than the dispatcher's interrupt
+        // poll interval ahead, and the dispatcher looks at the kick flag when it is reached.
         if chain.paging {
             let entry_off = slot_field(self, offset_of!(ChainSlot, tlb_entry));
             let entry_off = self.ptr_from_i64(entry_off);

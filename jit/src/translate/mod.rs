@@ -20,7 +20,7 @@ mod tests;
 use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use iced_x86::Instruction;
+use iced_x86::{Instruction, InstructionInfoFactory};
 
 use crate::cache::ChainSlot;
 use emit::{ExitRip, Tx};
@@ -105,6 +105,23 @@ pub struct TranslateStats {
     pub self_loop: bool,
 }
 
+/// Bit i set: some instruction of `insns` reads or writes general register i (explicitly, as an
+/// address component, or implicitly like RSP in PUSH), so the block loads it on entry.
+fn used_gprs(insns: &[Instruction], nregs: usize) -> u32 {
+    let mut factory = InstructionInfoFactory::new();
+    let mut used = 0u32;
+    for insn in insns {
+        for r in factory.info(insn).used_registers() {
+            if let Some(g) = regs::gpr_info(r.register()) {
+                if g.index < nregs {
+                    used |= 1 << g.index;
+                }
+            }
+        }
+    }
+    used
+}
+
 /// Whether `insn` is a branch whose (taken) target is `start`.
 fn jumps_to(insn: &Instruction, start: u64) -> bool {
     (insn.is_jcc_short_or_near() || insn.is_jmp_short_or_near() || insn.is_loop())
@@ -124,7 +141,8 @@ pub fn translate_block(
 ) -> TranslateStats {
     let b = FunctionBuilder::new(func, fctx);
     let nregs = if env.mode.bitness == 64 { 16 } else { 8 };
-    let mut tx = Tx::new(b, env, frontend.pointer_type(), call_conv, nregs);
+    let used = used_gprs(insns, nregs);
+    let mut tx = Tx::new(b, env, frontend.pointer_type(), call_conv, nregs, used);
     let mut stats = TranslateStats::default();
     let start = insns.first().map_or(0, |i| i.ip());
     if insns.last().is_some_and(|l| jumps_to(l, start)) {
