@@ -227,6 +227,7 @@ impl Tx<'_, '_> {
             Mnemonic::Lea => self.lea(insn),
             Mnemonic::Movzx | Mnemonic::Movsx => self.movx(insn),
             Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar => self.shift(insn),
+            Mnemonic::Imul => self.imul(insn),
             Mnemonic::Push => self.push(insn),
             Mnemonic::Pop => self.pop(insn),
             _ => Done::NotHandled,
@@ -313,6 +314,58 @@ impl Tx<'_, '_> {
             Mnemonic::Neg => self.set_flags(kind::SUB, size, zero, a, r, zero),
             _ => {}
         }
+        Done::Inline
+    }
+
+    /// IMUL r, r/m and IMUL r, r/m, imm (SDM Vol. 2A IMUL): the low half of the signed product;
+    /// CF = OF = the product does not fit (the `aux` of a MUL record, as the interpreter keeps
+    /// it). The one-operand form, which writes rDX:rAX, goes to the interpreter.
+    fn imul(&mut self, insn: &Instruction) -> Done {
+        let n = insn.op_count();
+        if !matches!(n, 2 | 3) {
+            return Done::NotHandled;
+        }
+        let (xi, yi) = if n == 2 { (0, 1) } else { (1, 2) };
+        let (Some(Opnd::Reg(d)), Some(x), Some(y)) = (
+            self.opnd(insn, 0, false, true),
+            self.opnd(insn, xi, true, false),
+            self.opnd(insn, yi, true, false),
+        ) else {
+            return Done::NotHandled;
+        };
+        let size = d.size;
+        if !matches!(size, 2 | 4 | 8) {
+            return Done::NotHandled;
+        }
+        let mut ea = MemCache::default();
+        let a = self.read_opnd(insn, x, size, &mut ea);
+        let b = self.read_opnd(insn, y, size, &mut ea);
+        let (low, significant) = if size == 8 {
+            let low = self.b.ins().imul(a, b);
+            let high = self.b.ins().smulhi(a, b);
+            let sign = self.b.ins().sshr_imm_u(low, 63);
+            let sig = self.b.ins().icmp(
+                cranelift_codegen::ir::condcodes::IntCC::NotEqual,
+                high,
+                sign,
+            );
+            (low, sig)
+        } else {
+            // Both factors fit in 32 bits, so the product is exact in 64.
+            let sa = self.sext(a, size);
+            let sb = self.sext(b, size);
+            let p = self.b.ins().imul(sa, sb);
+            let low = self.zext(p, size);
+            let back = self.sext(low, size);
+            let sig = self
+                .b
+                .ins()
+                .icmp(cranelift_codegen::ir::condcodes::IntCC::NotEqual, back, p);
+            (low, sig)
+        };
+        let aux = self.b.ins().uextend(types::I64, significant);
+        self.write_reg(d, low);
+        self.set_flags(kind::MUL, size, a, b, low, aux);
         Done::Inline
     }
 

@@ -287,6 +287,55 @@ fn carry_from_the_previous_block_is_read_from_the_stored_record() {
     assert_ne!(t.state.gpr[gpr::RDX], 0);
 }
 
+/// IMUL forms with products that fit and that do not, each followed by JO into a bit of ESI
+/// (the condition helper) and by `setc` into the low byte of EDI, which is then rotated.
+fn imul_code(ops: &[&[u8]]) -> Vec<u8> {
+    let pairs: [(u64, u64); 4] = [
+        (3, 5),
+        (0xffff_fffe, 7),
+        (0x7fff_ffff_0001_2345, 0x1_0000),
+        (0x8000, 0xffff_ffff_ffff_8000),
+    ];
+    let mut code = vec![0x31, 0xf6, 0x31, 0xff];
+    for op in ops {
+        for (a, b) in pairs {
+            // mov rax/eax, a; mov rbx/ebx, b (64-bit: REX.W B8/BB + imm64; 32-bit: imm32)
+            code.extend_from_slice(&[0x48, 0xb8]);
+            code.extend_from_slice(&a.to_le_bytes());
+            code.extend_from_slice(&[0x48, 0xbb]);
+            code.extend_from_slice(&b.to_le_bytes());
+            code.extend_from_slice(op);
+            // jno +2; inc esi; setc cl; add edi, ecx; rol edi, 3; add esi, esi
+            code.extend_from_slice(&[0x71, 0x02, 0xff, 0xc6, 0x0f, 0x92, 0xc1, 0x01, 0xcf]);
+            code.extend_from_slice(&[0xc1, 0xc7, 0x03, 0x01, 0xf6]);
+        }
+    }
+    code.push(HLT);
+    code
+}
+
+#[test]
+fn imul_two_and_three_operand_forms_agree_with_the_interpreter() {
+    let ops: [&[u8]; 7] = [
+        &[0x0f, 0xaf, 0xc3],                         // imul eax, ebx
+        &[0x66, 0x0f, 0xaf, 0xc3],                   // imul ax, bx
+        &[0x48, 0x0f, 0xaf, 0xc3],                   // imul rax, rbx
+        &[0x6b, 0xc3, 0x81],                         // imul eax, ebx, -127
+        &[0x69, 0xc3, 0x45, 0x23, 0x01, 0x00],       // imul eax, ebx, 0x12345
+        &[0x48, 0x69, 0xd3, 0x00, 0x00, 0x00, 0x80], // imul rdx, rbx, -2^31
+        &[0x66, 0x6b, 0xd0, 0x7f],                   // imul dx, ax, 127
+    ];
+    let t = differential(&imul_code(&ops), long64(&ram()), 0);
+    assert_eq!(
+        t.exit,
+        VmExit::Halted {
+            interrupts_enabled: false
+        }
+    );
+    assert_ne!(t.state.gpr[gpr::RSI], 0);
+    assert_ne!(t.state.gpr[gpr::RDI], 0);
+}
+
 #[test]
 fn blocks_chain_directly_and_agree_with_the_interpreter() {
     let t = differential(&CRC_BITS, flat32(), 0);
