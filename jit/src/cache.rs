@@ -6,6 +6,12 @@
 //! page) drops exactly the blocks built from that page. Cranelift's `JITModule` cannot free one
 //! function, so dropped blocks' code stays allocated until the whole cache is flushed, which the
 //! dispatcher does when too much dead code has accumulated.
+//!
+//! Blocks are chained directly: each compiled block owns [`CHAIN_SLOTS`] [`ChainSlot`]s, one per
+//! exit to a constant guest ip. Generated code returns the successor's code pointer from the slot
+//! (when it is linked and still valid) instead of 0, and the dispatcher calls it without looking
+//! anything up. Slots live in a [`SlotArena`] freed only with the whole table, so a slot can be
+//! unlinked safely whenever its target block is dropped.
 
 use cranelift_codegen::ir::{types, AbiParam, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -109,10 +115,15 @@ impl CodeCache {
             insns,
             env,
         );
+        // Host code listings for tuning the translator (`RUST_LOG=jit::cache=trace`).
+        self.cl.set_disasm(log::log_enabled!(log::Level::Trace));
         if let Err(e) = module.define_function(id, &mut self.cl) {
             let text = self.cl.func.display().to_string();
             self.cl.clear();
             return Err(CacheError::Codegen(format!("{e:?}\n{text}")));
+        }
+        if let Some(d) = self.cl.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            log::trace!("{name}:\n{d}");
         }
         module
             .finalize_definitions()
@@ -193,6 +204,107 @@ pub struct Block {
     /// (linear address, block) of recent successors.
     pub succ: [(u64, BlockId); SUCCESSORS],
     pub next_succ: usize,
+    /// Chain slots of other blocks linked to this block's code (unlinked when it is dropped).
+    pub incoming: Vec<*mut ChainSlot>,
+}
+
+/// Chain slots per compiled block: the taken (or only) exit and the not-taken exit.
+pub const CHAIN_SLOTS: usize = 2;
+
+/// The link of one block exit to a constant guest ip. Generated code reads the first six words;
+/// the rest is for the dispatcher.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainSlot {
+    /// The successor's code (a [`BlockFn`] address), or 0 while unlinked.
+    pub next: u64,
+    /// Under paging: byte offset in [`JitContext`] of the TLB entry for the target's linear
+    /// address, which must still map it for reading (`read_tag == tag`) to `phys`, and the
+    /// offset of the execute-disable word with the entry's bit (`nx_bit`), which must be clear.
+    pub tlb_entry: u64,
+    pub tag: u64,
+    pub phys: u64,
+    pub nx_word: u64,
+    pub nx_bit: u64,
+    /// The guest ip the exit goes to (set by the translator).
+    pub target_ip: u64,
+    /// The block whose code owns the slot.
+    pub owner: BlockId,
+}
+
+impl ChainSlot {
+    pub const UNLINKED: ChainSlot = ChainSlot {
+        next: 0,
+        tlb_entry: 0,
+        tag: 0,
+        phys: 0,
+        nx_word: 0,
+        nx_bit: 0,
+        target_ip: u64::MAX,
+        owner: BlockId::MAX,
+    };
+}
+
+/// Chain slots at stable addresses, allocated [`CHAIN_SLOTS`] at a time and freed all at once.
+#[derive(Default)]
+pub struct SlotArena {
+    /// Chunks from `Box::into_raw`, each `ARENA_CHUNK` slots.
+    chunks: Vec<*mut ChainSlot>,
+    /// Slots used in the last chunk.
+    used: usize,
+}
+
+/// Slots per arena chunk (a multiple of [`CHAIN_SLOTS`]).
+const ARENA_CHUNK: usize = 512;
+
+impl SlotArena {
+    /// [`CHAIN_SLOTS`] consecutive unlinked slots owned by `owner`.
+    pub fn alloc(&mut self, owner: BlockId) -> *mut ChainSlot {
+        if self.chunks.is_empty() || self.used == ARENA_CHUNK {
+            let chunk: Box<[ChainSlot]> = vec![ChainSlot::UNLINKED; ARENA_CHUNK].into();
+            self.chunks.push(Box::into_raw(chunk) as *mut ChainSlot);
+            self.used = 0;
+        }
+        let last = *self.chunks.last().expect("a chunk was just ensured");
+        // SAFETY: `used + CHAIN_SLOTS <= ARENA_CHUNK` (both multiples of CHAIN_SLOTS), so the
+        // slots lie inside the chunk, which stays allocated until `clear`/drop.
+        let p = unsafe { last.add(self.used) };
+        for i in 0..CHAIN_SLOTS {
+            // SAFETY: as above.
+            unsafe {
+                *p.add(i) = ChainSlot {
+                    owner,
+                    ..ChainSlot::UNLINKED
+                }
+            };
+        }
+        self.used += CHAIN_SLOTS;
+        p
+    }
+
+    /// Free every slot.
+    fn clear(&mut self) {
+        for c in self.chunks.drain(..) {
+            let slice = std::ptr::slice_from_raw_parts_mut(c, ARENA_CHUNK);
+            // SAFETY: every chunk came from `Box::into_raw` of a boxed slice of this length.
+            drop(unsafe { Box::from_raw(slice) });
+        }
+        self.used = 0;
+    }
+}
+
+impl Drop for SlotArena {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Unlink every slot in `incoming` (their target is going away).
+fn unlink_all(incoming: &[*mut ChainSlot]) {
+    for &s in incoming {
+        // SAFETY: slots come from the table's arena, which outlives every block in it.
+        unsafe { (*s).next = 0 };
+    }
 }
 
 /// An empty successor slot.
@@ -205,6 +317,7 @@ pub struct BlockTable {
     by_key: HashMap<BlockKey, BlockId>,
     by_page: HashMap<u64, Vec<BlockId>>,
     live: usize,
+    chain_arena: SlotArena,
 }
 
 impl BlockTable {
@@ -245,6 +358,11 @@ impl BlockTable {
         id
     }
 
+    /// [`CHAIN_SLOTS`] fresh chain slots for block `owner`'s code, valid until [`Self::clear`].
+    pub fn alloc_chain_slots(&mut self, owner: BlockId) -> *mut ChainSlot {
+        self.chain_arena.alloc(owner)
+    }
+
     /// Drop every block built from physical page `page`. Returns the pages that no longer hold
     /// any block (the caller stops tracking writes to them).
     pub fn invalidate_page(&mut self, page: u64) -> Vec<u64> {
@@ -259,6 +377,7 @@ impl BlockTable {
                 continue;
             };
             self.live -= 1;
+            unlink_all(&block.incoming);
             if self.by_key.get(&block.key) == Some(&id) {
                 self.by_key.remove(&block.key);
             }
@@ -283,6 +402,7 @@ impl BlockTable {
         self.by_key.clear();
         self.by_page.clear();
         self.live = 0;
+        self.chain_arena.clear();
         pages
     }
 }

@@ -13,6 +13,9 @@
 //! - A helper that faults records nothing in the registers: it delivers the exception (through
 //!   the IDT/IVT, leaving `cpu.rip` at the handler) and sets `exit_block = 1`. Generated code
 //!   checks `exit_block` after every helper call that may fault and returns to the dispatcher.
+//! - A block returns 0 to go back to the dispatcher, or the code address of the block to run
+//!   next (direct chaining, only at exits to a constant ip after which nothing asked to leave:
+//!   no helper ended the block, so the mode and code pages are those the block was entered with).
 
 use vcpu::CpuState;
 
@@ -87,6 +90,9 @@ pub struct JitContext {
     /// Guest memory, buses and code-page tracking while the vCPU runs; null otherwise. Only Rust
     /// helpers dereference it.
     pub runtime: *mut crate::runtime::Runtime,
+    /// Address of the unlinked `cache::ChainSlot` of the exit generated code last left through,
+    /// or 0: the dispatcher links it to the block it finds next. Reset by the dispatcher.
+    pub chain_exit: u64,
 }
 
 impl JitContext {
@@ -101,6 +107,7 @@ impl JitContext {
             tlb_global: [0; TLB_SIZE / 64],
             tlb_no_exec: [0; TLB_SIZE / 64],
             runtime: std::ptr::null_mut(),
+            chain_exit: 0,
         }
     }
 

@@ -14,14 +14,15 @@ use vcpu::state::rflags;
 use vcpu::{Buses, CpuState, GuestRam, Kicker, Segment, Vcpu, VcpuError, VmExit};
 
 use crate::cache::{
-    Block, BlockId, BlockKey, BlockTable, CacheError, CodeCache, ModeKey, NO_SUCC, SUCCESSORS,
+    Block, BlockFn, BlockId, BlockKey, BlockTable, CacheError, ChainSlot, CodeCache, ModeKey,
+    NO_SUCC, SUCCESSORS,
 };
-use crate::context::{tlb_index, JitContext, PAGE_MASK, PAGE_SHIFT};
+use crate::context::{tlb_index, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT};
 use crate::exception;
 use crate::interp::{self, Step};
 use crate::mem::{self, Access};
 use crate::runtime::Runtime;
-use crate::translate::{helpers, ModeInfo, SegAccess, TranslateEnv};
+use crate::translate::{helpers, ChainEnv, ModeInfo, SegAccess, TranslateEnv};
 
 /// Instructions an in-function loop may run before returning to the dispatcher (so pending
 /// work such as interrupts is looked at regularly even without a budget).
@@ -70,6 +71,8 @@ pub struct JitStats {
     pub interpreted_insns: u64,
     pub self_loops: u64,
     pub chained: u64,
+    /// Chain slots linked (block exits that now continue in their successor's code directly).
+    pub linked: u64,
     pub cache_flushes: u64,
 }
 
@@ -232,13 +235,54 @@ impl JitVcpu {
         }
     }
 
-    fn env(&self, mode: ModeInfo) -> TranslateEnv {
+    fn env(&self, mode: ModeInfo, chain: Option<ChainEnv>) -> TranslateEnv {
         TranslateEnv {
             mode,
             helpers: helpers::table(),
             loop_limit: &*self.loop_limit as *const u64,
             kick: self.kicker.flag().as_ptr() as *const bool,
+            chain,
         }
+    }
+
+    /// Link chain slot `slot` (left unlinked by the block that just ran) to block `id`, found
+    /// at linear address `la` for ip `ip` in mode `mode`, if that is where the exit goes, the
+    /// exit's block ran in the same mode, and `id` has code.
+    fn link(&mut self, slot: *mut ChainSlot, id: BlockId, la: u64, ip: u64, mode: &ModeKey) {
+        // SAFETY: `slot` was recorded by generated code from the table's arena, which has not
+        // been cleared since (the dispatcher forgets recorded slots whenever it flushes).
+        let s = unsafe { &mut *slot };
+        if s.next != 0 || s.target_ip != ip {
+            return;
+        }
+        if self.blocks.get(s.owner).is_none_or(|o| o.key.mode != *mode) {
+            return;
+        }
+        let Some(b) = self.blocks.get_mut(id) else {
+            return;
+        };
+        let Some(code) = b.code else {
+            return;
+        };
+        if b.key.mode != *mode || b.key.ip != ip {
+            return;
+        }
+        if mode.paging {
+            if b.pages.len() > 1 {
+                // The link would check only the first page's mapping.
+                return;
+            }
+            let i = tlb_index(la);
+            s.tlb_entry =
+                (std::mem::offset_of!(JitContext, tlb) + i * size_of::<TlbEntry>()) as u64;
+            s.tag = la & PAGE_MASK;
+            s.phys = b.key.phys & PAGE_MASK;
+            s.nx_word = (std::mem::offset_of!(JitContext, tlb_no_exec) + (i / 64) * 8) as u64;
+            s.nx_bit = 1 << (i % 64);
+        }
+        s.next = code as usize as u64;
+        b.incoming.push(slot);
+        self.stats.linked += 1;
     }
 
     /// Drop the blocks of pages written since the last call.
@@ -363,6 +407,7 @@ impl JitVcpu {
             runs: 0,
             succ: [NO_SUCC; SUCCESSORS],
             next_succ: 0,
+            incoming: Vec::new(),
         };
         Ok(Found::Block(self.blocks.insert(block)))
     }
@@ -375,7 +420,12 @@ impl JitVcpu {
         if !self.config.translate || b.code.is_some() || b.runs < self.config.hot_threshold {
             return Ok(());
         }
-        let env = self.env(b.key.mode.info);
+        let mode = b.key.mode;
+        let chain = ChainEnv {
+            slots: self.blocks.alloc_chain_slots(id),
+            paging: mode.paging,
+        };
+        let env = self.env(mode.info, Some(chain));
         let b = self.blocks.get(id).expect("checked above");
         let cache = match self.cache.as_mut() {
             Some(c) => c,
@@ -413,10 +463,20 @@ impl JitVcpu {
                     .min(self.ctx.icount.saturating_add(LOOP_SLICE))
                     .min(self.next_interrupt_poll);
                 let ctx: *mut JitContext = &mut *self.ctx;
-                // SAFETY: `f` was compiled for this context layout; `ctx.runtime` points to
-                // `self.rt` for the duration of `run`, the block's instruction slice lives in
-                // the block table, which is not modified while the code runs.
-                unsafe { f(ctx) };
+                let mut f = f;
+                loop {
+                    // SAFETY: `f` was compiled for this context layout; `ctx.runtime` points
+                    // to `self.rt` for the duration of `run`; the blocks' instruction slices
+                    // and chain slots live in the block table, which is not modified while
+                    // code runs.
+                    let next = unsafe { f(ctx) };
+                    if next == 0 {
+                        break;
+                    }
+                    // SAFETY: non-zero results are code addresses of live blocks taken from
+                    // linked chain slots (a `BlockFn` cast by `link`).
+                    f = unsafe { std::mem::transmute::<usize, BlockFn>(next as usize) };
+                }
             }
             None => {
                 let b = self.blocks.get(id).expect("checked above");
@@ -458,6 +518,8 @@ impl JitVcpu {
 
     fn run_loop(&mut self, buses: *mut Buses) -> Result<VmExit, VcpuError> {
         let mut prev: Option<BlockId> = None;
+        // The unlinked chain slot the last block left through (null: none).
+        let mut link_from: *mut ChainSlot = std::ptr::null_mut();
         loop {
             // A plain load first: the swap in `take` is a locked instruction, and this runs
             // between every two blocks.
@@ -476,6 +538,7 @@ impl JitVcpu {
             if self.ctx.exit.exit_run != 0 {
                 self.ctx.exit.exit_run = 0;
                 prev = None;
+                link_from = std::ptr::null_mut();
             }
             // SAFETY: as above.
             let a20_mask = unsafe { (*buses).a20.mask() };
@@ -485,6 +548,7 @@ impl JitVcpu {
                 self.ctx.a20_mask = a20_mask;
                 self.ctx.flush_tlb();
                 prev = None;
+                link_from = std::ptr::null_mut();
             }
             if requested {
                 return Ok(VmExit::DeviceRequest);
@@ -494,6 +558,7 @@ impl JitVcpu {
                 // SAFETY: as above.
                 if self.take_interrupt(unsafe { &mut *buses }) {
                     prev = None;
+                    link_from = std::ptr::null_mut();
                     continue;
                 }
             }
@@ -507,6 +572,7 @@ impl JitVcpu {
             }
             if self.invalidate_dirty() {
                 prev = None;
+                link_from = std::ptr::null_mut();
                 self.maybe_flush();
             }
             let mode = self.current_mode_key();
@@ -528,12 +594,18 @@ impl JitVcpu {
                     }
                     Found::Faulted => {
                         prev = None;
+                        link_from = std::ptr::null_mut();
                         continue;
                     }
                 },
             };
             self.maybe_compile(id)?;
+            if !link_from.is_null() && self.ctx.cpu.rflags & rflags::TF == 0 {
+                self.link(link_from, id, la, ip, &mode);
+            }
+            self.ctx.chain_exit = 0;
             self.execute(id);
+            link_from = std::mem::take(&mut self.ctx.chain_exit) as usize as *mut ChainSlot;
             prev = Some(id);
         }
     }

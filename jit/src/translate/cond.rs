@@ -6,10 +6,14 @@
 //! multiplications, flags coming from before the block) go through the condition helper, which
 //! evaluates `flags::condition` over the stored record.
 
+use std::mem::offset_of;
+
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use vcpu::CpuState;
 
-use crate::flags::kind;
+use crate::context::JitContext;
+use crate::flags::{kind, LazyFlags, CC_EFLAGS};
 
 use super::emit::{PendingFlags, Tx};
 
@@ -19,6 +23,11 @@ fn inline_kind(k: u64) -> bool {
         k,
         kind::ADD | kind::SUB | kind::LOGIC | kind::INC | kind::DEC
     )
+}
+
+/// Shift kinds, whose translations keep CF in `aux` (see `Tx::shift`).
+fn shift_kind(k: u64) -> bool {
+    matches!(k, kind::SHL | kind::SHR | kind::SAR)
 }
 
 impl Tx<'_, '_> {
@@ -33,6 +42,7 @@ impl Tx<'_, '_> {
             kind::ADD => self.b.ins().icmp(IntCC::UnsignedLessThan, p.res, p.src1),
             kind::SUB => self.b.ins().icmp(IntCC::UnsignedLessThan, p.src1, p.src2),
             kind::LOGIC => self.b.ins().iconst(types::I8, 0),
+            // INC/DEC (CF before), MUL, shifts (the last bit out): CF is in `aux`.
             _ => self.b.ins().icmp_imm_u(IntCC::NotEqual, p.aux, 0),
         }
     }
@@ -81,6 +91,16 @@ impl Tx<'_, '_> {
     pub fn condition(&mut self, cc: u8) -> Value {
         let p = match self.flags {
             Some(p) if inline_kind(p.kind) => p,
+            None if cc >> 1 == 1 => {
+                let c = self.stored_carry();
+                return if cc & 1 != 0 {
+                    self.b.ins().bxor_imm_u(c, 1)
+                } else {
+                    c
+                };
+            }
+            // Shifts: CF is in `aux`; OF (conditions O, L, LE) goes through the helper.
+            Some(p) if shift_kind(p.kind) && !matches!(cc >> 1, 0 | 6 | 7) => p,
             _ => return self.call_condition(cc),
         };
         let r = if p.kind == kind::SUB {
@@ -138,11 +158,84 @@ impl Tx<'_, '_> {
         }
     }
 
+    /// CF (an i8 truth value) from the lazy-flags record stored in the context, i.e. flags set
+    /// before this block: computed inline for the kinds whose CF is a comparison or a stored
+    /// bit (as `LazyFlags::status` does), through the helper for the others.
+    pub fn stored_carry(&mut self) -> Value {
+        self.store_flags(true);
+        let fl = offset_of!(JitContext, flags);
+        let field = |tx: &mut Self, off: usize| tx.load_ctx(types::I64, (fl + off) as i32);
+        let op = field(self, offset_of!(LazyFlags, op));
+        let src1 = field(self, offset_of!(LazyFlags, src1));
+        let src2 = field(self, offset_of!(LazyFlags, src2));
+        let res = field(self, offset_of!(LazyFlags, res));
+        let aux = field(self, offset_of!(LazyFlags, aux));
+        let rflags = self.load_ctx(
+            types::I64,
+            (offset_of!(JitContext, cpu) + offset_of!(CpuState, rflags)) as i32,
+        );
+        let k = self.b.ins().ushr_imm_u(op, 2);
+        // Compare the operands' low `8 << (op & 3)` bits by shifting them to the top.
+        let size_idx = self.and_c(op, 3);
+        let eight = self.c64(8);
+        let bits = self.b.ins().ishl(eight, size_idx);
+        let sixty_four = self.c64(64);
+        let sh = self.b.ins().isub(sixty_four, bits);
+        let (a, b, r) = (
+            self.b.ins().ishl(src1, sh),
+            self.b.ins().ishl(src2, sh),
+            self.b.ins().ishl(res, sh),
+        );
+        let cf_add = self.b.ins().icmp(IntCC::UnsignedLessThan, r, a);
+        let cf_sub = self.b.ins().icmp(IntCC::UnsignedLessThan, a, b);
+        let aux1 = self.and_c(aux, 1);
+        let cf_aux = self.b.ins().icmp_imm_u(IntCC::NotEqual, aux1, 0);
+        let cf_eflags = self.and_c(rflags, vcpu::state::rflags::CF);
+        let cf_eflags = self.b.ins().icmp_imm_u(IntCC::NotEqual, cf_eflags, 0);
+        let zero = self.b.ins().iconst(types::I8, 0);
+        let is_add = self.b.ins().icmp_imm_u(IntCC::Equal, k, kind::ADD as i64);
+        let is_sub = self.b.ins().icmp_imm_u(IntCC::Equal, k, kind::SUB as i64);
+        let is_logic = self.b.ins().icmp_imm_u(IntCC::Equal, k, kind::LOGIC as i64);
+        let is_eflags = self.b.ins().icmp_imm_u(IntCC::Equal, op, CC_EFLAGS as i64);
+        // INC, DEC and MUL keep CF in `aux`.
+        let cf = self.b.ins().select(is_eflags, cf_eflags, cf_aux);
+        let cf = self.b.ins().select(is_logic, zero, cf);
+        let cf = self.b.ins().select(is_sub, cf_sub, cf);
+        let cf = self.b.ins().select(is_add, cf_add, cf);
+        let fast_kinds: u64 = [
+            kind::ADD,
+            kind::SUB,
+            kind::LOGIC,
+            kind::INC,
+            kind::DEC,
+            kind::MUL,
+        ]
+        .iter()
+        .fold(1 << (CC_EFLAGS >> 2), |m, k| m | 1 << k);
+        let fast_set = self.c64(fast_kinds);
+        let in_set = self.b.ins().ushr(fast_set, k);
+        let in_set = self.and_c(in_set, 1);
+        let small = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, k, 64);
+        let in_set = self.b.ins().icmp_imm_u(IntCC::NotEqual, in_set, 0);
+        let fast = self.b.ins().band(small, in_set);
+        let slow = self.b.create_block();
+        let done = self.b.create_block();
+        let out = self.b.append_block_param(done, types::I8);
+        self.b.ins().brif(fast, done, &[cf.into()], slow, &[]);
+        self.b.set_cold_block(slow);
+        self.b.switch_to_block(slow);
+        let c = self.call_condition(0x2);
+        self.b.ins().jump(done, &[c.into()]);
+        self.b.switch_to_block(done);
+        out
+    }
+
     /// CF as 0/1 in an i64 (the `aux` input of INC/DEC).
     pub fn carry_value(&mut self) -> Value {
         let c = match self.flags {
-            Some(p) if inline_kind(p.kind) => self.flag_cf(&p),
-            _ => self.call_condition(0x2),
+            Some(p) if inline_kind(p.kind) || shift_kind(p.kind) => self.flag_cf(&p),
+            Some(_) => self.call_condition(0x2),
+            None => self.stored_carry(),
         };
         self.b.ins().uextend(types::I64, c)
     }

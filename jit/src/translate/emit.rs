@@ -19,7 +19,8 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use iced_x86::Instruction;
 use vcpu::CpuState;
 
-use crate::context::{ExitWords, JitContext};
+use crate::cache::{ChainSlot, CHAIN_SLOTS};
+use crate::context::{ExitWords, JitContext, TlbEntry};
 use crate::flags::{cc_op, LazyFlags};
 
 use super::TranslateEnv;
@@ -35,6 +36,7 @@ pub(super) const EXIT_BLOCK_OFFSET: i32 =
 pub(super) const EXIT_RUN_OFFSET: i32 =
     (offset_of!(JitContext, exit) + offset_of!(ExitWords, exit_run)) as i32;
 const FLAGS_OFFSET: usize = offset_of!(JitContext, flags);
+const CHAIN_EXIT_OFFSET: i32 = offset_of!(JitContext, chain_exit) as i32;
 
 /// The lazy-flags record of the last flag-setting instruction translated in this block.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +87,10 @@ pub(super) struct Tx<'a, 'f> {
     /// The `*mut JitContext` parameter; defined in the entry block, so it dominates everything.
     pub ctx: Value,
     pub regs: Vec<Variable>,
+    /// Bit i set: `regs[i]` has a definition on the main path (loaded in the entry block
+    /// because an instruction of the block names the register, or written since). Others
+    /// are read straight from the context, which then holds their value.
+    pub defined: u32,
     /// Bit i set: `regs[i]` differs from `cpu.gpr[i]`.
     pub dirty: u32,
     pub flags: Option<PendingFlags>,
@@ -112,6 +118,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         ptr: Type,
         call_conv: CallConv,
         nregs: usize,
+        used_regs: u32,
     ) -> Self {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -149,10 +156,12 @@ impl<'a, 'f> Tx<'a, 'f> {
         let mut regs = Vec::with_capacity(nregs);
         for i in 0..nregs {
             let var = b.declare_var(i64t);
-            let v = b
-                .ins()
-                .load(i64t, MemFlagsData::trusted(), ctx, gpr_offset(i));
-            b.def_var(var, v);
+            if used_regs & (1 << i) != 0 {
+                let v = b
+                    .ins()
+                    .load(i64t, MemFlagsData::trusted(), ctx, gpr_offset(i));
+                b.def_var(var, v);
+            }
             regs.push(var);
         }
         Self {
@@ -161,6 +170,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             ptr,
             ctx,
             regs,
+            defined: used_regs,
             dirty: 0,
             flags: None,
             flags_stored: true,
@@ -226,10 +236,15 @@ impl<'a, 'f> Tx<'a, 'f> {
     // ---- guest registers ----
 
     pub fn gpr(&mut self, i: usize) -> Value {
+        if self.defined & (1 << i) == 0 {
+            // Not named by any instruction of the block (so never written in it either).
+            return self.load_ctx(types::I64, gpr_offset(i));
+        }
         self.b.use_var(self.regs[i])
     }
     pub fn set_gpr(&mut self, i: usize, v: Value) {
         self.b.def_var(self.regs[i], v);
+        self.defined |= 1 << i;
         self.dirty |= 1 << i;
     }
 
@@ -252,6 +267,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             let v = self.load_ctx(types::I64, gpr_offset(i));
             self.b.def_var(self.regs[i], v);
         }
+        self.defined = (1u32 << self.regs.len()) - 1;
         self.dirty = 0;
     }
 
@@ -329,6 +345,110 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let zero = self.c64(0);
         self.b.ins().return_(&[zero]);
+    }
+
+    /// Leave the block for constant ip `target` through chain slot `slot`: like
+    /// `exit(ExitRip::Const(target), executed)`, but when the slot is linked (and the icount
+    /// limit and, under paging, the TLB allow it) return the successor's code
+    /// address so the dispatcher runs it directly; when it is unlinked, record the slot in
+    /// `JitContext::chain_exit` for the dispatcher to link.
+    pub fn exit_chained(&mut self, target: u64, executed: u64, slot: usize) {
+        let Some(chain) = self.env.chain else {
+            self.exit(ExitRip::Const(target), executed);
+            return;
+        };
+        debug_assert!(slot < CHAIN_SLOTS);
+        // SAFETY: the dispatcher allocated CHAIN_SLOTS slots at `chain.slots` for this block;
+        // the arena keeps them alive and nothing else accesses them during translation.
+        let slot_ptr = unsafe {
+            let p = chain.slots.add(slot);
+            (*p).target_ip = target;
+            p
+        };
+        self.write_back_regs(false);
+        self.store_flags(false);
+        let v = self.c64(target);
+        self.store_ctx(v, RIP_OFFSET);
+        let count = self.load_ctx(types::I64, ICOUNT_OFFSET);
+        let count = self.add_c(count, executed);
+        self.store_ctx(count, ICOUNT_OFFSET);
+        let trusted = MemFlagsData::trusted();
+        let sp = self.b.ins().iconst(self.ptr, slot_ptr as usize as i64);
+        let slot_field =
+            |tx: &mut Self, off: usize| tx.b.ins().load(types::I64, trusted, sp, off as i32);
+        let next = slot_field(self, offset_of!(ChainSlot, next));
+        let unlinked = self.b.ins().icmp_imm_u(IntCC::Equal, next, 0);
+        let record = self.b.create_block();
+        let check = self.b.create_block();
+        self.b.ins().brif(unlinked, record, &[], check, &[]);
+        self.b.set_cold_block(record);
+        self.b.switch_to_block(record);
+        let sp64 = self.c64(slot_ptr as usize as u64);
+        self.store_ctx(sp64, CHAIN_EXIT_OFFSET);
+        let zero = self.c64(0);
+        self.b.ins().return_(&[zero]);
+
+        self.b.switch_to_block(check);
+        let lim_ptr = self
+            .b
+            .ins()
+            .iconst(self.ptr, self.env.loop_limit as usize as i64);
+        let limit = self.b.ins().load(types::I64, trusted, lim_ptr, 0);
+        let mut stop = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, count, limit);
+        // Kicks need no check here: the limit is never more than the dispatcher's interrupt
+        // poll interval ahead, and the dispatcher looks at the kick flag when it is reached.
+        if chain.paging {
+            let entry_off = slot_field(self, offset_of!(ChainSlot, tlb_entry));
+            let entry_off = self.ptr_from_i64(entry_off);
+            let entry = self.b.ins().iadd(self.ctx, entry_off);
+            let tag = self.b.ins().load(
+                types::I64,
+                trusted,
+                entry,
+                offset_of!(TlbEntry, read_tag) as i32,
+            );
+            let want_tag = slot_field(self, offset_of!(ChainSlot, tag));
+            let bad_tag = self.b.ins().icmp(IntCC::NotEqual, tag, want_tag);
+            let phys = self.b.ins().load(
+                types::I64,
+                trusted,
+                entry,
+                offset_of!(TlbEntry, phys_page) as i32,
+            );
+            let want_phys = slot_field(self, offset_of!(ChainSlot, phys));
+            let bad_phys = self.b.ins().icmp(IntCC::NotEqual, phys, want_phys);
+            let nx_off = slot_field(self, offset_of!(ChainSlot, nx_word));
+            let nx_off = self.ptr_from_i64(nx_off);
+            let nx_addr = self.b.ins().iadd(self.ctx, nx_off);
+            let nx_word = self.b.ins().load(types::I64, trusted, nx_addr, 0);
+            let nx_bit = slot_field(self, offset_of!(ChainSlot, nx_bit));
+            let nx = self.b.ins().band(nx_word, nx_bit);
+            let no_exec = self.b.ins().icmp_imm_u(IntCC::NotEqual, nx, 0);
+            let bad = self.b.ins().bor(bad_tag, bad_phys);
+            let bad = self.b.ins().bor(bad, no_exec);
+            stop = self.b.ins().bor(stop, bad);
+        }
+        let back = self.b.create_block();
+        let go = self.b.create_block();
+        self.b.ins().brif(stop, back, &[], go, &[]);
+        self.b.set_cold_block(back);
+        self.b.switch_to_block(back);
+        let zero = self.c64(0);
+        self.b.ins().return_(&[zero]);
+        self.b.switch_to_block(go);
+        self.b.ins().return_(&[next]);
+    }
+
+    /// An i64 as a pointer-sized value.
+    fn ptr_from_i64(&mut self, v: Value) -> Value {
+        if self.ptr == types::I64 {
+            v
+        } else {
+            self.b.ins().ireduce(self.ptr, v)
+        }
     }
 
     /// Branch to a fresh exit block when `cond` (an i8/i32 truth value) is non-zero, and continue

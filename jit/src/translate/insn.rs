@@ -227,6 +227,7 @@ impl Tx<'_, '_> {
             Mnemonic::Lea => self.lea(insn),
             Mnemonic::Movzx | Mnemonic::Movsx => self.movx(insn),
             Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar => self.shift(insn),
+            Mnemonic::Imul => self.imul(insn),
             Mnemonic::Push => self.push(insn),
             Mnemonic::Pop => self.pop(insn),
             _ => Done::NotHandled,
@@ -316,6 +317,58 @@ impl Tx<'_, '_> {
         Done::Inline
     }
 
+    /// IMUL r, r/m and IMUL r, r/m, imm (SDM Vol. 2A IMUL): the low half of the signed product;
+    /// CF = OF = the product does not fit (the `aux` of a MUL record, as the interpreter keeps
+    /// it). The one-operand form, which writes rDX:rAX, goes to the interpreter.
+    fn imul(&mut self, insn: &Instruction) -> Done {
+        let n = insn.op_count();
+        if !matches!(n, 2 | 3) {
+            return Done::NotHandled;
+        }
+        let (xi, yi) = if n == 2 { (0, 1) } else { (1, 2) };
+        let (Some(Opnd::Reg(d)), Some(x), Some(y)) = (
+            self.opnd(insn, 0, false, true),
+            self.opnd(insn, xi, true, false),
+            self.opnd(insn, yi, true, false),
+        ) else {
+            return Done::NotHandled;
+        };
+        let size = d.size;
+        if !matches!(size, 2 | 4 | 8) {
+            return Done::NotHandled;
+        }
+        let mut ea = MemCache::default();
+        let a = self.read_opnd(insn, x, size, &mut ea);
+        let b = self.read_opnd(insn, y, size, &mut ea);
+        let (low, significant) = if size == 8 {
+            let low = self.b.ins().imul(a, b);
+            let high = self.b.ins().smulhi(a, b);
+            let sign = self.b.ins().sshr_imm_u(low, 63);
+            let sig = self.b.ins().icmp(
+                cranelift_codegen::ir::condcodes::IntCC::NotEqual,
+                high,
+                sign,
+            );
+            (low, sig)
+        } else {
+            // Both factors fit in 32 bits, so the product is exact in 64.
+            let sa = self.sext(a, size);
+            let sb = self.sext(b, size);
+            let p = self.b.ins().imul(sa, sb);
+            let low = self.zext(p, size);
+            let back = self.sext(low, size);
+            let sig = self
+                .b
+                .ins()
+                .icmp(cranelift_codegen::ir::condcodes::IntCC::NotEqual, back, p);
+            (low, sig)
+        };
+        let aux = self.b.ins().uextend(types::I64, significant);
+        self.write_reg(d, low);
+        self.set_flags(kind::MUL, size, a, b, low, aux);
+        Done::Inline
+    }
+
     fn lea(&mut self, insn: &Instruction) -> Done {
         let Some(Opnd::Reg(d)) = self.opnd(insn, 0, false, true) else {
             return Done::NotHandled;
@@ -377,8 +430,26 @@ impl Tx<'_, '_> {
         };
         let r = self.zext(r, size);
         self.write_opnd(insn, d, size, r, &mut ea);
-        let zero = self.c64(0);
-        self.set_flags(k, size, a, cnt, r, zero);
+        // The last bit shifted out, kept in `aux` so conditions on CF stay inline (the
+        // interpreter's evaluation of shift flags ignores `aux`; SDM Vol. 2B SAL/SAR/SHL/SHR).
+        let bits = 8 * u64::from(size);
+        let cf = match insn.mnemonic() {
+            Mnemonic::Shr => {
+                let t = self.b.ins().ushr_imm_u(a, (n - 1) as i64);
+                self.and_c(t, 1)
+            }
+            Mnemonic::Sar => {
+                let s = self.sext(a, size);
+                let t = self.b.ins().sshr_imm_u(s, (n.min(bits) - 1) as i64);
+                self.and_c(t, 1)
+            }
+            _ if n <= bits => {
+                let t = self.b.ins().ushr_imm_u(a, (bits - n) as i64);
+                self.and_c(t, 1)
+            }
+            _ => self.c64(0),
+        };
+        self.set_flags(k, size, a, cnt, r, cf);
         Done::Inline
     }
 
@@ -540,7 +611,7 @@ impl Tx<'_, '_> {
         let f = self.b.create_block();
         self.b.ins().brif(cond, t, &[], f, &[]);
         self.b.switch_to_block(f);
-        self.exit(ExitRip::Const(not_taken), self.index as u64 + 1);
+        self.exit_chained(not_taken, self.index as u64 + 1, super::NOT_TAKEN_SLOT);
         self.b.switch_to_block(t);
         self.jump_to(taken, block_start);
     }
@@ -589,7 +660,7 @@ impl Tx<'_, '_> {
                 self.b.switch_to_block(out);
                 self.exit(ExitRip::Const(target), 0);
             }
-            _ => self.exit(ExitRip::Const(target), self.index as u64 + 1),
+            _ => self.exit_chained(target, self.index as u64 + 1, super::TAKEN_SLOT),
         }
     }
 }

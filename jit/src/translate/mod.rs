@@ -20,8 +20,9 @@ mod tests;
 use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use iced_x86::Instruction;
+use iced_x86::{Instruction, InstructionInfoFactory};
 
+use crate::cache::ChainSlot;
 use emit::{ExitRip, Tx};
 use insn::Done;
 
@@ -74,7 +75,24 @@ pub struct TranslateEnv {
     pub loop_limit: *const u64,
     /// Points to the kick flag (a byte, non-zero = leave).
     pub kick: *const bool,
+    /// The block's chain slots; `None` translates every exit as a return to the dispatcher.
+    pub chain: Option<ChainEnv>,
 }
+
+/// Where a block's exits to constant ips find their chain slots (see `cache::ChainSlot`).
+#[derive(Debug, Clone, Copy)]
+pub struct ChainEnv {
+    /// `cache::CHAIN_SLOTS` slots: [`TAKEN_SLOT`] for the taken (or only) exit,
+    /// [`NOT_TAKEN_SLOT`] for the fall-through of a conditional branch.
+    pub slots: *mut ChainSlot,
+    /// CR0.PG: a link is followed only while the TLB still maps the target as when it was made.
+    pub paging: bool,
+}
+
+/// The chain slot of a jump, call, taken branch or a block's fall-through end.
+pub const TAKEN_SLOT: usize = 0;
+/// The chain slot of a conditional branch's not-taken side.
+pub const NOT_TAKEN_SLOT: usize = 1;
 
 /// What the translator did with a block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,6 +103,23 @@ pub struct TranslateStats {
     pub interpreted: usize,
     /// Whether the block loops to itself inside the generated function.
     pub self_loop: bool,
+}
+
+/// Bit i set: some instruction of `insns` reads or writes general register i (explicitly, as an
+/// address component, or implicitly like RSP in PUSH), so the block loads it on entry.
+fn used_gprs(insns: &[Instruction], nregs: usize) -> u32 {
+    let mut factory = InstructionInfoFactory::new();
+    let mut used = 0u32;
+    for insn in insns {
+        for r in factory.info(insn).used_registers() {
+            if let Some(g) = regs::gpr_info(r.register()) {
+                if g.index < nregs {
+                    used |= 1 << g.index;
+                }
+            }
+        }
+    }
+    used
 }
 
 /// Whether `insn` is a branch whose (taken) target is `start`.
@@ -106,7 +141,8 @@ pub fn translate_block(
 ) -> TranslateStats {
     let b = FunctionBuilder::new(func, fctx);
     let nregs = if env.mode.bitness == 64 { 16 } else { 8 };
-    let mut tx = Tx::new(b, env, frontend.pointer_type(), call_conv, nregs);
+    let used = used_gprs(insns, nregs);
+    let mut tx = Tx::new(b, env, frontend.pointer_type(), call_conv, nregs, used);
     let mut stats = TranslateStats::default();
     let start = insns.first().map_or(0, |i| i.ip());
     if insns.last().is_some_and(|l| jumps_to(l, start)) {
@@ -141,12 +177,10 @@ pub fn translate_block(
         tx.check_write_exit(insn.next_ip());
     }
     if !ended {
-        let rip = match insns.last() {
-            Some(_) if last_interp => ExitRip::InContext,
-            Some(l) => ExitRip::Const(l.next_ip()),
-            None => ExitRip::InContext,
-        };
-        tx.exit(rip, insns.len() as u64);
+        match insns.last() {
+            Some(l) if !last_interp => tx.exit_chained(l.next_ip(), insns.len() as u64, TAKEN_SLOT),
+            _ => tx.exit(ExitRip::InContext, insns.len() as u64),
+        }
     }
     tx.b.seal_all_blocks();
     tx.b.finalize(frontend);

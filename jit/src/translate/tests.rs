@@ -170,6 +170,188 @@ fn counted_loop_runs_inside_the_generated_function() {
     assert!(st.blocks_compiled >= 2, "{st:?}");
 }
 
+/// mov ecx, 1000; mov eax, 0xdeadbeef
+/// L: shr eax, 1; jnc N; xor eax, 0xedb88320
+/// N: dec ecx; jnz L; hlt
+/// Three blocks calling each other through constant exits: the hot ones get linked.
+const CRC_BITS: [u8; 24] = [
+    0xb9, 0xe8, 0x03, 0, 0, 0xb8, 0xef, 0xbe, 0xad, 0xde, 0xd1, 0xe8, 0x73, 0x05, 0x35, 0x20, 0x83,
+    0xb8, 0xed, 0xff, 0xc9, 0x75, 0xf3, HLT,
+];
+
+/// CRC_BITS' result, computed on the host.
+fn crc_bits_eax() -> u64 {
+    let mut eax: u32 = 0xdead_beef;
+    for _ in 0..1000 {
+        let carry = eax & 1 != 0;
+        eax >>= 1;
+        if carry {
+            eax ^= 0xedb8_8320;
+        }
+    }
+    u64::from(eax)
+}
+
+#[test]
+fn conditions_after_shifts_use_the_last_bit_shifted_out() {
+    // For each shift: mov eax, 0x92345687; <shift>; jnc +1; inc ecx; add ecx, ecx
+    //                 mov eax, 0x92345687; <shift>; ja +1; inc edx; add edx, edx
+    // then the same with js/jp into esi/edi.
+    let shifts: [[u8; 3]; 14] = [
+        [0xc0, 0xe0, 7],
+        [0xc0, 0xe0, 8],
+        [0xc0, 0xe0, 9],
+        [0xc0, 0xe8, 3],
+        [0xc0, 0xe8, 9],
+        [0xc0, 0xf8, 1],
+        [0xc0, 0xf8, 20],
+        [0xc1, 0xe0, 1],
+        [0xc1, 0xe0, 31],
+        [0xc1, 0xe8, 31],
+        [0xc1, 0xe8, 4],
+        [0xc1, 0xf8, 31],
+        [0x66, 0xd1, 0xe8],
+        [0xc1, 0xe0, 4],
+    ];
+    let mut code = vec![0x31, 0xc9, 0x31, 0xd2, 0x31, 0xf6, 0x31, 0xff];
+    for sh in &shifts {
+        for (jcc, inc, add) in [
+            (0x73, 0x41, [0x01, 0xc9]),
+            (0x77, 0x42, [0x01, 0xd2]),
+            (0x78, 0x46, [0x01, 0xf6]),
+            (0x7a, 0x47, [0x01, 0xff]),
+        ] {
+            code.extend_from_slice(&[0xb8, 0x87, 0x56, 0x34, 0x92]);
+            code.extend_from_slice(sh);
+            code.extend_from_slice(&[jcc, 0x01, inc]);
+            code.extend_from_slice(&add);
+        }
+    }
+    code.push(HLT);
+    let t = differential(&code, flat32(), 0);
+    assert_eq!(
+        t.exit,
+        VmExit::Halted {
+            interrupts_enabled: false
+        }
+    );
+}
+
+#[test]
+fn carry_from_the_previous_block_is_read_from_the_stored_record() {
+    // For each flag-setting instruction and operand pair:
+    //   mov eax, A; mov ebx, B; <op>; jmp +0; inc esi; jc +1; inc ecx; rol ecx, 1
+    //   mov eax, A; mov ebx, B; <op>; jmp +0; jnc +1; inc edx; rol edx, 1
+    let ops: [&[u8]; 13] = [
+        &[0x01, 0xd8],       // add eax, ebx
+        &[0x28, 0xd8],       // sub al, bl
+        &[0x66, 0x39, 0xd8], // cmp ax, bx
+        &[0x21, 0xd8],       // and eax, ebx
+        &[0x11, 0xd8],       // adc eax, ebx
+        &[0x19, 0xd8],       // sbb eax, ebx
+        &[0xf9],             // stc
+        &[0x0f, 0xaf, 0xc3], // imul eax, ebx
+        &[0xd1, 0xe8],       // shr eax, 1
+        &[0xc0, 0xe0, 0x03], // shl al, 3
+        &[0xf7, 0xd8],       // neg eax
+        &[0x43],             // inc ebx
+        &[0x4b],             // dec ebx
+    ];
+    let pairs: [(u32, u32); 3] = [(0xffff_ffff, 2), (1, 2), (0x7000_0005, 0x3000_0003)];
+    let mut code = vec![0x31, 0xc9, 0x31, 0xd2, 0x31, 0xf6];
+    for op in ops {
+        for (a, b) in pairs {
+            for tail in [
+                &[0x46, 0x72, 0x01, 0x41, 0xd1, 0xc1][..],
+                &[0x73, 0x01, 0x42, 0xd1, 0xc2][..],
+            ] {
+                code.push(0xb8);
+                code.extend_from_slice(&a.to_le_bytes());
+                code.push(0xbb);
+                code.extend_from_slice(&b.to_le_bytes());
+                code.extend_from_slice(op);
+                code.extend_from_slice(&[0xeb, 0x00]);
+                code.extend_from_slice(tail);
+            }
+        }
+    }
+    code.push(HLT);
+    let t = differential(&code, flat32(), 0);
+    assert_eq!(
+        t.exit,
+        VmExit::Halted {
+            interrupts_enabled: false
+        }
+    );
+    assert_ne!(t.state.gpr[gpr::RCX], 0);
+    assert_ne!(t.state.gpr[gpr::RDX], 0);
+}
+
+/// IMUL forms with products that fit and that do not, each followed by JO into a bit of ESI
+/// (the condition helper) and by `setc` into the low byte of EDI, which is then rotated.
+fn imul_code(ops: &[&[u8]]) -> Vec<u8> {
+    let pairs: [(u64, u64); 4] = [
+        (3, 5),
+        (0xffff_fffe, 7),
+        (0x7fff_ffff_0001_2345, 0x1_0000),
+        (0x8000, 0xffff_ffff_ffff_8000),
+    ];
+    let mut code = vec![0x31, 0xf6, 0x31, 0xff];
+    for op in ops {
+        for (a, b) in pairs {
+            // mov rax/eax, a; mov rbx/ebx, b (64-bit: REX.W B8/BB + imm64; 32-bit: imm32)
+            code.extend_from_slice(&[0x48, 0xb8]);
+            code.extend_from_slice(&a.to_le_bytes());
+            code.extend_from_slice(&[0x48, 0xbb]);
+            code.extend_from_slice(&b.to_le_bytes());
+            code.extend_from_slice(op);
+            // jno +2; inc esi; setc cl; add edi, ecx; rol edi, 3; add esi, esi
+            code.extend_from_slice(&[0x71, 0x02, 0xff, 0xc6, 0x0f, 0x92, 0xc1, 0x01, 0xcf]);
+            code.extend_from_slice(&[0xc1, 0xc7, 0x03, 0x01, 0xf6]);
+        }
+    }
+    code.push(HLT);
+    code
+}
+
+#[test]
+fn imul_two_and_three_operand_forms_agree_with_the_interpreter() {
+    let ops: [&[u8]; 7] = [
+        &[0x0f, 0xaf, 0xc3],                         // imul eax, ebx
+        &[0x66, 0x0f, 0xaf, 0xc3],                   // imul ax, bx
+        &[0x48, 0x0f, 0xaf, 0xc3],                   // imul rax, rbx
+        &[0x6b, 0xc3, 0x81],                         // imul eax, ebx, -127
+        &[0x69, 0xc3, 0x45, 0x23, 0x01, 0x00],       // imul eax, ebx, 0x12345
+        &[0x48, 0x69, 0xd3, 0x00, 0x00, 0x00, 0x80], // imul rdx, rbx, -2^31
+        &[0x66, 0x6b, 0xd0, 0x7f],                   // imul dx, ax, 127
+    ];
+    let t = differential(&imul_code(&ops), long64(&ram()), 0);
+    assert_eq!(
+        t.exit,
+        VmExit::Halted {
+            interrupts_enabled: false
+        }
+    );
+    assert_ne!(t.state.gpr[gpr::RSI], 0);
+    assert_ne!(t.state.gpr[gpr::RDI], 0);
+}
+
+#[test]
+fn blocks_chain_directly_and_agree_with_the_interpreter() {
+    let t = differential(&CRC_BITS, flat32(), 0);
+    assert_eq!(t.state.gpr[gpr::RAX], crc_bits_eax());
+    let st = t.vcpu.stats();
+    assert!(st.linked >= 2, "{st:?}");
+}
+
+#[test]
+fn blocks_chain_directly_under_paging() {
+    let t = differential(&CRC_BITS, long64(&ram()), 0);
+    assert_eq!(t.state.gpr[gpr::RAX], crc_bits_eax());
+    let st = t.vcpu.stats();
+    assert!(st.linked >= 2, "{st:?}");
+}
+
 #[test]
 fn dec_jnz_loop_with_memory_and_flags() {
     // mov ecx, 50; mov ebx, DATA
