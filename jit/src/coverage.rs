@@ -597,6 +597,8 @@ impl Sandbox {
             helpers: helpers::table(),
             loop_limit: &loop_limit,
             kick: &kick,
+            // Only whether the translator accepts the instruction matters, not chaining.
+            chain: None,
         };
         let stats = translate_block(
             &mut func,
