@@ -78,11 +78,6 @@ const CR4_PAE: u64 = 1 << 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinuxError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("not a Linux bzImage (no \"HdrS\" setup header at offset 0x202)")]
     NotBzImage,
     #[error("the bzImage is truncated: {0}")]
@@ -163,14 +158,6 @@ fn parse(image: &[u8]) -> Result<SetupHeader, LinuxError> {
             .ok_or(LinuxError::Truncated("the setup header is cut short"))?,
         cmdline_size: u32_at(image, HDR_CMDLINE_SIZE)
             .ok_or(LinuxError::Truncated("the setup header is cut short"))?,
-    })
-}
-
-/// Read a kernel or initrd file.
-pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, LinuxError> {
-    std::fs::read(path).map_err(|source| LinuxError::Read {
-        path: path.display().to_string(),
-        source,
     })
 }
 

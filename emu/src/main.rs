@@ -186,15 +186,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Read a file the user named (a kernel, an initrd), naming it and the reason if that fails.
+fn read_input(what: &str, path: &Path) -> CliResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()).into())
+}
+
 fn run(args: RunArgs) -> CliResult<ExitCode> {
     let plan = SnapshotPlan::from_args(&args.common)?;
     let (config, input) = machine_config(&args.common, args.memory)?;
     let out = Box::new(std::io::stdout());
     let machine = if let Some(kernel) = &args.kernel {
-        let image = multiboot::read_kernel(kernel)?;
+        let image = read_input("kernel", kernel)?;
         if linux::is_bzimage(&image) {
             let initrd = match &args.initrd {
-                Some(path) => Some(linux::read_file(Path::new(path))?),
+                Some(path) => Some(read_input("initrd", Path::new(path))?),
                 None => None,
             };
             let cmdline = args.append.clone().unwrap_or_default();

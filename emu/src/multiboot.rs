@@ -357,14 +357,6 @@ fn memory_map(ram: &GuestRam) -> Vec<(u64, u64, u32)> {
     map
 }
 
-/// Read a kernel file.
-pub fn read_kernel(path: &std::path::Path) -> Result<Vec<u8>, MultibootError> {
-    std::fs::read(path).map_err(|source| MultibootError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
 /// Load `image` (a Multiboot kernel file) and `modules` into `ram`, write the boot information
 /// with `cmdline`, and return the CPU state at the kernel's entry.
 pub fn load(
