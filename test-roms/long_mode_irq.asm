@@ -49,18 +49,8 @@ R_CS       equ 0x728
 R_SS       equ 0x730
 RETURN_VECTOR equ 0x81              ; DPL 3 gate back to the kernel
 
-PIC1_CMD   equ 0x20
-PIC1_DATA  equ 0x21
-PIC2_CMD   equ 0xA0
-PIC2_DATA  equ 0xA1
-PIC_EOI    equ 0x20
-PIT_CH0    equ 0x40
-PIT_MODE   equ 0x43
-PIT_DIVISOR equ 11932               ; 100 Hz
 IRQ0_VECTOR equ 0x20                ; the master PIC's vectors start here
 WANTED_TICKS equ 3
-LAPIC_SVR  equ 0xFEE000F0
-LAPIC_LVT_LINT0 equ 0xFEE00350
 
 ; %1 vector, %2 label, %3 IST, %4 type byte.
 %macro GATE 4
@@ -365,30 +355,8 @@ syscall_entry:
         ; External interrupts: PIC (IRQ0 at vector 0x20) and PIT at 100 Hz wake `sti; hlt` in
         ; 64-bit mode through the 64-bit IDT.
         mov qword [TICKS], 0
-        mov al, 0x11
-        out PIC1_CMD, al
-        out PIC2_CMD, al
-        mov al, IRQ0_VECTOR
-        out PIC1_DATA, al
-        mov al, 0x28
-        out PIC2_DATA, al
-        mov al, 0x04
-        out PIC1_DATA, al
-        mov al, 0x02
-        out PIC2_DATA, al
-        mov al, 0x01
-        out PIC1_DATA, al
-        out PIC2_DATA, al
-        mov al, 0xFE
-        out PIC1_DATA, al
-        mov al, 0xFF
-        out PIC2_DATA, al
-        mov al, 0x34
-        out PIT_MODE, al
-        mov ax, PIT_DIVISOR
-        out PIT_CH0, al
-        mov al, ah
-        out PIT_CH0, al
+        PIC_INIT IRQ0_VECTOR, 0x28
+        PIT_START_100HZ
         sti
 .wait:  hlt
         cmp qword [TICKS], WANTED_TICKS

@@ -13,19 +13,7 @@
 %include "common.inc"
         ROM_BEGIN
 
-PIC1_CMD  equ 0x20                  ; 8259A master
-PIC1_DATA equ 0x21
-PIC2_CMD  equ 0xA0                  ; 8259A slave
-PIC2_DATA equ 0xA1
-PIC_EOI   equ 0x20
-PIT_CH0   equ 0x40                  ; 8254 channel 0
-PIT_MODE  equ 0x43
-PIT_DIVISOR equ 11932               ; 1193182 Hz / 11932 = 100 Hz
 IRQ0_VECTOR equ 0x20
-LAPIC_SVR equ 0xFEE000F0            ; spurious-interrupt vector register
-LAPIC_SVR_ENABLE equ 0x100          ; APIC software enable
-LAPIC_LVT_LINT0 equ 0xFEE00350
-LVT_DM_EXTINT equ 0x700             ; delivery mode ExtINT, not masked
 
 STEPS     equ 64                    ; timer-paced steps
 MIXES     equ 400                   ; table mixes per step
@@ -67,33 +55,8 @@ pm_start:
         cmp eax, 1024
         jb .fill
 
-        ; PIC: ICW1-4 (edge, cascade, vector bases 0x20/0x28, 8086 mode), only IRQ0 unmasked.
-        mov al, 0x11
-        out PIC1_CMD, al
-        out PIC2_CMD, al
-        mov al, IRQ0_VECTOR
-        out PIC1_DATA, al
-        mov al, IRQ0_VECTOR + 8
-        out PIC2_DATA, al
-        mov al, 0x04
-        out PIC1_DATA, al
-        mov al, 0x02
-        out PIC2_DATA, al
-        mov al, 0x01
-        out PIC1_DATA, al
-        out PIC2_DATA, al
-        mov al, 0xFE
-        out PIC1_DATA, al
-        mov al, 0xFF
-        out PIC2_DATA, al
-
-        ; PIT channel 0: lobyte/hibyte, mode 2 (rate generator), binary.
-        mov al, 0x34
-        out PIT_MODE, al
-        mov ax, PIT_DIVISOR
-        out PIT_CH0, al
-        mov al, ah
-        out PIT_CH0, al
+        PIC_INIT IRQ0_VECTOR, IRQ0_VECTOR + 8
+        PIT_START_100HZ
 
         mov dword [TICKS], 0
         mov dword [STEP], 0

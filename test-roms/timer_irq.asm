@@ -7,19 +7,7 @@
 %include "common.inc"
         ROM_BEGIN
 
-PIC1_CMD  equ 0x20                  ; 8259A master
-PIC1_DATA equ 0x21
-PIC2_CMD  equ 0xA0                  ; 8259A slave
-PIC2_DATA equ 0xA1
-PIC_EOI   equ 0x20
-PIT_CH0   equ 0x40                  ; 8254 channel 0
-PIT_MODE  equ 0x43
-PIT_DIVISOR equ 11932               ; 1193182 Hz / 11932 = 100 Hz
 IRQ0_VECTOR equ 8
-LAPIC_SVR equ 0xFEE000F0            ; spurious-interrupt vector register
-LAPIC_SVR_ENABLE equ 0x100          ; APIC software enable
-LAPIC_LVT_LINT0 equ 0xFEE00350
-LVT_DM_EXTINT equ 0x700             ; delivery mode ExtINT, not masked
 TICKS     equ 0x600                 ; word: timer interrupts seen
 WANTED_TICKS equ 5
 
@@ -58,36 +46,12 @@ apic_setup:
         mov word [IRQ0_VECTOR * 4 + 2], ROMSEG
         mov word [TICKS], 0
 
-        ; ICW1 (edge, cascade, ICW4), ICW2 (vector base), ICW3 (cascade wiring), ICW4 (8086).
-        mov al, 0x11
-        out PIC1_CMD, al
-        out PIC2_CMD, al
-        mov al, IRQ0_VECTOR
-        out PIC1_DATA, al
-        mov al, 0x70
-        out PIC2_DATA, al
-        mov al, 0x04
-        out PIC1_DATA, al
-        mov al, 0x02
-        out PIC2_DATA, al
-        mov al, 0x01
-        out PIC1_DATA, al
-        out PIC2_DATA, al
-        mov al, 0xFE                ; OCW1: only IRQ0
-        out PIC1_DATA, al
-        mov al, 0xFF
-        out PIC2_DATA, al
+        PIC_INIT IRQ0_VECTOR, 0x70  ; the BIOS vector bases; only IRQ0 unmasked
         in al, PIC1_DATA
         cmp al, 0xFE
         REPORT16 "pic mask readback"
 
-        ; Channel 0, lobyte/hibyte, mode 2 (rate generator), binary.
-        mov al, 0x34
-        out PIT_MODE, al
-        mov ax, PIT_DIVISOR
-        out PIT_CH0, al
-        mov al, ah
-        out PIT_CH0, al
+        PIT_START_100HZ
 
         mov al, 0x00                ; counter latch command, channel 0
         out PIT_MODE, al
