@@ -3,6 +3,9 @@
 //! command line and a module, on the JIT and on KVM, against the output QEMU's own Multiboot
 //! loader gives the same kernel (written down below, and compared live when QEMU is installed).
 
+mod common;
+
+use common::kvm_usable;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -114,16 +117,6 @@ fn check(kernel: &Path, accel: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(PASS_STATUS));
-}
-
-fn kvm_usable() -> bool {
-    match accel::kvm_available() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipping the KVM half of this test: {e}");
-            false
-        }
-    }
 }
 
 #[test]

@@ -4,6 +4,9 @@
 //! with live state in registers, RAM, the PIC and the PIT. Whatever the backends, the restored
 //! run must print exactly the rest of what an undisturbed run prints.
 
+mod common;
+
+use common::kvm_usable;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -50,16 +53,6 @@ fn rom() -> &'static Path {
         assert!(status.success(), "nasm failed");
         out
     })
-}
-
-fn kvm_usable() -> bool {
-    match accel::kvm_available() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipping the KVM half of this test: {e}");
-            false
-        }
-    }
 }
 
 fn text(b: &[u8]) -> String {
