@@ -529,6 +529,51 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_sets_cmos_and_its_state_must_meet_the_same_disk() {
+        use devices::ata::MemDisk;
+        let build = |sectors: Option<usize>| {
+            let (mut b, mut d) =
+                build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20, 0).unwrap();
+            if let Some(n) = sectors {
+                attach_disk(&mut b, &mut d, Box::new(MemDisk(vec![0; n * SECTOR_SIZE]))).unwrap();
+            }
+            (b, d)
+        };
+        let (mut b, d) = build(Some(4096));
+        let mut v = [0u8; 1];
+        for (reg, want) in [(0x12, 0xf0), (0x19, 47), (0x1b, 4), (0x1d, 16), (0x23, 63)] {
+            b.io_write(CMOS_PORT, &[reg]);
+            b.io_read(CMOS_PORT + 1, &mut v);
+            assert_eq!(v[0], want, "CMOS {reg:#x}");
+        }
+        b.io_read(ATA_PRIMARY_COMMAND_PORT + 7, &mut v);
+        assert_eq!(v[0], 0x50, "the disk is ready");
+        b.io_write(ATA_PRIMARY_COMMAND_PORT + 7, &[0xec]); // IDENTIFY
+        let saved = d.save();
+        assert!(saved.iter().any(|(n, _)| n == DEV_ATA));
+        assert!(matches!(
+            build(None).1.restore(&saved),
+            Err(PcError::DiskMissing)
+        ));
+        assert!(matches!(
+            build(Some(8)).1.restore(&saved),
+            Err(PcError::DiskSize {
+                snapshot: 4096,
+                given: 8
+            })
+        ));
+        let (mut b2, d2) = build(Some(4096));
+        d2.restore(&saved).unwrap();
+        let mut w = [0u8; 2];
+        b2.io_read(ATA_PRIMARY_COMMAND_PORT, &mut w);
+        assert_eq!(w, [0x40, 0x00], "IDENTIFY word 0 continues after restore");
+        // A reset ends the transfer.
+        d2.reset();
+        b2.io_read(ATA_PRIMARY_COMMAND_PORT + 7, &mut v);
+        assert_eq!(v[0], 0x50);
+    }
+
+    #[test]
     fn bios_is_mapped_twice() {
         let mut bios = vec![0u8; 64 << 10];
         bios[0xfff0] = 0xea;
