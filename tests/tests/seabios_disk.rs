@@ -25,8 +25,12 @@ const EXPECTED: &[u8] = include_bytes!("../../test-roms/disk/boot_disk.expected"
 /// The boot disk's verdict on the debug exit port: PASS (status 33).
 const EXIT_PASS: u32 = 0x10;
 const SECTOR: usize = 512;
-/// The sectors the boot disk writes, and the dword each then starts with.
-const WRITTEN: [(usize, u32); 3] = [(63, 0xc0de_0063), (3000, 0xc0de_3000), (3001, 0xc0de_3001)];
+/// The sectors the boot disk writes: each then starts with the dword, then the byte fills it.
+const WRITTEN: [(usize, u32, u8); 3] = [
+    (63, 0xc0de_0063, 0x63),
+    (3000, 0xc0de_3000, 0x30),
+    (3001, 0xc0de_3001, 0x31),
+];
 const LIMIT: Duration = Duration::from_secs(180);
 
 fn seabios() -> Vec<u8> {
@@ -81,21 +85,21 @@ fn boot_on(accel: Accel) -> EmuRun {
 fn check_writes(image: &[u8]) {
     let original = std::fs::read(BOOT_DISK).unwrap();
     assert_eq!(image.len(), original.len(), "the image changed size");
-    for (lba, first) in WRITTEN {
+    for (lba, first, fill) in WRITTEN {
         let s = &image[lba * SECTOR..(lba + 1) * SECTOR];
         assert_eq!(
             u32::from_le_bytes(s[..4].try_into().unwrap()),
             first,
             "sector {lba} was not written"
         );
-        assert!(s[4..].iter().all(|&b| b == (first & 0xff) as u8));
+        assert!(s[4..].iter().all(|&b| b == fill), "sector {lba}'s fill");
     }
     let changed: Vec<usize> = (0..original.len() / SECTOR)
         .filter(|&i| image[i * SECTOR..(i + 1) * SECTOR] != original[i * SECTOR..(i + 1) * SECTOR])
         .collect();
     assert_eq!(
         changed,
-        WRITTEN.map(|(lba, _)| lba).to_vec(),
+        WRITTEN.map(|(lba, _, _)| lba).to_vec(),
         "sectors changed beyond those the guest wrote"
     );
 }
