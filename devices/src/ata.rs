@@ -680,7 +680,10 @@ impl Ata {
         if sector == 0 || sector > spt || head >= heads {
             return Err(ERROR_IDNF);
         }
-        Ok(((cylinder * heads + head) * spt + sector - 1, Addressing::Chs))
+        Ok((
+            (cylinder * heads + head) * spt + sector - 1,
+            Addressing::Chs,
+        ))
     }
 
     /// Write `lba` back to the address registers in the command's form (the address of the
@@ -788,16 +791,13 @@ impl Ata {
 
     fn write_block(&mut self, sectors: u64) -> CommandResult {
         let lba = self.s.lba;
-        let written = self
-            .disk
-            .write_sectors(lba, &self.s.buffer)
-            .and_then(|()| {
-                if self.s.write_cache {
-                    Ok(())
-                } else {
-                    self.disk.flush()
-                }
-            });
+        let written = self.disk.write_sectors(lba, &self.s.buffer).and_then(|()| {
+            if self.s.write_cache {
+                Ok(())
+            } else {
+                self.disk.flush()
+            }
+        });
         if let Err(e) = written {
             log::error!("ata: writing sectors {lba}+{sectors} failed: {e}");
             self.set_address(lba, self.s.addressing);
@@ -1011,9 +1011,8 @@ impl Ata {
         let total = self.s.disk_sectors;
         let cur_cyl = (total / (u64::from(self.s.heads) * u64::from(self.s.sectors_per_track)))
             .min(65535) as u16;
-        let cur_capacity = u32::from(cur_cyl)
-            * u32::from(self.s.heads)
-            * u32::from(self.s.sectors_per_track);
+        let cur_capacity =
+            u32::from(cur_cyl) * u32::from(self.s.heads) * u32::from(self.s.sectors_per_track);
         w[0] = 0x0040; // fixed device
         w[1] = g.cylinders;
         w[3] = u16::from(g.heads);
@@ -1272,7 +1271,11 @@ mod tests {
         r.out(REG_STATUS_COMMAND, cmd::IDENTIFY_DEVICE);
         assert_eq!(r.irq_edges(), vec![true]);
         assert_eq!(r.inb(CONTROL_OFFSET), STATUS_IDLE | STATUS_DRQ);
-        assert_eq!(r.irq_edges(), vec![], "alternate status does not acknowledge");
+        assert_eq!(
+            r.irq_edges(),
+            vec![],
+            "alternate status does not acknowledge"
+        );
         assert_eq!(r.inb(REG_STATUS_COMMAND), STATUS_IDLE | STATUS_DRQ);
         assert_eq!(r.irq_edges(), vec![false]);
         let id = r.read_words(SECTOR_SIZE);
@@ -1303,7 +1306,11 @@ mod tests {
                 .enumerate()
                 .all(|(i, &b)| b == pattern(sector, i)));
         }
-        assert_eq!(r.irq_edges(), vec![], "no interrupt after the last data-in block");
+        assert_eq!(
+            r.irq_edges(),
+            vec![],
+            "no interrupt after the last data-in block"
+        );
         assert_eq!(r.inb(REG_STATUS_COMMAND), STATUS_IDLE);
         assert_eq!(r.inb(REG_LBA_LOW), 102, "address of the last sector read");
         assert_eq!(r.inb(REG_SECTOR_COUNT), 0);
@@ -1383,7 +1390,11 @@ mod tests {
     fn write_sectors_and_multiple_mode() {
         let mut r = rig();
         r.lba28(cmd::WRITE_SECTORS, 7, 2);
-        assert_eq!(r.irq_edges(), vec![], "no interrupt before the first data-out block");
+        assert_eq!(
+            r.irq_edges(),
+            vec![],
+            "no interrupt before the first data-out block"
+        );
         assert_eq!(r.inb(CONTROL_OFFSET), STATUS_IDLE | STATUS_DRQ);
         for i in 0..SECTOR_SIZE / 2 {
             r.ata.write(REG_DATA, &[i as u8, 0xee]);
@@ -1396,7 +1407,10 @@ mod tests {
         assert_eq!(r.inb(REG_STATUS_COMMAND), STATUS_IDLE);
         {
             let d = r.disk.0.lock().unwrap();
-            assert_eq!(&d.0[7 * SECTOR_SIZE..7 * SECTOR_SIZE + 4], &[0, 0xee, 1, 0xee]);
+            assert_eq!(
+                &d.0[7 * SECTOR_SIZE..7 * SECTOR_SIZE + 4],
+                &[0, 0xee, 1, 0xee]
+            );
             assert_eq!(&d.0[8 * SECTOR_SIZE..8 * SECTOR_SIZE + 4], &[1, 2, 3, 4]);
             assert_eq!(d.0[9 * SECTOR_SIZE], pattern(9, 0), "nothing more written");
         }
@@ -1442,9 +1456,17 @@ mod tests {
         r.out(REG_STATUS_COMMAND, cmd::FLUSH_CACHE);
         assert_eq!(r.irq_edges(), vec![]);
         r.out(CONTROL_OFFSET, 0);
-        assert_eq!(r.irq_edges(), vec![true], "the pending interrupt shows once enabled");
+        assert_eq!(
+            r.irq_edges(),
+            vec![true],
+            "the pending interrupt shows once enabled"
+        );
         r.out(REG_DEVICE, DEVICE_DEV);
-        assert_eq!(r.irq_edges(), vec![false], "device 1 selected: INTRQ released");
+        assert_eq!(
+            r.irq_edges(),
+            vec![false],
+            "device 1 selected: INTRQ released"
+        );
         // No device 1: status reads 0 and its commands are ignored.
         assert_eq!(r.inb(REG_STATUS_COMMAND), 0);
         assert_eq!(r.inb(CONTROL_OFFSET), 0);
@@ -1452,7 +1474,11 @@ mod tests {
         assert_eq!(r.read_words(2), vec![0, 0]);
         assert_eq!(r.inb(REG_DEVICE), 0xb0);
         r.out(REG_DEVICE, 0);
-        assert_eq!(r.irq_edges(), vec![true], "device 0's interrupt is still pending");
+        assert_eq!(
+            r.irq_edges(),
+            vec![true],
+            "device 0's interrupt is still pending"
+        );
         assert_eq!(r.inb(REG_STATUS_COMMAND), STATUS_IDLE);
     }
 
@@ -1462,7 +1488,11 @@ mod tests {
         for command in [0x00, cmd::DEVICE_RESET, 0xc8 /* READ DMA */, 0xa1] {
             r.out(REG_STATUS_COMMAND, command);
             assert_eq!(r.inb(REG_STATUS_COMMAND), STATUS_IDLE | STATUS_ERR);
-            assert_eq!(r.inb(REG_ERROR_FEATURES), ERROR_ABRT, "command {command:#x}");
+            assert_eq!(
+                r.inb(REG_ERROR_FEATURES),
+                ERROR_ABRT,
+                "command {command:#x}"
+            );
         }
         r.out(REG_ERROR_FEATURES, feature::SET_TRANSFER_MODE);
         r.out(REG_SECTOR_COUNT, 0x0c); // PIO 4
@@ -1500,7 +1530,10 @@ mod tests {
         assert_eq!(copy.ata.state(), r.ata.state());
         assert_eq!(copy.read_words(2), r.read_words(2));
         for n in 0..blob.len() {
-            assert!(AtaState::from_bytes(&blob[..n]).is_err(), "truncated to {n}");
+            assert!(
+                AtaState::from_bytes(&blob[..n]).is_err(),
+                "truncated to {n}"
+            );
         }
         let mut bad = r.ata.state();
         bad.position = bad.buffer.len() as u32 + 2;
@@ -1521,7 +1554,10 @@ mod tests {
         let blank = [0u8; SECTOR_SIZE];
         // 1 MiB: 2048 / 1008 = 2 cylinders, no translation.
         let (g, t) = guess_geometry(2048, &blank);
-        assert_eq!((g.cylinders, g.heads, g.sectors_per_track, t), (2, 16, 63, Translation::None));
+        assert_eq!(
+            (g.cylinders, g.heads, g.sectors_per_track, t),
+            (2, 16, 63, Translation::None)
+        );
         // Tiny disks still get 2 cylinders; big ones LBA translation, capped cylinders.
         assert_eq!(guess_geometry(1, &blank).0.cylinders, 2);
         let (g, t) = guess_geometry(1 << 26, &blank);
@@ -1551,10 +1587,16 @@ mod tests {
         let missing = FileDisk::open(&dir.join("missing.img")).unwrap_err();
         assert!(matches!(missing, DiskError::Open { .. }));
         assert!(missing.to_string().contains("missing.img"));
-        assert!(matches!(FileDisk::open(&dir), Err(DiskError::Open { .. } | DiskError::NotAFile { .. })));
+        assert!(matches!(
+            FileDisk::open(&dir),
+            Err(DiskError::Open { .. } | DiskError::NotAFile { .. })
+        ));
         let empty = dir.join("empty.img");
         std::fs::write(&empty, b"").unwrap();
-        assert!(matches!(FileDisk::open(&empty), Err(DiskError::Empty { .. })));
+        assert!(matches!(
+            FileDisk::open(&empty),
+            Err(DiskError::Empty { .. })
+        ));
         let odd = dir.join("odd.img");
         std::fs::write(&odd, vec![0u8; 1000]).unwrap();
         assert!(matches!(

@@ -80,11 +80,7 @@ pub fn run(rom: &Path, input: &[u8], limit: Duration) -> Result<QemuRun, QemuErr
 
 /// Run a QEMU command line (whose stdio is the guest's console) with `input` typed into the
 /// console, killing it after `limit`.
-pub fn run_command(
-    mut cmd: Command,
-    input: &[u8],
-    limit: Duration,
-) -> Result<QemuRun, QemuError> {
+pub fn run_command(mut cmd: Command, input: &[u8], limit: Duration) -> Result<QemuRun, QemuError> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
