@@ -180,7 +180,7 @@ impl FileDisk {
         if len == 0 {
             return Err(DiskError::Empty { path: name() });
         }
-        if len % SECTOR_SIZE as u64 != 0 {
+        if !len.is_multiple_of(SECTOR_SIZE as u64) {
             return Err(DiskError::NotSectorMultiple { path: name(), len });
         }
         Ok(Self {
@@ -484,7 +484,7 @@ impl AtaState {
             )));
         }
         if s.buffer.len() > usize::from(MAX_MULTIPLE_SECTORS) * SECTOR_SIZE
-            || s.buffer.len() % SECTOR_SIZE != 0
+            || !s.buffer.len().is_multiple_of(SECTOR_SIZE)
             || s.position as usize > s.buffer.len()
             || (s.transfer != Transfer::Idle && s.buffer.is_empty())
         {
