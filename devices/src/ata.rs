@@ -330,11 +330,14 @@ pub enum Addressing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transfer {
     /// No data phase.
-    Idle,
-    /// Device to host: the guest reads the buffer through the data register.
-    In,
+    Idle = 0,
+    /// Device to host: the guest reads disk sectors from the buffer through the data register.
+    In = 1,
+    /// Device to host, data that is not disk sectors (IDENTIFY DEVICE): the address and count
+    /// registers stay as they are.
+    InData = 3,
     /// Host to device: the guest fills the buffer; full, it is written at `lba`.
-    Out,
+    Out = 2,
 }
 
 /// Everything the controller holds, for snapshots.
@@ -431,6 +434,7 @@ impl AtaState {
             0 => Transfer::Idle,
             1 => Transfer::In,
             2 => Transfer::Out,
+            3 => Transfer::InData,
             v => return Err(r.invalid(format!("transfer direction {v}"))),
         };
         let addressing = match r.u8()? {
@@ -770,6 +774,10 @@ impl Ata {
         let sectors = (self.s.buffer.len() / SECTOR_SIZE) as u64;
         let result = match self.s.transfer {
             Transfer::Idle => return,
+            Transfer::InData => {
+                self.finish_ok(false);
+                Ok(())
+            }
             Transfer::In => {
                 let last = self.s.lba + sectors - 1;
                 self.set_address(last, self.s.addressing);
@@ -833,8 +841,9 @@ impl Ata {
     }
 
     fn execute(&mut self, command: u8) {
-        if !self.master_selected() {
-            // No device 1: nothing answers (QEMU ignores commands to an absent slave).
+        if !self.master_selected() || self.s.control & CONTROL_SRST != 0 {
+            // No device 1: nothing answers (QEMU ignores commands to an absent slave); and a
+            // device held in reset takes no command.
             return;
         }
         self.stop_transfer();
@@ -844,8 +853,7 @@ impl Ata {
             cmd::IDENTIFY_DEVICE => {
                 self.s.buffer = self.identify().to_vec();
                 self.s.position = 0;
-                self.s.transfer = Transfer::In;
-                self.s.lba = 0;
+                self.s.transfer = Transfer::InData;
                 self.s.status = STATUS_IDLE | STATUS_DRQ;
                 self.raise_interrupt();
                 Ok(())
@@ -1065,7 +1073,8 @@ impl Ata {
 
     fn read_data(&mut self, data: &mut [u8]) {
         data.fill(0);
-        if self.s.transfer != Transfer::In || !self.master_selected() {
+        let reading = matches!(self.s.transfer, Transfer::In | Transfer::InData);
+        if !reading || !self.master_selected() {
             return;
         }
         let pos = self.s.position as usize;
@@ -1290,6 +1299,19 @@ mod tests {
         assert_eq!(id.iter().fold(0u8, |a, &b| a.wrapping_add(b)), 0);
         assert_eq!(id[510], 0xa5);
         assert_eq!(r.inb(REG_STATUS_COMMAND), STATUS_IDLE);
+        assert_eq!(
+            r.inb(REG_LBA_LOW),
+            1,
+            "IDENTIFY leaves the address registers alone"
+        );
+        // A snapshot in the middle of IDENTIFY resumes it.
+        r.out(REG_STATUS_COMMAND, cmd::IDENTIFY_DEVICE);
+        r.read_words(2);
+        let mut copy = rig();
+        copy.ata
+            .set_state(AtaState::from_bytes(&r.ata.state().to_bytes()).unwrap());
+        assert_eq!(copy.read_words(SECTOR_SIZE - 2), id[2..]);
+        assert_eq!(copy.inb(REG_STATUS_COMMAND), STATUS_IDLE);
     }
 
     #[test]
@@ -1512,6 +1534,12 @@ mod tests {
         r.lba28(cmd::READ_SECTORS, 5, 2);
         r.out(CONTROL_OFFSET, CONTROL_SRST | CONTROL_NIEN);
         assert_eq!(r.inb(CONTROL_OFFSET), STATUS_BSY);
+        r.out(REG_STATUS_COMMAND, cmd::IDENTIFY_DEVICE);
+        assert_eq!(
+            r.inb(CONTROL_OFFSET),
+            STATUS_BSY,
+            "no command while in reset"
+        );
         r.out(CONTROL_OFFSET, CONTROL_NIEN);
         assert_eq!(r.inb(REG_STATUS_COMMAND), STATUS_IDLE);
         assert_eq!(r.inb(REG_SECTOR_COUNT), 1);
