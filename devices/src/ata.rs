@@ -1578,6 +1578,39 @@ mod tests {
     }
 
     #[test]
+    fn random_guest_accesses_never_panic() {
+        // Whatever a guest does with the ports (any register, width, value, order), the
+        // controller answers without panicking and its state stays loadable.
+        let mut r = rig();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200_000 {
+            let v = next();
+            let offset = v % 9;
+            let width = [1usize, 2, 4][(v >> 8) as usize % 3];
+            let bytes = (v >> 16).to_le_bytes();
+            if v >> 60 < 9 {
+                let mut buf = [0u8; 4];
+                r.ata.read(offset, &mut buf[..width]);
+            } else if offset == REG_STATUS_COMMAND && (v >> 24) & 1 == 0 {
+                // Mostly the commands that exist, so transfers start often.
+                let commands = [
+                    0x20, 0x24, 0x29, 0x30, 0x34, 0x39, 0x40, 0xc4, 0xc5, 0xc6, 0xec,
+                ];
+                r.out(offset, commands[(v >> 32) as usize % commands.len()]);
+            } else {
+                r.ata.write(offset, &bytes[..width]);
+            }
+        }
+        AtaState::from_bytes(&r.ata.state().to_bytes()).unwrap();
+    }
+
+    #[test]
     fn geometry_guess_matches_qemu() {
         let blank = [0u8; SECTOR_SIZE];
         // 1 MiB: 2048 / 1008 = 2 cylinders, no translation.
