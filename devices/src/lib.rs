@@ -10,6 +10,7 @@ pub mod bus;
 pub mod clock;
 pub mod cmos;
 pub mod debug;
+pub mod disk;
 pub mod i8042;
 pub mod pic;
 pub mod pit;

@@ -158,7 +158,7 @@ pub enum MachineError {
     #[error("cannot boot the Linux kernel: {0}")]
     Linux(#[from] crate::linux::LinuxError),
     #[error(transparent)]
-    Disk(#[from] devices::ata::DiskError),
+    Disk(#[from] devices::disk::DiskError),
 }
 
 /// The devices `config` asks for beyond the legacy set: the firmware log port, the disk.
@@ -170,7 +170,7 @@ fn attach_options(
     let sink = crate::firmware::firmware_log_sink(config.firmware_log.as_deref())?;
     pc::attach_firmware_log(buses, sink)?;
     if let Some(path) = &config.disk {
-        let disk = devices::ata::FileDisk::open(path)?;
+        let disk = devices::disk::FileDisk::open(path)?;
         pc::attach_disk(buses, devices, Box::new(disk))?;
     }
     Ok(())

@@ -16,14 +16,15 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use devices::ata::{
-    guess_geometry, Ata, AtaState, BlockBackend, ATA_COMMAND_BLOCK_LEN, ATA_PRIMARY_COMMAND_PORT,
-    ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_IRQ, CONTROL_OFFSET, SECTOR_SIZE,
+    Ata, AtaState, ATA_COMMAND_BLOCK_LEN, ATA_PRIMARY_COMMAND_PORT, ATA_PRIMARY_CONTROL_PORT,
+    ATA_PRIMARY_IRQ, CONTROL_OFFSET,
 };
 use devices::clock::{Clock, HostClock};
 use devices::cmos::{Cmos, CmosState, CMOS_PORT};
 use devices::debug::{
     Pm1State, DEBUGCON_PORT, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, PM1A_EVT_PORT, POST_PORT,
 };
+use devices::disk::{guess_geometry, BlockBackend, SECTOR_SIZE};
 use devices::i8042::{I8042State, COMMAND_PORT, DATA_PORT, I8042};
 use devices::pic::{Pic, PicState, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
 use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
@@ -530,7 +531,7 @@ mod tests {
 
     #[test]
     fn a_disk_sets_cmos_and_its_state_must_meet_the_same_disk() {
-        use devices::ata::MemDisk;
+        use devices::disk::MemDisk;
         let build = |sectors: Option<usize>| {
             let (mut b, mut d) =
                 build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20, 0).unwrap();
