@@ -24,4 +24,7 @@ done
 gcc -m32 -nostdlib -static -no-pie -Wl,--build-id=none -T "$here/c/link.ld" -o "$out/c_program.elf" "${objs[@]}" -lgcc
 objcopy -O binary -j .text -j .rodata -j .data "$out/c_program.elf" "$out/c_program.bin"
 nasm -f bin -I "$here/include/" -DCBIN="'$out/c_program.bin'" -o "$out/c_program.rom" "$here/c/reset.asm"
+# The boot disk: a raw 2 MiB hard-disk image whose boot sector tests INT 13h (not a ROM).
+echo "nasm disk/boot_disk"
+nasm -f bin -I "$here/include/" -o "$out/boot_disk.img" "$here/disk/boot_disk.asm"
 echo "ROMs in $out"

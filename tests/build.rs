@@ -1,7 +1,10 @@
 //! Builds every test ROM in `test-roms/` into `OUT_DIR` and generates the list the test
 //! registry includes: each `test-roms/*.asm` is a flat 64 KiB image made by NASM, and
 //! `test-roms/c/` is a freestanding C program (gcc -m32) wrapped in a NASM reset-vector stub.
-//! The commands are the same as `test-roms/build.sh`, which builds the ROMs by hand.
+//! The commands are the same as `test-roms/build.sh`, which builds the ROMs by hand. It also
+//! assembles the boot disk image `test-roms/disk/boot_disk.asm` (a raw hard disk, not a ROM);
+//! tests find it at the path in the `EMU_TEST_BOOT_DISK` environment variable, set at compile
+//! time.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -44,6 +47,13 @@ fn build_all(roms_dir: &Path, out: &Path) -> Result<(), String> {
             .arg(src))?;
         built.push((name, rom));
     }
+
+    let disk = out.join("boot_disk.img");
+    run(Command::new("nasm")
+        .args(["-f", "bin", "-I", &include, "-o"])
+        .arg(&disk)
+        .arg(roms_dir.join("disk/boot_disk.asm")))?;
+    println!("cargo:rustc-env=EMU_TEST_BOOT_DISK={}", disk.display());
 
     built.push((
         "c_program".to_string(),

@@ -5,10 +5,12 @@
 //! [`Requests`], and writes its output to an injected sink so tests can capture it. Both the JIT
 //! and KVM serve port and MMIO accesses through the same [`Buses`].
 
+pub mod ata;
 pub mod bus;
 pub mod clock;
 pub mod cmos;
 pub mod debug;
+pub mod disk;
 pub mod i8042;
 pub mod pic;
 pub mod pit;

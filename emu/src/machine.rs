@@ -55,6 +55,10 @@ pub struct MachineConfig {
     /// Reset requests (0xCF9, port 0x92, the keyboard controller) and triple faults restart
     /// the machine, as on a real PC, instead of ending the run.
     pub reboot: bool,
+    /// A raw disk image for the IDE primary master (`--disk`); guest writes go to the file.
+    pub disk: Option<PathBuf>,
+    /// Where the firmware's debug log (port 0x402) goes; emu's log (`-v`) when `None`.
+    pub firmware_log: Option<PathBuf>,
 }
 
 impl Default for MachineConfig {
@@ -65,6 +69,8 @@ impl Default for MachineConfig {
             time_limit: None,
             serial_input: None,
             reboot: false,
+            disk: None,
+            firmware_log: None,
         }
     }
 }
@@ -151,6 +157,23 @@ pub enum MachineError {
     Multiboot(#[from] crate::multiboot::MultibootError),
     #[error("cannot boot the Linux kernel: {0}")]
     Linux(#[from] crate::linux::LinuxError),
+    #[error(transparent)]
+    Disk(#[from] devices::disk::DiskError),
+}
+
+/// The devices `config` asks for beyond the legacy set: the firmware log port, the disk.
+fn attach_options(
+    buses: &mut Buses,
+    devices: &mut PcDevices,
+    config: &MachineConfig,
+) -> Result<(), MachineError> {
+    let sink = crate::firmware::firmware_log_sink(config.firmware_log.as_deref())?;
+    pc::attach_firmware_log(buses, sink)?;
+    if let Some(path) = &config.disk {
+        let disk = devices::disk::FileDisk::open(path)?;
+        pc::attach_disk(buses, devices, Box::new(disk))?;
+    }
+    Ok(())
 }
 
 /// A complete machine, ready to run.
@@ -222,7 +245,8 @@ impl Machine {
         check_bios(bios)?;
         let ram = pc::build_memory(config.memory_bytes, bios)?;
         let input = config.serial_input.clone().unwrap_or_default();
-        let (buses, devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
+        let (mut buses, mut devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
+        attach_options(&mut buses, &mut devices, config)?;
         let vcpu = create_vcpu(config.accel, &ram, &CpuState::reset())?;
         Ok(Self::assemble(ram, buses, devices, vcpu, config))
     }
@@ -236,7 +260,8 @@ impl Machine {
     ) -> Result<Self, MachineError> {
         let ram = pc::build_memory(config.memory_bytes, &[])?;
         let input = config.serial_input.clone().unwrap_or_default();
-        let (buses, devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
+        let (mut buses, mut devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
+        attach_options(&mut buses, &mut devices, config)?;
         let entry = load(&ram)?;
         let vcpu = create_vcpu(config.accel, &ram, &entry)?;
         let mut m = Self::assemble(ram, buses, devices, vcpu, config);
@@ -256,7 +281,8 @@ impl Machine {
         snapshot.restore_memory(&ram)?;
         let clock_ns = PcDevices::saved_clock_ns(&snapshot.devices)?;
         let input = config.serial_input.clone().unwrap_or_default();
-        let (buses, devices) = pc::build_buses(out, input, ram.ram_bytes(), clock_ns)?;
+        let (mut buses, mut devices) = pc::build_buses(out, input, ram.ram_bytes(), clock_ns)?;
+        attach_options(&mut buses, &mut devices, config)?;
         devices.restore(&snapshot.devices)?;
         let vcpu = create_vcpu(config.accel, &ram, &snapshot.cpu)?;
         let firmware = ram

@@ -134,6 +134,16 @@ struct CommonArgs {
     /// a triple fault with status 4, as QEMU's -no-reboot does.
     #[arg(long)]
     reboot: bool,
+    /// A raw disk image (a whole number of 512-byte sectors) as the IDE primary master
+    /// (ports 0x1F0/0x3F6, IRQ 14), e.g. a boot disk for --bios /usr/share/seabios/bios.bin.
+    /// Guest writes go to the file, as with QEMU's raw drives; snapshots hold the controller's
+    /// state, not the disk contents (restore with the same --disk).
+    #[arg(long, value_name = "FILE")]
+    disk: Option<PathBuf>,
+    /// Write the firmware's debug log (SeaBIOS prints it to port 0x402, QEMU's debugcon at
+    /// iobase 0x402) to FILE. Without it the log goes to emu's own log: `-v` shows it.
+    #[arg(long, value_name = "FILE")]
+    firmware_log: Option<PathBuf>,
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -265,6 +275,8 @@ fn machine_config(common: &CommonArgs, memory: u64) -> CliResult<(MachineConfig,
         time_limit: common.time_limit.map(Duration::from_secs_f64),
         serial_input: Some(input.clone()),
         reboot: common.reboot,
+        disk: common.disk.clone(),
+        firmware_log: common.firmware_log.clone(),
     };
     Ok((config, input))
 }

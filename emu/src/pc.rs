@@ -5,18 +5,26 @@
 //! - RAM from 0 to 0xA0000 (640 KiB of conventional memory);
 //! - 0xA0000..0xC0000: the VGA window, a hole (MMIO bus);
 //! - 0xC0000 up to the low BIOS alias: RAM (option ROM and upper memory area);
-//! - the last min(size, 128 KiB) of the BIOS image just below 1 MiB (the ISA BIOS alias);
+//! - the last min(size, 128 KiB) of the BIOS image just below 1 MiB (the ISA BIOS alias). As on
+//!   QEMU's `isapc` machine (no chipset to switch shadow RAM on), this copy is writable RAM,
+//!   filled with the image at power-on and kept across resets: SeaBIOS keeps its variables in
+//!   the F segment and would stop with no RAM size if its writes there were dropped;
 //! - RAM from 1 MiB up to the memory size, at most up to 3.5 GiB; the rest above 4 GiB;
 //! - the whole BIOS image ending at 4 GiB (the reset vector is at 0xFFFFFFF0).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use devices::ata::{
+    Ata, AtaState, ATA_COMMAND_BLOCK_LEN, ATA_PRIMARY_COMMAND_PORT, ATA_PRIMARY_CONTROL_PORT,
+    ATA_PRIMARY_IRQ, CONTROL_OFFSET,
+};
 use devices::clock::{Clock, HostClock};
 use devices::cmos::{Cmos, CmosState, CMOS_PORT};
 use devices::debug::{
     Pm1State, DEBUGCON_PORT, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, PM1A_EVT_PORT, POST_PORT,
 };
+use devices::disk::{guess_geometry, BlockBackend, SECTOR_SIZE};
 use devices::i8042::{I8042State, COMMAND_PORT, DATA_PORT, I8042};
 use devices::pic::{Pic, PicState, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
 use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
@@ -62,6 +70,15 @@ pub enum PcError {
     DuplicateDevice(&'static str),
     #[error("the snapshot has state for a device this machine lacks: {0:?}")]
     UnknownDevice(String),
+    #[error(
+        "the snapshot was taken with a disk: restore it with --disk and the same image (disk \
+         contents are not in snapshots)"
+    )]
+    DiskMissing,
+    #[error("the snapshot's disk had {snapshot} sectors, the image given has {given}")]
+    DiskSize { snapshot: u64, given: u64 },
+    #[error("cannot read the disk image's first sector: {0}")]
+    DiskRead(std::io::Error),
 }
 
 /// The guest-physical regions for `memory` bytes of RAM and a BIOS image of `bios_len` bytes.
@@ -72,24 +89,14 @@ pub fn memory_layout(memory: u64, bios_len: u64) -> Result<Vec<RegionSpec>, PcEr
     if !memory.is_multiple_of(4096) {
         return Err(PcError::MemoryUnaligned(memory));
     }
-    let isa_bios = bios_len.min(ISA_BIOS_MAX);
     let ram = |base, end: u64| RegionSpec {
         base,
         size: end - base,
         kind: RegionKind::Ram,
     };
-    let mut regions = vec![ram(0, VGA_START)];
-    let isa_bios_start = HIGH_MEMORY - isa_bios;
-    if isa_bios_start > VGA_END {
-        regions.push(ram(VGA_END, isa_bios_start));
-    }
-    if isa_bios > 0 {
-        regions.push(RegionSpec {
-            base: isa_bios_start,
-            size: isa_bios,
-            kind: RegionKind::Rom,
-        });
-    }
+    // Upper memory and the ISA BIOS alias are one stretch of RAM; build_memory copies the
+    // image's tail into it.
+    let mut regions = vec![ram(0, VGA_START), ram(VGA_END, HIGH_MEMORY)];
     let low_top = memory.min(LOW_RAM_TOP);
     regions.push(ram(HIGH_MEMORY, low_top));
     if memory > LOW_RAM_TOP {
@@ -147,6 +154,8 @@ pub struct PcDevices {
     kbc: Arc<Mutex<I8042>>,
     serial: Arc<Mutex<Serial>>,
     pm1: Arc<Mutex<Pm1>>,
+    /// The IDE controller, when the machine has a disk ([`attach_disk`]).
+    ata: Option<Arc<Mutex<Ata>>>,
     a20: A20Gate,
     clock: Arc<dyn Clock>,
 }
@@ -160,8 +169,10 @@ const DEV_CMOS: &str = "cmos";
 const DEV_I8042: &str = "i8042";
 const DEV_SERIAL: &str = "serial";
 const DEV_PM1: &str = "pm1";
-const DEVICE_NAMES: [&str; 8] = [
-    DEV_CLOCK, DEV_A20, DEV_PIC, DEV_PIT, DEV_CMOS, DEV_I8042, DEV_SERIAL, DEV_PM1,
+/// Only machines with a disk have it.
+const DEV_ATA: &str = "ata";
+const DEVICE_NAMES: [&str; 9] = [
+    DEV_CLOCK, DEV_A20, DEV_PIC, DEV_PIT, DEV_CMOS, DEV_I8042, DEV_SERIAL, DEV_PM1, DEV_ATA,
 ];
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -172,7 +183,7 @@ impl PcDevices {
     /// Every device's state as (name, blob), plus the machine clock's reading (devices keep
     /// times in that clock) and the A20 line.
     pub fn save(&self) -> Vec<(String, Vec<u8>)> {
-        vec![
+        let mut saved = vec![
             (DEV_CLOCK.into(), self.clock.now_ns().to_le_bytes().to_vec()),
             (DEV_A20.into(), vec![u8::from(self.a20.enabled())]),
             (DEV_PIC.into(), lock(&self.pic).state().to_bytes()),
@@ -181,7 +192,11 @@ impl PcDevices {
             (DEV_I8042.into(), lock(&self.kbc).state().to_bytes()),
             (DEV_SERIAL.into(), lock(&self.serial).state_bytes()),
             (DEV_PM1.into(), lock(&self.pm1).state().to_bytes()),
-        ]
+        ];
+        if let Some(ata) = &self.ata {
+            saved.push((DEV_ATA.into(), lock(ata).state().to_bytes()));
+        }
+        saved
     }
 
     /// Put every device in its power-on state, as a system reset does. CMOS RAM is
@@ -200,6 +215,9 @@ impl PcDevices {
         lock(&self.kbc).set_state(I8042State::default());
         lock(&self.serial).reset();
         lock(&self.pm1).set_state(Pm1State::default());
+        if let Some(ata) = &self.ata {
+            lock(ata).reset();
+        }
     }
 
     /// The machine clock's reading stored by [`PcDevices::save`]: the clock a restored machine
@@ -242,6 +260,21 @@ impl PcDevices {
         let kbc = I8042State::from_bytes(dev(DEV_I8042)?).map_err(wrap(DEV_I8042))?;
         let pm1 = Pm1State::from_bytes(dev(DEV_PM1)?).map_err(wrap(DEV_PM1))?;
         let serial = dev(DEV_SERIAL)?;
+        let ata = match (&self.ata, saved.iter().any(|(n, _)| n == DEV_ATA)) {
+            (Some(ata), _) => {
+                let state = AtaState::from_bytes(dev(DEV_ATA)?).map_err(wrap(DEV_ATA))?;
+                let given = lock(ata).disk_sectors();
+                if state.disk_sectors != given {
+                    return Err(PcError::DiskSize {
+                        snapshot: state.disk_sectors,
+                        given,
+                    });
+                }
+                Some((ata, state))
+            }
+            (None, true) => return Err(PcError::DiskMissing),
+            (None, false) => None,
+        };
         // The UART checks its blob before replacing anything; do it first so a bad one leaves
         // every device untouched.
         lock(&self.serial)
@@ -253,6 +286,9 @@ impl PcDevices {
         lock(&self.cmos).set_state(cmos);
         lock(&self.kbc).set_state(kbc);
         lock(&self.pm1).set_state(pm1);
+        if let Some((ata, state)) = ata {
+            lock(ata).set_state(state);
+        }
         Ok(())
     }
 }
@@ -386,10 +422,86 @@ pub fn build_buses(
         kbc,
         serial,
         pm1,
+        ata: None,
         a20: buses.a20.clone(),
         clock,
     };
     Ok((buses, devices))
+}
+
+/// Put SeaBIOS's debug console at port 0x402, writing to `out`.
+pub fn attach_firmware_log(buses: &mut Buses, out: OutputSink) -> Result<(), PcError> {
+    buses.io.insert(
+        u64::from(crate::firmware::FIRMWARE_LOG_PORT),
+        1,
+        Box::new(DebugCon::new(out)),
+    )?;
+    Ok(())
+}
+
+/// CMOS bytes of the IBM PC/AT map QEMU fills for its first hard disk and SeaBIOS reads:
+/// the drive types (0x12: drive 0 is type 15, "see 0x19"), drive 0's extended type (47, user
+/// defined) and its parameters from 0x1B, the CHS translation (0x39), and the boot order
+/// (0x3D, 0x38: hard disk, floppy, CD-ROM, as QEMU's default "cad").
+const CMOS_HD_TYPES: usize = 0x12;
+const CMOS_HD0_EXTENDED_TYPE: usize = 0x19;
+const CMOS_HD0_PARAMETERS: usize = 0x1b;
+const CMOS_DISK_TRANSLATION: usize = 0x39;
+const CMOS_BOOT_ORDER_1_2: usize = 0x3d;
+const CMOS_BOOT_ORDER_3: usize = 0x38;
+
+/// Give the machine an IDE controller on the primary channel (0x1F0-0x1F7, 0x3F6, IRQ 14) with
+/// `disk` as master, with the geometry and translation QEMU would give it, recorded in CMOS
+/// for the BIOS.
+pub fn attach_disk(
+    buses: &mut Buses,
+    devices: &mut PcDevices,
+    mut disk: Box<dyn BlockBackend>,
+) -> Result<(), PcError> {
+    let mut mbr = [0u8; SECTOR_SIZE];
+    disk.read_sectors(0, &mut mbr).map_err(PcError::DiskRead)?;
+    let (g, translation) = guess_geometry(disk.sectors(), &mbr);
+    {
+        let mut cmos = lock(&devices.cmos);
+        let mut s = cmos.state();
+        let r = &mut s.ram;
+        r[CMOS_HD_TYPES] = 0xf0;
+        r[CMOS_HD0_EXTENDED_TYPE] = 47;
+        let p = &mut r[CMOS_HD0_PARAMETERS..CMOS_HD0_PARAMETERS + 9];
+        let [cyl_lo, cyl_hi] = g.cylinders.to_le_bytes();
+        p.copy_from_slice(&[
+            cyl_lo,
+            cyl_hi,
+            g.heads,
+            0xff, // write precompensation: none
+            0xff,
+            0xc0 | (u8::from(g.heads > 8) << 3), // control byte
+            cyl_lo,                              // landing zone
+            cyl_hi,
+            g.sectors_per_track,
+        ]);
+        r[CMOS_DISK_TRANSLATION] = translation as u8;
+        r[CMOS_BOOT_ORDER_1_2] = 0x12;
+        r[CMOS_BOOT_ORDER_3] = 0x30;
+        cmos.set_state(s);
+    }
+    let irq = {
+        let pic = devices.pic.clone();
+        Box::new(move |level| lock(&pic).set_irq(ATA_PRIMARY_IRQ, level))
+    };
+    let ata = Arc::new(Mutex::new(Ata::new(disk, g, irq)));
+    buses.io.insert(
+        u64::from(ATA_PRIMARY_COMMAND_PORT),
+        ATA_COMMAND_BLOCK_LEN,
+        Box::new(SharedDevice::new(ata.clone(), 0)),
+    )?;
+    buses.io.insert(
+        u64::from(ATA_PRIMARY_CONTROL_PORT),
+        1,
+        Box::new(SharedDevice::new(ata.clone(), CONTROL_OFFSET)),
+    )?;
+    devices.ata = Some(ata);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -418,6 +530,51 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_sets_cmos_and_its_state_must_meet_the_same_disk() {
+        use devices::disk::MemDisk;
+        let build = |sectors: Option<usize>| {
+            let (mut b, mut d) =
+                build_buses(Box::new(std::io::sink()), SerialInput::new(), 64 << 20, 0).unwrap();
+            if let Some(n) = sectors {
+                attach_disk(&mut b, &mut d, Box::new(MemDisk(vec![0; n * SECTOR_SIZE]))).unwrap();
+            }
+            (b, d)
+        };
+        let (mut b, d) = build(Some(4096));
+        let mut v = [0u8; 1];
+        for (reg, want) in [(0x12, 0xf0), (0x19, 47), (0x1b, 4), (0x1d, 16), (0x23, 63)] {
+            b.io_write(CMOS_PORT, &[reg]);
+            b.io_read(CMOS_PORT + 1, &mut v);
+            assert_eq!(v[0], want, "CMOS {reg:#x}");
+        }
+        b.io_read(ATA_PRIMARY_COMMAND_PORT + 7, &mut v);
+        assert_eq!(v[0], 0x50, "the disk is ready");
+        b.io_write(ATA_PRIMARY_COMMAND_PORT + 7, &[0xec]); // IDENTIFY
+        let saved = d.save();
+        assert!(saved.iter().any(|(n, _)| n == DEV_ATA));
+        assert!(matches!(
+            build(None).1.restore(&saved),
+            Err(PcError::DiskMissing)
+        ));
+        assert!(matches!(
+            build(Some(8)).1.restore(&saved),
+            Err(PcError::DiskSize {
+                snapshot: 4096,
+                given: 8
+            })
+        ));
+        let (mut b2, d2) = build(Some(4096));
+        d2.restore(&saved).unwrap();
+        let mut w = [0u8; 2];
+        b2.io_read(ATA_PRIMARY_COMMAND_PORT, &mut w);
+        assert_eq!(w, [0x40, 0x00], "IDENTIFY word 0 continues after restore");
+        // A reset ends the transfer.
+        d2.reset();
+        b2.io_read(ATA_PRIMARY_COMMAND_PORT + 7, &mut v);
+        assert_eq!(v[0], 0x50);
+    }
+
+    #[test]
     fn bios_is_mapped_twice() {
         let mut bios = vec![0u8; 64 << 10];
         bios[0xfff0] = 0xea;
@@ -430,7 +587,10 @@ mod tests {
         // The VGA window is a hole; the rest below 1 MiB is RAM.
         assert!(ram.host_ptr(0xb8000).is_none());
         assert_eq!(ram.region_of(0xe0000).unwrap().kind, RegionKind::Ram);
-        assert_eq!(ram.ram_bytes(), 16 * 1024 * 1024 - 128 * 1024 - 64 * 1024);
+        // The ISA alias is writable (shadow RAM, as on QEMU's isapc); the copy at 4 GiB is not.
+        assert_eq!(ram.region_of(0xf0000).unwrap().kind, RegionKind::Ram);
+        assert_eq!(ram.region_of(0xffff_0000).unwrap().kind, RegionKind::Rom);
+        assert_eq!(ram.ram_bytes(), 16 * 1024 * 1024 - 128 * 1024);
     }
 
     #[test]

@@ -352,7 +352,14 @@ impl Snapshot {
             c.gdtr.base, c.gdtr.limit, c.idtr.base, c.idtr.limit, c.halted
         );
         for (name, blob) in &self.devices {
-            let _ = writeln!(o, "device {name}: {} bytes", blob.len());
+            // The IDE controller's blob (emu::pc) holds its registers, not the disk image.
+            let note = if name == "ata" {
+                " (IDE controller; the disk's contents are not in the snapshot: restore with \
+                 the same --disk FILE)"
+            } else {
+                ""
+            };
+            let _ = writeln!(o, "device {name}: {} bytes{note}", blob.len());
         }
         o
     }

@@ -106,6 +106,7 @@ pub fn run_rom(rom: &TestRom, accel: Accel) -> Result<RomResult, MachineError> {
         // Resets restart the machine, as under QEMU, except for ROMs whose expected end is the
         // triple fault itself.
         reboot: rom.expectation.end != ExpectedEnd::TripleFault,
+        ..MachineConfig::default()
     };
     let out = devices::SharedBuffer::new();
     let mut machine = Machine::with_bios(&config, rom.image, Box::new(out.clone()))?;

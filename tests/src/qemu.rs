@@ -75,7 +75,13 @@ pub fn command(rom: &Path) -> Command {
 
 /// Run `rom` under QEMU with `input` typed into COM1, killing it after `limit`.
 pub fn run(rom: &Path, input: &[u8], limit: Duration) -> Result<QemuRun, QemuError> {
-    let mut child = command(rom)
+    run_command(command(rom), input, limit)
+}
+
+/// Run a QEMU command line (whose stdio is the guest's console) with `input` typed into the
+/// console, killing it after `limit`.
+pub fn run_command(mut cmd: Command, input: &[u8], limit: Duration) -> Result<QemuRun, QemuError> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
