@@ -571,7 +571,7 @@ impl Tx<'_, '_> {
         }
         let new_sp = self.add_c(sp, u64::from(size) + extra);
         self.set_sp(new_sp);
-        self.exit(ExitRip::Value(target), self.index as u64 + 1);
+        self.exit_indirect(target, self.index as u64 + 1);
         Done::Ended
     }
 

@@ -344,6 +344,23 @@ fn blocks_chain_directly_and_agree_with_the_interpreter() {
     assert!(st.linked >= 2, "{st:?}");
 }
 
+/// mov ecx, 500; xor eax, eax; L: call F; dec ecx; jnz L; hlt; F: add eax, ecx; ret
+const CALL_RET_LOOP: [u8; 20] = [
+    0xb9, 0xf4, 0x01, 0, 0, 0x31, 0xc0, 0xe8, 5, 0, 0, 0, 0xff, 0xc9, 0x75, 0xf7, HLT, 0x01, 0xc8,
+    0xc3,
+];
+
+#[test]
+fn returns_continue_through_the_jump_cache_without_the_dispatcher() {
+    for state in [flat32(), long64(&ram())] {
+        let t = differential(&CALL_RET_LOOP, state, 0);
+        assert_eq!(t.state.gpr[gpr::RAX], (1..=500).sum::<u64>());
+        let st = t.vcpu.stats();
+        // 1500 block transitions; the returns among them stay in generated code.
+        assert!(st.dispatched < 100, "{st:?}");
+    }
+}
+
 #[test]
 fn blocks_chain_directly_under_paging() {
     let t = differential(&CRC_BITS, long64(&ram()), 0);
