@@ -75,6 +75,10 @@ impl Runtime {
             // Not RAM or ROM: cannot be written through memory, nothing to track.
             return;
         };
+        if *w & bit != 0 {
+            // Already tracked: no TLB entry has been given a write tag for it since.
+            return;
+        }
         *w |= bit;
         for i in ctx.tlb_used_entries() {
             let e = &mut ctx.tlb[i];
