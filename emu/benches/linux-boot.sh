@@ -36,13 +36,17 @@ EOF
 chmod +x "$work/root/init"
 (cd "$work/root" && find . | cpio -o -H newc 2>/dev/null | gzip) >"$work/initrd.gz"
 
-(cd "$root" && cargo build --release -q -p emu)
-emu="$root/target/release/emu"
+# EMU=PATH runs that emu binary instead of building one (e.g. an older build, for before/after).
+if [ -z "${EMU:-}" ]; then
+    (cd "$root" && cargo build --release -q -p emu)
+fi
+emu=${EMU:-"$root/target/release/emu"}
 cmdline="console=ttyS0 panic=-1"
 
 # Run a command, print "seconds-to-marker seconds-to-exit status".
 timed() {
     local log="$work/out.$RANDOM" t0 t_marker="" t_end st=0
+    : >"$log"
     t0=$(date +%s%N)
     "$@" </dev/null >"$log" 2>&1 &
     local pid=$!

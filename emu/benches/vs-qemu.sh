@@ -18,8 +18,11 @@ trap 'rm -rf "$work"' EXIT
 for tool in nasm qemu-system-x86_64 python3; do
     command -v "$tool" >/dev/null || { echo "vs-qemu: $tool is not installed" >&2; exit 2; }
 done
-(cd "$root" && cargo build --release -q -p emu)
-emu="$root/target/release/emu"
+# EMU=PATH runs that emu binary instead of building one (e.g. an older build, for before/after).
+if [ -z "${EMU:-}" ]; then
+    (cd "$root" && cargo build --release -q -p emu)
+fi
+emu=${EMU:-"$root/target/release/emu"}
 
 image() { # rounds -> path
     local out="$work/compute-$1.bin"

@@ -57,6 +57,15 @@ impl CodeCache {
             // Helper addresses are absolute constants; keep relocations simple on every host.
             ("use_colocated_libcalls", "false"),
             ("is_pic", "false"),
+            // The IR verifier costs a fifth of the compile time; tests and debug builds keep it.
+            (
+                "enable_verifier",
+                if cfg!(debug_assertions) {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
         ] {
             flags
                 .set(k, v)
@@ -307,6 +316,82 @@ fn unlink_all(incoming: &[*mut ChainSlot]) {
     }
 }
 
+/// Entries of the [`JumpCache`] (a power of two).
+pub const JUMP_CACHE_SIZE: usize = 4096;
+
+/// One entry of the [`JumpCache`]: the block found at linear address `la` in mode `mode`
+/// (an interned [`ModeKey`], see `JitVcpu`), its physical page and its code (0 while it is
+/// interpreted). Generated code reads it (`#[repr(C)]`, fields by offset).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JumpEntry {
+    pub la: u64,
+    pub phys_page: u64,
+    pub code: u64,
+    pub mode: u32,
+    pub block: BlockId,
+}
+
+impl JumpEntry {
+    pub const EMPTY: JumpEntry = JumpEntry {
+        la: u64::MAX,
+        phys_page: u64::MAX,
+        code: 0,
+        mode: u32::MAX,
+        block: BlockId::MAX,
+    };
+}
+
+/// Index of linear address `la` in the [`JumpCache`].
+#[inline]
+pub fn jump_index(la: u64) -> usize {
+    ((la ^ (la >> JUMP_HASH_SHIFT)) as usize) & (JUMP_CACHE_SIZE - 1)
+}
+
+/// The shift [`jump_index`] folds the page number with.
+pub const JUMP_HASH_SHIFT: u32 = 12;
+
+/// A direct-mapped cache from linear code address to block in front of the block table, as
+/// QEMU's `tb_jmp_cache`: the dispatcher looks here before hashing a [`BlockKey`], and generated
+/// code looks here for the targets of returns. An entry is only a hint: whoever uses one checks
+/// the mode and, under paging, that the TLB still maps `la` to `phys_page` for execution. It is
+/// cleared whenever blocks are dropped, so it never names a dead block. Boxed: its address is
+/// embedded in generated code.
+pub struct JumpCache {
+    entries: Box<[JumpEntry]>,
+}
+
+impl Default for JumpCache {
+    fn default() -> Self {
+        Self {
+            entries: vec![JumpEntry::EMPTY; JUMP_CACHE_SIZE].into_boxed_slice(),
+        }
+    }
+}
+
+impl JumpCache {
+    /// The entry `la` would occupy.
+    #[inline]
+    pub fn get(&self, la: u64) -> &JumpEntry {
+        &self.entries[jump_index(la)]
+    }
+
+    #[inline]
+    pub fn set(&mut self, e: JumpEntry) {
+        self.entries[jump_index(e.la)] = e;
+    }
+
+    /// Forget everything (blocks were dropped).
+    pub fn clear(&mut self) {
+        self.entries.fill(JumpEntry::EMPTY);
+    }
+
+    /// The address of the first entry, stable for the cache's life.
+    pub fn base(&self) -> *const JumpEntry {
+        self.entries.as_ptr()
+    }
+}
+
 /// An empty successor slot.
 pub const NO_SUCC: (u64, BlockId) = (u64::MAX, BlockId::MAX);
 
@@ -404,5 +489,32 @@ impl BlockTable {
         self.live = 0;
         self.chain_arena.clear();
         pages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_cache_maps_linear_addresses_and_clears() {
+        let mut jc = JumpCache::default();
+        let e = JumpEntry {
+            la: 0xffff_ffff_8100_0123,
+            phys_page: 0x100_0000,
+            code: 0x1234,
+            mode: 3,
+            block: 7,
+        };
+        assert_ne!(jc.get(e.la).la, e.la);
+        jc.set(e);
+        assert_eq!(*jc.get(e.la), e);
+        // The entry lies where generated code computes it.
+        let i = jump_index(e.la);
+        assert_eq!(jc.base().wrapping_add(i), jc.get(e.la) as *const JumpEntry);
+        // Addresses one page apart do not collide.
+        assert_ne!(jump_index(e.la), jump_index(e.la + 0x1000));
+        jc.clear();
+        assert_eq!(*jc.get(e.la), JumpEntry::EMPTY);
     }
 }

@@ -21,8 +21,17 @@ use vcpu::CpuState;
 
 use crate::flags::LazyFlags;
 
-/// Number of entries of the direct-mapped softmmu TLB (a power of two).
-pub const TLB_SIZE: usize = 256;
+const _: () = assert!(
+    TLB_SIZE / TLB_GROUP <= 64,
+    "one bit per group in tlb_groups_used"
+);
+const _: () = assert!(TLB_GROUP == 64, "a group is one word of tlb_global");
+
+/// Number of entries of the direct-mapped softmmu TLB (a power of two). 4096 entries map 16 MiB
+/// of linear space, enough for a kernel's working set under 4-level paging.
+pub const TLB_SIZE: usize = 4096;
+/// TLB entries per group of [`JitContext::tlb_groups_used`] (one bit of the bitmap words).
+pub const TLB_GROUP: usize = 64;
 /// Guest page size.
 pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_MASK: u64 = !((1u64 << PAGE_SHIFT) - 1);
@@ -87,6 +96,9 @@ pub struct JitContext {
     /// One bit per TLB entry: its page is execute-disabled (SDM Vol. 3A 4.6), so the
     /// dispatcher must not enter a remembered block there without a full walk.
     pub tlb_no_exec: [u64; TLB_SIZE / 64],
+    /// Bit g set: some entry of group g (entries `g * TLB_GROUP ..`) may be valid. Flushes
+    /// clear only those groups, so a flush costs what was filled since the last one.
+    pub tlb_groups_used: u64,
     /// Guest memory, buses and code-page tracking while the vCPU runs; null otherwise. Only Rust
     /// helpers dereference it.
     pub runtime: *mut crate::runtime::Runtime,
@@ -106,6 +118,7 @@ impl JitContext {
             tlb: [TlbEntry::EMPTY; TLB_SIZE],
             tlb_global: [0; TLB_SIZE / 64],
             tlb_no_exec: [0; TLB_SIZE / 64],
+            tlb_groups_used: 0,
             runtime: std::ptr::null_mut(),
             chain_exit: 0,
         }
@@ -126,17 +139,51 @@ impl JitContext {
 
     /// Drop every TLB entry, global ones included.
     pub fn flush_tlb(&mut self) {
-        self.tlb = [TlbEntry::EMPTY; TLB_SIZE];
-        self.tlb_global = [0; TLB_SIZE / 64];
+        let mut used = std::mem::take(&mut self.tlb_groups_used);
+        while used != 0 {
+            let g = used.trailing_zeros() as usize;
+            used &= used - 1;
+            self.tlb[g * TLB_GROUP..(g + 1) * TLB_GROUP].fill(TlbEntry::EMPTY);
+            self.tlb_global[g] = 0;
+        }
     }
 
     /// Drop the TLB entries of non-global pages, as a CR3 load does (SDM Vol. 3A 4.10.4.1).
     pub fn flush_tlb_non_global(&mut self) {
-        for (i, e) in self.tlb.iter_mut().enumerate() {
-            if self.tlb_global[i / 64] & (1 << (i % 64)) == 0 {
-                *e = TlbEntry::EMPTY;
+        let mut used = self.tlb_groups_used;
+        while used != 0 {
+            let g = used.trailing_zeros() as usize;
+            used &= used - 1;
+            let global = self.tlb_global[g];
+            if global == 0 {
+                self.tlb[g * TLB_GROUP..(g + 1) * TLB_GROUP].fill(TlbEntry::EMPTY);
+                self.tlb_groups_used &= !(1 << g);
+                continue;
+            }
+            for (j, e) in self.tlb[g * TLB_GROUP..(g + 1) * TLB_GROUP]
+                .iter_mut()
+                .enumerate()
+            {
+                if global & (1 << j) == 0 {
+                    *e = TlbEntry::EMPTY;
+                }
             }
         }
+    }
+
+    /// Install entry `i` (it may now hit), recording its group for the next flush.
+    #[inline]
+    pub fn set_tlb_entry(&mut self, i: usize, e: TlbEntry) {
+        self.tlb[i] = e;
+        self.tlb_groups_used |= 1 << (i / TLB_GROUP);
+    }
+
+    /// Indices of the entries that may be valid (everything outside is empty).
+    pub fn tlb_used_entries(&self) -> impl Iterator<Item = usize> + use<> {
+        let used = self.tlb_groups_used;
+        (0..TLB_SIZE / TLB_GROUP)
+            .filter(move |g| used & (1 << g) != 0)
+            .flat_map(|g| g * TLB_GROUP..(g + 1) * TLB_GROUP)
     }
 
     /// Record whether TLB entry `i` maps an execute-disabled page.
@@ -165,5 +212,42 @@ impl JitContext {
         } else {
             self.tlb_global[i / 64] &= !bit;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(page: u64) -> TlbEntry {
+        TlbEntry {
+            read_tag: page,
+            write_tag: page,
+            addend: 0,
+            phys_page: page,
+        }
+    }
+
+    #[test]
+    fn flushes_clear_exactly_what_they_must() {
+        let mut ctx = JitContext::new(CpuState::reset());
+        let (a, b, c) = (0x1000u64, 0x7f_5000u64, 0xfff_f000u64);
+        for la in [a, b, c] {
+            ctx.set_tlb_entry(tlb_index(la), entry(la));
+        }
+        ctx.set_tlb_global(tlb_index(b), true);
+        assert_eq!(ctx.tlb_used_entries().count(), 3 * TLB_GROUP);
+        // A CR3 load keeps the global entry only.
+        ctx.flush_tlb_non_global();
+        assert_eq!(ctx.tlb[tlb_index(a)], TlbEntry::EMPTY);
+        assert_eq!(ctx.tlb[tlb_index(b)], entry(b));
+        assert_eq!(ctx.tlb[tlb_index(c)], TlbEntry::EMPTY);
+        assert_eq!(ctx.tlb_used_entries().count(), TLB_GROUP);
+        // A full flush drops it too, and every entry is empty afterwards.
+        ctx.set_tlb_entry(tlb_index(c), entry(c));
+        ctx.flush_tlb();
+        assert!(ctx.tlb.iter().all(|e| *e == TlbEntry::EMPTY));
+        assert_eq!(ctx.tlb_global, [0; TLB_SIZE / 64]);
+        assert_eq!(ctx.tlb_used_entries().count(), 0);
     }
 }

@@ -13,9 +13,11 @@ use decoder::{decode_block, BlockLimits, MAX_INSN_LEN};
 use vcpu::state::rflags;
 use vcpu::{Buses, CpuState, GuestRam, Kicker, Segment, Vcpu, VcpuError, VmExit};
 
+use hashbrown::HashMap;
+
 use crate::cache::{
-    Block, BlockFn, BlockId, BlockKey, BlockTable, CacheError, ChainSlot, CodeCache, ModeKey,
-    NO_SUCC, SUCCESSORS,
+    Block, BlockFn, BlockId, BlockKey, BlockTable, CacheError, ChainSlot, CodeCache, JumpCache,
+    JumpEntry, ModeKey, NO_SUCC, SUCCESSORS,
 };
 use crate::context::{tlb_index, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT};
 use crate::exception;
@@ -55,7 +57,11 @@ impl Default for JitConfig {
     fn default() -> Self {
         Self {
             translate: true,
-            hot_threshold: 4,
+            // Compiling a block costs as much as hundreds of interpreted runs of it. On a Linux
+            // boot, where most code runs only a few times, a threshold of 4 spent 43% of the
+            // time in Cranelift; 256 needs about a third less CPU time to the shell (user time
+            // of emu/benches/linux-boot.sh's boot: 37 s with 4, 30 s with 32, 24 s with 256).
+            hot_threshold: 256,
             max_block_insns: 64,
         }
     }
@@ -74,6 +80,10 @@ pub struct JitStats {
     /// Chain slots linked (block exits that now continue in their successor's code directly).
     pub linked: u64,
     pub cache_flushes: u64,
+    /// Blocks the run loop started (each may continue into others without it).
+    pub dispatched: u64,
+    /// Blocks the run loop found through the jump cache.
+    pub jump_cache_hits: u64,
 }
 
 /// The software vCPU.
@@ -87,8 +97,12 @@ pub struct JitVcpu {
     budget_end: Option<u64>,
     /// The icount at which the interrupt line is sampled next.
     next_interrupt_poll: u64,
-    /// The last mode key and the state it was computed from.
-    mode_cache: Option<(ModeInputs, ModeKey)>,
+    /// The last mode key, its interned id and the state it was computed from.
+    mode_cache: Option<(ModeInputs, ModeKey, u32)>,
+    /// Every mode key seen, with a small id for the jump cache (never forgotten).
+    mode_ids: HashMap<ModeKey, u32>,
+    /// Linear address to block, in front of the block table.
+    jump_cache: JumpCache,
     /// The icount at which in-function loops return; read by generated code.
     loop_limit: Box<u64>,
     config: JitConfig,
@@ -128,6 +142,8 @@ impl JitVcpu {
             budget_end: None,
             next_interrupt_poll: 0,
             mode_cache: None,
+            mode_ids: HashMap::new(),
+            jump_cache: JumpCache::default(),
             loop_limit: Box::new(u64::MAX),
             config,
             stats: JitStats::default(),
@@ -173,7 +189,7 @@ impl JitVcpu {
     /// The mode key for the current state, recomputed only when one of its inputs changed
     /// (the dispatcher asks before every block; the inputs change only at mode switches and
     /// segment loads).
-    fn current_mode_key(&mut self) -> ModeKey {
+    fn current_mode_key(&mut self) -> (ModeKey, u32) {
         let cpu = &self.ctx.cpu;
         let inputs = ModeInputs {
             cr0: cpu.cr0,
@@ -184,11 +200,13 @@ impl JitVcpu {
             segs: std::array::from_fn(|i| (cpu.seg[i].selector, cpu.seg[i].attr)),
         };
         match &self.mode_cache {
-            Some((cached, key)) if *cached == inputs => *key,
+            Some((cached, key, id)) if *cached == inputs => (*key, *id),
             _ => {
                 let key = self.mode_key();
-                self.mode_cache = Some((inputs, key));
-                key
+                let next = self.mode_ids.len() as u32;
+                let id = *self.mode_ids.entry(key).or_insert(next);
+                self.mode_cache = Some((inputs, key, id));
+                (key, id)
             }
         }
     }
@@ -298,6 +316,8 @@ impl JitVcpu {
             }
             self.stats.blocks_invalidated += (before - self.blocks.live()) as u64;
         }
+        // Dropped blocks must not be found through the jump cache (cheap to refill).
+        self.jump_cache.clear();
         true
     }
 
@@ -307,6 +327,7 @@ impl JitVcpu {
             for p in self.blocks.clear() {
                 self.rt.unmark_code_page(p);
             }
+            self.jump_cache.clear();
             if let Some(cache) = self.cache.as_mut() {
                 // SAFETY: the dispatcher is between blocks and every block (with its code
                 // pointer) was just dropped.
@@ -320,9 +341,41 @@ impl JitVcpu {
     fn chained(&self, prev: BlockId, la: u64, ip: u64, mode: &ModeKey) -> Option<BlockId> {
         let p = self.blocks.get(prev)?;
         let &(_, id) = p.succ.iter().find(|s| s.0 == la)?;
-        let b = self.blocks.get(id)?;
-        if b.key.mode != *mode || b.key.ip != ip {
+        self.valid_at(id, la, ip, mode).then_some(id)
+    }
+
+    /// The block the jump cache remembers at `la`, if still valid.
+    fn cached_jump(&self, la: u64, ip: u64, mode: &ModeKey, mode_id: u32) -> Option<BlockId> {
+        let e = self.jump_cache.get(la);
+        if e.la != la || e.mode != mode_id {
             return None;
+        }
+        self.valid_at(e.block, la, ip, mode).then_some(e.block)
+    }
+
+    /// The block at `la`: from the jump cache, else from the block table (building it).
+    fn lookup(
+        &mut self,
+        la: u64,
+        ip: u64,
+        mode: ModeKey,
+        mode_id: u32,
+    ) -> Result<Found, VcpuError> {
+        if let Some(id) = self.cached_jump(la, ip, &mode, mode_id) {
+            self.stats.jump_cache_hits += 1;
+            return Ok(Found::Block(id));
+        }
+        self.find(la, ip, mode)
+    }
+
+    /// Whether block `id`, remembered at linear address `la`, is the block to run for ip `ip` in
+    /// mode `mode`.
+    fn valid_at(&self, id: BlockId, la: u64, ip: u64, mode: &ModeKey) -> bool {
+        let Some(b) = self.blocks.get(id) else {
+            return false;
+        };
+        if b.key.mode != *mode || b.key.ip != ip {
+            return false;
         }
         if mode.paging {
             // Same linear address, but the mapping may have changed: trust only a TLB entry
@@ -333,15 +386,15 @@ impl JitVcpu {
                 || e.phys_page != b.key.phys & PAGE_MASK
                 || self.ctx.tlb_no_exec(i)
             {
-                return None;
+                return false;
             }
         }
-        Some(id)
+        true
     }
 
     /// Find or build the block at `la`.
     fn find(&mut self, la: u64, ip: u64, mode: ModeKey) -> Result<Found, VcpuError> {
-        let phys = match mem::linear_to_phys(&mut self.ctx, &mut self.rt, la, Access::Execute) {
+        let phys = match mem::code_phys(&mut self.ctx, &mut self.rt, la) {
             Ok(p) => p,
             Err(f) => {
                 exception::deliver_fault(&mut self.ctx, &mut self.rt, f);
@@ -412,8 +465,9 @@ impl JitVcpu {
         Ok(Found::Block(self.blocks.insert(block)))
     }
 
-    /// Compile block `id` if it is hot enough and not compiled yet.
-    fn maybe_compile(&mut self, id: BlockId) -> Result<(), VcpuError> {
+    /// Compile block `id` (of the interned mode `mode_id`) if it is hot enough and not compiled
+    /// yet.
+    fn maybe_compile(&mut self, id: BlockId, mode_id: u32) -> Result<(), VcpuError> {
         let Some(b) = self.blocks.get(id) else {
             return Ok(());
         };
@@ -424,6 +478,9 @@ impl JitVcpu {
         let chain = ChainEnv {
             slots: self.blocks.alloc_chain_slots(id),
             paging: mode.paging,
+            jump_cache: self.jump_cache.base(),
+            mode_id,
+            cs_base: mode.cs_base,
         };
         let env = self.env(mode.info, Some(chain));
         let b = self.blocks.get(id).expect("checked above");
@@ -575,7 +632,7 @@ impl JitVcpu {
                 link_from = std::ptr::null_mut();
                 self.maybe_flush();
             }
-            let mode = self.current_mode_key();
+            let (mode, mode_id) = self.current_mode_key();
             let ip = self.ctx.cpu.rip;
             let la = mode.cs_base.wrapping_add(ip) & mem::linear_mask(&self.ctx);
             let id = match prev.and_then(|p| self.chained(p, la, ip, &mode)) {
@@ -583,7 +640,7 @@ impl JitVcpu {
                     self.stats.chained += 1;
                     id
                 }
-                None => match self.find(la, ip, mode)? {
+                None => match self.lookup(la, ip, mode, mode_id)? {
                     Found::Block(id) => {
                         if let Some(p) = prev.and_then(|p| self.blocks.get_mut(p)) {
                             let slot = p.next_succ;
@@ -599,11 +656,21 @@ impl JitVcpu {
                     }
                 },
             };
-            self.maybe_compile(id)?;
+            self.maybe_compile(id, mode_id)?;
+            if let Some(b) = self.blocks.get(id) {
+                self.jump_cache.set(JumpEntry {
+                    la,
+                    phys_page: b.key.phys & PAGE_MASK,
+                    code: b.code.map_or(0, |f| f as usize as u64),
+                    mode: mode_id,
+                    block: id,
+                });
+            }
             if !link_from.is_null() && self.ctx.cpu.rflags & rflags::TF == 0 {
                 self.link(link_from, id, la, ip, &mode);
             }
             self.ctx.chain_exit = 0;
+            self.stats.dispatched += 1;
             self.execute(id);
             link_from = std::mem::take(&mut self.ctx.chain_exit) as usize as *mut ChainSlot;
             prev = Some(id);

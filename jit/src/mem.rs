@@ -58,6 +58,25 @@ pub fn linear_to_phys(
     translate(ctx, rt, la, access).map(|t| t.phys)
 }
 
+/// The guest-physical address of the instruction byte at linear address `la`: from the TLB when
+/// it maps the page and the page is not execute-disabled, else through a walk for an
+/// instruction fetch that fills the TLB (RAM and ROM pages), so the next lookup of the page
+/// needs no walk. A hit is exactly what the walk would find: the entry was filled at this CPL
+/// (CPL changes under paging flush the TLB) with the accessed flags already set.
+pub fn code_phys(ctx: &mut JitContext, rt: &mut Runtime, la: u64) -> Result<u64, Fault> {
+    let i = tlb_index(la);
+    let e = &ctx.tlb[i];
+    if e.read_tag == la & PAGE_MASK && !ctx.tlb_no_exec(i) {
+        return Ok(e.phys_page | (la & !PAGE_MASK));
+    }
+    let t = translate(ctx, rt, la, Access::Execute)?;
+    if let Some((p, _, kind)) = rt.phys.host(t.phys) {
+        let writable = kind == RegionKind::Ram && t.write_ok && !rt.is_code_page(t.phys);
+        fill_tlb(ctx, la, p, t, writable);
+    }
+    Ok(t.phys)
+}
+
 fn translate(
     ctx: &mut JitContext,
     rt: &mut Runtime,
@@ -176,7 +195,7 @@ pub fn read(ctx: &mut JitContext, rt: &mut Runtime, la: u64, size: u32) -> Resul
 /// Read within one page, filling the TLB.
 fn read_in_page(ctx: &mut JitContext, rt: &mut Runtime, la: u64, size: u32) -> Result<u64, Fault> {
     let t = translate(ctx, rt, la, Access::Read)?;
-    match rt.ram.host_ptr(t.phys) {
+    match rt.phys.host(t.phys) {
         Some((p, _, kind)) => {
             let writable = kind == RegionKind::Ram && t.write_ok && !rt.is_code_page(t.phys);
             fill_tlb(ctx, la, p, t, writable);
@@ -207,7 +226,10 @@ fn fill_tlb(ctx: &mut JitContext, la: u64, host: *mut u8, t: Translation, writab
     let off = la & !PAGE_MASK;
     let host_page = host.wrapping_sub(off as usize);
     let i = tlb_index(la);
-    ctx.tlb[i] = tlb_entry(la & PAGE_MASK, host_page, t.phys & PAGE_MASK, writable);
+    ctx.set_tlb_entry(
+        i,
+        tlb_entry(la & PAGE_MASK, host_page, t.phys & PAGE_MASK, writable),
+    );
     ctx.set_tlb_global(i, t.global);
     ctx.set_tlb_no_exec(i, !t.executable);
 }
@@ -278,7 +300,7 @@ fn write_phys(
     value: u64,
     fill_tlb_entry: bool,
 ) {
-    match rt.ram.host_ptr(t.phys) {
+    match rt.phys.host(t.phys) {
         Some((p, _, RegionKind::Ram)) => {
             let code = rt.is_code_page(t.phys);
             if code {
@@ -361,7 +383,7 @@ pub fn write_system(
 }
 
 fn read_phys_byte(rt: &mut Runtime, phys: u64) -> u64 {
-    match rt.ram.host_ptr(phys) {
+    match rt.phys.host(phys) {
         // SAFETY: `p` points at a mapped RAM/ROM byte.
         Some((p, _, _)) => u64::from(unsafe { *p }),
         None => {
@@ -395,7 +417,7 @@ pub fn fetch_code(
                 Err(_) => break,
             }
         }
-        let Some((p, left, _)) = rt.ram.host_ptr(t.phys) else {
+        let Some((p, left, _)) = rt.phys.host(t.phys) else {
             break;
         };
         let in_page = PAGE_BYTES - (cur_la & !PAGE_MASK);
@@ -531,6 +553,33 @@ mod tests {
         // INVLPG drops the global entry.
         flush_tlb_page(&mut ctx, 0x1000);
         assert_eq!(read(&mut ctx, &mut rt, 0x1000, 1).unwrap(), 0x33);
+    }
+
+    #[test]
+    fn code_lookups_fill_the_tlb_and_honour_execute_disable() {
+        use crate::paging::cr4;
+        let (mut ctx, mut rt) = machine();
+        // PAE with NXE: PDPT 0x10000, PD 0x11000, PT 0x12000; 0x1000 -> 0x5000, 0x2000 -> 0x6000 XD.
+        let put = |rt: &Runtime, a: u64, v: u64| rt.ram.write_host(a, &v.to_le_bytes()).unwrap();
+        put(&rt, 0x10000, 0x11000 | pte::P);
+        put(&rt, 0x11000, 0x12000 | pte::P | pte::RW);
+        put(&rt, 0x12008, 0x5000 | pte::P | pte::RW);
+        put(&rt, 0x12010, 0x6000 | pte::P | pte::RW | pte::XD);
+        ctx.cpu.cr4 |= cr4::PAE;
+        ctx.cpu.efer |= efer::NXE;
+        ctx.cpu.cr3 = 0x10000;
+        ctx.cpu.cr0 |= cr0::PG;
+        assert_eq!(code_phys(&mut ctx, &mut rt, 0x1234).unwrap(), 0x5234);
+        assert_eq!(ctx.tlb[tlb_index(0x1000)].read_tag, 0x1000);
+        // Served from the TLB now: a changed PTE is not seen until INVLPG.
+        put(&rt, 0x12008, 0x7000 | pte::P | pte::RW);
+        assert_eq!(code_phys(&mut ctx, &mut rt, 0x1ff0).unwrap(), 0x5ff0);
+        flush_tlb_page(&mut ctx, 0x1000);
+        assert_eq!(code_phys(&mut ctx, &mut rt, 0x1ff0).unwrap(), 0x7ff0);
+        // A read fills the TLB for an execute-disabled page; a fetch from it still faults.
+        assert_eq!(read(&mut ctx, &mut rt, 0x2000, 1).unwrap(), 0);
+        let f = code_phys(&mut ctx, &mut rt, 0x2000).unwrap_err();
+        assert_eq!(f.error_code, Some(pf_error::P | pf_error::ID));
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! guest that edits its PDPT without reloading CR3 sees the edit earlier than on hardware.
 
 use vcpu::state::{cr0, efer};
-use vcpu::RegionKind;
 
 use crate::context::JitContext;
 use crate::exception::{Fault, PF_VECTOR};
@@ -90,28 +89,17 @@ pub fn is_canonical(la: u64) -> bool {
 }
 
 fn phys_read_u64(rt: &Runtime, gpa: u64) -> u64 {
-    let mut b = [0u8; 8];
     // Paging structures outside RAM/ROM read as zero (not present).
-    match rt.ram.read(gpa, &mut b) {
-        Ok(()) => u64::from_le_bytes(b),
-        Err(_) => 0,
-    }
+    rt.phys.read_u64(gpa).unwrap_or(0)
 }
 
 fn phys_read_u32(rt: &Runtime, gpa: u64) -> u64 {
-    let mut b = [0u8; 4];
-    match rt.ram.read(gpa, &mut b) {
-        Ok(()) => u64::from(u32::from_le_bytes(b)),
-        Err(_) => 0,
-    }
+    rt.phys.read_u32(gpa).map_or(0, u64::from)
 }
 
 /// Update the low dword of an entry (A and D live there); entries in ROM stay as they are.
 fn phys_write_u32(rt: &Runtime, gpa: u64, v: u32) {
-    if let Some((_, _, RegionKind::Ram)) = rt.ram.host_ptr(gpa) {
-        // Cannot fail: the address is inside a RAM region (checked just above).
-        let _ = rt.ram.write_host(gpa, &v.to_le_bytes());
-    }
+    rt.phys.write_ram_u32(gpa, v);
 }
 
 /// One paging-structure entry used by a walk: where it is and its value.
@@ -362,7 +350,7 @@ fn walk_4level(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vcpu::{CpuState, GuestRam, RegionSpec};
+    use vcpu::{CpuState, GuestRam, RegionKind, RegionSpec};
 
     fn machine() -> (JitContext, Runtime) {
         let ram = GuestRam::new(&[RegionSpec {

@@ -5,14 +5,21 @@
 //! calling helpers. Code pages are tracked in a bitmap over the guest-physical pages backed by
 //! RAM or ROM (nothing else can hold code), so the write slow path answers "is this a code
 //! page?" with one load.
+//!
+//! Guest-physical addresses become host pointers through [`PhysMap`], a copy of the region
+//! table with each region's host address resolved once, so the softmmu slow path and the page
+//! walker never go through `vm-memory`'s generic per-access region lookup.
 
 use hashbrown::HashSet;
+use vcpu::RegionKind;
 
 use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_INVALID};
 
 /// The helpers' view of the machine while a vCPU runs.
 pub struct Runtime {
     pub ram: vcpu::GuestRam,
+    /// `ram`'s regions with their host addresses, for the softmmu slow path and page walks.
+    pub phys: PhysMap,
     /// The device buses, valid only while `JitVcpu::run` runs (set by the dispatcher); null
     /// otherwise, in which case MMIO and port reads return all ones and writes are dropped.
     pub buses: *mut devices::Buses,
@@ -36,6 +43,7 @@ impl Runtime {
         let pages = top >> PAGE_SHIFT;
         let words = usize::try_from(pages.div_ceil(64)).unwrap_or(0);
         Self {
+            phys: PhysMap::new(&ram),
             ram,
             buses: std::ptr::null_mut(),
             triple_fault: false,
@@ -67,8 +75,13 @@ impl Runtime {
             // Not RAM or ROM: cannot be written through memory, nothing to track.
             return;
         };
+        if *w & bit != 0 {
+            // Already tracked: no TLB entry has been given a write tag for it since.
+            return;
+        }
         *w |= bit;
-        for e in ctx.tlb.iter_mut() {
+        for i in ctx.tlb_used_entries() {
+            let e = &mut ctx.tlb[i];
             if e.write_tag != TLB_INVALID && e.phys_page == page {
                 e.write_tag = TLB_INVALID;
             }
@@ -110,6 +123,101 @@ impl Runtime {
     }
 }
 
+/// One RAM or ROM region and the host address of its first byte.
+#[derive(Debug, Clone, Copy)]
+struct HostRegion {
+    base: u64,
+    end: u64,
+    host: *mut u8,
+    kind: RegionKind,
+}
+
+/// Guest-physical to host addresses for RAM and ROM, resolved once per region.
+///
+/// Holds a clone of the [`vcpu::GuestRam`] it was built from, so the mapping (and with it every
+/// host address here) lives at least as long as the map.
+pub struct PhysMap {
+    /// Sorted by base, non-overlapping (as `GuestRam` guarantees).
+    regions: Vec<HostRegion>,
+    _mapping: vcpu::GuestRam,
+}
+
+impl PhysMap {
+    pub fn new(ram: &vcpu::GuestRam) -> Self {
+        let regions = ram
+            .regions()
+            .iter()
+            .filter_map(|spec| {
+                let (host, len, kind) = ram.host_ptr(spec.base)?;
+                Some(HostRegion {
+                    base: spec.base,
+                    end: spec.base + len,
+                    host,
+                    kind,
+                })
+            })
+            .collect();
+        Self {
+            regions,
+            _mapping: ram.clone(),
+        }
+    }
+
+    /// Host pointer to the byte at `gpa`, how many bytes after it stay in the same region, and
+    /// what the region is; `None` for holes (MMIO). The pointer is valid while `self` lives.
+    #[inline]
+    pub fn host(&self, gpa: u64) -> Option<(*mut u8, u64, RegionKind)> {
+        for r in &self.regions {
+            if gpa < r.base {
+                return None;
+            }
+            if gpa < r.end {
+                let off = gpa - r.base;
+                return Some((r.host.wrapping_add(off as usize), r.end - gpa, r.kind));
+            }
+        }
+        None
+    }
+
+    /// The little-endian u64 at `gpa` (8-byte aligned, so inside one region), or `None` in a hole.
+    #[inline]
+    pub fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let (p, left, _) = self.host(gpa)?;
+        if left < 8 {
+            return None;
+        }
+        // SAFETY: `p..p+8` lies inside a region mapped for as long as `self` lives.
+        Some(u64::from_le(unsafe {
+            std::ptr::read_unaligned(p as *const u64)
+        }))
+    }
+
+    /// The little-endian u32 at `gpa`, or `None` unless all four bytes are RAM/ROM.
+    #[inline]
+    pub fn read_u32(&self, gpa: u64) -> Option<u32> {
+        let (p, left, _) = self.host(gpa)?;
+        if left < 4 {
+            return None;
+        }
+        // SAFETY: `p..p+4` lies inside a region mapped for as long as `self` lives.
+        Some(u32::from_le(unsafe {
+            std::ptr::read_unaligned(p as *const u32)
+        }))
+    }
+
+    /// Store a little-endian u32 at `gpa` if all four bytes are RAM (ROM and holes are left
+    /// alone).
+    #[inline]
+    pub fn write_ram_u32(&self, gpa: u64, v: u32) {
+        if let Some((p, left, RegionKind::Ram)) = self.host(gpa) {
+            if left >= 4 {
+                // SAFETY: `p..p+4` lies inside a RAM region mapped for as long as `self` lives.
+                unsafe { std::ptr::write_unaligned(p as *mut u32, v.to_le()) };
+            }
+        }
+    }
+}
+
 /// A TLB entry for a RAM/ROM page (used by `mem`).
 pub(crate) fn tlb_entry(
     la_page: u64,
@@ -144,12 +252,15 @@ mod tests {
     fn code_pages_mark_and_unmark() {
         let mut rt = runtime();
         let mut ctx = JitContext::new(CpuState::reset());
-        ctx.tlb[3] = TlbEntry {
-            read_tag: 0x3000,
-            write_tag: 0x3000,
-            addend: 0,
-            phys_page: 0x3000,
-        };
+        ctx.set_tlb_entry(
+            3,
+            TlbEntry {
+                read_tag: 0x3000,
+                write_tag: 0x3000,
+                addend: 0,
+                phys_page: 0x3000,
+            },
+        );
         assert!(!rt.is_code_page(0x3000));
         rt.mark_code_page(&mut ctx, 0x3000);
         assert!(rt.is_code_page(0x3abc));
@@ -160,6 +271,47 @@ mod tests {
         assert!(!rt.is_code_page(0x1_0000_0000));
         rt.unmark_code_page(0x3000);
         assert!(!rt.is_code_page(0x3000));
+    }
+
+    #[test]
+    fn phys_map_resolves_regions_and_holes() {
+        let ram = vcpu::GuestRam::new(&[
+            RegionSpec {
+                base: 0,
+                size: 0x2000,
+                kind: RegionKind::Ram,
+            },
+            RegionSpec {
+                base: 0x10000,
+                size: 0x1000,
+                kind: RegionKind::Rom,
+            },
+        ])
+        .unwrap();
+        ram.write_host(0x1ff8, &0x1122_3344_5566_7788u64.to_le_bytes())
+            .unwrap();
+        ram.write_host(0x10ffc, &0xaabb_ccddu32.to_le_bytes())
+            .unwrap();
+        let map = PhysMap::new(&ram);
+        assert_eq!(map.read_u64(0x1ff8), Some(0x1122_3344_5566_7788));
+        assert_eq!(map.read_u32(0x10ffc), Some(0xaabb_ccdd));
+        let (_, left, kind) = map.host(0x10ff0).unwrap();
+        assert_eq!((left, kind), (0x10, RegionKind::Rom));
+        assert!(map.host(0x2000).is_none());
+        assert!(map.host(0x11000).is_none());
+        assert_eq!(map.read_u64(0x8000), None);
+        // A u32 straddling the end of RAM is not backed.
+        assert_eq!(map.read_u32(0x1ffe), None);
+        map.write_ram_u32(0x1ff8, 0xdead_beef);
+        map.write_ram_u32(0x10ffc, 0);
+        let mut b = [0u8; 4];
+        ram.read(0x1ff8, &mut b).unwrap();
+        assert_eq!(u32::from_le_bytes(b), 0xdead_beef);
+        assert_eq!(
+            map.read_u32(0x10ffc),
+            Some(0xaabb_ccdd),
+            "ROM is not written"
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use iced_x86::Instruction;
 use vcpu::CpuState;
 
-use crate::cache::{ChainSlot, CHAIN_SLOTS};
-use crate::context::{ExitWords, JitContext, TlbEntry};
+use crate::cache::{ChainSlot, JumpEntry, CHAIN_SLOTS, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
+use crate::context::{ExitWords, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 use crate::flags::{cc_op, LazyFlags};
 
 use super::TranslateEnv;
@@ -440,6 +440,137 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.ins().return_(&[zero]);
         self.b.switch_to_block(go);
         self.b.ins().return_(&[next]);
+    }
+
+    /// Leave the block for the ip in `target` (a return): like
+    /// `exit(ExitRip::Value(target), executed)`, but when the jump cache knows a compiled block
+    /// at the target's linear address in this block's mode (and the icount limit and, under
+    /// paging, the TLB allow it, as for chain slots) return that block's code address so the
+    /// dispatcher runs it directly, as QEMU's `lookup_and_goto_ptr` does.
+    pub fn exit_indirect(&mut self, target: Value, executed: u64) {
+        let Some(chain) = self.env.chain else {
+            self.exit(ExitRip::Value(target), executed);
+            return;
+        };
+        self.write_back_regs(false);
+        self.store_flags(false);
+        self.store_ctx(target, RIP_OFFSET);
+        let count = self.load_ctx(types::I64, ICOUNT_OFFSET);
+        let count = self.add_c(count, executed);
+        self.store_ctx(count, ICOUNT_OFFSET);
+        let trusted = MemFlagsData::trusted();
+        let la = if self.env.mode.bitness == 64 {
+            target
+        } else {
+            let la = self.add_c(target, chain.cs_base);
+            self.and_c(la, 0xffff_ffff)
+        };
+        // The entry: jump_cache + jump_index(la) * size_of::<JumpEntry>().
+        let folded = self.b.ins().ushr_imm_u(la, i64::from(JUMP_HASH_SHIFT));
+        let hash = self.b.ins().bxor(la, folded);
+        let idx = self.and_c(hash, (JUMP_CACHE_SIZE - 1) as u64);
+        let off = self
+            .b
+            .ins()
+            .imul_imm_u(idx, std::mem::size_of::<JumpEntry>() as i64);
+        let off = self.ptr_from_i64(off);
+        let base = self
+            .b
+            .ins()
+            .iconst(self.ptr, chain.jump_cache as usize as i64);
+        let entry = self.b.ins().iadd(base, off);
+        let e_la = self
+            .b
+            .ins()
+            .load(types::I64, trusted, entry, offset_of!(JumpEntry, la) as i32);
+        let e_mode = self
+            .b
+            .ins()
+            .uload32(trusted, entry, offset_of!(JumpEntry, mode) as i32);
+        let code = self.b.ins().load(
+            types::I64,
+            trusted,
+            entry,
+            offset_of!(JumpEntry, code) as i32,
+        );
+        let bad_la = self.b.ins().icmp(IntCC::NotEqual, e_la, la);
+        let bad_mode = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::NotEqual, e_mode, i64::from(chain.mode_id));
+        let no_code = self.b.ins().icmp_imm_u(IntCC::Equal, code, 0);
+        let lim_ptr = self
+            .b
+            .ins()
+            .iconst(self.ptr, self.env.loop_limit as usize as i64);
+        let limit = self.b.ins().load(types::I64, trusted, lim_ptr, 0);
+        let over = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, count, limit);
+        let mut stop = self.b.ins().bor(bad_la, bad_mode);
+        stop = self.b.ins().bor(stop, no_code);
+        stop = self.b.ins().bor(stop, over);
+        if chain.paging {
+            // The TLB must still map `la` for execution to the entry's physical page.
+            let page_no = self.b.ins().ushr_imm_u(la, i64::from(PAGE_SHIFT));
+            let ti = self.and_c(page_no, (TLB_SIZE - 1) as u64);
+            let toff = self
+                .b
+                .ins()
+                .imul_imm_u(ti, std::mem::size_of::<TlbEntry>() as i64);
+            let toff = self.ptr_from_i64(toff);
+            let tentry = self.b.ins().iadd(self.ctx, toff);
+            let tlb_base = offset_of!(JitContext, tlb) as i32;
+            let tag = self.b.ins().load(
+                types::I64,
+                trusted,
+                tentry,
+                tlb_base + offset_of!(TlbEntry, read_tag) as i32,
+            );
+            let page = self.and_c(la, PAGE_MASK);
+            let bad_tag = self.b.ins().icmp(IntCC::NotEqual, tag, page);
+            let phys = self.b.ins().load(
+                types::I64,
+                trusted,
+                tentry,
+                tlb_base + offset_of!(TlbEntry, phys_page) as i32,
+            );
+            let e_phys = self.b.ins().load(
+                types::I64,
+                trusted,
+                entry,
+                offset_of!(JumpEntry, phys_page) as i32,
+            );
+            let bad_phys = self.b.ins().icmp(IntCC::NotEqual, phys, e_phys);
+            // Execute-disable bit of entry `ti`: word ti / 64, bit ti % 64.
+            let word_no = self.b.ins().ushr_imm_u(ti, 6);
+            let word_off = self.b.ins().ishl_imm_u(word_no, 3);
+            let word_off = self.ptr_from_i64(word_off);
+            let word_addr = self.b.ins().iadd(self.ctx, word_off);
+            let nx_word = self.b.ins().load(
+                types::I64,
+                trusted,
+                word_addr,
+                offset_of!(JitContext, tlb_no_exec) as i32,
+            );
+            let bit_no = self.and_c(ti, 63);
+            let nx = self.b.ins().ushr(nx_word, bit_no);
+            let nx = self.and_c(nx, 1);
+            let no_exec = self.b.ins().icmp_imm_u(IntCC::NotEqual, nx, 0);
+            stop = self.b.ins().bor(stop, bad_tag);
+            stop = self.b.ins().bor(stop, bad_phys);
+            stop = self.b.ins().bor(stop, no_exec);
+        }
+        let back = self.b.create_block();
+        let go = self.b.create_block();
+        self.b.ins().brif(stop, back, &[], go, &[]);
+        self.b.set_cold_block(back);
+        self.b.switch_to_block(back);
+        let zero = self.c64(0);
+        self.b.ins().return_(&[zero]);
+        self.b.switch_to_block(go);
+        self.b.ins().return_(&[code]);
     }
 
     /// An i64 as a pointer-sized value.

@@ -207,6 +207,8 @@ impl Tx<'_, '_> {
             | Code::Retnw_imm16
             | Code::Retnd_imm16
             | Code::Retnq_imm16 => return self.ret_near(insn),
+            Code::Jmp_rm64 => return self.branch_indirect(insn, false),
+            Code::Call_rm64 => return self.branch_indirect(insn, true),
             Code::Loop_rel8_16_CX
             | Code::Loop_rel8_32_CX
             | Code::Loop_rel8_16_ECX
@@ -571,7 +573,35 @@ impl Tx<'_, '_> {
         }
         let new_sp = self.add_c(sp, u64::from(size) + extra);
         self.set_sp(new_sp);
-        self.exit(ExitRip::Value(target), self.index as u64 + 1);
+        self.exit_indirect(target, self.index as u64 + 1);
+        Done::Ended
+    }
+
+    /// JMP or CALL to an address in a register or in memory, 64-bit mode (SDM Vol. 2A CALL,
+    /// JMP): continues through the jump cache like RET.
+    fn branch_indirect(&mut self, insn: &Instruction, call: bool) -> Done {
+        if self.env.mode.bitness != 64 || (call && !self.stack_ok(true)) {
+            return Done::NotHandled;
+        }
+        let Some(o) = self.opnd(insn, 0, true, false) else {
+            return Done::NotHandled;
+        };
+        let mut ea = MemCache::default();
+        let target = self.read_opnd(insn, o, 8, &mut ea);
+        // A non-canonical target is #GP(0) at the branch: the interpreter raises it.
+        let high = self.b.ins().ishl_imm_u(target, 16);
+        let canonical = self.b.ins().sshr_imm_u(high, 16);
+        let bad = self.b.ins().icmp(
+            cranelift_codegen::ir::condcodes::IntCC::NotEqual,
+            canonical,
+            target,
+        );
+        self.interp_if(bad);
+        if call {
+            let ret = self.c64(insn.next_ip());
+            self.push_value(ret, 8);
+        }
+        self.exit_indirect(target, self.index as u64 + 1);
         Done::Ended
     }
 

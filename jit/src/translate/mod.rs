@@ -22,7 +22,7 @@ use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use iced_x86::{Instruction, InstructionInfoFactory};
 
-use crate::cache::ChainSlot;
+use crate::cache::{ChainSlot, JumpEntry};
 use emit::{ExitRip, Tx};
 use insn::Done;
 
@@ -87,6 +87,13 @@ pub struct ChainEnv {
     pub slots: *mut ChainSlot,
     /// CR0.PG: a link is followed only while the TLB still maps the target as when it was made.
     pub paging: bool,
+    /// The dispatcher's jump cache (`cache::JumpCache`, `cache::JUMP_CACHE_SIZE` entries):
+    /// returns look their target up there and continue in its code directly.
+    pub jump_cache: *const JumpEntry,
+    /// The block's interned mode (`JumpEntry::mode` of the entries it may continue to).
+    pub mode_id: u32,
+    /// The block's CS base (0 in 64-bit mode): linear address = CS base + ip.
+    pub cs_base: u64,
 }
 
 /// The chain slot of a jump, call, taken branch or a block's fall-through end.

@@ -344,6 +344,54 @@ fn blocks_chain_directly_and_agree_with_the_interpreter() {
     assert!(st.linked >= 2, "{st:?}");
 }
 
+/// mov ecx, 500; xor eax, eax; L: call F; dec ecx; jnz L; hlt; F: add eax, ecx; ret
+const CALL_RET_LOOP: [u8; 20] = [
+    0xb9, 0xf4, 0x01, 0, 0, 0x31, 0xc0, 0xe8, 5, 0, 0, 0, 0xff, 0xc9, 0x75, 0xf7, HLT, 0x01, 0xc8,
+    0xc3,
+];
+
+#[test]
+fn returns_continue_through_the_jump_cache_without_the_dispatcher() {
+    for state in [flat32(), long64(&ram())] {
+        let t = differential(&CALL_RET_LOOP, state, 0);
+        assert_eq!(t.state.gpr[gpr::RAX], (1..=500).sum::<u64>());
+        let st = t.vcpu.stats();
+        // 1500 block transitions; the returns among them stay in generated code.
+        assert!(st.dispatched < 100, "{st:?}");
+    }
+}
+
+#[test]
+fn indirect_calls_and_jumps_agree_with_the_interpreter_and_stay_in_generated_code() {
+    //  0: mov ecx, 300; xor eax, eax; mov rbx, F; mov esi, DATA; mov [rsi], rbx;
+    //     lea rdx, [rip+J]
+    // 32: L: call rbx; call [rsi]; nop x5; jmp rdx
+    // 43: J: dec ecx; jnz L; hlt
+    // 48: F: add eax, ecx; ret
+    let mut code = vec![0xb9, 0x2c, 0x01, 0, 0, 0x31, 0xc0, 0x48, 0xbb];
+    code.extend_from_slice(&(CODE + 48).to_le_bytes());
+    code.push(0xbe);
+    code.extend_from_slice(&(DATA as u32).to_le_bytes());
+    code.extend_from_slice(&[0x48, 0x89, 0x1e]);
+    code.extend_from_slice(&[0x48, 0x8d, 0x15, 43 - 32, 0, 0, 0]);
+    code.extend_from_slice(&[0xff, 0xd3, 0xff, 0x16, 0x90, 0x90, 0x90, 0x90, 0x90]);
+    code.extend_from_slice(&[0xff, 0xe2]);
+    code.extend_from_slice(&[0xff, 0xc9, 0x75, (32i8 - 47) as u8, HLT]);
+    code.extend_from_slice(&[0x01, 0xc8, 0xc3]);
+    assert_eq!(code.len(), 51);
+    let t = differential(&code, long64(&ram()), 0);
+    assert_eq!(
+        t.exit,
+        VmExit::Halted {
+            interrupts_enabled: false
+        }
+    );
+    assert_eq!(t.state.gpr[gpr::RAX], 2 * (1..=300).sum::<u64>());
+    let st = t.vcpu.stats();
+    // 1800 block transitions, all but a few in generated code.
+    assert!(st.dispatched < 100, "{st:?}");
+}
+
 #[test]
 fn blocks_chain_directly_under_paging() {
     let t = differential(&CRC_BITS, long64(&ram()), 0);
