@@ -431,10 +431,11 @@ impl Pit {
     }
 }
 
-/// The PIT's channel 0 wired to IRQ 0 of the PIC, as on every PC.
+/// The PIT's channel 0 wired to ISA IRQ 0 (the 8259A's IRQ 0 and the I/O APIC's pin 2), as on
+/// every PC.
 pub struct PitIrq0 {
     pub pit: Arc<std::sync::Mutex<Pit>>,
-    pub pic: Arc<std::sync::Mutex<crate::pic::Pic>>,
+    pub irqs: crate::interrupts::PcInterrupts,
 }
 
 impl crate::bus::TimerSource for PitIrq0 {
@@ -445,10 +446,8 @@ impl crate::bus::TimerSource for PitIrq0 {
             .unwrap_or_else(|e| e.into_inner())
             .poll_irq0();
         if fired {
-            // An edge: the 8259A latches the rising edge in its IRR.
-            let mut pic = self.pic.lock().unwrap_or_else(|e| e.into_inner());
-            pic.set_irq(0, true);
-            pic.set_irq(0, false);
+            // An edge: the 8259A latches the rising edge in its IRR, the I/O APIC sends it.
+            self.irqs.pulse_isa_irq(0);
         }
     }
     fn next_event_in_ns(&self) -> Option<u64> {
