@@ -92,6 +92,15 @@ fn boot(accel: Accel, limit: Duration) {
         .run()
         .expect("the run ends without an emulator error");
     let text = String::from_utf8_lossy(&out.contents()).into_owned();
+    // The whole kernel log, for reading after a run (e.g. which clock events and interrupt
+    // controllers Linux chose).
+    let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "linux_boot_{}.log",
+        format!("{accel:?}").to_lowercase()
+    ));
+    if let Err(e) = std::fs::write(&log_path, &text) {
+        eprintln!("could not write {}: {e}", log_path.display());
+    }
     let tail: Vec<&str> = text.lines().rev().take(15).collect();
     eprintln!(
         "{accel:?}: {outcome:?} after {:.1} s; last output:\n{}",
