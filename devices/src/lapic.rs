@@ -556,15 +556,18 @@ impl LocalApic {
         (u128::from(self.s.initial_count) - ticks.min(u128::from(self.s.initial_count))) as u32
     }
 
-    /// Raise the timer interrupt if the count reached zero since the last call (several missed
-    /// periods are one interrupt, as a late timer is). Returns whether an interrupt was raised.
+    /// Raise the timer interrupt for an expiry not yet reported. Periods the CPU missed (the
+    /// emulator was descheduled) are caught up one per call, at most
+    /// [`crate::pit::MAX_TICK_BACKLOG_NS`] of them, as the PIT does: Linux verifies this
+    /// timer by counting its interrupts against the PIT's. Returns whether one was raised.
     pub fn poll_timer(&mut self) -> bool {
         let now = self.clock.now_ns();
         let e = self.timer_expiries(now);
         if e <= self.s.timer_reported {
             return false;
         }
-        self.s.timer_reported = e;
+        let max_backlog = (crate::pit::MAX_TICK_BACKLOG_NS / self.timer_period_ns().max(1)).max(1);
+        self.s.timer_reported = self.s.timer_reported.max(e.saturating_sub(max_backlog)) + 1;
         let lvt = self.s.lvt[LVT_TIMER];
         if lvt & LVT_MASKED != 0 {
             return false;
@@ -581,6 +584,9 @@ impl LocalApic {
         let period = self.timer_period_ns();
         let now = self.clock.now_ns();
         let e = self.timer_expiries(now);
+        if e > self.s.timer_reported {
+            return Some(0);
+        }
         let next = if self.timer_periodic() {
             e + 1
         } else if e == 0 {
@@ -847,7 +853,9 @@ mod tests {
         a.write_register(reg::LVT_TIMER, 0x41 | LVT_TIMER_PERIODIC);
         a.write_register(reg::TIMER_INITIAL, 1000);
         clock.advance_ns(2_500);
-        assert!(a.poll_timer(), "two periods passed: one interrupt");
+        assert_eq!(a.next_timer_in_ns(), Some(0), "missed periods are due now");
+        assert!(a.poll_timer(), "two periods passed: two interrupts");
+        assert!(a.poll_timer());
         assert!(!a.poll_timer());
         assert_eq!(a.read_register(reg::TIMER_CURRENT), 500);
         assert_eq!(a.next_timer_in_ns(), Some(500));
