@@ -64,6 +64,31 @@ impl PcInterrupts {
         self.set_isa_irq(irq, false);
     }
 
+    /// Whether an earlier interrupt of ISA IRQ `irq` still waits to be taken by the CPU on a
+    /// path that reaches it: held in the I/O APIC or in the local APIC's IRR (unmasked pin), or
+    /// in the 8259A's IRR (unmasked, with the 8259A connected). A timer catching up missed
+    /// periods waits for this to clear, or the interrupts would merge.
+    pub fn isa_irq_pending(&self, irq: u8) -> bool {
+        let gsi = isa_irq_to_gsi(irq);
+        let io = lock(&self.ioapic).state();
+        let entry = io.redirection[gsi];
+        if entry & crate::ioapic::RTE_MASKED == 0
+            && (io.irr & (1 << gsi) != 0 || lock(&self.lapic).is_requested(entry as u8))
+        {
+            return true;
+        }
+        if !self.pic_connected() {
+            return false;
+        }
+        let pic = lock(&self.pic).state();
+        let (chip, bit) = if irq < 8 {
+            (pic.master, irq)
+        } else {
+            (pic.slave, irq - 8)
+        };
+        chip.irr & !chip.imr & (1 << bit) != 0
+    }
+
     /// A closure driving ISA IRQ `irq`, for devices that take an interrupt line
     /// (`crate::serial::IrqLine`).
     pub fn isa_line(&self, irq: u8) -> crate::serial::IrqLine {
@@ -230,7 +255,9 @@ mod tests {
         ioapic_write(&irqs, 0x10 + 4, 0x31);
         irqs.pulse_isa_irq(0);
         assert!(irqs.has_interrupt());
+        assert!(irqs.isa_irq_pending(0), "waits in the local APIC's IRR");
         assert_eq!(irqs.acknowledge(), Some(0x31));
+        assert!(!irqs.isa_irq_pending(0));
         m.write(reg::EOI, &[0; 4]);
         // COM1 as a level-triggered pin: re-delivered after EOI while still asserted.
         ioapic_write(&irqs, 0x10 + 8, 0x34 | (1 << 15));

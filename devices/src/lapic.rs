@@ -386,6 +386,11 @@ impl LocalApic {
         set_bit(&mut self.s.tmr, vector, level);
     }
 
+    /// Whether `vector` waits in the IRR.
+    pub fn is_requested(&self, vector: u8) -> bool {
+        test_bit(&self.s.irr, vector)
+    }
+
     /// Whether this APIC is the target of `dest` in physical or logical destination mode
     /// (11.6.2.1, 11.6.2.2: flat and cluster models).
     pub fn matches_destination(&self, dest: u8, logical: bool) -> bool {
@@ -556,14 +561,19 @@ impl LocalApic {
         (u128::from(self.s.initial_count) - ticks.min(u128::from(self.s.initial_count))) as u32
     }
 
-    /// Raise the timer interrupt for an expiry not yet reported. Periods the CPU missed (the
-    /// emulator was descheduled) are caught up one per call, at most
+    /// Raise the timer interrupt for an expiry not yet reported, once the previous one left the
+    /// IRR. Periods the CPU missed (the emulator was descheduled) are caught up one per call, at most
     /// [`crate::pit::MAX_TICK_BACKLOG_NS`] of them, as the PIT does: Linux verifies this
     /// timer by counting its interrupts against the PIT's. Returns whether one was raised.
     pub fn poll_timer(&mut self) -> bool {
         let now = self.clock.now_ns();
         let e = self.timer_expiries(now);
         if e <= self.s.timer_reported {
+            return false;
+        }
+        let lvt = self.s.lvt[LVT_TIMER];
+        if self.is_requested((lvt & LVT_VECTOR) as u8) {
+            // The next expiry waits until the CPU took the previous one (it would merge).
             return false;
         }
         let max_backlog = (crate::pit::MAX_TICK_BACKLOG_NS / self.timer_period_ns().max(1)).max(1);
@@ -855,12 +865,19 @@ mod tests {
         clock.advance_ns(2_500);
         assert_eq!(a.next_timer_in_ns(), Some(0), "missed periods are due now");
         assert!(a.poll_timer(), "two periods passed: two interrupts");
+        assert!(!a.poll_timer(), "the second waits until the first is taken");
+        assert_eq!(a.acknowledge(), Some(0x41));
+        a.write_register(reg::EOI, 0);
         assert!(a.poll_timer());
         assert!(!a.poll_timer());
         assert_eq!(a.read_register(reg::TIMER_CURRENT), 500);
         assert_eq!(a.next_timer_in_ns(), Some(500));
+        assert_eq!(a.acknowledge(), Some(0x41));
+        a.write_register(reg::EOI, 0);
         clock.advance_ns(500);
         assert!(a.poll_timer());
+        assert_eq!(a.acknowledge(), Some(0x41));
+        a.write_register(reg::EOI, 0);
         // Masked: expiries pass without interrupts. Initial count 0 stops it.
         a.write_register(reg::LVT_TIMER, 0x41 | LVT_TIMER_PERIODIC | LVT_MASKED);
         clock.advance_ns(5_000);

@@ -419,6 +419,12 @@ impl Pit {
         true
     }
 
+    /// Terminal counts of channel 0 not yet reported by [`Pit::poll_irq0`].
+    pub fn irq0_backlog(&self) -> u64 {
+        let c = &self.s.channels[0];
+        c.events(self.clock.now_ns()).saturating_sub(c.reported)
+    }
+
     /// Nanoseconds from now until channel 0's next IRQ, if one is coming.
     pub fn next_irq0_in_ns(&self) -> Option<u64> {
         let now = self.clock.now_ns();
@@ -450,6 +456,16 @@ pub struct PitIrq0 {
 
 impl crate::bus::TimerSource for PitIrq0 {
     fn poll(&mut self) {
+        let backlog = self
+            .pit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .irq0_backlog();
+        // A tick waits until the CPU took the previous one (they would merge and a tick be
+        // lost: Linux counts them).
+        if backlog == 0 || self.irqs.isa_irq_pending(0) {
+            return;
+        }
         let fired = self
             .pit
             .lock()
