@@ -190,6 +190,15 @@ pub trait InterruptController: Send {
     fn has_interrupt(&self) -> bool;
     /// The interrupt-acknowledge cycle: the vector to deliver, now in service.
     fn acknowledge(&mut self) -> Option<u8>;
+    /// The local APIC's task-priority register, if the machine has a local APIC. CR8 is
+    /// TPR[7:4] (SDM Vol. 3A 11.8.6.1), so a CPU without one keeps CR8 itself.
+    fn task_priority(&self) -> Option<u8> {
+        None
+    }
+    /// Set the TPR (the CPU wrote CR8).
+    fn set_task_priority(&mut self, _tpr: u8) {}
+    /// The CPU's IA32_APIC_BASE MSR changed (SDM Vol. 3A 11.4.4).
+    fn set_apic_base(&mut self, _value: u64) {}
 }
 
 /// A device that raises interrupts as time passes (the PIT). Timers are not ticked: the CPU side
@@ -292,6 +301,34 @@ impl Buses {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .acknowledge()
+    }
+
+    /// The local APIC's TPR, if the machine has a local APIC (see
+    /// [`InterruptController::task_priority`]).
+    pub fn task_priority(&self) -> Option<u8> {
+        self.intc
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .task_priority()
+    }
+
+    /// The CPU wrote CR8 (`tpr` = CR8 << 4).
+    pub fn set_task_priority(&mut self, tpr: u8) {
+        if let Some(c) = &self.intc {
+            c.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_task_priority(tpr);
+        }
+    }
+
+    /// The CPU's IA32_APIC_BASE MSR changed.
+    pub fn set_apic_base(&mut self, value: u64) {
+        if let Some(c) = &self.intc {
+            c.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_apic_base(value);
+        }
     }
 
     /// How long until some timer raises an interrupt (for a CPU idling in HLT).

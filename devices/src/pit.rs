@@ -16,6 +16,8 @@ pub const PIT_HZ: u64 = 1_193_182;
 pub const PIT_PORT: u16 = 0x40;
 /// System control port B.
 pub const PORT_B: u16 = 0x61;
+/// The most timer interrupts (as time) a periodic timer catches up after the CPU missed them.
+pub const MAX_TICK_BACKLOG_NS: u64 = 100_000_000;
 
 /// Read/write access modes (control word bits 5-4).
 const RW_LATCH: u8 = 0;
@@ -399,18 +401,28 @@ impl Pit {
         self.s.speaker_enable = v & 2 != 0;
     }
 
-    /// Whether channel 0 reached a terminal count since the last call (each one is an IRQ 0
-    /// edge; several missed periods are reported as one, as a late timer interrupt is).
+    /// Whether channel 0 has a terminal count not yet reported (each one is an IRQ 0 edge).
+    /// Periods the CPU missed (the emulator was descheduled or compiling) are caught up one
+    /// per call, as KVM's in-kernel PIT re-injects lost ticks, so a guest counting timer
+    /// interrupts (Linux's jiffies, its local APIC timer calibration against the PIT) keeps
+    /// time; a backlog over [`MAX_TICK_BACKLOG_NS`] is dropped.
     pub fn poll_irq0(&mut self) -> bool {
         let now = self.clock.now_ns();
         let c = &mut self.s.channels[0];
         let e = c.events(now);
-        if e > c.reported {
-            c.reported = e;
-            true
-        } else {
-            false
+        if e <= c.reported {
+            return false;
         }
+        let period_ns = (u64::from(c.reload) * 1_000_000_000 / PIT_HZ).max(1);
+        let max_backlog = (MAX_TICK_BACKLOG_NS / period_ns).max(1);
+        c.reported = c.reported.max(e.saturating_sub(max_backlog)) + 1;
+        true
+    }
+
+    /// Terminal counts of channel 0 not yet reported by [`Pit::poll_irq0`].
+    pub fn irq0_backlog(&self) -> u64 {
+        let c = &self.s.channels[0];
+        c.events(self.clock.now_ns()).saturating_sub(c.reported)
     }
 
     /// Nanoseconds from now until channel 0's next IRQ, if one is coming.
@@ -421,6 +433,10 @@ impl Pit {
             return None;
         }
         let n = u64::from(c.reload);
+        if c.events(now) > c.reported {
+            // Missed periods are still to be reported: at once.
+            return Some(0);
+        }
         let next_tick = match c.mode {
             2 | 3 => (c.events(now) + 1) * n,
             _ if c.events(now) == 0 => n,
@@ -431,24 +447,33 @@ impl Pit {
     }
 }
 
-/// The PIT's channel 0 wired to IRQ 0 of the PIC, as on every PC.
+/// The PIT's channel 0 wired to ISA IRQ 0 (the 8259A's IRQ 0 and the I/O APIC's pin 2), as on
+/// every PC.
 pub struct PitIrq0 {
     pub pit: Arc<std::sync::Mutex<Pit>>,
-    pub pic: Arc<std::sync::Mutex<crate::pic::Pic>>,
+    pub irqs: crate::interrupts::PcInterrupts,
 }
 
 impl crate::bus::TimerSource for PitIrq0 {
     fn poll(&mut self) {
+        let backlog = self
+            .pit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .irq0_backlog();
+        // A tick waits until the CPU took the previous one (they would merge and a tick be
+        // lost: Linux counts them).
+        if backlog == 0 || self.irqs.isa_irq_pending(0) {
+            return;
+        }
         let fired = self
             .pit
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .poll_irq0();
         if fired {
-            // An edge: the 8259A latches the rising edge in its IRR.
-            let mut pic = self.pic.lock().unwrap_or_else(|e| e.into_inner());
-            pic.set_irq(0, true);
-            pic.set_irq(0, false);
+            // An edge: the 8259A latches the rising edge in its IRR, the I/O APIC sends it.
+            self.irqs.pulse_isa_irq(0);
         }
     }
     fn next_event_in_ns(&self) -> Option<u64> {
@@ -516,6 +541,17 @@ mod tests {
         assert!(!p.poll_irq0());
         let left = p.next_irq0_in_ns().unwrap();
         assert!(left > 900_000 && left <= 1_000_000, "{left}");
+        // Three missed periods are three interrupts, due at once; a long stall is capped.
+        clock.advance_ns(3_000_000);
+        assert_eq!(p.next_irq0_in_ns(), Some(0));
+        assert!(p.poll_irq0() && p.poll_irq0() && p.poll_irq0());
+        assert!(!p.poll_irq0());
+        clock.advance_ns(10_000_000_000);
+        let caught_up = std::iter::from_fn(|| p.poll_irq0().then_some(())).count() as u64;
+        assert_eq!(
+            caught_up,
+            MAX_TICK_BACKLOG_NS / (1193 * 1_000_000_000 / PIT_HZ)
+        );
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! ACPI tables for directly booted kernels, which have no firmware to provide them: an RSDP,
 //! an XSDT, a FADT describing the PM1 registers emu emulates (so the kernel's ACPI poweroff
 //! reaches the PM1a control register and ends the run), a FACS, and a DSDT whose only object is
-//! the `\_S5` sleep package that poweroff needs.
-//!
-//! There is no MADT: emu has no local APIC or I/O APIC yet, so the kernel runs on the 8259A
-//! pair (and CPUID does not report an APIC). References: ACPI Specification 6.5, sections
-//! 5.2.5 (RSDP), 5.2.6 (headers), 5.2.8 (XSDT), 5.2.9 (FADT), 5.2.10 (FACS), 5.2.11.1 (DSDT),
-//! 7.4.2 (\_Sx objects), 20 (AML encoding).
+//! the `\_S5` sleep package that poweroff needs, and a MADT describing the interrupt
+//! controllers (devices::interrupts): the one CPU's local APIC, the I/O APIC at 0xFEC00000
+//! with GSIs 0-23, the PC's interrupt source overrides (ISA IRQ 0 is GSI 2; the SCI, IRQ 9, is
+//! level-triggered, active high, as QEMU describes it), LINT1 as NMI, and PCAT_COMPAT for the
+//! 8259A pair. References: ACPI Specification 6.5, sections 5.2.5 (RSDP), 5.2.6 (headers),
+//! 5.2.8 (XSDT), 5.2.9 (FADT), 5.2.10 (FACS), 5.2.11.1 (DSDT), 5.2.12 (MADT), 7.4.2 (\_Sx
+//! objects), 20 (AML encoding).
 
 use vcpu::GuestRam;
 
@@ -31,6 +32,51 @@ const RESET_VALUE: u8 = 0x06;
 const OEM_ID: &[u8; 6] = b"EMU   ";
 const OEM_TABLE_ID: &[u8; 8] = b"EMUPC   ";
 const CREATOR_ID: &[u8; 4] = b"EMU ";
+
+/// MADT (5.2.12): the local APIC address, flags (Table 5.44: PCAT_COMPAT, the system also has
+/// 8259A PICs), and the interrupt controller structure types used (Table 5.45).
+const LOCAL_APIC_ADDR: u32 = devices::lapic::DEFAULT_BASE as u32;
+const IO_APIC_ADDR: u32 = devices::ioapic::IOAPIC_BASE as u32;
+const MADT_PCAT_COMPAT: u32 = 1 << 0;
+const MADT_LOCAL_APIC: u8 = 0;
+const MADT_IO_APIC: u8 = 1;
+const MADT_INTERRUPT_SOURCE_OVERRIDE: u8 = 2;
+const MADT_LOCAL_APIC_NMI: u8 = 4;
+/// Local APIC flags (Table 5.47): enabled.
+const LOCAL_APIC_ENABLED: u32 = 1;
+/// MPS INTI flags (Table 5.50): polarity bits 1:0 (01 active high), trigger mode bits 3:2
+/// (11 level); 0 means "conforms to the bus" (ISA: edge, active high).
+const MPS_INTI_CONFORMING: u16 = 0;
+const MPS_INTI_ACTIVE_HIGH_LEVEL: u16 = 0b1101;
+/// The ACPI processor UID that means "all processors" in a Local APIC NMI structure.
+const ALL_PROCESSORS: u8 = 0xff;
+
+/// The MADT body after the header.
+fn madt_body() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&LOCAL_APIC_ADDR.to_le_bytes());
+    b.extend_from_slice(&MADT_PCAT_COMPAT.to_le_bytes());
+    // Processor Local APIC (5.2.12.2): UID 0, APIC ID 0, enabled.
+    b.extend_from_slice(&[MADT_LOCAL_APIC, 8, 0, 0]);
+    b.extend_from_slice(&LOCAL_APIC_ENABLED.to_le_bytes());
+    // I/O APIC (5.2.12.3): ID 0, GSIs from 0.
+    b.extend_from_slice(&[MADT_IO_APIC, 12, 0, 0]);
+    b.extend_from_slice(&IO_APIC_ADDR.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    // Interrupt Source Overrides (5.2.12.5), bus 0 = ISA.
+    for (irq, flags) in [
+        (0u8, MPS_INTI_CONFORMING),
+        (SCI_IRQ as u8, MPS_INTI_ACTIVE_HIGH_LEVEL),
+    ] {
+        b.extend_from_slice(&[MADT_INTERRUPT_SOURCE_OVERRIDE, 10, 0, irq]);
+        let gsi = devices::interrupts::isa_irq_to_gsi(irq) as u32;
+        b.extend_from_slice(&gsi.to_le_bytes());
+        b.extend_from_slice(&flags.to_le_bytes());
+    }
+    // Local APIC NMI (5.2.12.7): LINT1 of every processor.
+    b.extend_from_slice(&[MADT_LOCAL_APIC_NMI, 6, ALL_PROCESSORS, 0, 0, 1]);
+    b
+}
 
 /// FADT flags (Table 5.35): WBINVD works, C1 supported, no power/sleep button control
 /// methods, RESET_REG supported.
@@ -130,8 +176,12 @@ pub fn install(ram: &GuestRam) -> Result<(), vcpu::MemoryError> {
     let dsdt = table(b"DSDT", 2, DSDT_AML);
     let fadt_addr = (dsdt_addr + dsdt.len() as u64).next_multiple_of(16);
     let fadt = table(b"FACP", 4, &fadt_body(facs_addr, dsdt_addr));
-    let xsdt_addr = (fadt_addr + fadt.len() as u64).next_multiple_of(16);
-    let xsdt = table(b"XSDT", 1, &fadt_addr.to_le_bytes());
+    let madt = table(b"APIC", 5, &madt_body());
+    let madt_addr = (fadt_addr + fadt.len() as u64).next_multiple_of(16);
+    let xsdt_addr = (madt_addr + madt.len() as u64).next_multiple_of(16);
+    let mut entries = fadt_addr.to_le_bytes().to_vec();
+    entries.extend_from_slice(&madt_addr.to_le_bytes());
+    let xsdt = table(b"XSDT", 1, &entries);
 
     let mut rsdp = Vec::with_capacity(36);
     rsdp.extend_from_slice(b"RSD PTR ");
@@ -149,6 +199,7 @@ pub fn install(ram: &GuestRam) -> Result<(), vcpu::MemoryError> {
     ram.write_host(facs_addr, &facs())?;
     ram.write_host(dsdt_addr, &dsdt)?;
     ram.write_host(fadt_addr, &fadt)?;
+    ram.write_host(madt_addr, &madt)?;
     ram.write_host(xsdt_addr, &xsdt)?;
     Ok(())
 }
@@ -194,7 +245,27 @@ mod tests {
             t
         };
         let xsdt = table_at(u64_at(&rsdp, 24), b"XSDT");
-        assert_eq!(xsdt.len(), 44);
+        assert_eq!(xsdt.len(), 52);
+        let madt = table_at(u64_at(&xsdt, 44), b"APIC");
+        assert_eq!(u32_at(&madt, 36), 0xfee0_0000);
+        assert_eq!(u32_at(&madt, 40), MADT_PCAT_COMPAT);
+        // Walk the structures: types and lengths, the I/O APIC address and the IRQ 0 override.
+        let mut kinds = Vec::new();
+        let mut o = 44;
+        while o < madt.len() {
+            let (kind, len) = (madt[o], madt[o + 1] as usize);
+            match kind {
+                MADT_IO_APIC => assert_eq!(u32_at(&madt, o + 4), 0xfec0_0000),
+                MADT_INTERRUPT_SOURCE_OVERRIDE if madt[o + 3] == 0 => {
+                    assert_eq!(u32_at(&madt, o + 4), 2, "IRQ 0 is GSI 2")
+                }
+                _ => {}
+            }
+            kinds.push((kind, len));
+            o += len;
+        }
+        assert_eq!(o, madt.len());
+        assert_eq!(kinds, [(0, 8), (1, 12), (2, 10), (2, 10), (4, 6)]);
         let fadt = table_at(u64_at(&xsdt, 36), b"FACP");
         assert_eq!(fadt.len(), 244);
         assert_eq!(u32_at(&fadt, 64), u32::from(PM1A_CNT_BLK));

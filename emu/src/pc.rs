@@ -26,6 +26,9 @@ use devices::debug::{
 };
 use devices::disk::{guess_geometry, BlockBackend, SECTOR_SIZE};
 use devices::i8042::{I8042State, COMMAND_PORT, DATA_PORT, I8042};
+use devices::interrupts::{IoApicMmio, LapicMmio, LapicTimer, PcInterrupts};
+use devices::ioapic::{IoApic, IoApicState, IOAPIC_BASE};
+use devices::lapic::{LapicState, LocalApic};
 use devices::pic::{Pic, PicState, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
 use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
 use devices::reset::{A20Gate, PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
@@ -149,6 +152,8 @@ impl Write for SharedSink {
 #[derive(Clone)]
 pub struct PcDevices {
     pic: Arc<Mutex<Pic>>,
+    ioapic: Arc<Mutex<IoApic>>,
+    lapic: Arc<Mutex<LocalApic>>,
     pit: Arc<Mutex<Pit>>,
     cmos: Arc<Mutex<Cmos>>,
     kbc: Arc<Mutex<I8042>>,
@@ -164,6 +169,8 @@ pub struct PcDevices {
 const DEV_CLOCK: &str = "clock";
 const DEV_A20: &str = "a20";
 const DEV_PIC: &str = "pic";
+const DEV_IOAPIC: &str = "ioapic";
+const DEV_LAPIC: &str = "lapic";
 const DEV_PIT: &str = "pit";
 const DEV_CMOS: &str = "cmos";
 const DEV_I8042: &str = "i8042";
@@ -171,8 +178,9 @@ const DEV_SERIAL: &str = "serial";
 const DEV_PM1: &str = "pm1";
 /// Only machines with a disk have it.
 const DEV_ATA: &str = "ata";
-const DEVICE_NAMES: [&str; 9] = [
-    DEV_CLOCK, DEV_A20, DEV_PIC, DEV_PIT, DEV_CMOS, DEV_I8042, DEV_SERIAL, DEV_PM1, DEV_ATA,
+const DEVICE_NAMES: [&str; 11] = [
+    DEV_CLOCK, DEV_A20, DEV_PIC, DEV_IOAPIC, DEV_LAPIC, DEV_PIT, DEV_CMOS, DEV_I8042, DEV_SERIAL,
+    DEV_PM1, DEV_ATA,
 ];
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -187,6 +195,8 @@ impl PcDevices {
             (DEV_CLOCK.into(), self.clock.now_ns().to_le_bytes().to_vec()),
             (DEV_A20.into(), vec![u8::from(self.a20.enabled())]),
             (DEV_PIC.into(), lock(&self.pic).state().to_bytes()),
+            (DEV_IOAPIC.into(), lock(&self.ioapic).state().to_bytes()),
+            (DEV_LAPIC.into(), lock(&self.lapic).state().to_bytes()),
             (DEV_PIT.into(), lock(&self.pit).state().to_bytes()),
             (DEV_CMOS.into(), lock(&self.cmos).state().to_bytes()),
             (DEV_I8042.into(), lock(&self.kbc).state().to_bytes()),
@@ -204,6 +214,8 @@ impl PcDevices {
     pub fn reset(&self) {
         self.a20.set(true);
         lock(&self.pic).set_state(Pic::new().state());
+        lock(&self.ioapic).set_state(IoApicState::default());
+        lock(&self.lapic).set_state(LapicState::default());
         lock(&self.pit).set_state(Pit::new(self.clock.clone()).state());
         {
             let mut cmos = lock(&self.cmos);
@@ -255,6 +267,8 @@ impl PcDevices {
         let dev = |name: &'static str| find(saved, name);
         let wrap = |name: &'static str| move |e| PcError::DeviceState(name, e);
         let pic = PicState::from_bytes(dev(DEV_PIC)?).map_err(wrap(DEV_PIC))?;
+        let ioapic = IoApicState::from_bytes(dev(DEV_IOAPIC)?).map_err(wrap(DEV_IOAPIC))?;
+        let lapic = LapicState::from_bytes(dev(DEV_LAPIC)?).map_err(wrap(DEV_LAPIC))?;
         let pit = PitState::from_bytes(dev(DEV_PIT)?).map_err(wrap(DEV_PIT))?;
         let cmos = CmosState::from_bytes(dev(DEV_CMOS)?).map_err(wrap(DEV_CMOS))?;
         let kbc = I8042State::from_bytes(dev(DEV_I8042)?).map_err(wrap(DEV_I8042))?;
@@ -282,6 +296,8 @@ impl PcDevices {
             .map_err(wrap(DEV_SERIAL))?;
         self.a20.set(a20);
         lock(&self.pic).set_state(pic);
+        lock(&self.ioapic).set_state(ioapic);
+        lock(&self.lapic).set_state(lapic);
         lock(&self.pit).set_state(pit);
         lock(&self.cmos).set_state(cmos);
         lock(&self.kbc).set_state(kbc);
@@ -307,8 +323,10 @@ fn find<'a>(saved: &'a [(String, Vec<u8>)], name: &'static str) -> Result<&'a [u
 /// 0x4D0), the 8254 PIT with port B (0x40-0x43, 0x61), the RTC/CMOS (0x70), the i8042 keyboard
 /// controller (0x60, 0x64), System Control Port A (0x92) and the reset control register (0xCF9).
 ///
-/// The PIC is the interrupt controller the CPU samples; PIT channel 0 drives its IRQ 0. The
-/// devices' clock reads `clock_ns` now (0 for a new machine; a snapshot's time when restoring).
+/// The interrupt controllers: the 8259A pair, the I/O APIC at 0xFEC00000 and the local APIC at
+/// 0xFEE00000, wired as `devices::interrupts` describes (ISA IRQs reach both the 8259A and
+/// the I/O APIC; PIT channel 0 is ISA IRQ 0, I/O APIC pin 2; COM1 is IRQ 4). The devices' clock
+/// reads `clock_ns` now (0 for a new machine; a snapshot's time when restoring).
 pub fn build_buses(
     out: OutputSink,
     serial_input: SerialInput,
@@ -331,15 +349,15 @@ pub fn build_buses(
     buses
         .io
         .insert(u64::from(POST_PORT), 1, Box::new(PostPort::default()))?;
+    let clock: Arc<dyn Clock> = Arc::new(HostClock::starting_at(clock_ns));
     let pic = Arc::new(Mutex::new(Pic::new()));
-    let com1_irq = {
-        let pic = pic.clone();
-        Box::new(move |level| lock(&pic).set_irq(COM1_IRQ, level))
-    };
+    let ioapic = Arc::new(Mutex::new(IoApic::new()));
+    let lapic = Arc::new(Mutex::new(LocalApic::new(clock.clone())));
+    let irqs = PcInterrupts::new(pic.clone(), ioapic.clone(), lapic.clone());
     let serial = Arc::new(Mutex::new(Serial::with_irq(
         Box::new(sink),
         serial_input,
-        com1_irq,
+        irqs.isa_line(COM1_IRQ),
     )));
     buses.io.insert(
         u64::from(COM1_PORT),
@@ -361,7 +379,6 @@ pub fn build_buses(
             Box::new(SharedDevice::new(pic.clone(), bias)),
         )?;
     }
-    let clock: Arc<dyn Clock> = Arc::new(HostClock::starting_at(clock_ns));
     let pit = Arc::new(Mutex::new(Pit::new(clock.clone())));
     buses.io.insert(
         u64::from(PIT_PORT),
@@ -373,12 +390,23 @@ pub fn build_buses(
         1,
         Box::new(SharedDevice::new(pit.clone(), PORT_B_OFFSET)),
     )?;
-    buses.set_interrupt_controller(pic.clone());
+    buses.mmio.insert(
+        devices::lapic::DEFAULT_BASE,
+        devices::lapic::MMIO_LEN,
+        Box::new(LapicMmio(irqs.clone())),
+    )?;
+    buses.mmio.insert(
+        IOAPIC_BASE,
+        devices::ioapic::MMIO_LEN,
+        Box::new(IoApicMmio(irqs.clone())),
+    )?;
+    buses.set_interrupt_controller(Arc::new(Mutex::new(irqs.clone())));
     buses.add_timer(Box::new(SerialInputPoll(serial.clone())));
     buses.add_timer(Box::new(PitIrq0 {
         pit: pit.clone(),
-        pic: pic.clone(),
+        irqs,
     }));
+    buses.add_timer(Box::new(LapicTimer(lapic.clone())));
     let unix_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -417,6 +445,8 @@ pub fn build_buses(
     )?;
     let devices = PcDevices {
         pic,
+        ioapic,
+        lapic,
         pit,
         cmos,
         kbc,
@@ -485,10 +515,13 @@ pub fn attach_disk(
         r[CMOS_BOOT_ORDER_3] = 0x30;
         cmos.set_state(s);
     }
-    let irq = {
-        let pic = devices.pic.clone();
-        Box::new(move |level| lock(&pic).set_irq(ATA_PRIMARY_IRQ, level))
-    };
+    // IRQ 14 goes to the 8259A and the I/O APIC, like every ISA line.
+    let irq = PcInterrupts::new(
+        devices.pic.clone(),
+        devices.ioapic.clone(),
+        devices.lapic.clone(),
+    )
+    .isa_line(ATA_PRIMARY_IRQ);
     let ata = Arc::new(Mutex::new(Ata::new(disk, g, irq)));
     buses.io.insert(
         u64::from(ATA_PRIMARY_COMMAND_PORT),

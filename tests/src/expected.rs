@@ -330,6 +330,33 @@ const TIMER_IRQ_CHECKS: &[&str] = &[
     "timer interrupts wake hlt",
 ];
 
+const LAPIC_CHECKS: &[&str] = &[
+    "cpuid reports an apic",
+    "apic base msr: enabled bsp at fee00000",
+    "integrated xapic version",
+    "svr software enable",
+    "esr clear",
+    "self ipi waits in irr",
+    "self ipi delivered",
+    "in isr while its handler runs",
+    "eoi clears isr",
+    "ppr follows tpr",
+    "tpr class 5 masks vector 45",
+    "tpr class 4 masks vector 45",
+    "masked vector stays in irr",
+    "lower tpr delivers it",
+    "higher vector first",
+    "timer counts down from the initial count",
+    "one-shot stops at 0",
+    "one-shot fired once",
+    "initial count 0 stops the timer",
+    "ioapic version and 24 pins",
+    "redirection entry reads back",
+    "pit through ioapic pin 2, pic held off",
+    "pit through the 8259A and lint0 extint",
+    "no unexpected vectors",
+];
+
 /// `rep outsb` prints a line of its own between the checks.
 const SNAPSHOT_CHECKSUM_OUTPUT: &str = "snapshot checksum
 ................ ac7482fa
@@ -577,6 +604,18 @@ pub const EXPECTATIONS: &[Expectation] = &[
         },
         end: PASS,
         // The number of busy-loop iterations and the PIT count depend on host speed.
+        machine_specific_state: true,
+        serial_input: b"",
+    },
+    Expectation {
+        name: "lapic",
+        covers: "local APIC and I/O APIC: CPUID/IA32_APIC_BASE, SVR enable, self-IPI through IRR/ISR/EOI, TPR/PPR masking, priority order, timer one-shot and periodic, PIT through I/O APIC pin 2, the 8259A through LINT0 ExtINT (recorded under QEMU -cpu max)",
+        output: ExpectedOutput::Checks {
+            banner: "local apic tests",
+            checks: LAPIC_CHECKS,
+        },
+        end: PASS,
+        // Timer counts and busy-loop registers depend on host speed.
         machine_specific_state: true,
         serial_input: b"",
     },

@@ -92,6 +92,15 @@ fn boot(accel: Accel, limit: Duration) {
         .run()
         .expect("the run ends without an emulator error");
     let text = String::from_utf8_lossy(&out.contents()).into_owned();
+    // The whole kernel log, for reading after a run (e.g. which clock events and interrupt
+    // controllers Linux chose).
+    let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "linux_boot_{}.log",
+        format!("{accel:?}").to_lowercase()
+    ));
+    if let Err(e) = std::fs::write(&log_path, &text) {
+        eprintln!("could not write {}: {e}", log_path.display());
+    }
     let tail: Vec<&str> = text.lines().rev().take(15).collect();
     eprintln!(
         "{accel:?}: {outcome:?} after {:.1} s; last output:\n{}",
@@ -108,6 +117,25 @@ fn boot(accel: Accel, limit: Duration) {
         "the shell never answered the typed command"
     );
     assert_eq!(outcome, RunOutcome::PowerOff, "the guest did not power off");
+    // The interrupt controllers: Linux found the I/O APIC in the MADT, switched to symmetric
+    // I/O mode (local APIC + I/O APIC) and its check_timer() saw the PIT's IRQ 0 arrive
+    // through I/O APIC pin 2 (the override), with no fallback to the 8259A.
+    assert!(
+        text.contains("IOAPIC[0]: apic_id 0, version 32, address 0xfec00000, GSI 0-23"),
+        "Linux did not find the I/O APIC in the MADT"
+    );
+    assert!(
+        text.contains("APIC: Switch to symmetric I/O mode setup"),
+        "Linux did not use the I/O APIC"
+    );
+    assert!(
+        text.contains("..TIMER: vector=0x30 apic1=0 pin1=2"),
+        "the PIT is not routed through I/O APIC pin 2"
+    );
+    assert!(
+        !text.contains("8254 timer not connected to IO-APIC"),
+        "the PIT's interrupt did not arrive through the I/O APIC"
+    );
 }
 
 #[test]

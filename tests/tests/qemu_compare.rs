@@ -103,6 +103,7 @@ qemu_compare_tests!(
     long_mode,
     paging_pae,
     timer_irq,
+    lapic,
     snapshot_checksum,
     reset,
 );

@@ -72,6 +72,10 @@ pub struct KvmVcpu {
     tsc_settable: bool,
     /// A port or MMIO exit was served but KVM has not been re-entered to finish it.
     io_unfinished: bool,
+    /// The CR8 value last handed to KVM in `kvm_run.cr8`, and IA32_APIC_BASE as KVM last
+    /// reported it in `kvm_run.apic_base` (see [`KvmVcpu::sync_apic_in`] and `enter`).
+    cr8_in: u64,
+    apic_base_seen: Option<u64>,
 }
 
 impl std::fmt::Debug for KvmVcpu {
@@ -143,6 +147,8 @@ pub fn handle_exit(exit: VcpuExit<'_>, io_size: usize, buses: &mut Buses, ram: &
         VcpuExit::Hlt => Step::Halted,
         VcpuExit::Shutdown => Step::TripleFault,
         VcpuExit::Intr | VcpuExit::IrqWindowOpen => Step::Interrupted,
+        // The guest wrote CR8; `KvmVcpu::sync_apic_out` hands the value to the local APIC.
+        VcpuExit::SetTpr => Step::Resume,
         VcpuExit::InternalError => Step::InternalError,
         VcpuExit::FailEntry(reason, cpu) => Step::Failure(format!(
             "KVM_EXIT_FAIL_ENTRY: the host CPU {cpu} refused VM entry, hardware reason {reason:#x}"
@@ -202,6 +208,8 @@ impl KvmVcpu {
             halted: false,
             timer: None,
             io_unfinished: false,
+            cr8_in: 0,
+            apic_base_seen: None,
             tsc_settable: true,
             warned_a20: false,
         };
@@ -268,11 +276,43 @@ impl KvmVcpu {
         }
     }
 
+    /// Before KVM_RUN: without an in-kernel local APIC, KVM loads CR8 from `kvm_run.cr8` at
+    /// every entry (KVM API, "kvm_run": cr8 is "in (pre_kvm_run), out (post_kvm_run)"), so it
+    /// gets the user-space APIC's TPR[7:4] (SDM Vol. 3A 11.8.6.1).
+    fn sync_apic_in(&mut self, buses: &Buses) {
+        if let Some(tpr) = buses.task_priority() {
+            self.cr8_in = u64::from(tpr >> 4);
+            self.fd.get_kvm_run().cr8 = self.cr8_in;
+        }
+    }
+
     /// Enter KVM once. Returns the step and whether it was a port/MMIO exit.
     fn enter(&mut self, buses: &mut Buses) -> Result<Step, VcpuError> {
+        self.sync_apic_in(buses);
         let run_ptr: *const kvm_run = self.fd.get_kvm_run();
         let ram = self.vm.ram();
-        let exit = match self.fd.run() {
+        let result = self.fd.run();
+        // After the exit, a CR8 the guest wrote (KVM_EXIT_SET_TPR, or any change since entry)
+        // goes to the local APIC's TPR, and a changed IA32_APIC_BASE (KVM holds the MSR) to
+        // the local APIC's global enable.
+        // SAFETY: `run_ptr` points into the kvm_run mapping owned by `self.fd`; cr8 and
+        // apic_base are plain fields KVM wrote before returning, read here without a reference
+        // that could alias the exit data `result` borrows.
+        let (cr8, apic_base) = unsafe {
+            (
+                std::ptr::addr_of!((*run_ptr).cr8).read(),
+                std::ptr::addr_of!((*run_ptr).apic_base).read(),
+            )
+        };
+        if buses.task_priority().is_some() && cr8 != self.cr8_in {
+            buses.set_task_priority(((cr8 & 0xf) as u8) << 4);
+            self.cr8_in = cr8;
+        }
+        if self.apic_base_seen != Some(apic_base) {
+            self.apic_base_seen = Some(apic_base);
+            buses.set_apic_base(apic_base);
+        }
+        let exit = match result {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 self.io_unfinished = false;
@@ -578,6 +618,7 @@ impl Vcpu for KvmVcpu {
             .set_vcpu_events(&convert::events_to_kvm(s))
             .map_err(invalid("KVM_SET_VCPU_EVENTS"))?;
         self.halted = s.halted != 0;
+        self.apic_base_seen = None;
         Ok(())
     }
 

@@ -197,23 +197,22 @@ impl KvmVm {
 }
 
 /// CPUID leaf 1 feature bits for local-APIC features emu does not emulate (SDM Vol. 2A,
-/// CPUID, Tables 3-10 and 3-11): EDX.APIC (9), ECX.x2APIC (21), ECX.TSC-Deadline (24).
-const CPUID1_EDX_APIC: u32 = 1 << 9;
+/// CPUID, Table 3-10): ECX.x2APIC (21), ECX.TSC-Deadline (24). EDX.APIC (9) stays: the
+/// machine's user-space xAPIC (devices::lapic) answers at 0xFEE00000.
 const CPUID1_ECX_X2APIC: u32 = 1 << 21;
 const CPUID1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 
 /// The CPUID the guest sees under KVM: what KVM supports on this host
-/// (KVM_GET_SUPPORTED_CPUID), less the local APIC. emu creates no in-kernel irqchip and has no
-/// user-space local APIC yet, so a guest told there is one would program registers nobody
-/// answers; without the bit it uses the 8259A pair, as on the JIT. This is the one place to
-/// make KVM's CPUID match the JIT's, so a guest moved between backends sees the same processor.
+/// (KVM_GET_SUPPORTED_CPUID), less x2APIC and the TSC-deadline timer. emu creates no in-kernel
+/// irqchip: the local APIC is the machine's user-space xAPIC, whose page is MMIO that exits to
+/// user space, and it has neither, as on the JIT. This is the one place to make KVM's CPUID
+/// match the JIT's, so a guest moved between backends sees the same processor.
 pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, AccelError> {
     let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     for e in cpuid.as_mut_slice() {
         if e.function == 1 {
-            e.edx &= !CPUID1_EDX_APIC;
             e.ecx &= !(CPUID1_ECX_X2APIC | CPUID1_ECX_TSC_DEADLINE);
         }
     }

@@ -61,7 +61,7 @@ pub(super) fn mov(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
         return Ok(Flow::Next);
     }
     if r0.is_cr() || r1.is_cr() || r0.is_dr() || r1.is_dr() {
-        return system::mov_control(ctx, insn, r0, r1);
+        return system::mov_control(ctx, rt, insn, r0, r1);
     }
     let size = op_size(insn, 0, 4);
     let v = read_op(ctx, rt, insn, 1, size)?;

@@ -251,7 +251,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Cpuid => system::cpuid(ctx),
         M::Rdtsc => system::rdtsc(ctx, false),
         M::Rdtscp => system::rdtsc(ctx, true),
-        M::Rdmsr | M::Wrmsr => system::msr(ctx, insn),
+        M::Rdmsr | M::Wrmsr => system::msr(ctx, rt, insn),
         M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => system::descriptor_table(ctx, rt, insn),
         M::Lldt | M::Ltr | M::Sldt | M::Str => system::ldt_tr(ctx, rt, insn),
         M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),

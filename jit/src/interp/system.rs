@@ -111,14 +111,16 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
 }
 
 /// CPUID feature bits reported in leaf 1 EDX (SDM Vol. 2A CPUID, Table 3-11): only what emu
-/// implements: the x87 FPU (with FCMOVcc/FCOMI, which CMOV together with FPU advertises), no
-/// APIC yet; CLFSH/MMX/FXSR/SSE/SSE2 from `super::sse`.
+/// implements: the x87 FPU (with FCMOVcc/FCOMI, which CMOV together with FPU advertises), the
+/// local APIC (the machine's xAPIC, devices::lapic; the bit follows IA32_APIC_BASE[11], SDM
+/// Vol. 3A 11.4.3); CLFSH/MMX/FXSR/SSE/SSE2 from `super::sse`.
 pub const CPUID_1_EDX: u32 = CPUID_FPU
     | CPUID_PSE
     | CPUID_TSC
     | CPUID_MSR
     | CPUID_PAE
     | CPUID_CX8
+    | CPUID_APIC
     | CPUID_SEP
     | CPUID_PGE
     | CPUID_CMOV
@@ -133,6 +135,9 @@ pub const CPUID_TSC: u32 = 1 << 4;
 pub const CPUID_MSR: u32 = 1 << 5;
 pub const CPUID_PAE: u32 = 1 << 6;
 pub const CPUID_CX8: u32 = 1 << 8;
+pub const CPUID_APIC: u32 = 1 << 9;
+/// IA32_APIC_BASE[11], the APIC global enable (SDM Vol. 3A 11.4.4).
+const APIC_BASE_ENABLE: u64 = 1 << 11;
 /// SYSENTER/SYSEXIT.
 pub const CPUID_SEP: u32 = 1 << 11;
 pub const CPUID_PGE: u32 = 1 << 13;
@@ -197,8 +202,11 @@ pub(super) fn cpuid(ctx: &mut JitContext) -> Exec {
     let r = match leaf {
         1 => {
             let mut r = cpuid_leaf(1);
-            // OSXSAVE follows CR4.OSXSAVE.
+            // OSXSAVE follows CR4.OSXSAVE; APIC follows the APIC global enable.
             r[2] |= sse::cpuid1_ecx(ctx.cpu.cr4);
+            if ctx.cpu.apic_base & APIC_BASE_ENABLE == 0 {
+                r[3] &= !CPUID_APIC;
+            }
             r
         }
         0xd => sse::state::cpuid_leaf_d(ctx.cpu.gpr[gpr::RCX] as u32),
@@ -253,7 +261,7 @@ mod msr {
 /// The EFER bits software may write: SCE, LME, NXE (SDM Vol. 3A 2.2.1).
 const EFER_WRITABLE: u64 = efer::SCE | efer::LME | efer::NXE;
 
-pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
+pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     require_cpl0(ctx)?;
     let index = ctx.cpu.gpr[gpr::RCX] as u32;
     let c = &mut ctx.cpu;
@@ -302,7 +310,18 @@ pub(super) fn msr(ctx: &mut JitContext, insn: &Instruction) -> Exec {
     }
     match index {
         msr::TSC => c.tsc = v.wrapping_sub(ctx.icount),
-        msr::APIC_BASE => c.apic_base = v,
+        msr::APIC_BASE => {
+            // Bits 0-7, 9, 10 and those above MAXPHYADDR are reserved (SDM Vol. 3A 11.4.4;
+            // x2APIC mode, bit 10, is not offered).
+            if v & (0x6ff | !((1u64 << crate::paging::MAXPHYADDR) - 1)) != 0 {
+                return Err(Fault::gp(0));
+            }
+            c.apic_base = v;
+            // The local APIC device follows the MSR (global enable).
+            if let Some(b) = rt.buses() {
+                b.set_apic_base(v);
+            }
+        }
         msr::SYSENTER_CS => c.sysenter_cs = v,
         msr::SYSENTER_ESP => c.sysenter_esp = v,
         msr::SYSENTER_EIP => c.sysenter_eip = v,
@@ -553,9 +572,11 @@ fn dr_slot(ctx: &JitContext, n: usize) -> Result<usize, Fault> {
     }
 }
 
-/// MOV to/from CR0, CR2, CR3, CR4, CR8 and DR0-DR7.
+/// MOV to/from CR0, CR2, CR3, CR4, CR8 and DR0-DR7. CR8 is the local APIC's TPR[7:4] (SDM
+/// Vol. 3A 11.8.6.1): where the machine has a local APIC, it holds the value.
 pub(super) fn mov_control(
     ctx: &mut JitContext,
+    rt: &mut Runtime,
     insn: &Instruction,
     r0: Register,
     r1: Register,
@@ -573,7 +594,12 @@ pub(super) fn mov_control(
                 Register::CR2 => ctx.cpu.cr2,
                 Register::CR3 => ctx.cpu.cr3,
                 Register::CR4 => ctx.cpu.cr4,
-                Register::CR8 => ctx.cpu.cr8,
+                Register::CR8 => {
+                    if let Some(tpr) = rt.buses().and_then(|b| b.task_priority()) {
+                        ctx.cpu.cr8 = u64::from(tpr >> 4);
+                    }
+                    ctx.cpu.cr8
+                }
                 _ => return Err(Fault::ud()),
             }
         } else {
@@ -601,7 +627,16 @@ pub(super) fn mov_control(
             ctx.flush_tlb_non_global();
         }
         Register::CR4 => write_cr4(ctx, v)?,
-        Register::CR8 => ctx.cpu.cr8 = v & 0xf,
+        Register::CR8 => {
+            // Bits 63:4 are reserved (SDM Vol. 3A 2.5).
+            if v >> 4 != 0 {
+                return Err(Fault::gp(0));
+            }
+            ctx.cpu.cr8 = v;
+            if let Some(b) = rt.buses() {
+                b.set_task_priority((v as u8) << 4);
+            }
+        }
         _ => return Err(Fault::ud()),
     }
     ctx.cpu.rip = insn.next_ip() & ip_mask_before;
@@ -643,7 +678,7 @@ mod tests {
         assert_eq!(&vendor, b"GenuineIntel");
         let l1 = cpuid_leaf(1);
         assert_eq!(l1[3] & 1, 1, "x87 FPU");
-        // FPU, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, CLFSH, MMX, FXSR, SSE, SSE2.
+        // FPU, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, CLFSH, MMX, FXSR, SSE, SSE2.
         assert_eq!(
             l1[3],
             1 | (1 << 3)
@@ -651,6 +686,7 @@ mod tests {
                 | (1 << 5)
                 | (1 << 6)
                 | (1 << 8)
+                | (1 << 9)
                 | (1 << 11)
                 | (1 << 13)
                 | (1 << 15)
