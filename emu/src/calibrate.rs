@@ -56,8 +56,8 @@ pub fn measure(accel: Accel) -> Result<f64, CalibrationError> {
         ..Segment::real_mode(0)
     };
     state.rip = CODE_ADDR;
-    let mut vcpu: Box<dyn Vcpu> =
-        create_vcpu(accel, &ram, &state).map_err(|e| CalibrationError::Setup(e.to_string()))?;
+    let mut vcpu: Box<dyn Vcpu> = create_vcpu(accel, &ram, &state, None)
+        .map_err(|e| CalibrationError::Setup(e.to_string()))?;
     let mut buses = Buses::new();
     let start = Instant::now();
     let exit = vcpu

@@ -59,6 +59,9 @@ pub struct MachineConfig {
     pub disk: Option<PathBuf>,
     /// Where the firmware's debug log (port 0x402) goes; emu's log (`-v`) when `None`.
     pub firmware_log: Option<PathBuf>,
+    /// The JIT translates a block once it has run this many times (`JitConfig::hot_threshold`
+    /// when `None`); tests lower it to exercise the translator.
+    pub jit_threshold: Option<u32>,
 }
 
 impl Default for MachineConfig {
@@ -71,6 +74,7 @@ impl Default for MachineConfig {
             reboot: false,
             disk: None,
             firmware_log: None,
+            jit_threshold: None,
         }
     }
 }
@@ -199,19 +203,28 @@ impl std::fmt::Debug for Machine {
 }
 
 /// Create a vCPU for `accel` over `ram`, starting from `state`.
+/// `jit_threshold` overrides the JIT's translation threshold ([`MachineConfig::jit_threshold`]).
 pub fn create_vcpu(
     accel: Accel,
     ram: &GuestRam,
     state: &CpuState,
+    jit_threshold: Option<u32>,
 ) -> Result<Box<dyn Vcpu>, MachineError> {
     match accel {
-        Accel::Jit => Ok(Box::new(
-            jit::JitVcpu::new(ram.clone(), *state).map_err(|e| MachineError::Jit(e.to_string()))?,
-        )),
+        Accel::Jit => {
+            let mut config = jit::dispatch::JitConfig::default();
+            if let Some(n) = jit_threshold {
+                config.hot_threshold = n;
+            }
+            Ok(Box::new(
+                jit::JitVcpu::with_config(ram.clone(), *state, config)
+                    .map_err(|e| MachineError::Jit(e.to_string()))?,
+            ))
+        }
         Accel::Kvm => create_kvm(ram, state),
         Accel::Auto => {
             let chosen = crate::calibrate::choose_backend();
-            create_vcpu(chosen, ram, state)
+            create_vcpu(chosen, ram, state, jit_threshold)
         }
     }
 }
@@ -247,7 +260,7 @@ impl Machine {
         let input = config.serial_input.clone().unwrap_or_default();
         let (mut buses, mut devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
         attach_options(&mut buses, &mut devices, config)?;
-        let vcpu = create_vcpu(config.accel, &ram, &CpuState::reset())?;
+        let vcpu = create_vcpu(config.accel, &ram, &CpuState::reset(), config.jit_threshold)?;
         Ok(Self::assemble(ram, buses, devices, vcpu, config))
     }
 
@@ -263,7 +276,7 @@ impl Machine {
         let (mut buses, mut devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
         attach_options(&mut buses, &mut devices, config)?;
         let entry = load(&ram)?;
-        let vcpu = create_vcpu(config.accel, &ram, &entry)?;
+        let vcpu = create_vcpu(config.accel, &ram, &entry, config.jit_threshold)?;
         let mut m = Self::assemble(ram, buses, devices, vcpu, config);
         m.firmware = false;
         Ok(m)
@@ -284,7 +297,7 @@ impl Machine {
         let (mut buses, mut devices) = pc::build_buses(out, input, ram.ram_bytes(), clock_ns)?;
         attach_options(&mut buses, &mut devices, config)?;
         devices.restore(&snapshot.devices)?;
-        let vcpu = create_vcpu(config.accel, &ram, &snapshot.cpu)?;
+        let vcpu = create_vcpu(config.accel, &ram, &snapshot.cpu, config.jit_threshold)?;
         let firmware = ram
             .regions()
             .iter()

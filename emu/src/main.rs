@@ -134,6 +134,10 @@ struct CommonArgs {
     /// a triple fault with status 4, as QEMU's -no-reboot does.
     #[arg(long)]
     reboot: bool,
+    /// JIT tuning: translate a block with Cranelift once it has run N times (default 256;
+    /// 0 translates everything at first sight, which exercises the translator most).
+    #[arg(long, value_name = "N")]
+    jit_threshold: Option<u32>,
     /// A raw disk image (a whole number of 512-byte sectors) as the IDE primary master
     /// (ports 0x1F0/0x3F6, IRQ 14), e.g. a boot disk for --bios /usr/share/seabios/bios.bin.
     /// Guest writes go to the file, as with QEMU's raw drives; snapshots hold the controller's
@@ -277,6 +281,7 @@ fn machine_config(common: &CommonArgs, memory: u64) -> CliResult<(MachineConfig,
         reboot: common.reboot,
         disk: common.disk.clone(),
         firmware_log: common.firmware_log.clone(),
+        jit_threshold: common.jit_threshold,
     };
     Ok((config, input))
 }

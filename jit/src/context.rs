@@ -105,6 +105,8 @@ pub struct JitContext {
     /// Address of the unlinked `cache::ChainSlot` of the exit generated code last left through,
     /// or 0: the dispatcher links it to the block it finds next. Reset by the dispatcher.
     pub chain_exit: u64,
+    /// Host time behind the TSC: `cpu.tsc` is its value at this clock's epoch.
+    pub tsc_clock: crate::tsc::TscClock,
 }
 
 impl JitContext {
@@ -121,18 +123,34 @@ impl JitContext {
             tlb_groups_used: 0,
             runtime: std::ptr::null_mut(),
             chain_exit: 0,
+            tsc_clock: crate::tsc::TscClock::new(),
         }
+    }
+
+    /// The time-stamp counter now (SDM Vol. 3B 18.17).
+    pub fn tsc(&mut self) -> u64 {
+        self.tsc_clock.read(self.cpu.tsc)
+    }
+
+    /// Set the time-stamp counter (WRMSR IA32_TSC, a new state).
+    pub fn set_tsc(&mut self, value: u64) {
+        self.cpu.tsc = value;
+        self.tsc_clock.rebase(value);
     }
 
     /// The architectural state with flags materialised.
     pub fn cpu_state(&mut self) -> CpuState {
         self.flags.materialize(&mut self.cpu.rflags);
+        // Fold the time elapsed into the TSC, so whoever takes this state continues from now.
+        let tsc = self.tsc();
+        self.set_tsc(tsc);
         self.cpu
     }
 
     /// Load a new architectural state; drops every cached translation of addresses.
     pub fn set_cpu_state(&mut self, s: &CpuState) {
         self.cpu = *s;
+        self.tsc_clock.rebase(s.tsc);
         self.flags.set_eflags();
         self.flush_tlb();
     }

@@ -17,5 +17,6 @@ pub mod paging;
 pub mod runtime;
 pub mod segment;
 pub mod translate;
+pub mod tsc;
 
 pub use dispatch::{JitError, JitVcpu};

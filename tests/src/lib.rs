@@ -93,6 +93,10 @@ fn rom_for(e: &Expectation) -> TestRom {
     }
 }
 
+/// ROMs run briefly: with the JIT's default threshold (256 runs) most of their code would only
+/// be interpreted, so they translate a block from its fourth run and exercise both tiers.
+pub const ROM_JIT_THRESHOLD: u32 = 4;
+
 /// Run `rom` on `accel` until it exits (or [`ROM_TIME_LIMIT`] passes), with the ROM's serial
 /// input queued for COM1.
 pub fn run_rom(rom: &TestRom, accel: Accel) -> Result<RomResult, MachineError> {
@@ -106,6 +110,7 @@ pub fn run_rom(rom: &TestRom, accel: Accel) -> Result<RomResult, MachineError> {
         // Resets restart the machine, as under QEMU, except for ROMs whose expected end is the
         // triple fault itself.
         reboot: rom.expectation.end != ExpectedEnd::TripleFault,
+        jit_threshold: Some(ROM_JIT_THRESHOLD),
         ..MachineConfig::default()
     };
     let out = devices::SharedBuffer::new();

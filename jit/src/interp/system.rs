@@ -218,18 +218,12 @@ pub(super) fn cpuid(ctx: &mut JitContext) -> Exec {
     Ok(Flow::Next)
 }
 
-/// The time-stamp counter: `cpu.tsc` as an offset plus retired instructions (deterministic and
-/// monotonic).
-fn tsc(ctx: &JitContext) -> u64 {
-    ctx.cpu.tsc.wrapping_add(ctx.icount)
-}
-
 /// RDTSC, and RDTSCP, which also loads ECX with IA32_TSC_AUX (SDM Vol. 2B).
 pub(super) fn rdtsc(ctx: &mut JitContext, with_aux: bool) -> Exec {
     if ctx.cpu.cr4 & CR4_TSD != 0 && ctx.cpu.cpl() != 0 {
         return Err(Fault::gp(0));
     }
-    let t = tsc(ctx);
+    let t = ctx.tsc();
     ctx.cpu.gpr[gpr::RAX] = t & 0xffff_ffff;
     ctx.cpu.gpr[gpr::RDX] = t >> 32;
     if with_aux {
@@ -264,10 +258,11 @@ const EFER_WRITABLE: u64 = efer::SCE | efer::LME | efer::NXE;
 pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     require_cpl0(ctx)?;
     let index = ctx.cpu.gpr[gpr::RCX] as u32;
+    let tsc = ctx.tsc();
     let c = &mut ctx.cpu;
     if insn.mnemonic() == M::Rdmsr {
         let v = match index {
-            msr::TSC => c.tsc.wrapping_add(ctx.icount),
+            msr::TSC => tsc,
             msr::APIC_BASE => c.apic_base,
             msr::SYSENTER_CS => c.sysenter_cs,
             msr::SYSENTER_ESP => c.sysenter_esp,
@@ -308,8 +303,11 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
         log::debug!("wrmsr {index:#x} <- non-canonical {v:#x}: #GP");
         return Err(Fault::gp(0));
     }
+    if index == msr::TSC {
+        ctx.set_tsc(v);
+        return Ok(Flow::Next);
+    }
     match index {
-        msr::TSC => c.tsc = v.wrapping_sub(ctx.icount),
         msr::APIC_BASE => {
             // Bits 0-7, 9, 10 and those above MAXPHYADDR are reserved (SDM Vol. 3A 11.4.4;
             // x2APIC mode, bit 10, is not offered).
