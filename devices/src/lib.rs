@@ -17,6 +17,7 @@ pub mod ioapic;
 pub mod lapic;
 pub mod pic;
 pub mod pit;
+pub mod pm_timer;
 pub mod reset;
 pub mod serial;
 pub mod state;

@@ -20,6 +20,8 @@ const TABLES_ADDR: u64 = 0xe_0040;
 /// The PM1 register blocks (devices::debug::Pm1).
 pub const PM1A_EVT_BLK: u16 = devices::debug::PM1A_EVT_PORT;
 pub const PM1A_CNT_BLK: u16 = devices::debug::PM1A_CNT_PORT;
+/// The ACPI PM timer (devices::pm_timer), 24 bits wide (FADT TMR_VAL_EXT clear).
+pub const PM_TMR_BLK: u16 = devices::pm_timer::PM_TMR_PORT;
 /// ISA IRQ of the SCI (never raised: emu has no ACPI events yet).
 const SCI_IRQ: u16 = 9;
 /// CMOS index of the century byte.
@@ -142,8 +144,10 @@ fn fadt_body(facs: u64, dsdt: u64) -> Vec<u8> {
     // SMI_CMD (48) stays 0: the hardware is always in ACPI mode.
     put32(&mut b, 56, u32::from(PM1A_EVT_BLK));
     put32(&mut b, 64, u32::from(PM1A_CNT_BLK));
+    put32(&mut b, 76, u32::from(PM_TMR_BLK));
     b[88 - 36] = 4; // PM1_EVT_LEN: status and enable, 2 bytes each
     b[89 - 36] = 2; // PM1_CNT_LEN
+    b[91 - 36] = devices::pm_timer::PM_TMR_LEN as u8;
     b[108 - 36] = RTC_CENTURY;
     b[109 - 36..111 - 36].copy_from_slice(&(IAPC_LEGACY_DEVICES | IAPC_8042).to_le_bytes());
     put32(
@@ -157,6 +161,7 @@ fn fadt_body(facs: u64, dsdt: u64) -> Vec<u8> {
     b[140 - 36..148 - 36].copy_from_slice(&dsdt.to_le_bytes());
     b[148 - 36..160 - 36].copy_from_slice(&gas_io(u64::from(PM1A_EVT_BLK), 32));
     b[172 - 36..184 - 36].copy_from_slice(&gas_io(u64::from(PM1A_CNT_BLK), 16));
+    b[208 - 36..220 - 36].copy_from_slice(&gas_io(u64::from(PM_TMR_BLK), 32));
     b
 }
 
@@ -270,6 +275,10 @@ mod tests {
         assert_eq!(fadt.len(), 244);
         assert_eq!(u32_at(&fadt, 64), u32::from(PM1A_CNT_BLK));
         assert_eq!(fadt[89], 2);
+        // The PM timer: PM_TMR_BLK, PM_TMR_LEN and X_PM_TMR_BLK (system I/O, 32 bits).
+        assert_eq!(u32_at(&fadt, 76), 0x608);
+        assert_eq!(fadt[91], 4);
+        assert_eq!((fadt[208], fadt[209], u64_at(&fadt, 212)), (1, 32, 0x608));
         // RESET_REG: system I/O, 8 bits, port 0xCF9, value 6.
         assert_eq!((fadt[116], fadt[117], u64_at(&fadt, 120)), (1, 8, 0xcf9));
         assert_eq!(fadt[128], 6);

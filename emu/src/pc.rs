@@ -31,6 +31,7 @@ use devices::ioapic::{IoApic, IoApicState, IOAPIC_BASE};
 use devices::lapic::{LapicState, LocalApic};
 use devices::pic::{Pic, PicState, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
 use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
+use devices::pm_timer::{PmTimer, PM_TMR_LEN, PM_TMR_PORT};
 use devices::reset::{A20Gate, PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
 use devices::serial::{SerialInputPoll, COM1_PORT, UART_LEN};
 use devices::{
@@ -369,6 +370,11 @@ pub fn build_buses(
         u64::from(PM1A_EVT_PORT),
         Pm1::LEN,
         Box::new(SharedDevice::new(pm1.clone(), 0)),
+    )?;
+    buses.io.insert(
+        u64::from(PM_TMR_PORT),
+        PM_TMR_LEN,
+        Box::new(PmTimer::new(clock.clone())),
     )?;
 
     for (port, len) in [(MASTER_PORT, 2), (SLAVE_PORT, 2), (ELCR_PORT, 2)] {

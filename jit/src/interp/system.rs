@@ -234,8 +234,12 @@ pub(super) fn rdtsc(ctx: &mut JitContext, with_aux: bool) -> Exec {
 
 /// MSR numbers (SDM Vol. 4, Table 2-2).
 mod msr {
+    /// IA32_PLATFORM_ID (read-only): the platform bits microcode loaders match; 0 here.
+    pub const PLATFORM_ID: u32 = 0x17;
     pub const TSC: u32 = 0x10;
     pub const APIC_BASE: u32 = 0x1b;
+    /// IA32_BIOS_SIGN_ID: the loaded microcode's revision in bits 63:32.
+    pub const BIOS_SIGN_ID: u32 = 0x8b;
     pub const SYSENTER_CS: u32 = 0x174;
     pub const SYSENTER_ESP: u32 = 0x175;
     pub const SYSENTER_EIP: u32 = 0x176;
@@ -264,6 +268,8 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
         let v = match index {
             msr::TSC => tsc,
             msr::APIC_BASE => c.apic_base,
+            // No microcode update is ever loaded: revision 0.
+            msr::BIOS_SIGN_ID | msr::PLATFORM_ID => 0,
             msr::SYSENTER_CS => c.sysenter_cs,
             msr::SYSENTER_ESP => c.sysenter_esp,
             msr::SYSENTER_EIP => c.sysenter_eip,
@@ -305,6 +311,10 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
     }
     if index == msr::TSC {
         ctx.set_tsc(v);
+        return Ok(Flow::Next);
+    }
+    if index == msr::BIOS_SIGN_ID {
+        // Software writes 0 here before CPUID to read the revision back (SDM Vol. 3A 10.11.7.1).
         return Ok(Flow::Next);
     }
     match index {

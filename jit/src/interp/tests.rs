@@ -1249,3 +1249,27 @@ fn cmpxchg_with_a_32bit_register_destination_in_64bit_mode() {
     assert_eq!(m.ctx.cpu.gpr[gpr::RAX], 0x9);
     assert_eq!(m.ctx.cpu.gpr[gpr::RDX], 0xdddd_dddd_0000_0009);
 }
+
+#[test]
+fn wrmsr_tsc_sets_the_counter_and_it_keeps_counting() {
+    let mut m = long64();
+    // wrmsr (ECX = 0x10, EDX:EAX = 0x1_0000_0000); rdmsr (0x8b, the microcode signature);
+    // rdtsc
+    m.ctx.cpu.gpr[gpr::RCX] = 0x10;
+    m.ctx.cpu.gpr[gpr::RDX] = 1;
+    m.ctx.cpu.gpr[gpr::RAX] = 0;
+    m.load(0x1000, &[0x0f, 0x30, 0x0f, 0x32, 0x0f, 0x31]);
+    m.ctx.flags.set_eflags();
+    assert_eq!(m.step_once(), Step::Continue);
+    m.ctx.cpu.gpr[gpr::RCX] = 0x8b;
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!((m.ctx.cpu.gpr[gpr::RDX], m.ctx.cpu.gpr[gpr::RAX]), (0, 0));
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    assert_eq!(m.step_once(), Step::Continue);
+    let tsc = m.ctx.cpu.gpr[gpr::RDX] << 32 | m.ctx.cpu.gpr[gpr::RAX];
+    // 2 ms at 1 GHz past 2^32, and far less than a minute.
+    assert!(tsc >= (1 << 32) + 2_000_000, "{tsc:#x}");
+    assert!(tsc < (1 << 32) + 60 * crate::tsc::TSC_HZ, "{tsc:#x}");
+    // The state read out carries the current count.
+    assert!(m.ctx.cpu_state().tsc > tsc);
+}
