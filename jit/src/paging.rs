@@ -23,6 +23,8 @@ pub mod cr4 {
     pub const PAE: u64 = 1 << 5;
     /// Global pages.
     pub const PGE: u64 = 1 << 7;
+    /// Supervisor-mode execution prevention (SDM Vol. 3A 4.6.1).
+    pub const SMEP: u64 = 1 << 20;
 }
 
 /// Paging-structure entry bits (SDM Vol. 3A 4.3-4.5, Tables 4-4 to 4-20).
@@ -173,7 +175,9 @@ pub fn walk(
         walk_32(rt, ctx.cpu.cr3, ctx.cpu.cr4, la, a20, &mut path)
     };
     let write = access == Access::Write;
-    let fetch_flag = access == Access::Execute && pae && nxe;
+    let smep = ctx.cpu.cr4 & cr4::SMEP != 0;
+    // I/D is reported with NXE under PAE/4-level paging, and whenever SMEP is on (SDM 4.7).
+    let fetch_flag = access == Access::Execute && ((pae && nxe) || smep);
     let fault = |ctx: &mut JitContext, bits: u32| {
         ctx.cpu.cr2 = la;
         let mut code = bits;
@@ -198,7 +202,9 @@ pub fn walk(
     let rights = if pae && !long { &used[1..] } else { used };
     let writable = rights.iter().all(|e| e.value & pte::RW != 0);
     let user_ok = rights.iter().all(|e| e.value & pte::US != 0);
-    let executable = !nxe || rights.iter().all(|e| e.value & pte::XD == 0);
+    // SMEP: supervisor-mode fetches from user-mode pages fault (SDM Vol. 3A 4.6.1).
+    let smep_denied = smep && !user && user_ok;
+    let executable = (!nxe || rights.iter().all(|e| e.value & pte::XD == 0)) && !smep_denied;
     if user && !user_ok {
         return Err(fault(ctx, pf_error::P));
     }
@@ -336,8 +342,11 @@ fn walk_pae(
     walk_directory(rt, pdpte & ADDR_MASK, la, a20, high_rsvd, path)
 }
 
-/// 4-level paging (SDM Vol. 3A 4.5): PML4, PDPT (1 GiB pages are not supported, so PS is
-/// reserved there, as in the PML4), directory, table.
+/// Reserved bits of a 1 GiB leaf besides the high ones: 29:13 (bit 12 is PAT).
+const RSVD_1G: u64 = 0x3fff_e000;
+
+/// 4-level paging (SDM Vol. 3A 4.5): PML4 (where PS is reserved), PDPT (PS maps a 1 GiB page,
+/// Table 4-15), directory, table.
 fn walk_4level(
     rt: &Runtime,
     cr3: u64,
@@ -353,9 +362,15 @@ fn walk_4level(
         pml4e & ADDR_MASK,
         (la >> 30) & 0x1ff,
         a20,
-        high_rsvd | pte::PS,
+        high_rsvd,
         path,
     )?;
+    if pdpte & pte::PS != 0 {
+        if pdpte & RSVD_1G != 0 {
+            return Err(Stop::Reserved);
+        }
+        return Ok((pdpte & ADDR_MASK & !0x3fff_ffff) | (la & 0x3fff_ffff));
+    }
     walk_directory(rt, pdpte & ADDR_MASK, la, a20, high_rsvd, path)
 }
 
@@ -485,7 +500,7 @@ mod tests {
         put(&rt, 0x11000, 0x12000 | pte::P | pte::RW | pte::XD);
         let f = walk(&mut ctx, &mut rt, la, Access::Execute, false).unwrap_err();
         assert_eq!(f.error_code, Some(pf_error::P | pf_error::ID));
-        // PS in a PDPTE (no 1 GiB pages) is reserved.
+        // A 1 GiB PDPTE whose address has bits 29:13 set hits reserved bits.
         put(&rt, 0x11000, 0x12000 | pte::P | pte::PS);
         let f = walk(&mut ctx, &mut rt, la, Access::Read, false).unwrap_err();
         assert_eq!(f.error_code, Some(pf_error::P | pf_error::RSVD));
@@ -497,6 +512,40 @@ mod tests {
                 .unwrap()
                 .global
         );
+    }
+
+    #[test]
+    fn one_gib_pages_and_smep() {
+        let (mut ctx, mut rt) = machine();
+        ctx.cpu.cr4 |= cr4::PAE;
+        ctx.cpu.efer |= efer::LME | efer::LMA;
+        ctx.cpu.cr3 = 0x10000;
+        // PML4[0] -> PDPT at 0x11000; PDPT[1]: a 1 GiB user page at physical 0x4000_0000.
+        put(&rt, 0x10000, 0x11000 | pte::P | pte::RW | pte::US);
+        put(
+            &rt,
+            0x11008,
+            0x4000_0000 | pte::P | pte::RW | pte::US | pte::PS,
+        );
+        let t = walk(&mut ctx, &mut rt, 0x7fff_fff8, Access::Write, false).unwrap();
+        assert_eq!(t.phys, 0x7fff_fff8);
+        assert_eq!(get(&rt, 0x11008) & (pte::A | pte::D), pte::A | pte::D);
+        // Without SMEP the supervisor may execute from the user page; with it, the fetch
+        // faults with P | ID and reads still work.
+        assert!(t.executable);
+        ctx.cpu.cr4 |= cr4::SMEP;
+        let f = walk(&mut ctx, &mut rt, 0x4000_1000, Access::Execute, false).unwrap_err();
+        assert_eq!(f.error_code, Some(pf_error::P | pf_error::ID));
+        let t = walk(&mut ctx, &mut rt, 0x4000_1000, Access::Read, false).unwrap();
+        assert!(
+            !t.executable,
+            "the TLB must not let supervisor fetches through"
+        );
+        assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Execute, true).is_ok());
+        // Bits 29:13 of a 1 GiB PDPTE are reserved.
+        put(&rt, 0x11008, 0x4000_2000 | pte::P | pte::PS);
+        let f = walk(&mut ctx, &mut rt, 0x4000_0000, Access::Read, false).unwrap_err();
+        assert_eq!(f.error_code, Some(pf_error::P | pf_error::RSVD));
     }
 
     #[test]
