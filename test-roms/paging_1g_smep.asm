@@ -1,9 +1,10 @@
 ; paging_1g_smep.asm - 4-level paging additions (SDM Vol. 3A 4.5, 4.6.1): the CPUID bits
-; (80000001H EDX.Page1GB, 7.0 EBX.SMEP); a 1 GiB page (PDPTE.PS) aliasing physical memory, with
+; (80000001H EDX.Page1GB, 7.0 EBX.SMEP and SMAP); a 1 GiB page (PDPTE.PS) aliasing physical memory, with
 ; its accessed and dirty flags; a #PF for reserved bits 29:13 of a 1 GiB PDPTE; SMEP: a
 ; supervisor fetch from a user page faults with P and I/D in the error code and CR2 at the
 ; target, supervisor reads of that page still work, and the same call succeeds once SMEP is
-; off. (Reserved-bit faults check only RSVD: QEMU's TCG leaves P clear there.)
+; off; SMAP (CR4 bit 21): a supervisor read of a user page faults, STAC allows it, a write
+; after CLAC faults. (Reserved-bit faults check only RSVD: QEMU's TCG leaves P clear there.)
 
 %include "common.inc"
 %include "long.inc"
@@ -12,11 +13,13 @@
 IDT64      equ 0x4000
 GATE_INT64 equ 0x8E
 CR4_SMEP   equ 1 << 20
+CR4_SMAP   equ 1 << 21
 PTE_A      equ 0x20
 PTE_D      equ 0x40
 GIB        equ 0x40000000
 USER_CODE  equ 0x200000             ; the 2 MiB page at 2 MiB stays a user page
 PF_P       equ 1
+PF_WR      equ 2
 PF_RSVD    equ 8
 PF_ID      equ 0x10
 
@@ -71,6 +74,13 @@ long_entry:
         setnz al
         cmp al, 1
         REPORT64 "cpuid smep"
+        mov eax, 7
+        xor ecx, ecx
+        cpuid
+        test ebx, 1 << 20
+        setnz al
+        cmp al, 1
+        REPORT64 "cpuid smap"
 
         ; PDPT_LOW[1]: linear 1-2 GiB -> physical 0-1 GiB in one page.
         mov qword [PDPT_LOW + 8], PTE_P | PTE_RW | PTE_PS
@@ -157,6 +167,41 @@ long_entry:
         call rax
         cmp qword [F_COUNT], 0
         REPORT64 "user page runs without smep"
+
+        ; SMAP: supervisor data accesses to the user page fault unless EFLAGS.AC is set.
+        mov rax, cr4
+        or eax, CR4_SMAP
+        mov cr4, rax
+        ARM ROMBASE + .smap_done
+        mov al, [USER_CODE]
+.smap_done:
+        cmp qword [F_COUNT], 1
+        jne .smap_out
+        cmp qword [F_ERR], PF_P
+        jne .smap_out
+        cmp qword [F_CR2], USER_CODE
+.smap_out:
+        REPORT64 "#PF smap supervisor read of a user page"
+        stac
+        ARM 0
+        mov al, [USER_CODE]
+        cmp qword [F_COUNT], 0
+        jne .stac_out
+        cmp al, 0xC3
+.stac_out:
+        REPORT64 "stac allows the access"
+        clac
+        ARM ROMBASE + .clac_done
+        mov byte [USER_CODE + 1], 0x90
+.clac_done:
+        cmp qword [F_COUNT], 1
+        jne .clac_out
+        cmp qword [F_ERR], PF_P | PF_WR
+.clac_out:
+        REPORT64 "#PF smap write after clac"
+        mov rax, cr4
+        and eax, ~CR4_SMAP
+        mov cr4, rax
         jmp finish64
 
 ; rdi = gate, rax = handler: a 16-byte interrupt gate with CS = SEL64_CODE, no IST.

@@ -8,7 +8,7 @@
 //! every walk, as QEMU's TCG does, instead of being cached in registers at MOV CR3 (4.4.1): a
 //! guest that edits its PDPT without reloading CR3 sees the edit earlier than on hardware.
 
-use vcpu::state::{cr0, efer};
+use vcpu::state::{cr0, efer, rflags};
 use vcpu::RegionKind;
 
 use crate::context::JitContext;
@@ -25,6 +25,8 @@ pub mod cr4 {
     pub const PGE: u64 = 1 << 7;
     /// Supervisor-mode execution prevention (SDM Vol. 3A 4.6.1).
     pub const SMEP: u64 = 1 << 20;
+    /// Supervisor-mode access prevention (SDM Vol. 3A 4.6.1).
+    pub const SMAP: u64 = 1 << 21;
 }
 
 /// Paging-structure entry bits (SDM Vol. 3A 4.3-4.5, Tables 4-4 to 4-20).
@@ -207,6 +209,17 @@ pub fn walk(
     let executable = (!nxe || rights.iter().all(|e| e.value & pte::XD == 0)) && !smep_denied;
     if user && !user_ok {
         return Err(fault(ctx, pf_error::P));
+    }
+    // SMAP: supervisor data accesses to user-mode pages fault unless EFLAGS.AC is set and the
+    // access is explicit; supervisor accesses while CPL = 3 are implicit ones (to the GDT, IDT,
+    // TSS or an inner stack) and always fault (SDM Vol. 3A 4.6.1). Implicit accesses at CPL < 3
+    // cannot be told apart here and follow AC. The interpreter flushes the TLB when AC changes
+    // under SMAP, so a translation cached while AC was set does not outlive it.
+    if ctx.cpu.cr4 & cr4::SMAP != 0 && !user && user_ok && access != Access::Execute {
+        let implicit = ctx.cpu.cpl() == 3;
+        if implicit || ctx.cpu.rflags & rflags::AC == 0 {
+            return Err(fault(ctx, pf_error::P));
+        }
     }
     let wp = ctx.cpu.cr0 & cr0::WP != 0;
     let write_allowed = writable || (!user && !wp);
@@ -542,6 +555,18 @@ mod tests {
             "the TLB must not let supervisor fetches through"
         );
         assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Execute, true).is_ok());
+        // SMAP: supervisor data accesses to the user page need EFLAGS.AC, and implicit ones
+        // (supervisor accesses at CPL 3) fault whatever AC says.
+        ctx.cpu.cr4 |= cr4::SMAP;
+        let f = walk(&mut ctx, &mut rt, 0x4000_1000, Access::Write, false).unwrap_err();
+        assert_eq!(f.error_code, Some(pf_error::P | pf_error::WR));
+        ctx.cpu.rflags |= rflags::AC;
+        assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Write, false).is_ok());
+        assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Read, true).is_ok());
+        ctx.cpu.cr0 |= cr0::PE;
+        ctx.cpu.seg[vcpu::SegmentIndex::Ss as usize].attr = 3 << 5;
+        assert_eq!(ctx.cpu.cpl(), 3);
+        assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Read, false).is_err());
         // Bits 29:13 of a 1 GiB PDPTE are reserved.
         put(&rt, 0x11008, 0x4000_2000 | pte::P | pte::PS);
         let f = walk(&mut ctx, &mut rt, 0x4000_0000, Access::Read, false).unwrap_err();

@@ -380,6 +380,7 @@ const TASK_SWITCH_CHECKS: &[&str] = &[
 const PAGING_1G_SMEP_CHECKS: &[&str] = &[
     "cpuid page1gb",
     "cpuid smep",
+    "cpuid smap",
     "1 GiB page write reaches the frame",
     "1 GiB page read",
     "1 GiB page accessed and dirty",
@@ -388,6 +389,9 @@ const PAGING_1G_SMEP_CHECKS: &[&str] = &[
     "#PF supervisor fetch from a user page",
     "smep allows supervisor reads",
     "user page runs without smep",
+    "#PF smap supervisor read of a user page",
+    "stac allows the access",
+    "#PF smap write after clac",
 ];
 
 const SEG_LIMITS_CHECKS: &[&str] = &[
@@ -640,7 +644,7 @@ pub const EXPECTATIONS: &[Expectation] = &[
     },
     Expectation {
         name: "paging_1g_smep",
-        covers: "4-level paging: CPUID Page1GB and SMEP, a 1 GiB page with accessed/dirty flags, #PF for reserved bits of a 1 GiB PDPTE, SMEP fetch faults with I/D and supervisor reads of user pages",
+        covers: "4-level paging: CPUID Page1GB, SMEP and SMAP, a 1 GiB page with accessed/dirty flags, #PF for reserved bits of a 1 GiB PDPTE, SMEP fetch faults with I/D, SMAP read/write faults and STAC/CLAC",
         output: ExpectedOutput::Checks {
             banner: "1 GiB pages and smep tests",
             checks: PAGING_1G_SMEP_CHECKS,

@@ -365,8 +365,10 @@ pub(super) fn iret(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
         }
         ctx.cpu.rip = ip;
     }
+    let old_flags = ctx.cpu.rflags;
     ctx.cpu.rflags = new_flags;
     ctx.flags.set_eflags();
+    super::system::after_ac_change(ctx, old_flags);
     ctx.cpu.nmi_blocked = 0;
     Ok(Flow::Jump)
 }
@@ -413,8 +415,10 @@ fn iret_ia32e(ctx: &mut JitContext, rt: &mut Runtime, size: u32) -> Exec {
         }
     }
     ctx.cpu.rip = ip;
+    let old_flags = ctx.cpu.rflags;
     ctx.cpu.rflags = new_flags;
     ctx.flags.set_eflags();
+    super::system::after_ac_change(ctx, old_flags);
     ctx.cpu.nmi_blocked = 0;
     Ok(Flow::Jump)
 }

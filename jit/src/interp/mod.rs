@@ -260,6 +260,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),
         M::Invlpg => system::invlpg(ctx, insn),
         M::Swapgs => system::swapgs(ctx),
+        M::Stac | M::Clac => system::stac_clac(ctx, insn),
         M::Syscall => fastcall::syscall(ctx, insn.next_ip()),
         M::Sysret | M::Sysretq => fastcall::sysret(ctx, insn.code() == iced_x86::Code::Sysretq),
         M::Sysenter => fastcall::sysenter(ctx),

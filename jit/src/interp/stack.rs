@@ -249,8 +249,10 @@ pub(super) fn popf(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     let v = st.pop(ctx, rt, size)?;
     st.commit(ctx);
     let w = writable_flags(ctx) & mask(size);
+    let old = ctx.cpu.rflags;
     ctx.cpu.rflags = ((ctx.cpu.rflags & !w) | (v & w) | rflags::FIXED1) & !rflags::RF;
     ctx.flags.set_eflags();
+    super::system::after_ac_change(ctx, old);
     Ok(end_block_after(ctx, insn))
 }
 

@@ -22,10 +22,11 @@ use crate::segment;
 pub const CR4_TSD: u64 = 1 << 2;
 pub const CR4_DE: u64 = 1 << 3;
 /// The CR4 bits emu accepts: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT
-/// (bits 0-10), OSXSAVE (bit 18, XSAVE is implemented in `super::sse`) and SMEP (bit 20,
-/// `crate::paging`). Others raise
+/// (bits 0-10), OSXSAVE (bit 18, XSAVE is implemented in `super::sse`), SMEP and SMAP (bits
+/// 20-21, `crate::paging`). Others raise
 /// #GP(0) (SDM Vol. 2B MOV CR, reserved bits).
-const CR4_SUPPORTED: u64 = 0x7ff | sse::CR4_OSXSAVE | crate::paging::cr4::SMEP;
+const CR4_SUPPORTED: u64 =
+    0x7ff | sse::CR4_OSXSAVE | crate::paging::cr4::SMEP | crate::paging::cr4::SMAP;
 
 /// Raise #GP(0) unless at CPL 0 (privileged instructions, SDM Vol. 3A 5.9).
 #[inline]
@@ -88,6 +89,31 @@ pub(super) fn check_io_permission(
         return Err(Fault::gp(0));
     }
     Ok(())
+}
+
+/// Drop cached translations when EFLAGS.AC changed under CR4.SMAP: the TLB may hold user pages
+/// that supervisor accesses reach only while AC is set (SDM Vol. 3A 4.6.1).
+pub(super) fn after_ac_change(ctx: &mut JitContext, old_rflags: u64) {
+    if ctx.cpu.cr4 & crate::paging::cr4::SMAP != 0
+        && (old_rflags ^ ctx.cpu.rflags) & rflags::AC != 0
+    {
+        ctx.flush_tlb();
+    }
+}
+
+/// STAC and CLAC (SDM Vol. 2B): set or clear EFLAGS.AC; #UD outside CPL 0.
+pub(super) fn stac_clac(ctx: &mut JitContext, insn: &Instruction) -> Exec {
+    if ctx.cpu.cpl() != 0 {
+        return Err(Fault::ud());
+    }
+    let old = ctx.cpu.rflags;
+    if insn.mnemonic() == M::Stac {
+        ctx.cpu.rflags |= rflags::AC;
+    } else {
+        ctx.cpu.rflags &= !rflags::AC;
+    }
+    after_ac_change(ctx, old);
+    Ok(end_block_after(ctx, insn))
 }
 
 pub(super) fn hlt(ctx: &mut JitContext, insn: &Instruction) -> Exec {
@@ -187,9 +213,10 @@ pub const CPUID_EXT_EDX: u32 =
     CPUID_EXT_SYSCALL | CPUID_EXT_NX | CPUID_EXT_PAGE1GB | CPUID_EXT_RDTSCP | CPUID_EXT_LM;
 /// 1 GiB pages in 4-level paging (SDM Vol. 3A 4.5).
 pub const CPUID_EXT_PAGE1GB: u32 = 1 << 26;
-/// CPUID leaf 7 subleaf 0 EBX (SDM Vol. 2A CPUID, Table 3-8): SMEP.
-pub const CPUID_7_EBX: u32 = CPUID_7_SMEP;
+/// CPUID leaf 7 subleaf 0 EBX (SDM Vol. 2A CPUID, Table 3-8): SMEP, SMAP (with STAC/CLAC).
+pub const CPUID_7_EBX: u32 = CPUID_7_SMEP | CPUID_7_SMAP;
 pub const CPUID_7_SMEP: u32 = 1 << 7;
+pub const CPUID_7_SMAP: u32 = 1 << 20;
 pub const CPUID_EXT_SYSCALL: u32 = 1 << 11;
 pub const CPUID_EXT_NX: u32 = 1 << 20;
 pub const CPUID_EXT_RDTSCP: u32 = 1 << 27;
@@ -723,7 +750,7 @@ mod tests {
             (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29),
             "SYSCALL, NX, Page1GB, RDTSCP, LM"
         );
-        assert_eq!(cpuid_leaf(7), [0, 1 << 7, 0, 0], "SMEP only");
+        assert_eq!(cpuid_leaf(7), [0, (1 << 7) | (1 << 20), 0, 0], "SMEP, SMAP");
         assert_eq!(cpuid_leaf(0x8000_0001)[2], 1, "LAHF/SAHF in 64-bit mode");
         assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0008);
         assert_eq!(cpuid_leaf(0x8000_0008)[0], 0x3028);
