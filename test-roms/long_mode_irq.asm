@@ -425,6 +425,10 @@ user_retf_next:
 
         bits 32
 user32_sysret:
+        ; The RETFQ to ring 3 above nulled DS (it held a ring-0 segment); compatibility mode
+        ; checks segments as protected mode does (SDM Vol. 3A 5.4.1), so load a usable one.
+        mov dx, SEL64_UDATA | 3
+        mov ds, dx
         mov ax, cs
         mov [U_CS], ax
         mov [U_ESP], esp

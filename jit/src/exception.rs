@@ -6,14 +6,15 @@
 //! (SDM Vol. 3A 6.12.1); IA-32e mode through 16-byte 64-bit gates, with the RSPn/IST stack
 //! switch and the quadword frame of SDM Vol. 3A 6.14. A fault while delivering is combined with the first event as the
 //! double-fault rules say (SDM Vol. 3A 6.15, Table 6-5); a fault while delivering #DF is a triple
-//! fault, which the dispatcher sees in `Runtime::triple_fault`. Task gates and virtual-8086 mode
-//! are not implemented (#GP, logged).
+//! fault, which the dispatcher sees in `Runtime::triple_fault`. Task gates switch tasks
+//! (`crate::interp::task`); virtual-8086 mode is not implemented (#GP, logged).
 
 use vcpu::state::{cr0, efer, gpr, rflags};
 use vcpu::{Segment, SegmentIndex};
 
 use crate::context::JitContext;
 use crate::interp::stack::StackCursor;
+use crate::interp::task::{self, TaskSource};
 use crate::mem;
 use crate::runtime::Runtime;
 use crate::segment;
@@ -242,12 +243,8 @@ fn deliver_protected(
     let gate_type = (high >> 8) & 0x1f;
     let gate_dpl = ((high >> 13) & 3) as u8;
     let gate32 = match gate_type {
-        GATE_INT32 | GATE_TRAP32 => true,
+        GATE_INT32 | GATE_TRAP32 | GATE_TASK => true,
         GATE_INT16 | GATE_TRAP16 => false,
-        GATE_TASK => {
-            log::warn!("task gate for vector {vector} is not implemented");
-            return Err(Fault::gp(idt_err));
-        }
         _ => return Err(Fault::gp(idt_err)),
     };
     let cpl = ctx.cpu.cpl();
@@ -256,6 +253,9 @@ fn deliver_protected(
     }
     if high & (1 << 15) == 0 {
         return Err(Fault::np(idt_err));
+    }
+    if gate_type == GATE_TASK {
+        return deliver_through_task_gate(ctx, rt, (low >> 16) as u16, error_code, ext);
     }
     if ctx.cpu.rflags & rflags::VM != 0 {
         log::warn!("interrupt from virtual-8086 mode is not implemented");
@@ -320,9 +320,34 @@ fn deliver_protected(
     Ok(())
 }
 
+/// Delivery through a task gate (SDM Vol. 3A 6.12.2): a nested task switch to the TSS the gate
+/// names, then the error code, if any, is pushed onto the new task's stack. A fault while
+/// loading the new task's segments is raised in the new task.
+fn deliver_through_task_gate(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    tss_sel: u16,
+    error_code: Option<u32>,
+    ext: u32,
+) -> Result<(), Fault> {
+    let (tss_sel, d) = task::gate_target(ctx, rt, tss_sel, ext)?;
+    let saved_eip = ctx.cpu.rip;
+    if let Some(f) = task::switch(ctx, rt, tss_sel, d, TaskSource::Call, saved_eip, ext)? {
+        return Err(f);
+    }
+    if let Some(code) = error_code {
+        task::push_error_code(ctx, rt, code)?;
+    }
+    Ok(())
+}
+
 /// The inner-privilege stack from the current TSS (SDM Vol. 3A 8.2.1 for the 32-bit TSS,
 /// 8.6 for the 16-bit one).
-fn inner_stack(ctx: &mut JitContext, rt: &mut Runtime, dpl: u8) -> Result<(u16, u64), Fault> {
+pub(crate) fn inner_stack(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    dpl: u8,
+) -> Result<(u16, u64), Fault> {
     let tr = ctx.cpu.tr;
     let tss32 = tr.typ() & 0x8 != 0;
     let (esp_off, ss_off, width) = if tss32 {
@@ -433,11 +458,15 @@ fn deliver_long(
 }
 
 /// 64-bit TSS fields (SDM Vol. 3A 8.7, Figure 8-11): RSP0-2 at 4, 12, 20; IST1-7 from 0x24.
-const TSS64_RSP0: u64 = 4;
+pub(crate) const TSS64_RSP0: u64 = 4;
 const TSS64_IST1: u64 = 0x24;
 
 /// The stack pointer at `offset` in the 64-bit TSS; #TS(TR) when it lies beyond the limit.
-fn tss64_stack(ctx: &mut JitContext, rt: &mut Runtime, offset: u64) -> Result<u64, Fault> {
+pub(crate) fn tss64_stack(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    offset: u64,
+) -> Result<u64, Fault> {
     let tr = ctx.cpu.tr;
     if offset + 7 > u64::from(tr.limit) {
         return Err(Fault::ts(segment::selector_error(tr.selector)));

@@ -8,7 +8,7 @@
 //! every walk, as QEMU's TCG does, instead of being cached in registers at MOV CR3 (4.4.1): a
 //! guest that edits its PDPT without reloading CR3 sees the edit earlier than on hardware.
 
-use vcpu::state::{cr0, efer};
+use vcpu::state::{cr0, efer, rflags};
 
 use crate::context::JitContext;
 use crate::exception::{Fault, PF_VECTOR};
@@ -22,6 +22,10 @@ pub mod cr4 {
     pub const PAE: u64 = 1 << 5;
     /// Global pages.
     pub const PGE: u64 = 1 << 7;
+    /// Supervisor-mode execution prevention (SDM Vol. 3A 4.6.1).
+    pub const SMEP: u64 = 1 << 20;
+    /// Supervisor-mode access prevention (SDM Vol. 3A 4.6.1).
+    pub const SMAP: u64 = 1 << 21;
 }
 
 /// Paging-structure entry bits (SDM Vol. 3A 4.3-4.5, Tables 4-4 to 4-20).
@@ -161,7 +165,9 @@ pub fn walk(
         walk_32(rt, ctx.cpu.cr3, ctx.cpu.cr4, la, a20, &mut path)
     };
     let write = access == Access::Write;
-    let fetch_flag = access == Access::Execute && pae && nxe;
+    let smep = ctx.cpu.cr4 & cr4::SMEP != 0;
+    // I/D is reported with NXE under PAE/4-level paging, and whenever SMEP is on (SDM 4.7).
+    let fetch_flag = access == Access::Execute && ((pae && nxe) || smep);
     let fault = |ctx: &mut JitContext, bits: u32| {
         ctx.cpu.cr2 = la;
         let mut code = bits;
@@ -186,9 +192,22 @@ pub fn walk(
     let rights = if pae && !long { &used[1..] } else { used };
     let writable = rights.iter().all(|e| e.value & pte::RW != 0);
     let user_ok = rights.iter().all(|e| e.value & pte::US != 0);
-    let executable = !nxe || rights.iter().all(|e| e.value & pte::XD == 0);
+    // SMEP: supervisor-mode fetches from user-mode pages fault (SDM Vol. 3A 4.6.1).
+    let smep_denied = smep && !user && user_ok;
+    let executable = (!nxe || rights.iter().all(|e| e.value & pte::XD == 0)) && !smep_denied;
     if user && !user_ok {
         return Err(fault(ctx, pf_error::P));
+    }
+    // SMAP: supervisor data accesses to user-mode pages fault unless EFLAGS.AC is set and the
+    // access is explicit; supervisor accesses while CPL = 3 are implicit ones (to the GDT, IDT,
+    // TSS or an inner stack) and always fault (SDM Vol. 3A 4.6.1). Implicit accesses at CPL < 3
+    // cannot be told apart here and follow AC. The interpreter flushes the TLB when AC changes
+    // under SMAP, so a translation cached while AC was set does not outlive it.
+    if ctx.cpu.cr4 & cr4::SMAP != 0 && !user && user_ok && access != Access::Execute {
+        let implicit = ctx.cpu.cpl() == 3;
+        if implicit || ctx.cpu.rflags & rflags::AC == 0 {
+            return Err(fault(ctx, pf_error::P));
+        }
     }
     let wp = ctx.cpu.cr0 & cr0::WP != 0;
     let write_allowed = writable || (!user && !wp);
@@ -324,8 +343,11 @@ fn walk_pae(
     walk_directory(rt, pdpte & ADDR_MASK, la, a20, high_rsvd, path)
 }
 
-/// 4-level paging (SDM Vol. 3A 4.5): PML4, PDPT (1 GiB pages are not supported, so PS is
-/// reserved there, as in the PML4), directory, table.
+/// Reserved bits of a 1 GiB leaf besides the high ones: 29:13 (bit 12 is PAT).
+const RSVD_1G: u64 = 0x3fff_e000;
+
+/// 4-level paging (SDM Vol. 3A 4.5): PML4 (where PS is reserved), PDPT (PS maps a 1 GiB page,
+/// Table 4-15), directory, table.
 fn walk_4level(
     rt: &Runtime,
     cr3: u64,
@@ -341,9 +363,15 @@ fn walk_4level(
         pml4e & ADDR_MASK,
         (la >> 30) & 0x1ff,
         a20,
-        high_rsvd | pte::PS,
+        high_rsvd,
         path,
     )?;
+    if pdpte & pte::PS != 0 {
+        if pdpte & RSVD_1G != 0 {
+            return Err(Stop::Reserved);
+        }
+        return Ok((pdpte & ADDR_MASK & !0x3fff_ffff) | (la & 0x3fff_ffff));
+    }
     walk_directory(rt, pdpte & ADDR_MASK, la, a20, high_rsvd, path)
 }
 
@@ -473,7 +501,7 @@ mod tests {
         put(&rt, 0x11000, 0x12000 | pte::P | pte::RW | pte::XD);
         let f = walk(&mut ctx, &mut rt, la, Access::Execute, false).unwrap_err();
         assert_eq!(f.error_code, Some(pf_error::P | pf_error::ID));
-        // PS in a PDPTE (no 1 GiB pages) is reserved.
+        // A 1 GiB PDPTE whose address has bits 29:13 set hits reserved bits.
         put(&rt, 0x11000, 0x12000 | pte::P | pte::PS);
         let f = walk(&mut ctx, &mut rt, la, Access::Read, false).unwrap_err();
         assert_eq!(f.error_code, Some(pf_error::P | pf_error::RSVD));
@@ -485,6 +513,52 @@ mod tests {
                 .unwrap()
                 .global
         );
+    }
+
+    #[test]
+    fn one_gib_pages_and_smep() {
+        let (mut ctx, mut rt) = machine();
+        ctx.cpu.cr4 |= cr4::PAE;
+        ctx.cpu.efer |= efer::LME | efer::LMA;
+        ctx.cpu.cr3 = 0x10000;
+        // PML4[0] -> PDPT at 0x11000; PDPT[1]: a 1 GiB user page at physical 0x4000_0000.
+        put(&rt, 0x10000, 0x11000 | pte::P | pte::RW | pte::US);
+        put(
+            &rt,
+            0x11008,
+            0x4000_0000 | pte::P | pte::RW | pte::US | pte::PS,
+        );
+        let t = walk(&mut ctx, &mut rt, 0x7fff_fff8, Access::Write, false).unwrap();
+        assert_eq!(t.phys, 0x7fff_fff8);
+        assert_eq!(get(&rt, 0x11008) & (pte::A | pte::D), pte::A | pte::D);
+        // Without SMEP the supervisor may execute from the user page; with it, the fetch
+        // faults with P | ID and reads still work.
+        assert!(t.executable);
+        ctx.cpu.cr4 |= cr4::SMEP;
+        let f = walk(&mut ctx, &mut rt, 0x4000_1000, Access::Execute, false).unwrap_err();
+        assert_eq!(f.error_code, Some(pf_error::P | pf_error::ID));
+        let t = walk(&mut ctx, &mut rt, 0x4000_1000, Access::Read, false).unwrap();
+        assert!(
+            !t.executable,
+            "the TLB must not let supervisor fetches through"
+        );
+        assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Execute, true).is_ok());
+        // SMAP: supervisor data accesses to the user page need EFLAGS.AC, and implicit ones
+        // (supervisor accesses at CPL 3) fault whatever AC says.
+        ctx.cpu.cr4 |= cr4::SMAP;
+        let f = walk(&mut ctx, &mut rt, 0x4000_1000, Access::Write, false).unwrap_err();
+        assert_eq!(f.error_code, Some(pf_error::P | pf_error::WR));
+        ctx.cpu.rflags |= rflags::AC;
+        assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Write, false).is_ok());
+        assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Read, true).is_ok());
+        ctx.cpu.cr0 |= cr0::PE;
+        ctx.cpu.seg[vcpu::SegmentIndex::Ss as usize].attr = 3 << 5;
+        assert_eq!(ctx.cpu.cpl(), 3);
+        assert!(walk(&mut ctx, &mut rt, 0x4000_1000, Access::Read, false).is_err());
+        // Bits 29:13 of a 1 GiB PDPTE are reserved.
+        put(&rt, 0x11008, 0x4000_2000 | pte::P | pte::PS);
+        let f = walk(&mut ctx, &mut rt, 0x4000_0000, Access::Read, false).unwrap_err();
+        assert_eq!(f.error_code, Some(pf_error::P | pf_error::RSVD));
     }
 
     #[test]

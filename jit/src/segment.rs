@@ -192,8 +192,9 @@ pub fn load_segment(
 
 /// The CS value a far JMP/CALL to `sel` loads in protected mode (SDM Vol. 2A, JMP "Far jumps
 /// in protected mode"): a code segment, conforming with DPL <= CPL or non-conforming with
-/// RPL <= CPL and DPL == CPL, present. The RPL of the loaded selector becomes CPL. Call gates
-/// and task switches are not implemented and raise #GP(sel).
+/// RPL <= CPL and DPL == CPL, present. The RPL of the loaded selector becomes CPL. Call gates,
+/// task gates and TSS descriptors are handled before this by `crate::interp::gate`; any system
+/// descriptor here raises #GP(sel).
 pub fn far_transfer_target(
     ctx: &mut JitContext,
     rt: &mut Runtime,
@@ -211,12 +212,8 @@ pub fn far_transfer_target(
     let cpl = ctx.cpu.cpl();
     let mut d = read_descriptor(ctx, rt, sel)?;
     let err = selector_error(sel);
-    if !d.is_code_or_data() {
-        log::warn!("far transfer through system descriptor {sel:#x} (gate/TSS) is not implemented");
-        return Err(Fault::gp(err));
-    }
     let typ = d.typ();
-    if typ & TYPE_CODE == 0 {
+    if !d.is_code_or_data() || typ & TYPE_CODE == 0 {
         return Err(Fault::gp(err));
     }
     let rpl = (sel & SELECTOR_RPL) as u8;

@@ -4,7 +4,7 @@
 use iced_x86::{Instruction, Mnemonic as M, OpKind};
 use vcpu::state::rflags;
 
-use super::operand::{mask, mem_linear_plus, op_size, read_op, sext, Place};
+use super::operand::{mask, op_size, read_op, sext, Place};
 use super::{Exec, Flow};
 use crate::context::JitContext;
 use crate::flags::kind;
@@ -21,7 +21,7 @@ pub(super) fn bit_test(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instructio
             let unit = signed.div_euclid(i64::from(bits));
             let bit = signed.rem_euclid(i64::from(bits)) as u32;
             let delta = unit.wrapping_mul(i64::from(size)) as u64;
-            (Place::Mem(mem_linear_plus(ctx, insn, delta)), bit)
+            (Place::mem_plus(ctx, insn, delta), bit)
         }
         _ => (Place::of(ctx, insn, 0)?, (offset as u32) & (bits - 1)),
     };

@@ -1,16 +1,19 @@
 //! Control transfers: JMP, CALL, RET (near and far, direct and indirect), Jcc, LOOP/LOOPcc,
 //! JCXZ/JECXZ, INT n/INT3/INTO/INT1 and IRET/IRETQ (SDM Vol. 1 6.3-6.4, Vol. 2). Far transfers in
 //! protected mode load CS from its descriptor; far RET and IRET may return to an outer
-//! privilege level. Targets in 64-bit code must be canonical (#GP(0) at the branch). Call gates, task switches and returns to virtual-8086 mode are not
-//! implemented (#GP, logged).
+//! privilege level. Targets in 64-bit code must be canonical (#GP(0) at the branch). Far
+//! CALL/JMP through call gates and task gates/TSS descriptors go to `super::gate`, IRET with
+//! EFLAGS.NT to `super::task`. Returns to virtual-8086 mode are not implemented (#GP, logged).
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind};
 use vcpu::state::{cr0, efer, gpr, rflags};
 use vcpu::{Segment, SegmentIndex};
 
 use super::data::condition_holds;
+use super::gate::{self, FarKind};
 use super::operand::{gpr_write_sized, mask, mem_linear, mem_linear_plus, op_size, read_op};
 use super::stack::{writable_flags, StackCursor};
+use super::task::{self, TaskSource};
 use super::{ip_mask, Exec, Flow};
 use crate::context::JitContext;
 use crate::exception::{self, EventKind, Fault};
@@ -78,10 +81,24 @@ pub(super) fn check_target(ctx: &JitContext, cs: &Segment, target: u64) -> Resul
     Ok(target)
 }
 
+/// A far transfer's offset must lie within the new code segment's limit outside 64-bit code
+/// (SDM Vol. 2A JMP/CALL: #GP(0) "if the instruction pointer is not within code segment
+/// limits").
+fn check_limit(cs: &Segment, offset: u64) -> Result<u64, Fault> {
+    if !cs.long() && offset > u64::from(cs.limit) {
+        return Err(Fault::gp(0));
+    }
+    Ok(offset)
+}
+
 pub(super) fn jmp(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     if is_far(insn) {
         let (sel, off, _) = far_target(ctx, rt, insn)?;
+        if let Some(d) = gate::system_descriptor(ctx, rt, sel)? {
+            return gate::far_through_system(ctx, rt, insn, sel, d, FarKind::Jmp);
+        }
         let cs = segment::far_transfer_target(ctx, rt, sel)?;
+        let off = check_limit(&cs, off)?;
         let off = check_target(ctx, &cs, off)?;
         segment::set_cs(ctx, cs);
         ctx.cpu.rip = off;
@@ -97,7 +114,11 @@ pub(super) fn call(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     let mut st = StackCursor::from_ss(ctx);
     if is_far(insn) {
         let (sel, off, size) = far_target(ctx, rt, insn)?;
+        if let Some(d) = gate::system_descriptor(ctx, rt, sel)? {
+            return gate::far_through_system(ctx, rt, insn, sel, d, FarKind::Call);
+        }
         let cs = segment::far_transfer_target(ctx, rt, sel)?;
+        let off = check_limit(&cs, off)?;
         let off = check_target(ctx, &cs, off)?;
         st.push(ctx, rt, size, u64::from(ctx.cpu.cs().selector))?;
         st.push(ctx, rt, size, ret)?;
@@ -187,7 +208,12 @@ pub(super) fn ret_far(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction
     }
     let new_sp = st.pop(ctx, rt, size)?;
     let ss_sel = st.pop(ctx, rt, size)? as u16;
-    let ss = segment::stack_target(ctx, rt, ss_sel, rpl, Fault::gp)?;
+    let ia32e = ctx.cpu.efer & efer::LMA != 0;
+    let ss = if ia32e && gate::null_ss_allowed(&cs, ss_sel, rpl) {
+        segment::null_stack_segment(ss_sel, rpl)
+    } else {
+        segment::stack_target(ctx, rt, ss_sel, rpl, Fault::gp)?
+    };
     let mut outer = StackCursor::for_target(ctx, &cs, &ss, new_sp);
     segment::set_cs(ctx, cs);
     segment::set_ss(ctx, ss);
@@ -201,7 +227,7 @@ pub(super) fn ret_far(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction
 
 pub(super) fn jcc(ctx: &mut JitContext, insn: &Instruction) -> Exec {
     if condition_holds(ctx, insn) {
-        ctx.cpu.rip = insn.near_branch_target();
+        ctx.cpu.rip = check_target(ctx, ctx.cpu.cs(), insn.near_branch_target())?;
         return Ok(Flow::Jump);
     }
     Ok(Flow::Next)
@@ -229,22 +255,31 @@ pub(super) fn loop_jcxz(ctx: &mut JitContext, insn: &Instruction) -> Exec {
     };
     let m = mask(size);
     let cx = ctx.cpu.gpr[gpr::RCX] & m;
-    let taken = match insn.mnemonic() {
-        M::Jcxz | M::Jecxz | M::Jrcxz => cx == 0,
+    let (taken, new_cx) = match insn.mnemonic() {
+        M::Jcxz | M::Jecxz | M::Jrcxz => (cx == 0, None),
         mn => {
             let cx = cx.wrapping_sub(1) & m;
-            gpr_write_sized(&mut ctx.cpu, gpr::RCX, size, cx);
             let zf = ctx.flags.status(ctx.cpu.rflags) & rflags::ZF != 0;
-            cx != 0
+            let taken = cx != 0
                 && match mn {
                     M::Loope => zf,
                     M::Loopne => !zf,
                     _ => true,
-                }
+                };
+            (taken, Some(cx))
         }
     };
-    if taken {
-        ctx.cpu.rip = insn.near_branch_target();
+    // A taken branch to a non-canonical target faults before rCX changes.
+    let target = if taken {
+        Some(check_target(ctx, ctx.cpu.cs(), insn.near_branch_target())?)
+    } else {
+        None
+    };
+    if let Some(cx) = new_cx {
+        gpr_write_sized(&mut ctx.cpu, gpr::RCX, size, cx);
+    }
+    if let Some(target) = target {
+        ctx.cpu.rip = target;
         return Ok(Flow::Jump);
     }
     Ok(Flow::Next)
@@ -280,9 +315,19 @@ pub(super) fn iret(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
         return iret_ia32e(ctx, rt, size);
     }
     let protected = ctx.cpu.cr0 & cr0::PE != 0;
-    if protected && ctx.cpu.rflags & (rflags::NT | rflags::VM) != 0 {
-        log::warn!("IRET with NT or VM set (task return / virtual-8086) is not implemented");
+    if protected && ctx.cpu.rflags & rflags::VM != 0 {
+        log::warn!("IRET in virtual-8086 mode is not implemented");
         return Err(Fault::gp(0));
+    }
+    if protected && ctx.cpu.rflags & rflags::NT != 0 {
+        // Return to the previous task (SDM Vol. 3A 7.3, Vol. 2A IRET "TASK-RETURN").
+        let (sel, d) = task::iret_target(ctx, rt)?;
+        let next = insn.next_ip() & ip_mask(ctx);
+        if let Some(f) = task::switch(ctx, rt, sel, d, TaskSource::Iret, next, 0)? {
+            exception::deliver_fault(ctx, rt, f);
+        }
+        ctx.cpu.nmi_blocked = 0;
+        return Ok(Flow::Jump);
     }
     let mut st = StackCursor::from_ss(ctx);
     let ip = st.pop(ctx, rt, size)?;
@@ -320,8 +365,10 @@ pub(super) fn iret(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
         }
         ctx.cpu.rip = ip;
     }
+    let old_flags = ctx.cpu.rflags;
     ctx.cpu.rflags = new_flags;
     ctx.flags.set_eflags();
+    super::system::after_ac_change(ctx, old_flags);
     ctx.cpu.nmi_blocked = 0;
     Ok(Flow::Jump)
 }
@@ -368,8 +415,10 @@ fn iret_ia32e(ctx: &mut JitContext, rt: &mut Runtime, size: u32) -> Exec {
         }
     }
     ctx.cpu.rip = ip;
+    let old_flags = ctx.cpu.rflags;
     ctx.cpu.rflags = new_flags;
     ctx.flags.set_eflags();
+    super::system::after_ac_change(ctx, old_flags);
     ctx.cpu.nmi_blocked = 0;
     Ok(Flow::Jump)
 }

@@ -112,7 +112,7 @@ pub(super) fn xchg(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     let mut p0 = Place::of(ctx, insn, 0)?;
     let mut p1 = Place::of(ctx, insn, 1)?;
     // Store the memory operand first: if it faults, no register has changed.
-    if matches!(p1, Place::Mem(_)) {
+    if p1.is_mem() {
         std::mem::swap(&mut p0, &mut p1);
     }
     let a = p0.read(ctx, rt, size)?;
@@ -141,7 +141,7 @@ pub(super) fn cmpxchg(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction
         dest.write(ctx, rt, size, src)?;
     } else {
         // The destination is written back even when the comparison fails (SDM Vol. 2A).
-        if let Place::Mem(_) = dest {
+        if dest.is_mem() {
             dest.write(ctx, rt, size, d)?;
         }
         reg_write(&mut ctx.cpu, accumulator(size), d);
@@ -273,6 +273,20 @@ pub(super) fn bswap(ctx: &mut JitContext, insn: &Instruction) -> Exec {
         _ => 0,
     };
     reg_write(&mut ctx.cpu, r, swapped);
+    Ok(Flow::Next)
+}
+
+/// MOVBE r, m / m, r (SDM Vol. 2B MOVBE): a load or store with the byte order reversed; the
+/// 16-bit form swaps the two bytes and merges into the register.
+pub(super) fn movbe(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    let size = op_size(insn, 0, 4);
+    let v = read_op(ctx, rt, insn, 1, size)?;
+    let swapped = match size {
+        2 => u64::from((v as u16).swap_bytes()),
+        4 => u64::from((v as u32).swap_bytes()),
+        _ => v.swap_bytes(),
+    };
+    write_op(ctx, rt, insn, 0, size, swapped)?;
     Ok(Flow::Next)
 }
 

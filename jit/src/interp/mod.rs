@@ -16,6 +16,7 @@ mod bits;
 mod control;
 mod data;
 mod fastcall;
+mod gate;
 mod muldiv;
 pub mod operand;
 mod protection;
@@ -24,6 +25,7 @@ pub mod sse;
 pub(crate) mod stack;
 mod string;
 mod system;
+pub(crate) mod task;
 #[cfg(test)]
 mod tests;
 mod x87;
@@ -128,6 +130,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Xlatb => data::xlat(ctx, rt, insn),
         M::Bound => data::bound(ctx, rt, insn),
         M::Bswap => data::bswap(ctx, insn),
+        M::Movbe => data::movbe(ctx, rt, insn),
         M::Lds | M::Les | M::Lfs | M::Lgs | M::Lss => data::load_far_pointer(ctx, rt, insn),
         M::Seta
         | M::Setae
@@ -257,6 +260,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),
         M::Invlpg => system::invlpg(ctx, insn),
         M::Swapgs => system::swapgs(ctx),
+        M::Stac | M::Clac => system::stac_clac(ctx, insn),
         M::Syscall => fastcall::syscall(ctx, insn.next_ip()),
         M::Sysret | M::Sysretq => fastcall::sysret(ctx, insn.code() == iced_x86::Code::Sysretq),
         M::Sysenter => fastcall::sysenter(ctx),

@@ -3,7 +3,7 @@
 //! reading/writing an instruction's operands whatever their kind.
 
 use iced_x86::{Instruction, OpKind, Register};
-use vcpu::{CpuState, ExecMode, SegmentIndex};
+use vcpu::{CpuState, ExecMode, Segment, SegmentIndex};
 
 use crate::context::JitContext;
 use crate::exception::Fault;
@@ -161,6 +161,101 @@ pub fn mem_linear_access(ctx: &JitContext, insn: &Instruction) -> Result<u64, Fa
     Ok(la)
 }
 
+/// The segment-limit and type checks of an access of `size` bytes at `offset` through segment
+/// register `seg` (SDM Vol. 3A 5.3 and 5.4), in protected mode outside 64-bit mode: the segment
+/// must be usable (a null selector leaves it unusable), readable (execute-only code is not) or,
+/// for a write, writable data; the bytes must lie within the limit, or for an expand-down data
+/// segment above it and below 64 KiB or 4 GiB (the B flag). Violations raise #SS(0) through SS,
+/// #GP(0) through the others. Real mode is not checked (the interpreter lets accesses past a
+/// real-mode limit through, as QEMU does), nor is 64-bit mode, which has no limits.
+#[inline]
+pub fn check_segment(
+    ctx: &JitContext,
+    seg: Register,
+    offset: u64,
+    size: u32,
+    write: bool,
+) -> Result<(), Fault> {
+    if !matches!(
+        ctx.cpu.mode(),
+        ExecMode::Protected16 | ExecMode::Protected32
+    ) {
+        return Ok(());
+    }
+    let i = seg_index(seg);
+    check_segment_value(
+        &ctx.cpu.seg[i],
+        i == SegmentIndex::Ss as usize,
+        offset,
+        size,
+        write,
+    )
+}
+
+/// [`check_segment`] for the hidden part `s` of a segment register (`stack`: raise #SS).
+pub fn check_segment_value(
+    s: &Segment,
+    stack: bool,
+    offset: u64,
+    size: u32,
+    write: bool,
+) -> Result<(), Fault> {
+    let fault = if stack { Fault::ss(0) } else { Fault::gp(0) };
+    let typ = s.typ();
+    let code = typ & crate::segment::TYPE_CODE != 0;
+    let rw = typ & crate::segment::TYPE_WRITABLE_READABLE != 0;
+    // Code: readable, never writable. Data: readable, writable when W is set.
+    let allowed = if code { rw && !write } else { rw || !write };
+    if !s.present() || s.attr & Segment::ATTR_S == 0 || !allowed {
+        return Err(fault);
+    }
+    let last = offset.wrapping_add(u64::from(size.max(1)) - 1);
+    let limit = u64::from(s.limit);
+    let expand_down = !code && typ & crate::segment::TYPE_CONFORMING != 0;
+    let ok = if expand_down {
+        let upper = if s.db() { 0xffff_ffff } else { 0xffff };
+        offset > limit && last <= upper && last >= offset
+    } else {
+        last <= limit && last >= offset
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(fault)
+    }
+}
+
+/// Whether an access of any size within the first 4 GiB through `seg` needs no per-access
+/// check: outside protected mode, or a usable flat 4 GiB expand-up segment allowing the access.
+pub fn segment_is_flat(ctx: &JitContext, seg: Register, write: bool) -> bool {
+    check_segment(ctx, seg, 0, 1, write).is_ok()
+        && (!matches!(
+            ctx.cpu.mode(),
+            ExecMode::Protected16 | ExecMode::Protected32
+        ) || (ctx.cpu.seg[seg_index(seg)].limit == u32::MAX
+            && check_segment(ctx, seg, 0xffff_fff0, 16, write).is_ok()))
+}
+
+/// The linear address of the instruction's memory operand for an access of `size` bytes,
+/// after the segment checks of [`check_segment`] and the 64-bit canonical check of
+/// [`mem_linear_access`].
+#[inline]
+pub fn mem_access(
+    ctx: &JitContext,
+    insn: &Instruction,
+    size: u32,
+    write: bool,
+) -> Result<u64, Fault> {
+    check_segment(
+        ctx,
+        insn.memory_segment(),
+        effective_offset(&ctx.cpu, insn),
+        size,
+        write,
+    )?;
+    mem_linear_access(ctx, insn)
+}
+
 /// Linear address of the memory operand `extra` bytes further on (far pointers, bit strings).
 #[inline]
 pub fn mem_linear_plus(ctx: &JitContext, insn: &Instruction, extra: u64) -> u64 {
@@ -190,7 +285,7 @@ pub fn read_op(
     match insn.op_kind(i) {
         OpKind::Register => Ok(reg_read(&ctx.cpu, insn.op_register(i))),
         OpKind::Memory => {
-            let la = mem_linear_access(ctx, insn)?;
+            let la = mem_access(ctx, insn, size, false)?;
             mem::read(ctx, rt, la, size)
         }
         OpKind::Immediate8
@@ -222,7 +317,7 @@ pub fn write_op(
             Ok(())
         }
         OpKind::Memory => {
-            let la = mem_linear_access(ctx, insn)?;
+            let la = mem_access(ctx, insn, size, true)?;
             mem::write(ctx, rt, la, size, v & mask(size))
         }
         _ => Err(Fault::ud()),
@@ -234,7 +329,16 @@ pub fn write_op(
 #[derive(Debug, Clone, Copy)]
 pub enum Place {
     Reg(Register),
-    Mem(u64),
+    Mem(MemPlace),
+}
+
+/// A memory place: its linear address, and the segment register and offset it came from (for
+/// the segment checks of each access).
+#[derive(Debug, Clone, Copy)]
+pub struct MemPlace {
+    pub la: u64,
+    seg: Register,
+    offset: u64,
 }
 
 impl Place {
@@ -243,15 +347,33 @@ impl Place {
     pub fn of(ctx: &JitContext, insn: &Instruction, i: u32) -> Result<Place, Fault> {
         match insn.op_kind(i) {
             OpKind::Register => Ok(Place::Reg(insn.op_register(i))),
-            OpKind::Memory => Ok(Place::Mem(mem_linear_access(ctx, insn)?)),
+            OpKind::Memory => Ok(Place::Mem(MemPlace {
+                la: mem_linear_access(ctx, insn)?,
+                seg: insn.memory_segment(),
+                offset: effective_offset(&ctx.cpu, insn),
+            })),
             _ => Err(Fault::ud()),
         }
+    }
+    /// The memory operand `extra` bytes further on (bit strings).
+    pub fn mem_plus(ctx: &JitContext, insn: &Instruction, extra: u64) -> Place {
+        Place::Mem(MemPlace {
+            la: mem_linear_plus(ctx, insn, extra),
+            seg: insn.memory_segment(),
+            offset: effective_offset(&ctx.cpu, insn).wrapping_add(extra) & mask(addr_size(insn)),
+        })
+    }
+    pub fn is_mem(&self) -> bool {
+        matches!(self, Place::Mem(_))
     }
     #[inline]
     pub fn read(self, ctx: &mut JitContext, rt: &mut Runtime, size: u32) -> Result<u64, Fault> {
         match self {
             Place::Reg(r) => Ok(reg_read(&ctx.cpu, r)),
-            Place::Mem(la) => mem::read(ctx, rt, la, size),
+            Place::Mem(m) => {
+                check_segment(ctx, m.seg, m.offset, size, false)?;
+                mem::read(ctx, rt, m.la, size)
+            }
         }
     }
     #[inline]
@@ -267,7 +389,10 @@ impl Place {
                 reg_write(&mut ctx.cpu, r, v);
                 Ok(())
             }
-            Place::Mem(la) => mem::write(ctx, rt, la, size, v & mask(size)),
+            Place::Mem(m) => {
+                check_segment(ctx, m.seg, m.offset, size, true)?;
+                mem::write(ctx, rt, m.la, size, v & mask(size))
+            }
         }
     }
 }

@@ -5,10 +5,12 @@
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind};
 use vcpu::state::{efer, gpr, rflags};
-use vcpu::{Segment, SegmentIndex};
+use vcpu::{ExecMode, Segment, SegmentIndex};
 
 use super::data::sreg_index;
-use super::operand::{gpr_write_sized, mask, mem_linear, read_op, reg_read, reg_write};
+use super::operand::{
+    check_segment_value, gpr_write_sized, mask, mem_linear, read_op, reg_read, reg_write,
+};
 use super::{end_block_after, Exec, Flow};
 use crate::context::JitContext;
 use crate::exception::Fault;
@@ -25,6 +27,9 @@ pub(crate) struct StackCursor {
     mask: u64,
     /// Access with supervisor rights whatever the CPL (interrupt delivery to an inner level).
     pub(crate) system: bool,
+    /// The stack segment whose limit and rights each access is checked against (protected
+    /// mode outside 64-bit mode; see `check_segment_value`).
+    checked: Option<Segment>,
 }
 
 impl StackCursor {
@@ -34,7 +39,14 @@ impl StackCursor {
             return Self::flat64(ctx.cpu.gpr[gpr::RSP]);
         }
         let ss = ctx.cpu.seg[SegmentIndex::Ss as usize];
-        Self::for_segment(&ss, ctx.cpu.gpr[gpr::RSP])
+        let mut st = Self::for_segment(&ss, ctx.cpu.gpr[gpr::RSP]);
+        if !matches!(
+            ctx.cpu.mode(),
+            ExecMode::Protected16 | ExecMode::Protected32
+        ) {
+            st.checked = None;
+        }
+        st
     }
 
     /// A stack in segment `ss` at `sp` (for stack switches).
@@ -45,6 +57,7 @@ impl StackCursor {
             sp: sp & mask,
             mask,
             system: false,
+            checked: Some(*ss),
         }
     }
 
@@ -55,6 +68,7 @@ impl StackCursor {
             sp,
             mask: u64::MAX,
             system: false,
+            checked: None,
         }
     }
 
@@ -87,6 +101,9 @@ impl StackCursor {
         v: u64,
     ) -> Result<(), Fault> {
         let sp = self.sp.wrapping_sub(u64::from(size)) & self.mask;
+        if let Some(ss) = &self.checked {
+            check_segment_value(ss, true, sp, size, true)?;
+        }
         let la = self.linear(ctx, sp)?;
         if self.system {
             mem::write_system(ctx, rt, la, size, v & mask(size))?;
@@ -103,6 +120,9 @@ impl StackCursor {
         rt: &mut Runtime,
         size: u32,
     ) -> Result<u64, Fault> {
+        if let Some(ss) = &self.checked {
+            check_segment_value(ss, true, self.sp, size, false)?;
+        }
         let la = self.linear(ctx, self.sp)?;
         let v = mem::read(ctx, rt, la, size)?;
         self.sp = self.sp.wrapping_add(u64::from(size)) & self.mask;
@@ -229,8 +249,10 @@ pub(super) fn popf(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     let v = st.pop(ctx, rt, size)?;
     st.commit(ctx);
     let w = writable_flags(ctx) & mask(size);
+    let old = ctx.cpu.rflags;
     ctx.cpu.rflags = ((ctx.cpu.rflags & !w) | (v & w) | rflags::FIXED1) & !rflags::RF;
     ctx.flags.set_eflags();
+    super::system::after_ac_change(ctx, old);
     Ok(end_block_after(ctx, insn))
 }
 

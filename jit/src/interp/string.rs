@@ -8,7 +8,9 @@
 use iced_x86::{Instruction, OpKind, Register};
 use vcpu::state::{gpr, rflags};
 
-use super::operand::{gpr_write_sized, linear, mask, reg_read, reg_write};
+use super::operand::{
+    check_segment, gpr_write_sized, linear, mask, reg_read, reg_write, segment_is_flat,
+};
 use super::system::{check_io_permission, port_in, port_out};
 use super::{Exec, Flow};
 use crate::context::{tlb_index, JitContext, PAGE_MASK};
@@ -63,6 +65,18 @@ impl Str {
     }
     fn di(&self, ctx: &JitContext) -> u64 {
         linear(ctx, Register::ES, ctx.cpu.gpr[gpr::RDI] & mask(self.asize))
+    }
+    /// The source element's linear address after the segment checks (`check_segment`).
+    fn si_checked(&self, ctx: &JitContext, insn: &Instruction) -> Result<u64, Fault> {
+        let off = ctx.cpu.gpr[gpr::RSI] & mask(self.asize);
+        check_segment(ctx, insn.memory_segment(), off, self.size, false)?;
+        Ok(self.si(ctx, insn))
+    }
+    /// The destination element's linear address (ES:rDI) after the segment checks.
+    fn di_checked(&self, ctx: &JitContext, write: bool) -> Result<u64, Fault> {
+        let off = ctx.cpu.gpr[gpr::RDI] & mask(self.asize);
+        check_segment(ctx, Register::ES, off, self.size, write)?;
+        Ok(self.di(ctx))
     }
     fn advance(&self, ctx: &mut JitContext, reg: usize) {
         let v = ctx.cpu.gpr[reg].wrapping_add(self.delta);
@@ -173,7 +187,8 @@ fn host(ctx: &JitContext, la: u64, write: bool) -> Option<*mut u8> {
 
 /// Iterations the bulk path may do now: ascending (DF = 0), count left, destination room.
 fn bulk_count(ctx: &JitContext, s: &Str, limit: u64) -> u64 {
-    if ctx.cpu.rflags & rflags::DF != 0 {
+    // Only flat segments: the element-wise path checks limits and rights.
+    if ctx.cpu.rflags & rflags::DF != 0 || !segment_is_flat(ctx, Register::ES, true) {
         return 0;
     }
     let cx = ctx.cpu.gpr[gpr::RCX] & mask(s.asize);
@@ -208,6 +223,9 @@ fn bulk_stos(ctx: &mut JitContext, _insn: &Instruction, s: &Str, limit: u64) -> 
 }
 
 fn bulk_movs(ctx: &mut JitContext, insn: &Instruction, s: &Str, limit: u64) -> u64 {
+    if !segment_is_flat(ctx, insn.memory_segment(), false) {
+        return 0;
+    }
     let src_la = s.si(ctx, insn);
     let si = ctx.cpu.gpr[gpr::RSI] & mask(s.asize);
     let n = bulk_count(ctx, s, limit).min(room(src_la, si, s));
@@ -240,9 +258,9 @@ pub(super) fn movs(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     }
     let s = Str::of(ctx, insn);
     run(ctx, rt, insn, s, false, Some(bulk_movs), |ctx, rt| {
-        let src = s.si(ctx, insn);
+        let src = s.si_checked(ctx, insn)?;
         let v = mem::read(ctx, rt, src, s.size)?;
-        let dst = s.di(ctx);
+        let dst = s.di_checked(ctx, true)?;
         mem::write(ctx, rt, dst, s.size, v)?;
         s.advance(ctx, gpr::RSI);
         s.advance(ctx, gpr::RDI);
@@ -254,7 +272,7 @@ pub(super) fn stos(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     let s = Str::of(ctx, insn);
     let v = reg_read(&ctx.cpu, accumulator(s.size));
     run(ctx, rt, insn, s, false, Some(bulk_stos), |ctx, rt| {
-        let dst = s.di(ctx);
+        let dst = s.di_checked(ctx, true)?;
         mem::write(ctx, rt, dst, s.size, v)?;
         s.advance(ctx, gpr::RDI);
         Ok(false)
@@ -264,7 +282,7 @@ pub(super) fn stos(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
 pub(super) fn lods(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     let s = Str::of(ctx, insn);
     run(ctx, rt, insn, s, false, None, |ctx, rt| {
-        let src = s.si(ctx, insn);
+        let src = s.si_checked(ctx, insn)?;
         let v = mem::read(ctx, rt, src, s.size)?;
         reg_write(&mut ctx.cpu, accumulator(s.size), v);
         s.advance(ctx, gpr::RSI);
@@ -279,9 +297,9 @@ pub(super) fn cmps(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     let s = Str::of(ctx, insn);
     let m = mask(s.size);
     run(ctx, rt, insn, s, true, None, |ctx, rt| {
-        let src = s.si(ctx, insn);
+        let src = s.si_checked(ctx, insn)?;
         let a = mem::read(ctx, rt, src, s.size)?;
-        let dst = s.di(ctx);
+        let dst = s.di_checked(ctx, false)?;
         let b = mem::read(ctx, rt, dst, s.size)?;
         let r = a.wrapping_sub(b) & m;
         ctx.flags.set(kind::SUB, s.size, a, b, r, 0);
@@ -296,7 +314,7 @@ pub(super) fn scas(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
     let m = mask(s.size);
     let a = reg_read(&ctx.cpu, accumulator(s.size));
     run(ctx, rt, insn, s, true, None, |ctx, rt| {
-        let dst = s.di(ctx);
+        let dst = s.di_checked(ctx, false)?;
         let b = mem::read(ctx, rt, dst, s.size)?;
         let r = a.wrapping_sub(b) & m;
         ctx.flags.set(kind::SUB, s.size, a, b, r, 0);
@@ -306,11 +324,11 @@ pub(super) fn scas(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -
 }
 
 pub(super) fn ins(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
-    check_io_permission(ctx)?;
     let s = Str::of(ctx, insn);
     let port = ctx.cpu.gpr[gpr::RDX] as u16;
+    check_io_permission(ctx, rt, port, s.size)?;
     run(ctx, rt, insn, s, false, None, |ctx, rt| {
-        let dst = s.di(ctx);
+        let dst = s.di_checked(ctx, true)?;
         // Translate first so a fault does not swallow a port read.
         mem::linear_to_phys(ctx, rt, dst, mem::Access::Write)?;
         let v = port_in(rt, port, s.size);
@@ -321,11 +339,11 @@ pub(super) fn ins(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
 }
 
 pub(super) fn outs(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
-    check_io_permission(ctx)?;
     let s = Str::of(ctx, insn);
     let port = ctx.cpu.gpr[gpr::RDX] as u16;
+    check_io_permission(ctx, rt, port, s.size)?;
     run(ctx, rt, insn, s, false, None, |ctx, rt| {
-        let src = s.si(ctx, insn);
+        let src = s.si_checked(ctx, insn)?;
         let v = mem::read(ctx, rt, src, s.size)?;
         port_out(ctx, rt, port, s.size, v);
         s.advance(ctx, gpr::RSI);

@@ -1,7 +1,7 @@
 //! System instructions: HLT, CLI/STI, IN/OUT, CPUID, RDTSC, RDMSR/WRMSR, LGDT/LIDT/SGDT/SIDT,
 //! LLDT/LTR/SLDT/STR, MOV to/from control and debug registers (with the IA-32e mode switch of
 //! SDM Vol. 3A 10.8.5), LMSW/SMSW/CLTS, INVLPG and SWAPGS (SDM Vol. 2 and Vol. 3A 2.5-2.8). Privileged ones raise #GP(0) outside CPL 0. Port access
-//! is allowed when CPL <= IOPL; the TSS I/O permission bitmap is not consulted (#GP instead).
+//! is allowed when CPL <= IOPL, else as the TSS I/O permission bitmap says.
 
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind, Register};
 use vcpu::state::{cr0, efer, gpr, rflags};
@@ -22,9 +22,11 @@ use crate::segment;
 pub const CR4_TSD: u64 = 1 << 2;
 pub const CR4_DE: u64 = 1 << 3;
 /// The CR4 bits emu accepts: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT
-/// (bits 0-10) and OSXSAVE (bit 18, XSAVE is implemented in `super::sse`). Others raise
+/// (bits 0-10), OSXSAVE (bit 18, XSAVE is implemented in `super::sse`), SMEP and SMAP (bits
+/// 20-21, `crate::paging`). Others raise
 /// #GP(0) (SDM Vol. 2B MOV CR, reserved bits).
-const CR4_SUPPORTED: u64 = 0x7ff | sse::CR4_OSXSAVE;
+const CR4_SUPPORTED: u64 =
+    0x7ff | sse::CR4_OSXSAVE | crate::paging::cr4::SMEP | crate::paging::cr4::SMAP;
 
 /// Raise #GP(0) unless at CPL 0 (privileged instructions, SDM Vol. 3A 5.9).
 #[inline]
@@ -39,12 +41,79 @@ fn iopl(ctx: &JitContext) -> u8 {
     ((ctx.cpu.rflags & rflags::IOPL) >> 12) as u8
 }
 
-/// I/O-sensitive instructions in protected mode need CPL <= IOPL (SDM Vol. 1 19.5.1).
-pub(super) fn check_io_permission(ctx: &JitContext) -> Result<(), Fault> {
+/// I/O-sensitive instructions (CLI, STI) in protected mode need CPL <= IOPL (SDM Vol. 1
+/// 19.5.1).
+pub(super) fn check_iopl(ctx: &JitContext) -> Result<(), Fault> {
     if ctx.cpu.mode() != ExecMode::Real && ctx.cpu.cpl() > iopl(ctx) {
         return Err(Fault::gp(0));
     }
     Ok(())
+}
+
+/// Offset of the I/O map base address in a 32-bit (and 64-bit) TSS (SDM Vol. 3A 7.2.1).
+const TSS_IO_MAP_BASE: u64 = 0x66;
+/// The 32-bit TSS types, available and busy (SDM Vol. 3A 3.5, Table 3-2; in IA-32e mode the
+/// 64-bit TSS has the same types).
+const TSS32_TYPES: [u8; 2] = [0x9, 0xb];
+
+/// IN, OUT, INS, OUTS of `size` bytes at `port`: allowed in real mode and when CPL <= IOPL;
+/// otherwise every bit of the port's bytes in the TSS I/O permission bitmap must be clear.
+/// A 16-bit TSS has no bitmap, and a bitmap that ends beyond the TSS limit denies the access;
+/// denial is #GP(0) (SDM Vol. 1 19.5.2). The check reads two bytes, as processors do, since a
+/// port's bits may straddle a byte boundary.
+pub(super) fn check_io_permission(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    port: u16,
+    size: u32,
+) -> Result<(), Fault> {
+    if ctx.cpu.mode() == ExecMode::Real || ctx.cpu.cpl() <= iopl(ctx) {
+        return Ok(());
+    }
+    let tr = ctx.cpu.tr;
+    if !tr.present()
+        || !TSS32_TYPES.contains(&tr.typ())
+        || u64::from(tr.limit) < TSS_IO_MAP_BASE + 1
+    {
+        return Err(Fault::gp(0));
+    }
+    let wrap = mem::system_mask(ctx);
+    let map = mem::read_system(ctx, rt, tr.base.wrapping_add(TSS_IO_MAP_BASE) & wrap, 2)?;
+    let offset = map + u64::from(port >> 3);
+    if offset + 1 > u64::from(tr.limit) {
+        return Err(Fault::gp(0));
+    }
+    let bits = mem::read_system(ctx, rt, tr.base.wrapping_add(offset) & wrap, 2)?;
+    let wanted = ((1u64 << size) - 1) << (port & 7);
+    if bits & wanted != 0 {
+        return Err(Fault::gp(0));
+    }
+    Ok(())
+}
+
+/// Drop cached translations when EFLAGS.AC changed under CR4.SMAP: the TLB may hold user pages
+/// that supervisor accesses reach only while AC is set (SDM Vol. 3A 4.6.1).
+pub(super) fn after_ac_change(ctx: &mut JitContext, old_rflags: u64) {
+    if ctx.cpu.cr4 & crate::paging::cr4::SMAP != 0
+        && (old_rflags ^ ctx.cpu.rflags) & rflags::AC != 0
+    {
+        ctx.flush_tlb();
+    }
+}
+
+/// STAC and CLAC (SDM Vol. 2B): set or clear EFLAGS.AC; #UD outside CPL 0.
+pub(super) fn stac_clac(ctx: &mut JitContext, insn: &Instruction) -> Exec {
+    if ctx.cpu.cpl() != 0 {
+        return Err(Fault::ud());
+    }
+    let old = ctx.cpu.rflags;
+    if insn.mnemonic() == M::Stac {
+        ctx.cpu.rflags |= rflags::AC;
+    } else {
+        ctx.cpu.rflags &= !rflags::AC;
+    }
+    after_ac_change(ctx, old);
+    Ok(end_block_after(ctx, insn))
 }
 
 pub(super) fn hlt(ctx: &mut JitContext, insn: &Instruction) -> Exec {
@@ -55,7 +124,7 @@ pub(super) fn hlt(ctx: &mut JitContext, insn: &Instruction) -> Exec {
 }
 
 pub(super) fn cli_sti(ctx: &mut JitContext, insn: &Instruction) -> Exec {
-    check_io_permission(ctx)?;
+    check_iopl(ctx)?;
     if insn.mnemonic() == M::Cli {
         ctx.cpu.rflags &= !rflags::IF;
     } else if ctx.cpu.rflags & rflags::IF == 0 {
@@ -88,7 +157,6 @@ pub(super) fn port_out(ctx: &mut JitContext, rt: &mut Runtime, port: u16, size: 
 }
 
 pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
-    check_io_permission(ctx)?;
     let (data_op, port_op) = if insn.mnemonic() == M::In {
         (0, 1)
     } else {
@@ -100,6 +168,7 @@ pub(super) fn in_out(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
     };
     let reg = insn.op_register(data_op);
     let size = reg.size() as u32;
+    check_io_permission(ctx, rt, port, size)?;
     if insn.mnemonic() == M::In {
         let v = port_in(rt, port, size);
         reg_write(&mut ctx.cpu, reg, v);
@@ -126,10 +195,11 @@ pub const CPUID_1_EDX: u32 = CPUID_FPU
     | CPUID_CMOV
     | sse::cpuid_edx::ALL;
 pub const CPUID_FPU: u32 = 1 << 0;
-/// CPUID leaf 1 ECX (SDM Vol. 2A CPUID, Table 3-10): CMPXCHG16B, and SSE3..SSE4.2, POPCNT and
+/// CPUID leaf 1 ECX (SDM Vol. 2A CPUID, Table 3-10): CMPXCHG16B, MOVBE, and SSE3..SSE4.2, POPCNT and
 /// XSAVE from `super::sse`.
-pub const CPUID_1_ECX: u32 = CPUID_CX16 | sse::cpuid_ecx::ALL;
+pub const CPUID_1_ECX: u32 = CPUID_CX16 | CPUID_MOVBE | sse::cpuid_ecx::ALL;
 pub const CPUID_CX16: u32 = 1 << 13;
+pub const CPUID_MOVBE: u32 = 1 << 22;
 pub const CPUID_PSE: u32 = 1 << 3;
 pub const CPUID_TSC: u32 = 1 << 4;
 pub const CPUID_MSR: u32 = 1 << 5;
@@ -144,7 +214,14 @@ pub const CPUID_PGE: u32 = 1 << 13;
 pub const CPUID_CMOV: u32 = 1 << 15;
 /// CPUID 80000001H EDX (SDM Vol. 2A CPUID, Table 3-8): SYSCALL/SYSRET, execute-disable,
 /// Intel 64 (long mode).
-pub const CPUID_EXT_EDX: u32 = CPUID_EXT_SYSCALL | CPUID_EXT_NX | CPUID_EXT_RDTSCP | CPUID_EXT_LM;
+pub const CPUID_EXT_EDX: u32 =
+    CPUID_EXT_SYSCALL | CPUID_EXT_NX | CPUID_EXT_PAGE1GB | CPUID_EXT_RDTSCP | CPUID_EXT_LM;
+/// 1 GiB pages in 4-level paging (SDM Vol. 3A 4.5).
+pub const CPUID_EXT_PAGE1GB: u32 = 1 << 26;
+/// CPUID leaf 7 subleaf 0 EBX (SDM Vol. 2A CPUID, Table 3-8): SMEP, SMAP (with STAC/CLAC).
+pub const CPUID_7_EBX: u32 = CPUID_7_SMEP | CPUID_7_SMAP;
+pub const CPUID_7_SMEP: u32 = 1 << 7;
+pub const CPUID_7_SMAP: u32 = 1 << 20;
 pub const CPUID_EXT_SYSCALL: u32 = 1 << 11;
 pub const CPUID_EXT_NX: u32 = 1 << 20;
 pub const CPUID_EXT_RDTSCP: u32 = 1 << 27;
@@ -178,6 +255,7 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
             CPUID_1_ECX,
             CPUID_1_EDX,
         ],
+        7 => [0, CPUID_7_EBX, 0, 0],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
         0x8000_0001 => [0, 0, CPUID_EXT_ECX, CPUID_EXT_EDX],
         0x8000_0008 => [CPUID_ADDRESS_SIZES, 0, 0, 0],
@@ -210,6 +288,8 @@ pub(super) fn cpuid(ctx: &mut JitContext) -> Exec {
             r
         }
         0xd => sse::state::cpuid_leaf_d(ctx.cpu.gpr[gpr::RCX] as u32),
+        // Leaf 7 has one subleaf (EAX = 0 reports the highest).
+        7 if ctx.cpu.gpr[gpr::RCX] as u32 != 0 => [0; 4],
         _ => cpuid_leaf(leaf),
     };
     for (reg, v) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX].into_iter().zip(r) {
@@ -704,16 +784,17 @@ mod tests {
                 | (1 << 25)
                 | (1 << 26)
         );
-        // SSE3, SSSE3, CX16, SSE4.1, SSE4.2, POPCNT, XSAVE; no OSXSAVE with CR4 clear.
+        // SSE3, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT, XSAVE; no OSXSAVE with CR4 clear.
         assert_eq!(
             l1[2],
-            1 | (1 << 9) | (1 << 13) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 26)
+            1 | (1 << 9) | (1 << 13) | (1 << 19) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 26)
         );
         assert_eq!(
             cpuid_leaf(0x8000_0001)[3],
-            (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29),
-            "SYSCALL, NX, RDTSCP, LM"
+            (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29),
+            "SYSCALL, NX, Page1GB, RDTSCP, LM"
         );
+        assert_eq!(cpuid_leaf(7), [0, (1 << 7) | (1 << 20), 0, 0], "SMEP, SMAP");
         assert_eq!(cpuid_leaf(0x8000_0001)[2], 1, "LAHF/SAHF in 64-bit mode");
         assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0008);
         assert_eq!(cpuid_leaf(0x8000_0008)[0], 0x3028);

@@ -1273,3 +1273,209 @@ fn wrmsr_tsc_sets_the_counter_and_it_keeps_counting() {
     // The state read out carries the current count.
     assert!(m.ctx.cpu_state().tsc > tsc);
 }
+
+#[test]
+fn long_mode_call_gate_from_ring3_switches_to_rsp0_and_retfq_returns() {
+    let mut m = long64();
+    // User-accessible identity map, ring-3 64-bit code 0x20 and data 0x28, and a 16-byte
+    // 64-bit call gate at 0x30 (DPL 3) to 0x08:0x2000.
+    m.load(0x70000, &(0x71000u64 | 7).to_le_bytes());
+    m.load(0x71000, &(0x72000u64 | 7).to_le_bytes());
+    m.load(0x72000, &(0x87u64).to_le_bytes());
+    let gate_low: u64 = 0x2000 | (0x08 << 16) | (0xecu64 << 40);
+    for (i, d) in [0x00af_fb00_0000_ffffu64, 0x00cf_f300_0000_ffff, gate_low, 0]
+        .iter()
+        .enumerate()
+    {
+        m.load(0x820 + 8 * i as u64, &d.to_le_bytes());
+    }
+    m.ctx.cpu.gdtr.limit = 0x3f;
+    m.load(0x904, &0x8800u64.to_le_bytes()); // RSP0
+    let c = &mut m.ctx.cpu;
+    c.seg[SegmentIndex::Cs as usize] = Segment::from_descriptor(0x23, 0x0000_ffff, 0x00af_fb00);
+    c.seg[SegmentIndex::Ss as usize] = Segment::from_descriptor(0x2b, 0x0000_ffff, 0x00cf_f300);
+    c.gpr[gpr::RSP] = 0x7000;
+    m.ctx.flush_tlb();
+    assert_eq!(m.ctx.cpu.cpl(), 3);
+    // call far [0x3000] (m16:32: offset ignored, selector 0x33); at 0x2000: retfq.
+    m.load(0x1000, &[0xff, 0x1c, 0x25, 0x00, 0x30, 0x00, 0x00]);
+    m.load(0x3000, &[0, 0, 0, 0, 0x33, 0]);
+    m.load(0x2000, &[0x48, 0xcb]);
+    assert_eq!(m.step_once(), Step::Branch);
+    let c = &m.ctx.cpu;
+    assert_eq!((c.cs().selector, c.rip, c.cpl()), (0x08, 0x2000, 0));
+    assert_eq!(
+        c.seg[SegmentIndex::Ss as usize].selector,
+        0,
+        "null SS, RPL 0"
+    );
+    assert_eq!(c.gpr[gpr::RSP], 0x8800 - 32);
+    assert_eq!(m.u64_at(0x8800 - 8), 0x2b, "old SS");
+    assert_eq!(m.u64_at(0x8800 - 16), 0x7000, "old RSP");
+    assert_eq!(m.u64_at(0x8800 - 24), 0x23, "old CS");
+    assert_eq!(m.u64_at(0x8800 - 32), 0x1007, "return RIP");
+    assert_eq!(m.step_once(), Step::Branch);
+    let c = &m.ctx.cpu;
+    assert_eq!((c.cs().selector, c.rip, c.cpl()), (0x23, 0x1007, 3));
+    assert_eq!(c.seg[SegmentIndex::Ss as usize].selector, 0x2b);
+    assert_eq!(c.gpr[gpr::RSP], 0x7000);
+}
+
+#[test]
+fn fault_loading_the_new_tasks_segments_is_raised_at_its_first_instruction() {
+    let mut m = Machine::flat32();
+    // GDT: + busy TSS A 0x18 at 0x5000 (the current task), TSS B 0x20 at 0x5100, execute-only
+    // code 0x28 (B's DS: #TS(0x28) once B's CS and SS are loaded).
+    let extra: [u64; 3] = [
+        0x0000_8b00_5000_0067,
+        0x0000_8900_5100_0067,
+        0x00cf_9800_0000_ffff,
+    ];
+    for (i, d) in extra.iter().enumerate() {
+        m.load(0x818 + 8 * i as u64, &d.to_le_bytes());
+    }
+    m.ctx.cpu.gdtr.limit = 47;
+    m.ctx.cpu.tr = Segment {
+        base: 0x5000,
+        limit: 0x67,
+        selector: 0x18,
+        attr: Segment::ATTR_P | 0xb,
+    };
+    for (off, v) in [
+        (0x20u64, 0x4000u32), // EIP
+        (0x24, 2),            // EFLAGS
+        (0x28, 0xb0b0),       // EAX
+        (0x38, 0x8000),       // ESP
+        (0x48, 0x10),         // ES
+        (0x4c, 0x08),         // CS
+        (0x50, 0x10),         // SS
+        (0x54, 0x28),         // DS
+        (0x58, 0x10),         // FS
+        (0x5c, 0x10),         // GS
+    ] {
+        m.load(0x5100 + off, &v.to_le_bytes());
+    }
+    m.set_gate32(10, 0x3000);
+    // call 0x20:0
+    m.load(0x1000, &[0x9a, 0, 0, 0, 0, 0x20, 0]);
+    m.ctx.cpu.gpr[gpr::RAX] = 0xa0a0;
+    assert_eq!(m.step_once(), Step::Branch);
+    let c = &m.ctx.cpu;
+    assert_eq!(c.tr.selector, 0x20, "the switch happened");
+    assert_eq!(c.gpr[gpr::RAX], 0xb0b0, "B's registers");
+    assert_ne!(c.cr0 & cr0::TS, 0);
+    assert_eq!(c.rip, 0x3000, "#TS handler");
+    assert_eq!(c.gpr[gpr::RSP], 0x8000 - 16, "on B's stack");
+    assert_eq!(m.u32_at(0x7ff0), 0x28, "error code: B's DS");
+    assert_eq!(m.u32_at(0x7ff4), 0x4000, "B's first instruction");
+    assert_ne!(m.u32_at(0x7ffc) & rflags::NT as u32, 0, "B is nested");
+    assert_eq!(m.u32_at(0x5020), 0x1007, "A resumes after the CALL");
+    assert_eq!(m.u32_at(0x5028), 0xa0a0, "A's EAX saved");
+    assert_eq!(m.u16_at(0x5100), 0x18, "B's link");
+    assert_eq!(m.read(0x825, 1)[0], 0x8b, "B busy");
+    assert_eq!(m.read(0x81d, 1)[0], 0x8b, "A stays busy under CALL");
+}
+
+#[test]
+fn io_bitmap_allows_and_denies_ports_at_cpl3() {
+    let mut m = Machine::flat32();
+    // Ring-3 code 0x18 and data 0x20; 32-bit TSS at 0x5000 with its bitmap at 0x68 covering
+    // ports 0-15 (limit 0x6a): port 0xe9 lies beyond it, ports 1-7 are allowed, 8-15 denied.
+    for (i, d) in [0x00cf_fb00_0000_ffffu64, 0x00cf_f300_0000_ffff]
+        .iter()
+        .enumerate()
+    {
+        m.load(0x818 + 8 * i as u64, &d.to_le_bytes());
+    }
+    m.ctx.cpu.gdtr.limit = 39;
+    m.load(0x5004, &0x9000u32.to_le_bytes()); // ESP0
+    m.load(0x5008, &0x10u32.to_le_bytes()); // SS0
+    m.load(0x5066, &0x68u16.to_le_bytes());
+    m.load(0x5068, &[0x01, 0xff, 0xff]);
+    m.ctx.cpu.tr = Segment {
+        base: 0x5000,
+        limit: 0x6a,
+        selector: 0x28,
+        attr: Segment::ATTR_P | 0xb,
+    };
+    let c = &mut m.ctx.cpu;
+    c.seg[SegmentIndex::Cs as usize] = Segment::from_descriptor(0x1b, 0x0000_ffff, 0x00cf_fb00);
+    c.seg[SegmentIndex::Ss as usize] = Segment::from_descriptor(0x23, 0x0000_ffff, 0x00cf_f300);
+    assert_eq!(m.ctx.cpu.cpl(), 3);
+    m.ctx.flags.set_eflags();
+    m.set_gate32(13, 0x3000);
+    // out 0x02, al ; out 0x06, ax (ports 6-7) ; out 0x07, ax (7-8: denied)
+    m.load(0x1000, &[0xe6, 0x02, 0x66, 0xe7, 0x06, 0x66, 0xe7, 0x07]);
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!(m.step_once(), Step::Branch);
+    assert_eq!(m.ctx.cpu.rip, 0x3000, "#GP for port 8");
+    // Port 0 (bit 0 set) and a port beyond the bitmap are denied too.
+    for code in [[0xe6u8, 0x00], [0xe6, 0xe9]] {
+        m.ctx.cpu.seg[SegmentIndex::Cs as usize] =
+            Segment::from_descriptor(0x1b, 0x0000_ffff, 0x00cf_fb00);
+        m.ctx.cpu.seg[SegmentIndex::Ss as usize] =
+            Segment::from_descriptor(0x23, 0x0000_ffff, 0x00cf_f300);
+        m.ctx.cpu.gpr[gpr::RSP] = 0x9000;
+        m.load(0x1100, &code);
+        m.ctx.cpu.rip = 0x1100;
+        assert_eq!(m.step_once(), Step::Branch);
+        assert_eq!(m.ctx.cpu.rip, 0x3000, "#GP for {code:02x?}");
+    }
+}
+
+#[test]
+fn segment_limits_and_rights_are_checked_in_protected_mode() {
+    let mut m = Machine::flat32();
+    m.set_gate32(13, 0x3000);
+    m.set_gate32(12, 0x3100);
+    // FS: base 0x10000, limit 0xffff, byte granular.
+    m.ctx.cpu.seg[SegmentIndex::Fs as usize] =
+        Segment::from_descriptor(0x18, 0x0000_ffff, 0x0040_9201);
+    // mov al, [fs:0xffff] ; mov eax, [fs:0xfffe] (crosses the limit)
+    m.load(0x1000, &[0x64, 0xa0, 0xff, 0xff, 0x00, 0x00]);
+    m.load(0x1006, &[0x64, 0xa1, 0xfe, 0xff, 0x00, 0x00]);
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!(m.step_once(), Step::Branch);
+    assert_eq!(m.ctx.cpu.rip, 0x3000, "#GP");
+    assert_eq!(m.u32_at(0x9000 - 16), 0, "error code 0");
+    assert_eq!(m.u32_at(0x9000 - 12), 0x1006, "at the instruction");
+    // SS with a 1 MiB limit: mov eax, [esp + 0x100000] -> #SS(0).
+    m.ctx.cpu.gpr[gpr::RSP] = 0x9000;
+    m.ctx.cpu.seg[SegmentIndex::Ss as usize] =
+        Segment::from_descriptor(0x10, 0x0000_ffff, 0x0040_920f);
+    m.load(0x1100, &[0x8b, 0x84, 0x24, 0x00, 0x00, 0x10, 0x00]);
+    m.ctx.cpu.rip = 0x1100;
+    assert_eq!(m.step_once(), Step::Branch);
+    assert_eq!(m.ctx.cpu.rip, 0x3100, "#SS");
+    // A null GS: mov eax, [gs:0] -> #GP(0).
+    m.ctx.cpu.gpr[gpr::RSP] = 0x9000;
+    m.ctx.cpu.seg[SegmentIndex::Gs as usize] = Segment::default();
+    m.load(0x1200, &[0x65, 0xa1, 0, 0, 0, 0]);
+    m.ctx.cpu.rip = 0x1200;
+    assert_eq!(m.step_once(), Step::Branch);
+    assert_eq!(m.ctx.cpu.rip, 0x3000);
+}
+
+#[test]
+fn movbe_loads_and_stores_byte_reversed() {
+    let mut m = long64();
+    m.load(0x4000, &0x1122_3344_5566_7788u64.to_le_bytes());
+    m.ctx.cpu.gpr[gpr::RBX] = 0x4000;
+    m.ctx.cpu.gpr[gpr::RDX] = 0xffff_ffff_ffff_ffff;
+    m.ctx.cpu.gpr[gpr::RCX] = 0x0102_0304_0506_0708;
+    // movbe eax, [rbx] ; movbe dx, [rbx] ; movbe [rbx], rcx
+    m.load(
+        0x1000,
+        &[
+            0x0f, 0x38, 0xf0, 0x03, 0x66, 0x0f, 0x38, 0xf0, 0x13, 0x48, 0x0f, 0x38, 0xf1, 0x0b,
+        ],
+    );
+    for _ in 0..3 {
+        assert_eq!(m.step_once(), Step::Continue);
+    }
+    let c = &m.ctx.cpu;
+    assert_eq!(c.gpr[gpr::RAX], 0x8877_6655, "32-bit load zero-extends");
+    assert_eq!(c.gpr[gpr::RDX], 0xffff_ffff_ffff_8877, "16-bit load merges");
+    assert_eq!(m.u64_at(0x4000), 0x0807_0605_0403_0201);
+}

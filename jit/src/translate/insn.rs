@@ -184,6 +184,15 @@ impl Tx<'_, '_> {
 
     /// Translate one instruction if it is one of the inline ones.
     pub fn translate_insn(&mut self, insn: &Instruction, block_start: u64) -> Done {
+        // A direct branch to a non-canonical target raises #GP(0) at the branch when taken
+        // (64-bit mode; SDM Vol. 2A JMP/Jcc/CALL/LOOP): the interpreter does that.
+        if matches!(
+            insn.op0_kind(),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+        ) && !crate::paging::is_canonical(insn.near_branch_target())
+        {
+            return Done::NotHandled;
+        }
         if insn.is_jcc_short_or_near() {
             return self.jcc(insn, block_start);
         }

@@ -142,7 +142,9 @@ pub(super) fn handles(m: M) -> bool {
                 | M::Dpps
                 | M::Dppd
                 | M::Pcmpestri
+                | M::Pcmpestri64
                 | M::Pcmpestrm
+                | M::Pcmpestrm64
                 | M::Pcmpistri
                 | M::Pcmpistrm
         )
@@ -477,7 +479,12 @@ fn run(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction, m: M) -> Exec
             commit(ctx, &env)?;
             r
         }
-        M::Pcmpestri | M::Pcmpestrm | M::Pcmpistri | M::Pcmpistrm => {
+        M::Pcmpestri
+        | M::Pcmpestri64
+        | M::Pcmpestrm
+        | M::Pcmpestrm64
+        | M::Pcmpistri
+        | M::Pcmpistrm => {
             return pcmpstr(ctx, insn, m, a, b, imm);
         }
         _ => return Err(Fault::ud()),
@@ -645,7 +652,10 @@ fn pcmpstr(ctx: &mut JitContext, insn: &Instruction, m: M, a: u128, b: u128, imm
             }
         }
     };
-    let explicit = matches!(m, M::Pcmpestri | M::Pcmpestrm);
+    let explicit = matches!(
+        m,
+        M::Pcmpestri | M::Pcmpestri64 | M::Pcmpestrm | M::Pcmpestrm64
+    );
     let length = |v: u128, reg: usize| -> usize {
         if explicit {
             let raw = if insn.code().op_code().operand_size() == 64 {
@@ -717,7 +727,7 @@ fn pcmpstr(ctx: &mut JitContext, insn: &Instruction, m: M, a: u128, b: u128, imm
         3 => (res1 ^ valid_b) & all,
         _ => res1,
     };
-    if matches!(m, M::Pcmpestri | M::Pcmpistri) {
+    if matches!(m, M::Pcmpestri | M::Pcmpestri64 | M::Pcmpistri) {
         let idx = if res2 == 0 {
             n as u32
         } else if imm & 0x40 != 0 {

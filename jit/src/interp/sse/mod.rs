@@ -171,7 +171,9 @@ fn needs_alignment(m: M) -> bool {
             | M::Movdqu
             | M::Lddqu
             | M::Pcmpestri
+            | M::Pcmpestri64
             | M::Pcmpestrm
+            | M::Pcmpestrm64
             | M::Pcmpistri
             | M::Pcmpistrm
     )
