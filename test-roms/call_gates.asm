@@ -9,6 +9,7 @@
 ; others raise #GP(0), as do accesses straddling a denied port and ports beyond the bitmap.
 
 %include "common.inc"
+%include "faults.inc"
         ROM_BEGIN
 
 IDT        equ 0x2000
@@ -18,11 +19,6 @@ IO_MAP     equ 0x68                 ; bitmap offset in the TSS: ports 0-0x3FF
 TSS_LIMIT  equ IO_MAP + 0x80        ; the bitmap's last byte and the all-ones byte after it
 STACK3     equ 0x70000              ; ring-3 stack top
 GATE_INT32 equ 0x8E00
-F_COUNT    equ 0x600
-F_VEC      equ 0x604
-F_ERR      equ 0x608
-F_EIP      equ 0x60C
-F_SKIP     equ 0x610
 G_EIP      equ 0x620                ; what the gate handlers saw
 G_CS       equ 0x624
 G_P0       equ 0x628
@@ -48,29 +44,6 @@ SEL_GATE_DONE equ 0x78              ; call gate, DPL 3 -> 0x08:ring0_done
 SEL_CONFORM   equ 0x80              ; conforming code, DPL 0 (the #TS handler runs at CPL 3)
 SEL_GATE_JMP  equ 0x88              ; call gate, DPL 0 -> 0x08:jmp_landing
 GDT_RAM_LIMIT equ 0x90 - 1
-
-; %1 name, %2 vector, %3 error code, %4 the instruction; expects a fault at the instruction.
-%macro EXPECT_FAULT 4+
-        mov dword [F_SKIP], %%end - %%site
-        mov dword [F_COUNT], 0
-%%site:
-        %4
-%%end:
-        cmp dword [F_COUNT], 1
-        jne %%out
-        cmp dword [F_VEC], %2
-        jne %%out
-        cmp dword [F_ERR], %3
-        jne %%out
-        cmp dword [F_EIP], ROMBASE + %%site
-%%out:  REPORT32 %1
-%endmacro
-
-%macro STUB_ERR 1
-stub_%1:
-        push dword %1
-        jmp fault_common
-%endmacro
 
 ; edi = descriptor address, ebx = offset, ax = selector, ecx = (attribute byte << 8) | params.
 %macro CALL_GATE 4
@@ -356,21 +329,7 @@ write_call_gate:
         STUB_ERR 11
         STUB_ERR 13
 
-; Stack: vector, error code, EIP, CS, EFLAGS (ESP, SS from ring 3).
-fault_common:
-        push eax
-        inc dword [F_COUNT]
-        mov eax, [esp + 4]
-        mov [F_VEC], eax
-        mov eax, [esp + 8]
-        mov [F_ERR], eax
-        mov eax, [esp + 12]
-        mov [F_EIP], eax
-        mov eax, [F_SKIP]
-        add [esp + 12], eax
-        pop eax
-        add esp, 8
-        iretd
+        FAULT_COMMON
 
 unexpected:
         PRINT32 "unexpected exception", 10

@@ -6,39 +6,18 @@
 ; TCG, the reference these ROMs are compared with, does not check them.
 
 %include "common.inc"
+%include "faults.inc"
         ROM_BEGIN
 
 IDT        equ 0x2000
 GDT_RAM    equ 0x2800               ; the common GDT copied here and extended
 GATE_INT32 equ 0x8E00
-F_COUNT    equ 0x600
-F_VEC      equ 0x604
-F_ERR      equ 0x608
-F_EIP      equ 0x60C
-F_SKIP     equ 0x610
 
 SEL_NOT_PRESENT equ 0x30            ; data, P=0
 SEL_READ_ONLY   equ 0x38            ; data, read-only (loadable into DS/ES)
 SEL_EXEC_ONLY   equ 0x40            ; code, execute-only
 SEL_PAST_LIMIT  equ 0x80            ; beyond the GDT limit
 GDT_RAM_LIMIT   equ 0x48 - 1
-
-; %1 name, %2 vector, %3 error code, %4 the instruction; expects a fault at the instruction.
-%macro EXPECT_FAULT 4+
-        mov dword [F_SKIP], %%end - %%site
-        mov dword [F_COUNT], 0
-%%site:
-        %4
-%%end:
-        cmp dword [F_COUNT], 1
-        jne %%out
-        cmp dword [F_VEC], %2
-        jne %%out
-        cmp dword [F_ERR], %3
-        jne %%out
-        cmp dword [F_EIP], ROMBASE + %%site
-%%out:  REPORT32 %1
-%endmacro
 
 ; %1 name, %2 vector, %3 the instruction; expects a trap reported after the instruction.
 %macro EXPECT_TRAP 3+
@@ -52,19 +31,6 @@ GDT_RAM_LIMIT   equ 0x48 - 1
         jne %%out
         cmp dword [F_EIP], ROMBASE + %%end
 %%out:  REPORT32 %1
-%endmacro
-
-; Exception entry stubs: push a zero error code where the CPU pushes none, then the vector.
-%macro STUB_NOERR 1
-stub_%1:
-        push dword 0
-        push dword %1
-        jmp fault_common
-%endmacro
-%macro STUB_ERR 1
-stub_%1:
-        push dword %1
-        jmp fault_common
 %endmacro
 
 start:
@@ -157,21 +123,7 @@ write_gate:
         STUB_ERR 11
         STUB_ERR 13
 
-; Stack: vector, error code, EIP, CS, EFLAGS.
-fault_common:
-        push eax
-        inc dword [F_COUNT]
-        mov eax, [esp + 4]
-        mov [F_VEC], eax
-        mov eax, [esp + 8]
-        mov [F_ERR], eax
-        mov eax, [esp + 12]
-        mov [F_EIP], eax
-        mov eax, [F_SKIP]
-        add [esp + 12], eax
-        pop eax
-        add esp, 8                  ; vector and error code
-        iretd
+        FAULT_COMMON
 
 unexpected:
         PRINT32 "unexpected exception", 10

@@ -10,37 +10,17 @@
 ; SDM's, written down by hand.
 
 %include "common.inc"
+%include "faults.inc"
         ROM_BEGIN
 
 IDT        equ 0x2000
 GDT_RAM    equ 0x2800
 GATE_INT32 equ 0x8E00
-F_COUNT    equ 0x600
-F_VEC      equ 0x604
-F_ERR      equ 0x608
-F_EIP      equ 0x60C
-F_SKIP     equ 0x610
 
 SEL_READ_ONLY   equ 0x30        ; data, read-only, flat
 SEL_EXPAND_DOWN equ 0x38        ; data, expand-down, base 0, limit 0xFFFF, B = 1
 SEL_SHORT_STACK equ 0x40        ; data, base 0, limit 0xFFFFF (byte granular)
 GDT_RAM_LIMIT   equ 0x48 - 1
-
-%macro EXPECT_FAULT 4+
-        mov dword [F_SKIP], %%end - %%site
-        mov dword [F_COUNT], 0
-%%site:
-        %4
-%%end:
-        cmp dword [F_COUNT], 1
-        jne %%out
-        cmp dword [F_VEC], %2
-        jne %%out
-        cmp dword [F_ERR], %3
-        jne %%out
-        cmp dword [F_EIP], ROMBASE + %%site
-%%out:  REPORT32 %1
-%endmacro
 
 ; %1 name, %2 the instruction: no fault.
 %macro EXPECT_NO_FAULT 2+
@@ -48,12 +28,6 @@ GDT_RAM_LIMIT   equ 0x48 - 1
         %2
         cmp dword [F_COUNT], 0
         REPORT32 %1
-%endmacro
-
-%macro STUB_ERR 1
-stub_%1:
-        push dword %1
-        jmp fault_common
 %endmacro
 
 start:
@@ -157,20 +131,7 @@ write_gate:
         STUB_ERR 12
         STUB_ERR 13
 
-fault_common:
-        push eax
-        inc dword [F_COUNT]
-        mov eax, [esp + 4]
-        mov [F_VEC], eax
-        mov eax, [esp + 8]
-        mov [F_ERR], eax
-        mov eax, [esp + 12]
-        mov [F_EIP], eax
-        mov eax, [F_SKIP]
-        add [esp + 12], eax
-        pop eax
-        add esp, 8
-        iretd
+        FAULT_COMMON
 
 unexpected:
         PRINT32 "unexpected exception", 10

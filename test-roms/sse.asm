@@ -12,15 +12,11 @@
 ; flushing them), while the SDM sets it for denormal operands.
 
 %include "common.inc"
+%include "faults.inc"
         ROM_BEGIN
 
 IDT        equ 0x2000
 GATE_INT32 equ 0x8E00
-F_COUNT    equ 0x600
-F_VEC      equ 0x604
-F_ERR      equ 0x608
-F_EIP      equ 0x60C
-F_SKIP     equ 0x610
 HASH       equ 0x620
 PAIR_I     equ 0x624
 PAIR_J     equ 0x628
@@ -35,35 +31,6 @@ CR0_TS     equ 1 << 3
 CR4_OSFXSR equ 1 << 9
 CR4_OSXMMEXCPT equ 1 << 10
 CR4_OSXSAVE equ 1 << 18
-
-; %1 name, %2 vector, %3 error code, %4 the instruction; expects a fault at the instruction.
-%macro EXPECT_FAULT 4+
-        mov dword [F_SKIP], %%end - %%site
-        mov dword [F_COUNT], 0
-%%site:
-        %4
-%%end:
-        cmp dword [F_COUNT], 1
-        jne %%out
-        cmp dword [F_VEC], %2
-        jne %%out
-        cmp dword [F_ERR], %3
-        jne %%out
-        cmp dword [F_EIP], ROMBASE + %%site
-%%out:  REPORT32 %1
-%endmacro
-
-%macro STUB_NOERR 1
-stub_%1:
-        push dword 0
-        push dword %1
-        jmp fault_common
-%endmacro
-%macro STUB_ERR 1
-stub_%1:
-        push dword %1
-        jmp fault_common
-%endmacro
 
 ; %1 name, %2 operand table, %3 number of vectors in it, %4 mode list, %5.. the instructions,
 ; each in braces (operating on xmm1 with xmm2 as the source; xmm0, eax, edx may be inputs too).
@@ -628,21 +595,7 @@ write_gate:
         STUB_NOERR 7
         STUB_ERR 13
 
-; Stack: vector, error code, EIP, CS, EFLAGS.
-fault_common:
-        push eax
-        inc dword [F_COUNT]
-        mov eax, [esp + 4]
-        mov [F_VEC], eax
-        mov eax, [esp + 8]
-        mov [F_ERR], eax
-        mov eax, [esp + 12]
-        mov [F_EIP], eax
-        mov eax, [F_SKIP]
-        add [esp + 12], eax
-        pop eax
-        add esp, 8
-        iretd
+        FAULT_COMMON
 
 unexpected:
         PRINT32 "unexpected exception", 10

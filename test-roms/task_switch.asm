@@ -11,6 +11,7 @@
 ; first instruction; the JIT follows the SDM, see the unit tests of jit/src/interp/task.rs.)
 
 %include "common.inc"
+%include "faults.inc"
         ROM_BEGIN
 
 IDT        equ 0x2000
@@ -25,11 +26,6 @@ STACK_DF   equ 0x58000
 GATE_INT32 equ 0x8E00
 EFLAGS_NT  equ 1 << 14
 CR0_TS     equ 1 << 3
-F_COUNT    equ 0x600
-F_VEC      equ 0x604
-F_ERR      equ 0x608
-F_EIP      equ 0x60C
-F_SKIP     equ 0x610
 B_COUNT    equ 0x620                ; what task B saw
 B_EAX      equ 0x624
 B_FLAGS    equ 0x628
@@ -59,28 +55,6 @@ SEL_TSS_NP    equ 0x68              ; not present
 SEL_CODE_ROM  equ 0x70              ; 32-bit code, base ROMBASE
 SEL_LDT_DATA  equ 0x04              ; LDT entry 0, data at SCRATCH
 GDT_RAM_LIMIT equ 0x78 - 1
-
-%macro EXPECT_FAULT 4+
-        mov dword [F_SKIP], %%end - %%site
-        mov dword [F_COUNT], 0
-%%site:
-        %4
-%%end:
-        cmp dword [F_COUNT], 1
-        jne %%out
-        cmp dword [F_VEC], %2
-        jne %%out
-        cmp dword [F_ERR], %3
-        jne %%out
-        cmp dword [F_EIP], ROMBASE + %%site
-%%out:  REPORT32 %1
-%endmacro
-
-%macro STUB_ERR 1
-stub_%1:
-        push dword %1
-        jmp fault_common
-%endmacro
 
 ; %1 TSS base, %2 EIP, %3 ESP: a ring-0 task with flat segments.
 %macro INIT_TSS 3
@@ -337,20 +311,7 @@ write_gate:
         STUB_ERR 11
         STUB_ERR 13
 
-fault_common:
-        push eax
-        inc dword [F_COUNT]
-        mov eax, [esp + 4]
-        mov [F_VEC], eax
-        mov eax, [esp + 8]
-        mov [F_ERR], eax
-        mov eax, [esp + 12]
-        mov [F_EIP], eax
-        mov eax, [F_SKIP]
-        add [esp + 12], eax
-        pop eax
-        add esp, 8
-        iretd
+        FAULT_COMMON
 
 unexpected:
         PRINT32 "unexpected exception", 10

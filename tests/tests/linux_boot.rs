@@ -136,6 +136,20 @@ fn boot(accel: Accel, limit: Duration) {
         !text.contains("8254 timer not connected to IO-APIC"),
         "the PIT's interrupt did not arrive through the I/O APIC"
     );
+    // Clocks: the TSC (host time) calibrates against the PIT or the ACPI PM timer, and the
+    // local APIC timer passes Linux's verification against the PIT tick.
+    assert!(
+        text.contains("tsc: Detected"),
+        "Linux could not calibrate the TSC"
+    );
+    assert!(
+        !text.contains("Marking TSC unstable"),
+        "Linux rejected the TSC"
+    );
+    assert!(
+        !text.contains("APIC timer disabled"),
+        "Linux rejected the local APIC timer"
+    );
 }
 
 #[test]
