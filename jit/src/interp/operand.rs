@@ -256,6 +256,19 @@ pub fn mem_access(
     mem_linear_access(ctx, insn)
 }
 
+/// The segment checks of [`check_segment`] for `size` bytes of the memory operand, `extra`
+/// bytes further on (x87 and SSE operands, which compute their linear addresses themselves).
+pub fn check_mem_operand(
+    ctx: &JitContext,
+    insn: &Instruction,
+    extra: u64,
+    size: u32,
+    write: bool,
+) -> Result<(), Fault> {
+    let off = effective_offset(&ctx.cpu, insn).wrapping_add(extra) & mask(addr_size(insn));
+    check_segment(ctx, insn.memory_segment(), off, size, write)
+}
+
 /// Linear address of the memory operand `extra` bytes further on (far pointers, bit strings).
 #[inline]
 pub fn mem_linear_plus(ctx: &JitContext, insn: &Instruction, extra: u64) -> u64 {

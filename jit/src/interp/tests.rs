@@ -1479,3 +1479,65 @@ fn movbe_loads_and_stores_byte_reversed() {
     assert_eq!(c.gpr[gpr::RDX], 0xffff_ffff_ffff_8877, "16-bit load merges");
     assert_eq!(m.u64_at(0x4000), 0x0807_0605_0403_0201);
 }
+
+#[test]
+fn x87_and_sse_memory_operands_are_checked_against_the_segment() {
+    // DS: data, byte-granular limit 0xfff; ES: read-only data. #GP handler at 0x2000: hlt.
+    // Each case is one instruction at 0x1000 followed by hlt; `faults` says whether the
+    // instruction must raise #GP(0) (SDM Vol. 3A 5.3) instead of completing.
+    let cases: [(&[u8], bool, &str); 6] = [
+        (
+            &[0xd9, 0x05, 0xfc, 0x0f, 0, 0],
+            false,
+            "fld dword [0xffc]: last byte at the limit",
+        ),
+        (
+            &[0xd9, 0x05, 0xfe, 0x0f, 0, 0],
+            true,
+            "fld dword [0xffe]: beyond the limit",
+        ),
+        (
+            &[0xdd, 0x1d, 0xfc, 0x0f, 0, 0],
+            true,
+            "fstp qword [0xffc]: beyond the limit",
+        ),
+        (
+            &[0x0f, 0x10, 0x05, 0xf0, 0x0f, 0, 0],
+            false,
+            "movups xmm0, [0xff0]: fits",
+        ),
+        (
+            &[0x0f, 0x10, 0x05, 0xf8, 0x0f, 0, 0],
+            true,
+            "movups xmm0, [0xff8]: beyond",
+        ),
+        (
+            &[0x26, 0x0f, 0x11, 0x05, 0, 1, 0, 0],
+            true,
+            "movups [es:0x100], xmm0: read-only",
+        ),
+    ];
+    for (code, faults, what) in cases {
+        let mut m = Machine::flat32();
+        let c = &mut m.ctx.cpu;
+        c.cr4 |= 1 << 9; // OSFXSAVE
+        c.seg[SegmentIndex::Ds as usize] = Segment::from_descriptor(0x10, 0x0000_0fff, 0x0040_9300);
+        c.seg[SegmentIndex::Es as usize] = Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9100);
+        m.load(0x1000, code);
+        m.load(0x1000 + code.len() as u64, &[0xf4]);
+        m.load(0x2000, &[0xf4]);
+        m.set_gate32(13, 0x2000);
+        assert_eq!(m.run(10), Step::Exit, "{what}");
+        if faults {
+            assert_eq!(m.ctx.cpu.rip, 0x2001, "{what}: #GP");
+            assert_eq!(m.u32_at(0x9000 - 16), 0, "{what}: error code");
+            assert_eq!(m.u32_at(0x9000 - 12), 0x1000, "{what}: faulting EIP");
+        } else {
+            assert_eq!(
+                m.ctx.cpu.rip,
+                0x1000 + code.len() as u64 + 1,
+                "{what}: completes"
+            );
+        }
+    }
+}

@@ -289,6 +289,7 @@ pub(crate) fn read(
             } else {
                 1
             };
+            super::operand::check_mem_operand(ctx, insn, 0, size, false)?;
             let la = mem_addr(ctx, insn, align)?;
             read_mem(ctx, rt, la, size)
         }
@@ -322,6 +323,7 @@ pub(crate) fn write(
             } else {
                 1
             };
+            super::operand::check_mem_operand(ctx, insn, 0, size, true)?;
             let la = mem_addr(ctx, insn, align)?;
             write_mem(ctx, rt, la, size, v)
         }

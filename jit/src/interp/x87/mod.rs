@@ -251,10 +251,12 @@ impl X87Insn<'_> {
         operand::mem_linear_plus(self.ctx, self.insn, extra)
     }
     pub fn read(&mut self, extra: u64, size: u32) -> Result<u64, Fault> {
+        operand::check_mem_operand(self.ctx, self.insn, extra, size, false)?;
         let la = self.la(extra);
         mem::read(self.ctx, self.rt, la, size)
     }
     pub fn write(&mut self, extra: u64, size: u32, v: u64) -> Result<(), Fault> {
+        operand::check_mem_operand(self.ctx, self.insn, extra, size, true)?;
         let la = self.la(extra);
         mem::write(self.ctx, self.rt, la, size, v)
     }
