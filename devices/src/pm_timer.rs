@@ -75,6 +75,6 @@ mod tests {
         t.write(0, &[0xff; 4]);
         let mut hi = [0u8; 1];
         t.read(2, &mut hi);
-        assert_eq!(hi[0], ((5 * 3_579_545u32 & 0xff_ffff) >> 16) as u8);
+        assert_eq!(hi[0], (((5 * 3_579_545u32) & 0xff_ffff) >> 16) as u8);
     }
 }
