@@ -15,6 +15,7 @@ pub mod i8042;
 pub mod interrupts;
 pub mod ioapic;
 pub mod lapic;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod pm_timer;

@@ -29,10 +29,11 @@ use devices::i8042::{I8042State, COMMAND_PORT, DATA_PORT, I8042};
 use devices::interrupts::{IoApicMmio, LapicMmio, LapicTimer, PcInterrupts};
 use devices::ioapic::{IoApic, IoApicState, IOAPIC_BASE};
 use devices::lapic::{LapicState, LocalApic};
+use devices::pci::{PciHost, PciState, PCI_CONFIG_ADDRESS_PORT, PCI_CONFIG_PORTS_LEN};
 use devices::pic::{Pic, PicState, ELCR_PORT, MASTER_PORT, SLAVE_PORT};
 use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
 use devices::pm_timer::{PmTimer, PM_TMR_LEN, PM_TMR_PORT};
-use devices::reset::{A20Gate, PortA, ResetControl, PORT_A, RESET_CONTROL_PORT};
+use devices::reset::{A20Gate, PortA, ResetControl, PORT_A};
 use devices::serial::{SerialInputPoll, COM1_PORT, UART_LEN};
 use devices::{
     BusError, Buses, DebugCon, DebugExit, OutputSink, Pm1, PostPort, Serial, SerialInput,
@@ -160,6 +161,7 @@ pub struct PcDevices {
     kbc: Arc<Mutex<I8042>>,
     serial: Arc<Mutex<Serial>>,
     pm1: Arc<Mutex<Pm1>>,
+    pci: Arc<Mutex<PciHost>>,
     /// The IDE controller, when the machine has a disk ([`attach_disk`]).
     ata: Option<Arc<Mutex<Ata>>>,
     a20: A20Gate,
@@ -177,11 +179,12 @@ const DEV_CMOS: &str = "cmos";
 const DEV_I8042: &str = "i8042";
 const DEV_SERIAL: &str = "serial";
 const DEV_PM1: &str = "pm1";
+const DEV_PCI: &str = "pci";
 /// Only machines with a disk have it.
 const DEV_ATA: &str = "ata";
-const DEVICE_NAMES: [&str; 11] = [
+const DEVICE_NAMES: [&str; 12] = [
     DEV_CLOCK, DEV_A20, DEV_PIC, DEV_IOAPIC, DEV_LAPIC, DEV_PIT, DEV_CMOS, DEV_I8042, DEV_SERIAL,
-    DEV_PM1, DEV_ATA,
+    DEV_PM1, DEV_PCI, DEV_ATA,
 ];
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -203,6 +206,7 @@ impl PcDevices {
             (DEV_I8042.into(), lock(&self.kbc).state().to_bytes()),
             (DEV_SERIAL.into(), lock(&self.serial).state_bytes()),
             (DEV_PM1.into(), lock(&self.pm1).state().to_bytes()),
+            (DEV_PCI.into(), lock(&self.pci).state().to_bytes()),
         ];
         if let Some(ata) = &self.ata {
             saved.push((DEV_ATA.into(), lock(ata).state().to_bytes()));
@@ -228,6 +232,7 @@ impl PcDevices {
         lock(&self.kbc).set_state(I8042State::default());
         lock(&self.serial).reset();
         lock(&self.pm1).set_state(Pm1State::default());
+        lock(&self.pci).reset();
         if let Some(ata) = &self.ata {
             lock(ata).reset();
         }
@@ -274,6 +279,11 @@ impl PcDevices {
         let cmos = CmosState::from_bytes(dev(DEV_CMOS)?).map_err(wrap(DEV_CMOS))?;
         let kbc = I8042State::from_bytes(dev(DEV_I8042)?).map_err(wrap(DEV_I8042))?;
         let pm1 = Pm1State::from_bytes(dev(DEV_PM1)?).map_err(wrap(DEV_PM1))?;
+        let pci = PciState::from_bytes(dev(DEV_PCI)?).map_err(wrap(DEV_PCI))?;
+        // A snapshot of another board layout is refused before anything changes.
+        PciHost::new(ResetControl::new(devices::Requests::new()))
+            .set_state(&pci)
+            .map_err(wrap(DEV_PCI))?;
         let serial = dev(DEV_SERIAL)?;
         let ata = match (&self.ata, saved.iter().any(|(n, _)| n == DEV_ATA)) {
             (Some(ata), _) => {
@@ -303,6 +313,7 @@ impl PcDevices {
         lock(&self.cmos).set_state(cmos);
         lock(&self.kbc).set_state(kbc);
         lock(&self.pm1).set_state(pm1);
+        lock(&self.pci).set_state(&pci).map_err(wrap(DEV_PCI))?;
         if let Some((ata, state)) = ata {
             lock(ata).set_state(state);
         }
@@ -322,7 +333,9 @@ fn find<'a>(saved: &'a [(String, Vec<u8>)], name: &'static str) -> Result<&'a [u
 /// The legacy devices every emu PC has: debug console (0xE9), debug exit (0xF4), POST (0x80),
 /// COM1 (0x3F8), the ACPI PM1a event and control registers (0x600, 0x604), the 8259A pair (0x20, 0xA0, ELCR
 /// 0x4D0), the 8254 PIT with port B (0x40-0x43, 0x61), the RTC/CMOS (0x70), the i8042 keyboard
-/// controller (0x60, 0x64), System Control Port A (0x92) and the reset control register (0xCF9).
+/// controller (0x60, 0x64), System Control Port A (0x92), and PCI configuration mechanism #1
+/// (0xCF8-0xCFF: bus 0 with the i440FX/PIIX3 functions, `devices::pci`) whose byte port 0xCF9
+/// is the reset control register.
 ///
 /// The interrupt controllers: the 8259A pair, the I/O APIC at 0xFEC00000 and the local APIC at
 /// 0xFEE00000, wired as `devices::interrupts` describes (ISA IRQs reach both the 8259A and
@@ -444,10 +457,12 @@ pub fn build_buses(
         1,
         Box::new(PortA::new(buses.a20.clone(), requests.clone())),
     )?;
+    // 0xCF8-0xCFF: PCI configuration mechanism #1, with the reset control register at 0xCF9.
+    let pci = Arc::new(Mutex::new(PciHost::new(ResetControl::new(requests))));
     buses.io.insert(
-        u64::from(RESET_CONTROL_PORT),
-        1,
-        Box::new(ResetControl::new(requests)),
+        u64::from(PCI_CONFIG_ADDRESS_PORT),
+        PCI_CONFIG_PORTS_LEN,
+        Box::new(SharedDevice::new(pci.clone(), 0)),
     )?;
     let devices = PcDevices {
         pic,
@@ -458,6 +473,7 @@ pub fn build_buses(
         kbc,
         serial,
         pm1,
+        pci,
         ata: None,
         a20: buses.a20.clone(),
         clock,
@@ -564,7 +580,7 @@ mod tests {
         b.io_write(PORT_A, &[0]);
         assert!(!b.a20.enabled());
         // A reset through 0xCF9 is a platform request.
-        assert!(b.io_write(RESET_CONTROL_PORT, &[0x06]));
+        assert!(b.io_write(devices::reset::RESET_CONTROL_PORT, &[0x06]));
         assert_eq!(b.take_request(), Some(devices::PlatformRequest::Reset));
     }
 
