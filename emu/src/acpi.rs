@@ -126,12 +126,97 @@ fn gas_io(port: u64, bits: u8) -> [u8; 12] {
     g
 }
 
-/// The DSDT's AML: `Name (_S5, Package (4) { 0, 0, 0, 0 })` (sleep type 0 for S5, the value
-/// devices::debug::Pm1 treats as poweroff). NameOp 0x08, PackageOp 0x12 with PkgLength 6 and 4 elements,
-/// each ZeroOp.
-const DSDT_AML: &[u8] = &[
+/// The start of the DSDT's AML: `Name (_S5, Package (4) { 0, 0, 0, 0 })` (sleep type 0 for S5,
+/// the value devices::debug::Pm1 treats as poweroff). NameOp 0x08, PackageOp 0x12 with
+/// PkgLength 6 and 4 elements, each ZeroOp.
+const DSDT_S5_AML: &[u8] = &[
     0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
 ];
+
+/// AML opcodes and prefixes used below (ACPI 6.5 20.2).
+const AML_NAME_OP: u8 = 0x08;
+const AML_SCOPE_OP: u8 = 0x10;
+const AML_BUFFER_OP: u8 = 0x11;
+const AML_ZERO_OP: u8 = 0x00;
+const AML_WORD_PREFIX: u8 = 0x0b;
+const AML_DWORD_PREFIX: u8 = 0x0c;
+const AML_EXT_OP_PREFIX: u8 = 0x5b;
+const AML_DEVICE_OP: u8 = 0x82;
+/// EISAID("PNP0A03"), a PCI host bridge.
+const EISAID_PNP0A03: u32 = 0x030a_d041;
+
+/// `op` (one or two bytes), a PkgLength covering itself and `body`, then `body` (20.2.4).
+fn aml_package(op: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut v = op.to_vec();
+    let n = body.len() + 1;
+    if n < 0x40 {
+        v.push(n as u8);
+    } else {
+        let n = body.len() + 2;
+        assert!(n < 0x1000, "AML package too large");
+        v.push(0x40 | (n & 0xf) as u8);
+        v.push((n >> 4) as u8);
+    }
+    v.extend_from_slice(body);
+    v
+}
+
+/// A Word Address Space Descriptor (6.4.3.5.3), a producer with fixed bounds.
+fn word_address_space(kind: u8, type_flags: u8, min: u16, max: u16) -> Vec<u8> {
+    let mut d = vec![0x88, 13, 0, kind, 0x0c, type_flags];
+    for v in [0, min, max, 0, max - min + 1] {
+        d.extend_from_slice(&v.to_le_bytes());
+    }
+    d
+}
+
+/// The DSDT's AML: `_S5` and `\_SB.PCI0`, the PCI host bridge (devices::pci) with its _CRS:
+/// bus 0-255, the configuration ports 0xCF8-0xCFF, the I/O windows around them, the VGA hole
+/// and the 32-bit window from the end of RAM below 4 GiB (`ram_end`) up to the I/O APIC.
+/// Linux enumerates PCI buses only through such an object once it uses ACPI.
+fn dsdt_aml(ram_end: u64) -> Vec<u8> {
+    let mut crs = word_address_space(2, 0, 0, 0xff);
+    crs.extend_from_slice(&[0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08]);
+    // I/O: entire range (type-specific flags 3), below and above the configuration ports.
+    crs.extend(word_address_space(1, 3, 0, 0x0cf7));
+    crs.extend(word_address_space(1, 3, 0x0d00, 0xffff));
+    let mut memory = |min: u32, max: u32| {
+        // DWord Address Space Descriptor (6.4.3.5.2): memory, cacheable read/write.
+        crs.extend_from_slice(&[0x87, 23, 0, 0, 0x0c, 0x03]);
+        for v in [0, min, max, 0, max - min + 1] {
+            crs.extend_from_slice(&v.to_le_bytes());
+        }
+    };
+    memory(0x000a_0000, 0x000b_ffff);
+    let window_start = ram_end.next_multiple_of(1 << 20);
+    if window_start < devices::ioapic::IOAPIC_BASE {
+        memory(window_start as u32, devices::ioapic::IOAPIC_BASE as u32 - 1);
+    }
+    crs.extend_from_slice(&[0x79, 0x00]); // End Tag
+    let mut buffer_body = vec![AML_WORD_PREFIX];
+    buffer_body.extend_from_slice(&(crs.len() as u16).to_le_bytes());
+    buffer_body.extend(crs);
+
+    let mut device = vec![AML_NAME_OP];
+    device.extend_from_slice(b"_HID");
+    device.push(AML_DWORD_PREFIX);
+    device.extend_from_slice(&EISAID_PNP0A03.to_le_bytes());
+    device.push(AML_NAME_OP);
+    device.extend_from_slice(b"_UID");
+    device.push(AML_ZERO_OP);
+    device.push(AML_NAME_OP);
+    device.extend_from_slice(b"_CRS");
+    device.extend(aml_package(&[AML_BUFFER_OP], &buffer_body));
+    let mut pci0 = b"PCI0".to_vec();
+    pci0.extend(device);
+    let device = aml_package(&[AML_EXT_OP_PREFIX, AML_DEVICE_OP], &pci0);
+    let mut scope = b"\\_SB_".to_vec();
+    scope.extend(device);
+
+    let mut aml = DSDT_S5_AML.to_vec();
+    aml.extend(aml_package(&[AML_SCOPE_OP], &scope));
+    aml
+}
 
 /// The FADT body after the header (revision 4 layout, 244 bytes in all).
 fn fadt_body(facs: u64, dsdt: u64) -> Vec<u8> {
@@ -178,7 +263,14 @@ fn facs() -> Vec<u8> {
 pub fn install(ram: &GuestRam) -> Result<(), vcpu::MemoryError> {
     let facs_addr = TABLES_ADDR.next_multiple_of(64);
     let dsdt_addr = facs_addr + 64;
-    let dsdt = table(b"DSDT", 2, DSDT_AML);
+    let ram_end = ram
+        .regions()
+        .iter()
+        .filter(|r| r.kind == vcpu::RegionKind::Ram && r.base < 1 << 32)
+        .map(|r| (r.base + r.size).min(1 << 32))
+        .max()
+        .unwrap_or(0);
+    let dsdt = table(b"DSDT", 2, &dsdt_aml(ram_end));
     let fadt_addr = (dsdt_addr + dsdt.len() as u64).next_multiple_of(16);
     let fadt = table(b"FACP", 4, &fadt_body(facs_addr, dsdt_addr));
     let madt = table(b"APIC", 5, &madt_body());
@@ -286,7 +378,63 @@ mod tests {
         assert_eq!(&facs, b"FACS");
         assert_eq!(u64_at(&fadt, 132) % 64, 0);
         let dsdt = table_at(u64_at(&fadt, 140), b"DSDT");
-        assert_eq!(&dsdt[36..], DSDT_AML);
+        assert_eq!(&dsdt[36..36 + DSDT_S5_AML.len()], DSDT_S5_AML);
         assert_eq!(u64::from(u32_at(&fadt, 40)), u64_at(&fadt, 140));
+    }
+
+    /// A PkgLength at `b[0..]`: (package length, bytes it took) (ACPI 6.5 20.2.4).
+    fn pkg_length(b: &[u8]) -> (usize, usize) {
+        let extra = usize::from(b[0] >> 6);
+        if extra == 0 {
+            return (usize::from(b[0] & 0x3f), 1);
+        }
+        let mut n = usize::from(b[0] & 0x0f);
+        for (i, &x) in b[1..=extra].iter().enumerate() {
+            n |= usize::from(x) << (4 + 8 * i);
+        }
+        (n, 1 + extra)
+    }
+
+    #[test]
+    fn dsdt_describes_the_pci_host_bridge_with_its_windows() {
+        let aml = dsdt_aml(200 << 20);
+        let rest = &aml[DSDT_S5_AML.len()..];
+        // Scope (\_SB) spans exactly the rest of the table.
+        assert_eq!(rest[0], AML_SCOPE_OP);
+        let (scope_len, _) = pkg_length(&rest[1..]);
+        assert_eq!(scope_len, rest.len() - 1);
+        let (_, used) = pkg_length(&rest[1..]);
+        let scope = &rest[1 + used..];
+        assert_eq!(&scope[..5], b"\\_SB_");
+        // Device (PCI0) fills the scope.
+        let dev = &scope[5..];
+        assert_eq!(&dev[..2], &[AML_EXT_OP_PREFIX, AML_DEVICE_OP]);
+        let (dev_len, used) = pkg_length(&dev[2..]);
+        assert_eq!(dev_len, dev.len() - 2);
+        let body = &dev[2 + used..];
+        assert_eq!(&body[..4], b"PCI0");
+        assert_eq!(&body[4..9], &[AML_NAME_OP, b'_', b'H', b'I', b'D']);
+        assert_eq!(u32_at(body, 10), EISAID_PNP0A03);
+        // _CRS: a buffer whose resource template ends with the End Tag and holds the 32-bit
+        // window from the end of RAM (200 MiB) to just below the I/O APIC.
+        let crs_at = body.windows(4).position(|w| w == b"_CRS").unwrap() + 4;
+        assert_eq!(body[crs_at], AML_BUFFER_OP);
+        let (buf_len, used) = pkg_length(&body[crs_at + 1..]);
+        assert_eq!(crs_at + 1 + buf_len, body.len());
+        let buf = &body[crs_at + 1 + used..];
+        assert_eq!(buf[0], AML_WORD_PREFIX);
+        let template = &buf[3..];
+        assert_eq!(
+            usize::from(u16::from_le_bytes([buf[1], buf[2]])),
+            template.len()
+        );
+        assert_eq!(&template[template.len() - 2..], &[0x79, 0]);
+        let last_window = &template[template.len() - 2 - 26..template.len() - 2];
+        assert_eq!(last_window[0], 0x87);
+        assert_eq!(u32_at(last_window, 10), 200 << 20);
+        assert_eq!(u32_at(last_window, 14), 0xfebf_ffff);
+        // With RAM up to the I/O APIC there is no 32-bit window left to describe.
+        let full = dsdt_aml(0xfec0_0000);
+        assert_eq!(full.len(), aml.len() - 26);
     }
 }

@@ -136,6 +136,14 @@ fn boot(accel: Accel, limit: Duration) {
         !text.contains("8254 timer not connected to IO-APIC"),
         "the PIT's interrupt did not arrive through the I/O APIC"
     );
+    // PCI: the DSDT's host bridge (\_SB.PCI0) leads Linux to bus 0 and the PIIX3 functions.
+    for line in [
+        "PCI host bridge to bus 0000:00",
+        "pci 0000:00:00.0: [8086:1237]",
+        "pci 0000:00:01.1: [8086:7010] type 00 class 0x010100",
+    ] {
+        assert!(text.contains(line), "Linux did not log {line:?}");
+    }
     // Clocks: the TSC (host time) calibrates against the PIT or the ACPI PM timer, and the
     // local APIC timer passes Linux's verification against the PIT tick.
     assert!(
