@@ -241,6 +241,22 @@ impl Tx<'_, '_> {
             Mnemonic::Imul => self.imul(insn),
             Mnemonic::Push => self.push(insn),
             Mnemonic::Pop => self.pop(insn),
+            Mnemonic::Cmovo
+            | Mnemonic::Cmovno
+            | Mnemonic::Cmovb
+            | Mnemonic::Cmovae
+            | Mnemonic::Cmove
+            | Mnemonic::Cmovne
+            | Mnemonic::Cmovbe
+            | Mnemonic::Cmova
+            | Mnemonic::Cmovs
+            | Mnemonic::Cmovns
+            | Mnemonic::Cmovp
+            | Mnemonic::Cmovnp
+            | Mnemonic::Cmovl
+            | Mnemonic::Cmovge
+            | Mnemonic::Cmovle
+            | Mnemonic::Cmovg => self.cmov(insn),
             _ => Done::NotHandled,
         }
     }
@@ -392,6 +408,31 @@ impl Tx<'_, '_> {
         };
         let ea = self.effective_address(insn, m);
         self.write_reg(d, ea);
+        Done::Inline
+    }
+
+    /// CMOVcc r, r/m: the source is read (and may fault) whatever the condition; the
+    /// destination takes it when the condition holds (SDM Vol. 2A CMOVcc). A 32-bit CMOVcc
+    /// clears the upper half even when it does not move in IA-32e mode; outside 64-bit code
+    /// that depends on EFER.LMA, which the block's mode does not pin, so those forms stay
+    /// with the interpreter.
+    fn cmov(&mut self, insn: &Instruction) -> Done {
+        let (Some(Opnd::Reg(d)), Some(s)) = (
+            self.opnd(insn, 0, true, true),
+            self.opnd(insn, 1, true, false),
+        ) else {
+            return Done::NotHandled;
+        };
+        if d.size == 4 && self.env.mode.bitness != 64 {
+            return Done::NotHandled;
+        }
+        let mut ea = MemCache::default();
+        let v = self.read_opnd(insn, s, d.size, &mut ea);
+        let cc = (insn.condition_code() as u8).wrapping_sub(1) & 0xf;
+        let c = self.condition(cc);
+        let old = self.read_reg(d);
+        let r = self.b.ins().select(c, v, old);
+        self.write_reg(d, r);
         Done::Inline
     }
 

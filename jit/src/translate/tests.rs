@@ -1119,3 +1119,57 @@ fn sse_instructions_in_a_translated_loop_go_through_the_interpreter() {
         "SSE goes to the interpreter helper: {st:?}"
     );
 }
+
+#[test]
+fn cmovcc_agrees_with_the_interpreter_for_every_condition_and_size() {
+    // 64-bit mode. For each condition and each (a, b) pair: cmp rax, rbx; then CMOVcc into
+    // ecx (32-bit: upper half cleared even when not moving), r9 (64-bit), r8w (16-bit, from
+    // memory at [rsi]) and bx (16-bit, from a register), each destination preset to all ones;
+    // the results are stored at [rdi] and rdi advances.
+    let mut code = vec![0x48, 0xc7, 0xc7];
+    code.extend_from_slice(&(DATA as u32).to_le_bytes()); // mov rdi, DATA
+    code.extend_from_slice(&[0x48, 0xc7, 0xc6]);
+    code.extend_from_slice(&((DATA + 0x8000) as u32).to_le_bytes()); // mov rsi, DATA + 0x8000
+    code.extend_from_slice(&[0x48, 0xba]);
+    code.extend_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes()); // mov rdx, imm64
+    for (a, b) in [(5u32, 7u32), (7, 5), (0x8000_0000, 1), (3, 3)] {
+        for cc in 0..16u8 {
+            code.push(0xb8);
+            code.extend_from_slice(&a.to_le_bytes()); // mov eax, a
+            code.push(0xbb);
+            code.extend_from_slice(&b.to_le_bytes()); // mov ebx, b
+            code.extend_from_slice(&[0x48, 0xc7, 0xc1, 0xff, 0xff, 0xff, 0xff]); // mov rcx, -1
+            code.extend_from_slice(&[0x49, 0xc7, 0xc1, 0xff, 0xff, 0xff, 0xff]); // mov r9, -1
+            code.extend_from_slice(&[0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff]); // mov r8, -1
+            code.extend_from_slice(&[0x48, 0x39, 0xd8]); // cmp rax, rbx
+            code.extend_from_slice(&[0x0f, 0x40 | cc, 0xca]); // cmovcc ecx, edx
+            code.extend_from_slice(&[0x4c, 0x0f, 0x40 | cc, 0xca]); // cmovcc r9, rdx
+            code.extend_from_slice(&[0x66, 0x44, 0x0f, 0x40 | cc, 0x06]); // cmovcc r8w, [rsi]
+            code.extend_from_slice(&[0x66, 0x0f, 0x40 | cc, 0xda]); // cmovcc bx, dx
+            code.extend_from_slice(&[0x48, 0x89, 0x0f]); // mov [rdi], rcx
+            code.extend_from_slice(&[0x4c, 0x89, 0x4f, 0x08]); // mov [rdi+8], r9
+            code.extend_from_slice(&[0x4c, 0x89, 0x47, 0x10]); // mov [rdi+16], r8
+            code.extend_from_slice(&[0x48, 0x89, 0x5f, 0x18]); // mov [rdi+24], rbx
+            code.extend_from_slice(&[0x48, 0x83, 0xc7, 0x20]); // add rdi, 32
+        }
+    }
+    code.push(HLT);
+    let r = ram();
+    let mut s = long64(&r);
+    s.gpr[gpr::RAX] = 0;
+    let t = differential(&code, s, 0);
+    let st = t.vcpu.stats();
+    assert!(st.inline_insns > 0, "{st:?}");
+    // The first case (5 < 7, condition o: not taken) kept rcx's preset but cleared its upper
+    // half; condition b (taken) moved rdx's low half into ecx.
+    let at = |i: usize| u64::from_le_bytes(t.mem[DATA as usize + i..][..8].try_into().unwrap());
+    assert_eq!(
+        at(0),
+        0xffff_ffff,
+        "cmovo ecx not taken: upper half cleared"
+    );
+    assert_eq!(at(8), u64::MAX, "cmovo r9 not taken");
+    assert_eq!(at(2 * 32), 0x5566_7788, "cmovb ecx taken");
+    assert_eq!(at(2 * 32 + 8), 0x1122_3344_5566_7788, "cmovb r9 taken");
+    assert_eq!(at(2 * 32 + 24) & 0xffff, 0x7788, "cmovb bx taken");
+}
