@@ -236,7 +236,7 @@ impl Tx<'_, '_> {
             Mnemonic::Cmp | Mnemonic::Test => self.alu(insn, false),
             Mnemonic::Inc | Mnemonic::Dec | Mnemonic::Neg | Mnemonic::Not => self.unary(insn),
             Mnemonic::Lea => self.lea(insn),
-            Mnemonic::Movzx | Mnemonic::Movsx => self.movx(insn),
+            Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => self.movx(insn),
             Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar => self.shift(insn),
             Mnemonic::Imul => self.imul(insn),
             Mnemonic::Push => self.push(insn),
@@ -446,7 +446,7 @@ impl Tx<'_, '_> {
         let ssize = Self::opnd_size(insn, s);
         let mut ea = MemCache::default();
         let v = self.read_opnd(insn, s, ssize, &mut ea);
-        let v = if insn.mnemonic() == Mnemonic::Movsx {
+        let v = if matches!(insn.mnemonic(), Mnemonic::Movsx | Mnemonic::Movsxd) {
             self.sext(v, ssize)
         } else {
             v

@@ -1173,3 +1173,33 @@ fn cmovcc_agrees_with_the_interpreter_for_every_condition_and_size() {
     assert_eq!(at(2 * 32 + 8), 0x1122_3344_5566_7788, "cmovb r9 taken");
     assert_eq!(at(2 * 32 + 24) & 0xffff, 0x7788, "cmovb bx taken");
 }
+
+#[test]
+fn movsxd_agrees_with_the_interpreter() {
+    // 64-bit mode: movsxd rax, ecx / movsxd rbx, [rsi] / movsxd edx, ecx (no REX.W: a plain
+    // 32-bit move), for a negative and a positive source; results stored at DATA.
+    let mut code = vec![0x48, 0xc7, 0xc6];
+    code.extend_from_slice(&((DATA + 0x8000) as u32).to_le_bytes()); // mov rsi, DATA + 0x8000
+    code.extend_from_slice(&[0x48, 0xc7, 0xc7]);
+    code.extend_from_slice(&(DATA as u32).to_le_bytes()); // mov rdi, DATA
+    for v in [0x8000_0001u32, 0x7fff_fffe] {
+        code.push(0xb9);
+        code.extend_from_slice(&v.to_le_bytes()); // mov ecx, v
+        code.extend_from_slice(&[0x89, 0x0e]); // mov [rsi], ecx
+        code.extend_from_slice(&[0x48, 0xc7, 0xc2, 0xff, 0xff, 0xff, 0xff]); // mov rdx, -1
+        code.extend_from_slice(&[0x48, 0x63, 0xc1]); // movsxd rax, ecx
+        code.extend_from_slice(&[0x48, 0x63, 0x1e]); // movsxd rbx, [rsi]
+        code.extend_from_slice(&[0x63, 0xd1]); // movsxd edx, ecx
+        code.extend_from_slice(&[0x48, 0x89, 0x07]); // mov [rdi], rax
+        code.extend_from_slice(&[0x48, 0x89, 0x5f, 0x08]); // mov [rdi+8], rbx
+        code.extend_from_slice(&[0x48, 0x89, 0x57, 0x10]); // mov [rdi+16], rdx
+        code.extend_from_slice(&[0x48, 0x83, 0xc7, 0x18]); // add rdi, 24
+    }
+    code.push(HLT);
+    let t = differential(&code, long64(&ram()), 0);
+    let at = |i: usize| u64::from_le_bytes(t.mem[DATA as usize + i..][..8].try_into().unwrap());
+    assert_eq!(at(0), 0xffff_ffff_8000_0001);
+    assert_eq!(at(8), 0xffff_ffff_8000_0001);
+    assert_eq!(at(16), 0x8000_0001, "32-bit form zero-extends");
+    assert_eq!(at(24), 0x7fff_fffe);
+}
