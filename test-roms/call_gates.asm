@@ -95,17 +95,7 @@ pm_entry:
         mov ax, SEL_TSS
         ltr ax
 
-        mov edi, IDT
-        mov ecx, 256
-        mov ebx, ROMBASE + unexpected
-.fill:  call write_gate
-        add edi, 8
-        loop .fill
-%macro SET_GATE 1
-        mov edi, IDT + %1 * 8
-        mov ebx, ROMBASE + stub_%1
-        call write_gate
-%endmacro
+        FILL_IDT_UNEXPECTED
         SET_GATE 11
         SET_GATE 13
         ; #TS goes to a conforming segment: its handler runs at the CPL of the fault, so it
@@ -306,16 +296,7 @@ jmp_landing:
         mov [G_JMP], eax
         jmp jmp_back
 
-; edi = IDT entry, ebx = handler: a 32-bit interrupt gate to SEL_CODE32.
-write_gate:
-        mov [edi], bx
-        mov word [edi + 2], SEL_CODE32
-        mov word [edi + 4], GATE_INT32
-        push ebx
-        shr ebx, 16
-        mov [edi + 6], bx
-        pop ebx
-        ret
+        WRITE_GATE_ROUTINE
 
 write_call_gate:
         mov [edi], bx

@@ -51,17 +51,7 @@ pm_entry:
         lgdt [ROMBASE + gdt_ram_desc]
 
         ; IDT: every vector to `unexpected`, then the stubs.
-        mov edi, IDT
-        mov ecx, 256
-        mov ebx, ROMBASE + unexpected
-.fill:  call write_gate
-        add edi, 8
-        loop .fill
-%macro SET_GATE 1
-        mov edi, IDT + %1 * 8
-        mov ebx, ROMBASE + stub_%1
-        call write_gate
-%endmacro
+        FILL_IDT_UNEXPECTED
         SET_GATE 3
         SET_GATE 4
         SET_GATE 11
@@ -107,16 +97,7 @@ pm_entry:
 
         jmp finish32
 
-; edi = gate address, ebx = handler: a 32-bit interrupt gate.
-write_gate:
-        mov [edi], bx
-        mov word [edi + 2], SEL_CODE32
-        mov word [edi + 4], GATE_INT32
-        push ebx
-        shr ebx, 16
-        mov [edi + 6], bx
-        pop ebx
-        ret
+        WRITE_GATE_ROUTINE
 
         STUB_NOERR 3
         STUB_NOERR 4

@@ -45,12 +45,7 @@ pm_entry:
         mov ecx, extra_descriptors_end - extra_descriptors
         rep movsb
         lgdt [ROMBASE + gdt_ram_desc]
-        mov edi, IDT
-        mov ecx, 256
-        mov ebx, ROMBASE + unexpected
-.fill:  call write_gate
-        add edi, 8
-        loop .fill
+        FILL_IDT_UNEXPECTED
         mov edi, IDT + 12 * 8
         mov ebx, ROMBASE + stub_12
         call write_gate
@@ -117,16 +112,7 @@ pm_entry:
         hlt
         jmp .stop
 
-; edi = IDT entry, ebx = handler: a 32-bit interrupt gate to SEL_CODE32.
-write_gate:
-        mov [edi], bx
-        mov word [edi + 2], SEL_CODE32
-        mov word [edi + 4], GATE_INT32
-        push ebx
-        shr ebx, 16
-        mov [edi + 6], bx
-        pop ebx
-        ret
+        WRITE_GATE_ROUTINE
 
         STUB_ERR 12
         STUB_ERR 13

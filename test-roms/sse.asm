@@ -59,17 +59,7 @@ start:
         bits 32
 pm_entry:
         PM32_INIT
-        mov edi, IDT
-        mov ecx, 256
-        mov ebx, ROMBASE + unexpected
-.fill:  call write_gate
-        add edi, 8
-        loop .fill
-%macro SET_GATE 1
-        mov edi, IDT + %1 * 8
-        mov ebx, ROMBASE + stub_%1
-        call write_gate
-%endmacro
+        FILL_IDT_UNEXPECTED
         SET_GATE 6
         SET_GATE 7
         SET_GATE 13
@@ -581,15 +571,7 @@ fold_tmp:
         pop eax
         ret
 
-write_gate:
-        mov [edi], bx
-        mov word [edi + 2], SEL_CODE32
-        mov word [edi + 4], GATE_INT32
-        push ebx
-        shr ebx, 16
-        mov [edi + 6], bx
-        pop ebx
-        ret
+        WRITE_GATE_ROUTINE
 
         STUB_NOERR 6
         STUB_NOERR 7

@@ -104,17 +104,7 @@ pm_entry:
         mov ax, SEL_TSS_A
         ltr ax
 
-        mov edi, IDT
-        mov ecx, 256
-        mov ebx, ROMBASE + unexpected
-.fill:  call write_gate
-        add edi, 8
-        loop .fill
-%macro SET_GATE 1
-        mov edi, IDT + %1 * 8
-        mov ebx, ROMBASE + stub_%1
-        call write_gate
-%endmacro
+        FILL_IDT_UNEXPECTED
         SET_GATE 10
         SET_GATE 11
         SET_GATE 13
@@ -296,16 +286,7 @@ init_tss32:
         mov word [edi + 0x66], 0x68
         ret
 
-; edi = IDT entry, ebx = handler: a 32-bit interrupt gate to SEL_CODE32.
-write_gate:
-        mov [edi], bx
-        mov word [edi + 2], SEL_CODE32
-        mov word [edi + 4], GATE_INT32
-        push ebx
-        shr ebx, 16
-        mov [edi + 6], bx
-        pop ebx
-        ret
+        WRITE_GATE_ROUTINE
 
         STUB_ERR 10
         STUB_ERR 11
