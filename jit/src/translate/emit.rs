@@ -314,11 +314,51 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     // ---- leaving the block ----
 
-    /// Add `n` to the retired-instruction counter.
-    pub fn add_icount(&mut self, n: u64) {
+    /// Add `n` to the retired-instruction counter; returns the new count.
+    pub fn add_icount(&mut self, n: u64) -> Value {
         let c = self.load_ctx(types::I64, ICOUNT_OFFSET);
         let c = self.add_c(c, n);
         self.store_ctx(c, ICOUNT_OFFSET);
+        c
+    }
+
+    /// Whether `count` has reached the icount bound at which generated code must return to
+    /// the dispatcher (budgets, interrupt polls), as an i8 truth value.
+    pub fn at_loop_limit(&mut self, count: Value) -> Value {
+        let lim_ptr = self
+            .b
+            .ins()
+            .iconst(self.ptr, self.env.loop_limit as usize as i64);
+        let limit = self
+            .b
+            .ins()
+            .load(types::I64, MemFlagsData::trusted(), lim_ptr, 0);
+        self.b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, count, limit)
+    }
+
+    /// Write the state back, set rip to `rip` and count `executed` instructions, as every exit
+    /// does before it returns; returns the new count.
+    fn leave_counting(&mut self, rip: Value, executed: u64) -> Value {
+        self.write_back_regs(false);
+        self.store_flags(false);
+        self.store_ctx(rip, RIP_OFFSET);
+        self.add_icount(executed)
+    }
+
+    /// End the block returning `code` (the next block's entry) to the dispatcher's tight loop,
+    /// or 0 (go through the dispatcher) when `stop` is set.
+    fn return_code_unless(&mut self, stop: Value, code: Value) {
+        let back = self.b.create_block();
+        let go = self.b.create_block();
+        self.b.ins().brif(stop, back, &[], go, &[]);
+        self.b.set_cold_block(back);
+        self.b.switch_to_block(back);
+        let zero = self.c64(0);
+        self.b.ins().return_(&[zero]);
+        self.b.switch_to_block(go);
+        self.b.ins().return_(&[code]);
     }
 
     /// Emit a return to the dispatcher in the current Cranelift block: write back registers and
@@ -365,13 +405,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             (*p).target_ip = target;
             p
         };
-        self.write_back_regs(false);
-        self.store_flags(false);
         let v = self.c64(target);
-        self.store_ctx(v, RIP_OFFSET);
-        let count = self.load_ctx(types::I64, ICOUNT_OFFSET);
-        let count = self.add_c(count, executed);
-        self.store_ctx(count, ICOUNT_OFFSET);
+        let count = self.leave_counting(v, executed);
         let trusted = MemFlagsData::trusted();
         let sp = self.b.ins().iconst(self.ptr, slot_ptr as usize as i64);
         let slot_field =
@@ -389,15 +424,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.ins().return_(&[zero]);
 
         self.b.switch_to_block(check);
-        let lim_ptr = self
-            .b
-            .ins()
-            .iconst(self.ptr, self.env.loop_limit as usize as i64);
-        let limit = self.b.ins().load(types::I64, trusted, lim_ptr, 0);
-        let mut stop = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThanOrEqual, count, limit);
+        let mut stop = self.at_loop_limit(count);
         // Kicks need no check here: the limit is never more than the dispatcher's interrupt
         // poll interval ahead, and the dispatcher looks at the kick flag when it is reached.
         if chain.paging {
@@ -431,15 +458,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             let bad = self.b.ins().bor(bad, no_exec);
             stop = self.b.ins().bor(stop, bad);
         }
-        let back = self.b.create_block();
-        let go = self.b.create_block();
-        self.b.ins().brif(stop, back, &[], go, &[]);
-        self.b.set_cold_block(back);
-        self.b.switch_to_block(back);
-        let zero = self.c64(0);
-        self.b.ins().return_(&[zero]);
-        self.b.switch_to_block(go);
-        self.b.ins().return_(&[next]);
+        self.return_code_unless(stop, next);
     }
 
     /// Leave the block for the ip in `target` (a return): like
@@ -452,12 +471,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             self.exit(ExitRip::Value(target), executed);
             return;
         };
-        self.write_back_regs(false);
-        self.store_flags(false);
-        self.store_ctx(target, RIP_OFFSET);
-        let count = self.load_ctx(types::I64, ICOUNT_OFFSET);
-        let count = self.add_c(count, executed);
-        self.store_ctx(count, ICOUNT_OFFSET);
+        let count = self.leave_counting(target, executed);
         let trusted = MemFlagsData::trusted();
         let la = if self.env.mode.bitness == 64 {
             target
@@ -499,15 +513,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             .ins()
             .icmp_imm_u(IntCC::NotEqual, e_mode, i64::from(chain.mode_id));
         let no_code = self.b.ins().icmp_imm_u(IntCC::Equal, code, 0);
-        let lim_ptr = self
-            .b
-            .ins()
-            .iconst(self.ptr, self.env.loop_limit as usize as i64);
-        let limit = self.b.ins().load(types::I64, trusted, lim_ptr, 0);
-        let over = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThanOrEqual, count, limit);
+        let over = self.at_loop_limit(count);
         let mut stop = self.b.ins().bor(bad_la, bad_mode);
         stop = self.b.ins().bor(stop, no_code);
         stop = self.b.ins().bor(stop, over);
@@ -562,15 +568,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             stop = self.b.ins().bor(stop, bad_phys);
             stop = self.b.ins().bor(stop, no_exec);
         }
-        let back = self.b.create_block();
-        let go = self.b.create_block();
-        self.b.ins().brif(stop, back, &[], go, &[]);
-        self.b.set_cold_block(back);
-        self.b.switch_to_block(back);
-        let zero = self.c64(0);
-        self.b.ins().return_(&[zero]);
-        self.b.switch_to_block(go);
-        self.b.ins().return_(&[code]);
+        self.return_code_unless(stop, code);
     }
 
     /// An i64 as a pointer-sized value.

@@ -703,25 +703,10 @@ impl Tx<'_, '_> {
             Some(header) if target == block_start => {
                 self.write_back_regs(false);
                 self.store_flags(false);
-                self.add_icount(self.index as u64 + 1);
+                let count = self.add_icount(self.index as u64 + 1);
                 // Honour kicks and budgets: leave when the icount bound is reached or a kick
                 // is pending.
-                let lim_ptr = self
-                    .b
-                    .ins()
-                    .iconst(self.ptr, self.env.loop_limit as usize as i64);
-                let limit = self.b.ins().load(
-                    types::I64,
-                    cranelift_codegen::ir::MemFlagsData::trusted(),
-                    lim_ptr,
-                    0,
-                );
-                let count = self.load_ctx(types::I64, super::emit::ICOUNT_OFFSET);
-                let over = self.b.ins().icmp(
-                    cranelift_codegen::ir::condcodes::IntCC::UnsignedGreaterThanOrEqual,
-                    count,
-                    limit,
-                );
+                let over = self.at_loop_limit(count);
                 let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
                 let kick = self.b.ins().uload8(
                     types::I32,
