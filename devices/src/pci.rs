@@ -163,14 +163,20 @@ impl PciHost {
         }
     }
 
-    /// Load `s`; refused (nothing changed) when it describes a different set of functions.
-    pub fn set_state(&mut self, s: &PciState) -> Result<(), StateError> {
+    /// Whether `s` fits this board (the same set of functions), without loading it.
+    pub fn check_state(&self, s: &PciState) -> Result<(), StateError> {
         if s.configs.len() != self.functions.len() {
             return Err(StateError::Invalid {
                 device: "pci",
                 what: "a different number of PCI functions".into(),
             });
         }
+        Ok(())
+    }
+
+    /// Load `s`; refused (nothing changed) when it describes a different set of functions.
+    pub fn set_state(&mut self, s: &PciState) -> Result<(), StateError> {
+        self.check_state(s)?;
         self.address = s.address;
         for (f, c) in self.functions.iter_mut().zip(&s.configs) {
             f.config = *c;

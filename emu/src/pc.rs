@@ -281,9 +281,7 @@ impl PcDevices {
         let pm1 = Pm1State::from_bytes(dev(DEV_PM1)?).map_err(wrap(DEV_PM1))?;
         let pci = PciState::from_bytes(dev(DEV_PCI)?).map_err(wrap(DEV_PCI))?;
         // A snapshot of another board layout is refused before anything changes.
-        PciHost::new(ResetControl::new(devices::Requests::new()))
-            .set_state(&pci)
-            .map_err(wrap(DEV_PCI))?;
+        lock(&self.pci).check_state(&pci).map_err(wrap(DEV_PCI))?;
         let serial = dev(DEV_SERIAL)?;
         let ata = match (&self.ata, saved.iter().any(|(n, _)| n == DEV_ATA)) {
             (Some(ata), _) => {
