@@ -32,6 +32,11 @@ impl KvmVcpu {
     pub fn new(_ram: &GuestRam, _initial: &CpuState) -> Result<KvmVcpu, AccelError> {
         Err(reason())
     }
+
+    /// Unreachable: there is no vCPU to give the kicker to.
+    pub fn share_kicker(&mut self, _kicker: Kicker) {
+        match *self {}
+    }
 }
 
 impl Vcpu for KvmVcpu {

@@ -74,6 +74,26 @@ pub fn measure(accel: Accel) -> Result<f64, CalibrationError> {
     Ok(calibration_instructions(LOOP_ITERATIONS) as f64 / elapsed.as_secs_f64())
 }
 
+/// Whether KVM runs the calibration guest more than [`KVM_SLOWDOWN_LIMIT`] times slower than
+/// the JIT (nested or software-emulated KVM); `false` when KVM is unusable or either
+/// measurement fails. The numbers are logged at info level.
+pub fn kvm_is_slow() -> bool {
+    match (measure(Accel::Kvm), measure(Accel::Jit)) {
+        (Ok(kvm), Ok(jit)) => {
+            log::info!(
+                "KVM ran the calibration guest at {:.1} M instr/s, the JIT at {:.1} M instr/s",
+                kvm / 1e6,
+                jit / 1e6
+            );
+            kvm * KVM_SLOWDOWN_LIMIT < jit
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            log::info!("calibration failed: {e}");
+            false
+        }
+    }
+}
+
 /// The backend `--accel auto` uses, with the reason logged at info level.
 pub fn choose_backend() -> Accel {
     #[cfg(feature = "kvm")]

@@ -9,6 +9,7 @@ pub mod coverage;
 pub mod demo;
 pub mod duration;
 pub mod firmware;
+pub mod handover;
 pub mod hybrid;
 pub mod linux;
 pub mod machine;

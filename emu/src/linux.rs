@@ -30,6 +30,7 @@ const HDR_RAMDISK_SIZE: usize = 0x21c;
 const HDR_HEAP_END_PTR: usize = 0x224;
 const HDR_CMD_LINE_PTR: usize = 0x228;
 const HDR_INITRD_ADDR_MAX: usize = 0x22c;
+const HDR_KERNEL_ALIGNMENT: usize = 0x230;
 const HDR_XLOADFLAGS: usize = 0x236;
 const HDR_CMDLINE_SIZE: usize = 0x238;
 /// boot_params fields outside the setup header.
@@ -106,6 +107,8 @@ struct SetupHeader {
     version: u16,
     initrd_addr_max: u32,
     cmdline_size: u32,
+    /// Physical alignment the kernel needs; the decompressor places the kernel on it.
+    kernel_alignment: u32,
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
@@ -157,6 +160,8 @@ fn parse(image: &[u8]) -> Result<SetupHeader, LinuxError> {
         initrd_addr_max: u32_at(image, HDR_INITRD_ADDR_MAX)
             .ok_or(LinuxError::Truncated("the setup header is cut short"))?,
         cmdline_size: u32_at(image, HDR_CMDLINE_SIZE)
+            .ok_or(LinuxError::Truncated("the setup header is cut short"))?,
+        kernel_alignment: u32_at(image, HDR_KERNEL_ALIGNMENT)
             .ok_or(LinuxError::Truncated("the setup header is cut short"))?,
     })
 }
@@ -291,6 +296,46 @@ pub fn load(
     Ok(s)
 }
 
+/// Recognises the decompressed kernel's first instruction, for a machine that runs the
+/// bzImage's self-decompressor on one backend and the kernel on another.
+///
+/// The decompressor (arch/x86/boot/compressed/head_64.S) ends with `movq %r15, %rsi; jmp *%rax`:
+/// it enters the kernel's `startup_64` in 64-bit mode, at the physical address it decompressed
+/// the kernel to, which is a multiple of the header's `kernel_alignment` (KASLR picks among
+/// such addresses), with RSI pointing at the zero page emu wrote. The decompressor's own code,
+/// entered at 1 MiB + 0x200 and then run from a copy placed above the output, never starts a
+/// block on such an address with RSI at the zero page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelEntry {
+    alignment: u64,
+}
+
+impl KernelEntry {
+    /// The entry of the kernel in `image` (a bzImage emu can boot).
+    pub fn of(image: &[u8]) -> Result<Self, LinuxError> {
+        let hdr = parse(image)?;
+        // Protocol 2.10+ kernels state a power of two; anything else would be a broken header,
+        // and 2 MiB is what x86-64 kernels use (CONFIG_PHYSICAL_ALIGN).
+        let alignment = match u64::from(hdr.kernel_alignment) {
+            a if a.is_power_of_two() && a >= PAGE => a,
+            _ => 2 << 20,
+        };
+        Ok(Self { alignment })
+    }
+
+    /// Whether a block at physical address `phys`, about to run in `cpu`'s state, is the
+    /// decompressed kernel's first.
+    pub fn is_entry(&self, phys: u64, cpu: &CpuState) -> bool {
+        let long_mode = cpu.efer & efer::LMA != 0
+            && cpu.seg[vcpu::SegmentIndex::Cs as usize].attr & vcpu::Segment::ATTR_L != 0;
+        long_mode
+            && phys.is_multiple_of(self.alignment)
+            && phys > KERNEL_LOAD
+            && cpu.rip == phys
+            && cpu.gpr[gpr::RSI] == ZERO_PAGE
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +385,45 @@ mod tests {
         let mut b = [0u8; 4];
         ram.read(gpa, &mut b).unwrap();
         u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn kernel_entry_is_the_aligned_64_bit_jump_with_the_zero_page_in_rsi() {
+        let ram = ram();
+        let mut image = bzimage(10_000);
+        image[HDR_KERNEL_ALIGNMENT..HDR_KERNEL_ALIGNMENT + 4]
+            .copy_from_slice(&0x20_0000u32.to_le_bytes());
+        let entry = KernelEntry::of(&image).unwrap();
+        // The state the loader starts the decompressor in: not the kernel's entry.
+        let boot = load(&ram, &image, None, "").unwrap();
+        assert!(!entry.is_entry(boot.rip, &boot));
+        // What head_64.S leaves at `jmp *%rax` into a kernel decompressed to 0x3200000.
+        let mut at_kernel = boot;
+        at_kernel.rip = 0x320_0000;
+        assert!(entry.is_entry(0x320_0000, &at_kernel));
+        // Not aligned, another RSI, or not in 64-bit mode: decompressor code, not the kernel.
+        let mut unaligned = at_kernel;
+        unaligned.rip = 0x320_1000;
+        assert!(!entry.is_entry(0x320_1000, &unaligned));
+        let mut other_rsi = at_kernel;
+        other_rsi.gpr[gpr::RSI] = 0x8000;
+        assert!(!entry.is_entry(0x320_0000, &other_rsi));
+        let mut compat = at_kernel;
+        compat.seg[SegmentIndex::Cs as usize].attr &= !vcpu::Segment::ATTR_L;
+        assert!(!entry.is_entry(0x320_0000, &compat));
+        // A header without a usable alignment falls back to x86-64's 2 MiB.
+        image[HDR_KERNEL_ALIGNMENT..HDR_KERNEL_ALIGNMENT + 4].copy_from_slice(&3u32.to_le_bytes());
+        let fallback = KernelEntry::of(&image).unwrap();
+        assert!(fallback.is_entry(0x320_0000, &at_kernel));
+        assert!(!fallback.is_entry(0x310_0000, &{
+            let mut s = at_kernel;
+            s.rip = 0x310_0000;
+            s
+        }));
+        assert!(matches!(
+            KernelEntry::of(b"not a kernel"),
+            Err(LinuxError::NotBzImage)
+        ));
     }
 
     #[test]

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use std::path::PathBuf;
 
 use devices::{Buses, OutputSink, PlatformRequest, SerialInput};
+use jit::dispatch::CodeWatch;
 use vcpu::{CpuState, GuestRam, Kicker, Vcpu, VcpuError, VmExit};
 
 use crate::control::{Command, MachineControl};
 use crate::firmware::{check_bios, FirmwareError};
+use crate::handover::HandoverVcpu;
 use crate::pc::{self, PcDevices, PcError};
 use crate::snapshot::{Snapshot, SnapshotError};
 
@@ -211,17 +213,8 @@ pub fn create_vcpu(
     jit_threshold: Option<u32>,
 ) -> Result<Box<dyn Vcpu>, MachineError> {
     match accel {
-        Accel::Jit => {
-            let mut config = jit::dispatch::JitConfig::default();
-            if let Some(n) = jit_threshold {
-                config.hot_threshold = n;
-            }
-            Ok(Box::new(
-                jit::JitVcpu::with_config(ram.clone(), *state, config)
-                    .map_err(|e| MachineError::Jit(e.to_string()))?,
-            ))
-        }
-        Accel::Kvm => create_kvm(ram, state),
+        Accel::Jit => Ok(Box::new(create_jit(ram, state, jit_threshold)?)),
+        Accel::Kvm => create_kvm(ram, state, None),
         Accel::Auto => {
             let chosen = crate::calibrate::choose_backend();
             create_vcpu(chosen, ram, state, jit_threshold)
@@ -229,11 +222,33 @@ pub fn create_vcpu(
     }
 }
 
+fn create_jit(
+    ram: &GuestRam,
+    state: &CpuState,
+    jit_threshold: Option<u32>,
+) -> Result<jit::JitVcpu, MachineError> {
+    let mut config = jit::dispatch::JitConfig::default();
+    if let Some(n) = jit_threshold {
+        config.hot_threshold = n;
+    }
+    jit::JitVcpu::with_config(ram.clone(), *state, config)
+        .map_err(|e| MachineError::Jit(e.to_string()))
+}
+
+/// A KVM vCPU (with the JIT stepping over what KVM cannot emulate) that uses `kicker`, when
+/// given, instead of its own.
 #[cfg(feature = "kvm")]
-fn create_kvm(ram: &GuestRam, state: &CpuState) -> Result<Box<dyn Vcpu>, MachineError> {
+fn create_kvm(
+    ram: &GuestRam,
+    state: &CpuState,
+    kicker: Option<Kicker>,
+) -> Result<Box<dyn Vcpu>, MachineError> {
     accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
-    let v =
+    let mut v =
         accel::KvmVcpu::new(ram, state).map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
+    if let Some(k) = kicker {
+        v.share_kicker(k);
+    }
     Ok(Box::new(crate::hybrid::HybridVcpu::new(
         Box::new(v),
         ram.clone(),
@@ -241,7 +256,11 @@ fn create_kvm(ram: &GuestRam, state: &CpuState) -> Result<Box<dyn Vcpu>, Machine
 }
 
 #[cfg(not(feature = "kvm"))]
-fn create_kvm(_ram: &GuestRam, _state: &CpuState) -> Result<Box<dyn Vcpu>, MachineError> {
+fn create_kvm(
+    _ram: &GuestRam,
+    _state: &CpuState,
+    _kicker: Option<Kicker>,
+) -> Result<Box<dyn Vcpu>, MachineError> {
     Err(MachineError::KvmUnavailable(
         "emu was built without the `kvm` feature".to_string(),
     ))
@@ -271,12 +290,41 @@ impl Machine {
         out: OutputSink,
         load: impl FnOnce(&GuestRam) -> Result<CpuState, MachineError>,
     ) -> Result<Self, MachineError> {
+        Self::direct_boot(config, out, load, |ram, entry| {
+            create_vcpu(config.accel, ram, entry, config.jit_threshold)
+        })
+    }
+
+    /// Like [`Machine::with_direct_boot`] with `config.accel` KVM, but the kernel starts on the
+    /// JIT and the machine moves to KVM when `watch` accepts a block the JIT is about to run for
+    /// the first time (see [`crate::handover`]; emu uses it to run a bzImage's decompressor on
+    /// the JIT where KVM is slow). KVM's availability is checked before the guest starts.
+    pub fn with_direct_boot_handover(
+        config: &MachineConfig,
+        out: OutputSink,
+        load: impl FnOnce(&GuestRam) -> Result<CpuState, MachineError>,
+        watch: CodeWatch,
+    ) -> Result<Self, MachineError> {
+        Self::direct_boot(config, out, load, |ram, entry| {
+            let jit = create_jit(ram, entry, config.jit_threshold)?;
+            let kvm = create_kvm(ram, entry, Some(jit.kicker()))?;
+            Ok(Box::new(HandoverVcpu::new(jit, watch, kvm)))
+        })
+    }
+
+    /// A PC without firmware: `load` places the kernel, `vcpu` builds the vCPU at its entry.
+    fn direct_boot(
+        config: &MachineConfig,
+        out: OutputSink,
+        load: impl FnOnce(&GuestRam) -> Result<CpuState, MachineError>,
+        vcpu: impl FnOnce(&GuestRam, &CpuState) -> Result<Box<dyn Vcpu>, MachineError>,
+    ) -> Result<Self, MachineError> {
         let ram = pc::build_memory(config.memory_bytes, &[])?;
         let input = config.serial_input.clone().unwrap_or_default();
         let (mut buses, mut devices) = pc::build_buses(out, input, config.memory_bytes, 0)?;
         attach_options(&mut buses, &mut devices, config)?;
         let entry = load(&ram)?;
-        let vcpu = create_vcpu(config.accel, &ram, &entry, config.jit_threshold)?;
+        let vcpu = vcpu(&ram, &entry)?;
         let mut m = Self::assemble(ram, buses, devices, vcpu, config);
         m.firmware = false;
         Ok(m)

@@ -11,6 +11,7 @@ use emu::machine::{Accel, Machine, MachineConfig};
 use emu::snapshot::Snapshot;
 use emu::terminal::{self, Key, RawMode};
 use emu::{linux, multiboot};
+use vcpu::{CpuState, GuestRam};
 
 /// Exit status for errors of emu itself (bad arguments, unreadable or invalid images and
 /// snapshots, backend failures), as distinct from statuses the guest chooses.
@@ -94,8 +95,34 @@ struct RunArgs {
     /// Guest RAM, e.g. 128M or 1G.
     #[arg(long, short = 'm', default_value = "128M", value_parser = parse_memory)]
     memory: u64,
+    /// With --accel kvm and a Linux bzImage: run the kernel's self-decompressor on the JIT and
+    /// move the guest to KVM at the decompressed kernel's first instruction. auto does this when
+    /// KVM runs a calibration loop more than twice as slow as the JIT, as nested or
+    /// software-emulated KVM does (there the decompressor alone can take hours); yes always; no
+    /// never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    decompress_on_jit: DecompressOnJit,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+/// When a KVM Linux boot runs its decompressor on the JIT (`--decompress-on-jit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DecompressOnJit {
+    Auto,
+    Yes,
+    No,
+}
+
+impl DecompressOnJit {
+    /// Whether this boot starts on the JIT, measuring KVM for `auto`.
+    fn wanted(self) -> bool {
+        match self {
+            DecompressOnJit::Yes => true,
+            DecompressOnJit::No => false,
+            DecompressOnJit::Auto => emu::calibrate::kvm_is_slow(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -209,6 +236,9 @@ fn run(args: RunArgs) -> CliResult<ExitCode> {
     let plan = SnapshotPlan::from_args(&args.common)?;
     let (config, input) = machine_config(&args.common, args.memory)?;
     let out = Box::new(std::io::stdout());
+    if args.decompress_on_jit == DecompressOnJit::Yes && config.accel != Accel::Kvm {
+        log::warn!("--decompress-on-jit yes only applies with --accel kvm; ignored");
+    }
     let machine = if let Some(kernel) = &args.kernel {
         let image = read_input("kernel", kernel)?;
         if linux::is_bzimage(&image) {
@@ -217,9 +247,18 @@ fn run(args: RunArgs) -> CliResult<ExitCode> {
                 None => None,
             };
             let cmdline = args.append.clone().unwrap_or_default();
-            let machine = Machine::with_direct_boot(&config, out, |ram| {
-                Ok(linux::load(ram, &image, initrd.as_deref(), &cmdline)?)
-            })?;
+            let load = |ram: &GuestRam| Ok(linux::load(ram, &image, initrd.as_deref(), &cmdline)?);
+            let machine = if config.accel == Accel::Kvm && args.decompress_on_jit.wanted() {
+                let entry = linux::KernelEntry::of(&image)?;
+                log::info!(
+                    "the kernel decompresses itself on the JIT; KVM takes over at the \
+                     decompressed kernel's entry (--decompress-on-jit)"
+                );
+                let watch = Box::new(move |phys, cpu: &CpuState| entry.is_entry(phys, cpu));
+                Machine::with_direct_boot_handover(&config, out, load, watch)?
+            } else {
+                Machine::with_direct_boot(&config, out, load)?
+            };
             return drive(machine, input, plan);
         }
         let modules = match &args.initrd {

@@ -107,13 +107,23 @@ pub struct JitVcpu {
     loop_limit: Box<u64>,
     config: JitConfig,
     stats: JitStats,
+    /// Consulted for every block not seen before; see [`JitVcpu::set_code_watch`].
+    code_watch: Option<CodeWatch>,
+    /// The watch accepted a block: `run` returned before executing it.
+    watch_hit: bool,
 }
+
+/// A predicate over code the vCPU is about to run for the first time: the block's physical
+/// address and the CPU state before its first instruction. Returning `true` stops the run there.
+pub type CodeWatch = Box<dyn FnMut(u64, &CpuState) -> bool>;
 
 /// Where to continue after a lookup.
 enum Found {
     Block(BlockId),
     /// Fetching the code faulted and the fault was delivered: look again.
     Faulted,
+    /// The code watch accepted the block: leave `run` before executing it.
+    Watched,
 }
 
 impl JitVcpu {
@@ -147,6 +157,8 @@ impl JitVcpu {
             loop_limit: Box::new(u64::MAX),
             config,
             stats: JitStats::default(),
+            code_watch: None,
+            watch_hit: false,
         })
     }
 
@@ -166,6 +178,23 @@ impl JitVcpu {
     /// `None` removes the limit.
     pub fn set_instruction_budget(&mut self, n: Option<u64>) {
         self.budget_end = n.map(|n| self.ctx.icount.saturating_add(n));
+    }
+
+    /// Watch for code: before the first execution of each block not seen before (a miss in the
+    /// block table, so the check costs nothing once code is warm), `watch` is shown the block's
+    /// physical address and the CPU state; when it returns `true`, `run` returns
+    /// [`VmExit::Kicked`] with the guest about to execute that block, and
+    /// [`JitVcpu::take_watch_hit`] says why. `None` removes the watch.
+    ///
+    /// A machine uses this to hand a guest to another backend at a point only the code reveals
+    /// (emu: a Linux kernel's entry after its self-decompressor).
+    pub fn set_code_watch(&mut self, watch: Option<CodeWatch>) {
+        self.code_watch = watch;
+    }
+
+    /// Whether the last `run` returned because the code watch fired, clearing the mark.
+    pub fn take_watch_hit(&mut self) -> bool {
+        std::mem::take(&mut self.watch_hit)
     }
 
     /// Instructions executed so far.
@@ -404,6 +433,12 @@ impl JitVcpu {
         let key = BlockKey { phys, ip, mode };
         if let Some(id) = self.blocks.lookup(&key) {
             return Ok(Found::Block(id));
+        }
+        if let Some(watch) = self.code_watch.as_mut() {
+            if watch(phys, &self.ctx.cpu_state()) {
+                self.watch_hit = true;
+                return Ok(Found::Watched);
+            }
         }
         // Bytes to the end of the guest page (the guest's 4 KiB, not the host's page size).
         let page_left = ((1u64 << PAGE_SHIFT) - (la & !PAGE_MASK)) as usize;
@@ -654,6 +689,7 @@ impl JitVcpu {
                         link_from = std::ptr::null_mut();
                         continue;
                     }
+                    Found::Watched => return Ok(VmExit::Kicked),
                 },
             };
             self.maybe_compile(id, mode_id)?;
@@ -742,3 +778,98 @@ impl Vcpu for JitVcpu {
 }
 
 const _: () = assert!(std::mem::size_of::<AtomicBool>() == 1);
+
+#[cfg(test)]
+mod code_watch_tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use vcpu::state::{cr0, gpr};
+    use vcpu::{RegionKind, RegionSpec, SegmentIndex};
+
+    use super::*;
+
+    /// Flat 32-bit protected mode over 64 KiB of RAM, `code` at 0x1000 and `tail` at 0x2000.
+    fn machine(code: &[u8], tail: &[u8]) -> JitVcpu {
+        let ram = GuestRam::new(&[RegionSpec {
+            base: 0,
+            size: 0x1_0000,
+            kind: RegionKind::Ram,
+        }])
+        .unwrap();
+        ram.write_host(0x1000, code).unwrap();
+        ram.write_host(0x2000, tail).unwrap();
+        let mut s = CpuState::reset();
+        s.cr0 |= cr0::PE;
+        for (i, seg) in s.seg.iter_mut().enumerate() {
+            let attr = if i == SegmentIndex::Cs as usize {
+                0x00cf_9a00
+            } else {
+                0x00cf_9200
+            };
+            *seg = Segment::from_descriptor(0x08, 0x0000_ffff, attr);
+        }
+        s.rip = 0x1000;
+        JitVcpu::new(ram, s).unwrap()
+    }
+
+    #[test]
+    fn watch_stops_before_the_accepted_block_and_the_run_resumes_there() {
+        // 0x1000: mov esi, 0x7000; jmp 0x2000.   0x2000: inc eax; hlt.
+        let mut v = machine(
+            &[0xbe, 0x00, 0x70, 0x00, 0x00, 0xe9, 0xf6, 0x0f, 0x00, 0x00],
+            &[0x40, 0xf4],
+        );
+        v.set_code_watch(Some(Box::new(|phys, cpu| {
+            phys == 0x2000 && cpu.gpr[gpr::RSI] == 0x7000
+        })));
+        let mut buses = Buses::new();
+        assert_eq!(v.run(&mut buses).unwrap(), VmExit::Kicked);
+        assert!(v.take_watch_hit());
+        assert!(!v.take_watch_hit(), "the mark is cleared once taken");
+        let s = v.state().unwrap();
+        assert_eq!(s.rip, 0x2000);
+        assert_eq!(s.gpr[gpr::RAX], 0, "the watched block has not run");
+        v.set_code_watch(None);
+        assert_eq!(
+            v.run(&mut buses).unwrap(),
+            VmExit::Halted {
+                interrupts_enabled: false
+            }
+        );
+        assert_eq!(v.state().unwrap().gpr[gpr::RAX], 1);
+        assert!(!v.take_watch_hit());
+    }
+
+    #[test]
+    fn watch_sees_each_block_once_and_a_refusing_watch_changes_nothing() {
+        // 0x1000: mov ecx, 1000; l: dec ecx; jnz l; jmp 0x2000.   0x2000: hlt.
+        let mut v = machine(
+            &[
+                0xb9, 0xe8, 0x03, 0x00, 0x00, 0x49, 0x75, 0xfd, 0xe9, 0xf3, 0x0f, 0x00, 0x00,
+            ],
+            &[0xf4],
+        );
+        let seen = Rc::new(Cell::new(0u32));
+        let count = seen.clone();
+        v.set_code_watch(Some(Box::new(move |_, _| {
+            count.set(count.get() + 1);
+            false
+        })));
+        let mut buses = Buses::new();
+        assert_eq!(
+            v.run(&mut buses).unwrap(),
+            VmExit::Halted {
+                interrupts_enabled: false
+            }
+        );
+        assert_eq!(v.state().unwrap().gpr[gpr::RCX], 0);
+        assert!(!v.take_watch_hit());
+        // Blocks: the entry, the loop body, the jmp after it, the hlt.
+        assert_eq!(
+            seen.get(),
+            4,
+            "one look per new block, none for the 1000 loop runs"
+        );
+    }
+}

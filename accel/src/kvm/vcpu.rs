@@ -226,6 +226,12 @@ impl KvmVcpu {
         Ok(v)
     }
 
+    /// Make `kicker` the handle that gets this vCPU out of `run`, in place of its own: a machine
+    /// that moves a guest here from another backend keeps the kicker its controls already hold.
+    pub fn share_kicker(&mut self, kicker: Kicker) {
+        self.kicker = kicker;
+    }
+
     /// Whether the guest TSC reads as `written` (plus the time since): the probe of whether KVM
     /// honours TSC writes, made with the initial state's own value so that no extra write can
     /// trip KVM's TSC synchronisation heuristics.
