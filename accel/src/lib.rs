@@ -25,6 +25,11 @@ mod unavailable;
 #[cfg(not(all(feature = "kvm", target_arch = "x86_64", target_os = "linux")))]
 pub use unavailable::{kvm_available, KvmVcpu};
 
+/// Another backend's CPUID, as `[EAX, EBX, ECX, EDX]` for (leaf, subleaf): the most it ever
+/// reports (bits that follow control registers, like OSXSAVE, set). Given to
+/// [`KvmVcpu::with_cpuid_limit`], it caps what KVM's guest sees.
+pub type CpuidLimit = fn(u32, u32) -> [u32; 4];
+
 /// Why KVM cannot be used, or what went wrong while setting it up.
 #[derive(Debug, thiserror::Error)]
 pub enum AccelError {

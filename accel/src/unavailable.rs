@@ -4,7 +4,7 @@
 
 use vcpu::{Buses, CpuState, GuestRam, Kicker, Vcpu, VcpuError, VmExit};
 
-use crate::AccelError;
+use crate::{AccelError, CpuidLimit};
 
 fn reason() -> AccelError {
     if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
@@ -30,6 +30,15 @@ pub enum KvmVcpu {}
 impl KvmVcpu {
     /// Always `Err` with the reason KVM is not part of this build.
     pub fn new(_ram: &GuestRam, _initial: &CpuState) -> Result<KvmVcpu, AccelError> {
+        Err(reason())
+    }
+
+    /// Always `Err` with the reason KVM is not part of this build.
+    pub fn with_cpuid_limit(
+        _ram: &GuestRam,
+        _initial: &CpuState,
+        _limit: CpuidLimit,
+    ) -> Result<KvmVcpu, AccelError> {
         Err(reason())
     }
 

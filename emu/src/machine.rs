@@ -235,8 +235,8 @@ fn create_jit(
         .map_err(|e| MachineError::Jit(e.to_string()))
 }
 
-/// A KVM vCPU (with the JIT stepping over what KVM cannot emulate) that uses `kicker`, when
-/// given, instead of its own.
+/// A KVM vCPU (with the JIT stepping over what KVM cannot emulate, and the JIT's CPUID) that
+/// uses `kicker`, when given, instead of its own.
 #[cfg(feature = "kvm")]
 fn create_kvm(
     ram: &GuestRam,
@@ -244,8 +244,10 @@ fn create_kvm(
     kicker: Option<Kicker>,
 ) -> Result<Box<dyn Vcpu>, MachineError> {
     accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
-    let mut v =
-        accel::KvmVcpu::new(ram, state).map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
+    // The JIT's CPUID caps KVM's: one processor on both backends, so the guest can move
+    // between them, and KVM's guest uses only what the hybrid fallback can execute.
+    let mut v = accel::KvmVcpu::with_cpuid_limit(ram, state, jit::interp::cpuid_limit)
+        .map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
     if let Some(k) = kicker {
         v.share_kicker(k);
     }

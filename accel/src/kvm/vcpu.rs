@@ -33,7 +33,7 @@ use vmm_sys_util::ioctl::ioctl_with_ref;
 use super::kick::{current_tid, ThreadTimer, TICK};
 use super::vm::KvmVm;
 use super::{convert, msr};
-use crate::AccelError;
+use crate::{AccelError, CpuidLimit};
 
 // KVM_INTERRUPT: _IOW(KVMIO, 0x86, struct kvm_interrupt) (linux/kvm.h); kvm-ioctls has no
 // wrapper for it because it is only used without an in-kernel irqchip.
@@ -194,10 +194,29 @@ fn invalid(op: &'static str) -> impl FnOnce(vmm_sys_util::errno::Error) -> VcpuE
 }
 
 impl KvmVcpu {
-    /// A vCPU over `ram` (every region becomes a KVM memory slot), starting in `initial`.
+    /// A vCPU over `ram` (every region becomes a KVM memory slot), starting in `initial`, with
+    /// the CPUID KVM supports on this host (less x2APIC and the TSC-deadline timer).
     pub fn new(ram: &GuestRam, initial: &CpuState) -> Result<KvmVcpu, AccelError> {
+        Self::create(ram, initial, None)
+    }
+
+    /// Like [`KvmVcpu::new`], with the guest's CPUID capped by another backend's (see
+    /// [`super::vm::guest_cpuid`]): the machine then looks the same on both.
+    pub fn with_cpuid_limit(
+        ram: &GuestRam,
+        initial: &CpuState,
+        limit: CpuidLimit,
+    ) -> Result<KvmVcpu, AccelError> {
+        Self::create(ram, initial, Some(limit))
+    }
+
+    fn create(
+        ram: &GuestRam,
+        initial: &CpuState,
+        limit: Option<CpuidLimit>,
+    ) -> Result<KvmVcpu, AccelError> {
         let vm = KvmVm::new(ram)?;
-        let fd = vm.create_vcpu()?;
+        let fd = vm.create_vcpu(limit)?;
         let mut v = KvmVcpu {
             fd,
             has_xcrs: vm.has_xcrs(),

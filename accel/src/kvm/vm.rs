@@ -16,7 +16,7 @@ use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vcpu::{GuestRam, RegionKind};
 
-use crate::AccelError;
+use crate::{AccelError, CpuidLimit};
 
 /// The KVM API version this code speaks (KVM_GET_API_VERSION, Documentation/virt/kvm/api.rst 4.1).
 pub const KVM_API_VERSION: i32 = 12;
@@ -168,10 +168,10 @@ impl KvmVm {
         &self.ram
     }
 
-    /// Create vCPU 0 with the guest CPUID.
-    pub fn create_vcpu(&self) -> Result<VcpuFd, AccelError> {
+    /// Create vCPU 0 with the guest CPUID, limited by `limit` when given.
+    pub fn create_vcpu(&self, limit: Option<CpuidLimit>) -> Result<VcpuFd, AccelError> {
         let fd = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        fd.set_cpuid2(&guest_cpuid(&self.kvm)?)
+        fd.set_cpuid2(&guest_cpuid(&self.kvm, limit)?)
             .map_err(kvm_err("KVM_SET_CPUID2"))?;
         Ok(fd)
     }
@@ -202,12 +202,48 @@ impl KvmVm {
 const CPUID1_ECX_X2APIC: u32 = 1 << 21;
 const CPUID1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 
+/// Register indices in a CPUID result.
+const EAX: usize = 0;
+const EBX: usize = 1;
+const ECX: usize = 2;
+const EDX: usize = 3;
+
+/// The CPUID words that are feature bits (SDM Vol. 2A, CPUID): each is ANDed with the limit's.
+/// Leaf 0DH subleaf 0 EAX/EDX are the XCR0 bits XSETBV accepts, subleaf 1 EAX XSAVEOPT,
+/// XSAVEC, XGETBV1 and XSAVES; leaf 07H subleaf 0 EAX is the highest subleaf.
+const FEATURE_WORDS: [(u32, u32, usize); 11] = [
+    (1, 0, ECX),
+    (1, 0, EDX),
+    (7, 0, EAX),
+    (7, 0, EBX),
+    (7, 0, ECX),
+    (7, 0, EDX),
+    (0xd, 0, EAX),
+    (0xd, 0, EDX),
+    (0xd, 1, EAX),
+    (0x8000_0001, 0, ECX),
+    (0x8000_0001, 0, EDX),
+];
+/// Leaf 0AH: the architectural performance-monitoring unit.
+const LEAF_PMU: u32 = 0xa;
+/// Leaf 0DH, the XSAVE state components.
+const LEAF_XSAVE: u32 = 0xd;
+/// The hypervisor leaves (KVM's signature and paravirtual features: kvmclock, PV EOI...).
+const LEAVES_HYPERVISOR: std::ops::RangeInclusive<u32> = 0x4000_0000..=0x4000_00ff;
+
 /// The CPUID the guest sees under KVM: what KVM supports on this host
 /// (KVM_GET_SUPPORTED_CPUID), less x2APIC and the TSC-deadline timer. emu creates no in-kernel
 /// irqchip: the local APIC is the machine's user-space xAPIC, whose page is MMIO that exits to
-/// user space, and it has neither, as on the JIT. This is the one place to make KVM's CPUID
-/// match the JIT's, so a guest moved between backends sees the same processor.
-pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, AccelError> {
+/// user space, and it has neither, as on the JIT.
+///
+/// With a `limit` (the JIT's CPUID), the guest sees one processor on either backend, so it can
+/// move between them at any point: every feature word is ANDed with the limit's, leaf 07H
+/// keeps only the subleaves the limit reports, XSAVE components the limit lacks vanish from leaf
+/// 0DH (whose maximum area size becomes the limit's), and there is no PMU and no hypervisor
+/// signature (a guest that found KVM would use kvmclock and other paravirtual MSRs the JIT does
+/// not have). It also keeps KVM's guest to instructions the hybrid fallback can execute where
+/// KVM cannot (a software-emulated KVM failing on XRSTORS, say).
+pub fn guest_cpuid(kvm: &Kvm, limit: Option<CpuidLimit>) -> Result<CpuId, AccelError> {
     let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -215,6 +251,112 @@ pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, AccelError> {
         if e.function == 1 {
             e.ecx &= !(CPUID1_ECX_X2APIC | CPUID1_ECX_TSC_DEADLINE);
         }
+        if let Some(limit) = limit {
+            let mut regs = [e.eax, e.ebx, e.ecx, e.edx];
+            limit_entry(e.function, e.index, &mut regs, limit);
+            [e.eax, e.ebx, e.ecx, e.edx] = regs;
+        }
     }
     Ok(cpuid)
+}
+
+/// Apply `limit` to the CPUID entry (`leaf`, `subleaf`) holding `regs`.
+fn limit_entry(leaf: u32, subleaf: u32, regs: &mut [u32; 4], limit: CpuidLimit) {
+    if leaf == LEAF_PMU || LEAVES_HYPERVISOR.contains(&leaf) {
+        *regs = [0; 4];
+        return;
+    }
+    let allowed = limit(leaf, subleaf);
+    for &(l, sub, r) in &FEATURE_WORDS {
+        if l == leaf && (sub == subleaf || !indexed(leaf)) {
+            regs[r] &= allowed[r];
+        }
+    }
+    match leaf {
+        // Subleaves past the limit's highest.
+        7 if subleaf > limit(7, 0)[EAX] => *regs = [0; 4],
+        LEAF_XSAVE if subleaf == 0 => regs[ECX] = allowed[ECX],
+        // Components 2-62: one subleaf each, gone when the limit's XCR0 lacks the bit.
+        LEAF_XSAVE if (2..63).contains(&subleaf) => {
+            let xcr0 = limit(LEAF_XSAVE, 0);
+            let bits = u64::from(xcr0[EAX]) | u64::from(xcr0[EDX]) << 32;
+            if bits & (1 << subleaf) == 0 {
+                *regs = [0; 4];
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `leaf` has subleaves (ECX selects one), among the leaves [`FEATURE_WORDS`] names.
+fn indexed(leaf: u32) -> bool {
+    matches!(leaf, 7 | LEAF_XSAVE)
+}
+
+#[cfg(test)]
+mod cpuid_limit_tests {
+    use super::*;
+
+    /// A made-up backend: SSE2 and CX16 in leaf 1, SMEP in leaf 7, x87+SSE XSAVE, LM.
+    fn small(leaf: u32, subleaf: u32) -> [u32; 4] {
+        match (leaf, subleaf) {
+            (1, _) => [0x663, 0x800, 1 << 13, 1 << 26],
+            (7, 0) => [0, 1 << 7, 0, 0],
+            (0xd, 0) => [0x3, 0x240, 0x240, 0],
+            (0x8000_0001, _) => [0, 0, 0, 1 << 29],
+            _ => [0; 4],
+        }
+    }
+
+    fn limited(leaf: u32, subleaf: u32, regs: [u32; 4]) -> [u32; 4] {
+        let mut r = regs;
+        limit_entry(leaf, subleaf, &mut r, small);
+        r
+    }
+
+    #[test]
+    fn feature_words_are_anded_and_the_rest_kept() {
+        // Signature and EBX (APIC id, CLFLUSH size) are KVM's; features are the intersection.
+        assert_eq!(
+            limited(1, 0, [0xa00f11, 0x20800, 0xffff_ffff, 0xffff_ffff]),
+            [0xa00f11, 0x20800, 1 << 13, 1 << 26]
+        );
+        assert_eq!(
+            limited(0x8000_0001, 0, [0xa00f11, 0, 0xffff, 0xffff_ffff]),
+            [0xa00f11, 0, 0, 1 << 29]
+        );
+        // Informational leaves pass unchanged.
+        let cache = [0xff40ff40, 0xff40ff40, 0x20080140, 0x20080140];
+        assert_eq!(limited(0x8000_0005, 0, cache), cache);
+    }
+
+    #[test]
+    fn leaf_7_keeps_only_the_limits_subleaves_and_bits() {
+        assert_eq!(
+            limited(7, 0, [1, u32::MAX, u32::MAX, u32::MAX]),
+            [0, 1 << 7, 0, 0]
+        );
+        assert_eq!(limited(7, 1, [0, u32::MAX, 0, 0]), [0; 4]);
+    }
+
+    #[test]
+    fn xsave_components_the_limit_lacks_vanish() {
+        // XCR0 x87|SSE|AVX|PKRU down to x87|SSE; the area's maximum size is the limit's.
+        assert_eq!(
+            limited(0xd, 0, [0x207, 0x988, 0x988, 0]),
+            [0x3, 0x988, 0x240, 0]
+        );
+        // No XSAVEOPT/XSAVEC/XGETBV1/XSAVES, no AVX component (2), no PKRU (9).
+        assert_eq!(limited(0xd, 1, [0xf, 0, 0, 0]), [0; 4]);
+        assert_eq!(limited(0xd, 2, [0x100, 0x240, 0, 0]), [0; 4]);
+        assert_eq!(limited(0xd, 9, [0x8, 0xa80, 0, 0]), [0; 4]);
+    }
+
+    #[test]
+    fn no_pmu_and_no_hypervisor_leaves() {
+        assert_eq!(limited(0xa, 0, [0x0704_3002, 0, 0, 0x603]), [0; 4]);
+        let kvm_signature = [0x4000_0001, 0x4b4d_564b, 0x564b_4d56, 0x4d];
+        assert_eq!(limited(0x4000_0000, 0, kvm_signature), [0; 4]);
+        assert_eq!(limited(0x4000_0001, 0, [0x0100_7afb, 0, 0, 0]), [0; 4]);
+    }
 }

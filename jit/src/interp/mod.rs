@@ -30,6 +30,8 @@ pub(crate) mod task;
 mod tests;
 mod x87;
 
+pub use system::cpuid_limit;
+
 use iced_x86::{Instruction, Mnemonic as M};
 
 use crate::context::JitContext;

@@ -275,6 +275,22 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
     }
 }
 
+/// The most the JIT's CPUID ever reports for (`leaf`, `subleaf`): what CPUID returns with
+/// CR4.OSXSAVE set and the local APIC enabled. A KVM machine caps its guest's CPUID with this
+/// (`accel::CpuidLimit`), so a guest sees the same processor on both backends.
+pub fn cpuid_limit(leaf: u32, subleaf: u32) -> [u32; 4] {
+    match leaf {
+        1 => {
+            let mut r = cpuid_leaf(1);
+            r[2] |= sse::cpuid1_ecx(sse::CR4_OSXSAVE);
+            r
+        }
+        0xd => sse::state::cpuid_leaf_d(subleaf),
+        7 if subleaf != 0 => [0; 4],
+        _ => cpuid_leaf(leaf),
+    }
+}
+
 pub(super) fn cpuid(ctx: &mut JitContext) -> Exec {
     let leaf = ctx.cpu.gpr[gpr::RAX] as u32;
     let r = match leaf {
