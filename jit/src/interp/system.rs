@@ -381,7 +381,9 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
             msr::KERNEL_GS_BASE => c.kernel_gs_base,
             msr::TSC_AUX => c.tsc_aux,
             _ => {
-                log::warn!("rdmsr of unknown MSR {index:#x}: #GP");
+                // Guests probe MSRs with a #GP handler ready (Linux's rdmsr_safe, e.g. for
+                // IA32_MCG_CAP): the #GP is the architectural answer, not an emulator gap.
+                log::debug!("rdmsr of unknown MSR {index:#x}: #GP");
                 return Err(Fault::gp(0));
             }
         };
@@ -450,7 +452,7 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
             ctx.flush_tlb();
         }
         _ => {
-            log::warn!("wrmsr {index:#x} <- {v:#x}: unknown MSR, #GP");
+            log::debug!("wrmsr {index:#x} <- {v:#x}: unknown MSR, #GP");
             return Err(Fault::gp(0));
         }
     }
