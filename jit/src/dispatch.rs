@@ -84,6 +84,8 @@ pub struct JitStats {
     pub dispatched: u64,
     /// Blocks the run loop found through the jump cache.
     pub jump_cache_hits: u64,
+    /// Host time spent translating and compiling blocks, in microseconds.
+    pub compile_micros: u64,
 }
 
 /// The software vCPU.
@@ -474,6 +476,7 @@ impl JitVcpu {
         if !self.config.translate || b.code.is_some() || b.runs < self.config.hot_threshold {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let mode = b.key.mode;
         let chain = ChainEnv {
             slots: self.blocks.alloc_chain_slots(id),
@@ -500,6 +503,7 @@ impl JitVcpu {
         if let Some(b) = self.blocks.get_mut(id) {
             b.code = Some(code);
         }
+        self.stats.compile_micros += started.elapsed().as_micros() as u64;
         Ok(())
     }
 
@@ -709,6 +713,13 @@ fn seg_rights(s: &Segment, index: usize) -> (bool, bool) {
         (false, false)
     } else {
         (true, t & TYPE_WRITABLE_OR_READABLE != 0)
+    }
+}
+
+impl Drop for JitVcpu {
+    fn drop(&mut self) {
+        // Tuning figures (`RUST_LOG=jit::dispatch=debug`).
+        log::debug!("jit: {:?}", self.stats);
     }
 }
 
