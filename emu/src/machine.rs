@@ -213,6 +213,9 @@ pub fn create_vcpu(
     match accel {
         Accel::Jit => {
             let mut config = jit::dispatch::JitConfig::default();
+            // Cranelift runs on a second thread, except when tuning or testing the translator
+            // with an explicit threshold, which then sees the same translations on every run.
+            config.background_compile = jit_threshold.is_none();
             if let Some(n) = jit_threshold {
                 config.hot_threshold = n;
             }
