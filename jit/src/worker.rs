@@ -14,7 +14,7 @@
 //! constants in the code. Results carry the dispatcher's flush epoch: a result for a block
 //! dropped in the meantime, or compiled before a flush, is thrown away.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -69,6 +69,8 @@ pub struct CompileWorker {
     results: mpsc::Receiver<Compiled>,
     /// Results sent and not yet taken: lets the dispatcher skip the channel when there are none.
     ready: Arc<AtomicUsize>,
+    /// Set when the handle is dropped: the thread skips the jobs still queued.
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -79,10 +81,15 @@ impl CompileWorker {
         let (done, results) = mpsc::channel();
         let ready = Arc::new(AtomicUsize::new(0));
         let counter = ready.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("jit-compile".into())
             .spawn(move || {
                 for r in jobs {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
+                    }
                     match r {
                         Request::Compile {
                             block,
@@ -120,6 +127,7 @@ impl CompileWorker {
             requests: Some(requests),
             results,
             ready,
+            stop,
             thread: Some(thread),
         })
     }
@@ -178,7 +186,9 @@ impl CompileWorker {
 
 impl Drop for CompileWorker {
     fn drop(&mut self) {
-        // Closing the request channel ends the thread's loop; its cache frees the code.
+        // The thread stops at the next job (a vCPU going away does not wait for a queue of
+        // compiles), or when the closed channel runs dry; its cache frees the code.
+        self.stop.store(true, Ordering::Relaxed);
         self.requests = None;
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
