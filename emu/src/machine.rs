@@ -227,7 +227,12 @@ fn create_jit(
     state: &CpuState,
     jit_threshold: Option<u32>,
 ) -> Result<jit::JitVcpu, MachineError> {
-    let mut config = jit::dispatch::JitConfig::default();
+    let mut config = jit::dispatch::JitConfig {
+        // Cranelift runs on a second thread, except when tuning or testing the translator with
+        // an explicit threshold, which then sees the same translations on every run.
+        background_compile: jit_threshold.is_none(),
+        ..jit::dispatch::JitConfig::default()
+    };
     if let Some(n) = jit_threshold {
         config.hot_threshold = n;
     }

@@ -24,7 +24,8 @@ use crate::exception;
 use crate::interp::{self, Step};
 use crate::mem::{self, Access};
 use crate::runtime::Runtime;
-use crate::translate::{helpers, ChainEnv, ModeInfo, SegAccess, TranslateEnv};
+use crate::translate::{helpers, ChainEnv, ModeInfo, SegAccess, TranslateEnv, TranslateStats};
+use crate::worker::{CompileWorker, WorkerError};
 
 /// Instructions an in-function loop may run before returning to the dispatcher (so pending
 /// work such as interrupts is looked at regularly even without a budget).
@@ -40,6 +41,8 @@ const INTERRUPT_POLL_INSNS: u64 = 4096;
 pub enum JitError {
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
 }
 
 /// How the JIT executes blocks.
@@ -51,6 +54,11 @@ pub struct JitConfig {
     pub hot_threshold: u32,
     /// Most instructions per block.
     pub max_block_insns: usize,
+    /// Run Cranelift on a second host thread ([`crate::worker`]): hot blocks keep running in
+    /// the interpreter until their code is ready, instead of the guest waiting for the compile.
+    /// Which blocks are compiled when then depends on host timing; off by default so tests
+    /// see the same translations on every run.
+    pub background_compile: bool,
 }
 
 impl Default for JitConfig {
@@ -63,6 +71,7 @@ impl Default for JitConfig {
             // of emu/benches/linux-boot.sh's boot: 37 s with 4, 30 s with 32, 24 s with 256).
             hot_threshold: 256,
             max_block_insns: 64,
+            background_compile: false,
         }
     }
 }
@@ -84,14 +93,24 @@ pub struct JitStats {
     pub dispatched: u64,
     /// Blocks the run loop found through the jump cache.
     pub jump_cache_hits: u64,
+    /// Host time spent translating and compiling blocks, in microseconds (on the compile
+    /// thread with [`JitConfig::background_compile`]).
+    pub compile_micros: u64,
 }
 
 /// The software vCPU.
 pub struct JitVcpu {
     ctx: Box<JitContext>,
     rt: Box<Runtime>,
-    /// Created on the first translation (interpreter-only steppers never pay for Cranelift).
+    /// Created on the first translation (interpreter-only steppers never pay for Cranelift);
+    /// unused with a background compiler, which has its own.
     cache: Option<CodeCache>,
+    /// The background compiler, when [`JitConfig::background_compile`] is set.
+    worker: Option<CompileWorker>,
+    /// Cache flushes so far: results of compile jobs submitted before the last flush are void.
+    epoch: u64,
+    /// Functions compiled since the last flush (of either cache).
+    functions: usize,
     blocks: BlockTable,
     kicker: Kicker,
     budget_end: Option<u64>,
@@ -142,11 +161,18 @@ impl JitVcpu {
             ctx,
             rt: Box::new(Runtime::new(ram)),
             // A host Cranelift cannot serve is reported here rather than at the first block.
-            cache: if config.translate {
+            cache: if config.translate && !config.background_compile {
                 Some(CodeCache::new()?)
             } else {
                 None
             },
+            worker: if config.translate && config.background_compile {
+                Some(CompileWorker::spawn(CodeCache::new()?)?)
+            } else {
+                None
+            },
+            epoch: 0,
+            functions: 0,
             blocks: BlockTable::new(),
             kicker: Kicker::new(),
             budget_end: None,
@@ -350,9 +376,13 @@ impl JitVcpu {
         true
     }
 
-    fn maybe_flush(&mut self) {
-        let functions = self.cache.as_ref().map_or(0, CodeCache::function_count);
-        if functions >= FLUSH_FUNCTIONS && self.blocks.live() * 2 < self.blocks.slots() {
+    fn maybe_flush(&mut self) -> Result<(), VcpuError> {
+        if self.functions >= FLUSH_FUNCTIONS && self.blocks.live() * 2 < self.blocks.slots() {
+            if let Some(w) = &self.worker {
+                // Before the chain slots go: jobs in flight write to theirs. Their results
+                // carry the old epoch and are dropped; the worker frees the old code.
+                w.flush().map_err(|e| VcpuError::Backend(e.to_string()))?;
+            }
             for p in self.blocks.clear() {
                 self.rt.unmark_code_page(p);
             }
@@ -362,8 +392,11 @@ impl JitVcpu {
                 // pointer) was just dropped.
                 unsafe { cache.flush() };
             }
+            self.epoch += 1;
+            self.functions = 0;
             self.stats.cache_flushes += 1;
         }
+        Ok(())
     }
 
     /// The successor of `prev` at linear address `la`, if remembered and still valid.
@@ -489,9 +522,10 @@ impl JitVcpu {
         let block = Block {
             key,
             linear: la,
-            insns: decoded.insns.into_boxed_slice(),
+            insns: decoded.insns.into(),
             pages,
             code: None,
+            compiling: false,
             runs: 0,
             succ: [NO_SUCC; SUCCESSORS],
             next_succ: 0,
@@ -506,7 +540,11 @@ impl JitVcpu {
         let Some(b) = self.blocks.get(id) else {
             return Ok(());
         };
-        if !self.config.translate || b.code.is_some() || b.runs < self.config.hot_threshold {
+        if !self.config.translate
+            || b.code.is_some()
+            || b.compiling
+            || b.runs < self.config.hot_threshold
+        {
             return Ok(());
         }
         let mode = b.key.mode;
@@ -518,22 +556,51 @@ impl JitVcpu {
             cs_base: mode.cs_base,
         };
         let env = self.env(mode.info, Some(chain));
+        let backend = |e: &dyn std::fmt::Display| VcpuError::Backend(e.to_string());
         let b = self.blocks.get(id).expect("checked above");
+        if let Some(w) = &self.worker {
+            w.submit(id, self.epoch, b.insns.clone(), env)
+                .map_err(|e| backend(&e))?;
+            if let Some(b) = self.blocks.get_mut(id) {
+                b.compiling = true;
+            }
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
         let cache = match self.cache.as_mut() {
             Some(c) => c,
             None => self
                 .cache
-                .insert(CodeCache::new().map_err(|e| VcpuError::Backend(e.to_string()))?),
+                .insert(CodeCache::new().map_err(|e| backend(&e))?),
         };
-        let (code, st) = cache
-            .compile(&b.insns, &env)
-            .map_err(|e| VcpuError::Backend(e.to_string()))?;
+        let compiled = cache.compile(&b.insns, &env).map_err(|e| backend(&e))?;
+        self.install(id, compiled);
+        self.stats.compile_micros += started.elapsed().as_micros() as u64;
+        Ok(())
+    }
+
+    /// Give block `id` its compiled code.
+    fn install(&mut self, id: BlockId, (code, st): (BlockFn, TranslateStats)) {
+        self.functions += 1;
         self.stats.blocks_compiled += 1;
         self.stats.inline_insns += st.inline as u64;
         self.stats.interpreted_insns += st.interpreted as u64;
         self.stats.self_loops += u64::from(st.self_loop);
         if let Some(b) = self.blocks.get_mut(id) {
             b.code = Some(code);
+            b.compiling = false;
+        }
+    }
+
+    /// Install the code the background compiler has finished, for blocks still alive.
+    fn take_compiled(&mut self) -> Result<(), VcpuError> {
+        while let Some(c) = self.worker.as_ref().and_then(CompileWorker::try_take) {
+            let compiled = c.code.map_err(|e| VcpuError::Backend(e.to_string()))?;
+            self.stats.compile_micros += c.micros;
+            // Ids are not reused before a flush, which starts a new epoch.
+            if c.epoch == self.epoch && self.blocks.get(c.block).is_some() {
+                self.install(c.block, compiled);
+            }
         }
         Ok(())
     }
@@ -665,7 +732,7 @@ impl JitVcpu {
             if self.invalidate_dirty() {
                 prev = None;
                 link_from = std::ptr::null_mut();
-                self.maybe_flush();
+                self.maybe_flush()?;
             }
             let (mode, mode_id) = self.current_mode_key();
             let ip = self.ctx.cpu.rip;
@@ -692,6 +759,7 @@ impl JitVcpu {
                     Found::Watched => return Ok(VmExit::Kicked),
                 },
             };
+            self.take_compiled()?;
             self.maybe_compile(id, mode_id)?;
             if let Some(b) = self.blocks.get(id) {
                 self.jump_cache.set(JumpEntry {
@@ -745,6 +813,13 @@ fn seg_rights(s: &Segment, index: usize) -> (bool, bool) {
         (false, false)
     } else {
         (true, t & TYPE_WRITABLE_OR_READABLE != 0)
+    }
+}
+
+impl Drop for JitVcpu {
+    fn drop(&mut self) {
+        // Tuning figures (`RUST_LOG=jit::dispatch=debug`).
+        log::debug!("jit: {:?}", self.stats);
     }
 }
 
@@ -871,5 +946,62 @@ mod code_watch_tests {
             4,
             "one look per new block, none for the 1000 loop runs"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vcpu::state::{cr0, gpr};
+    use vcpu::{RegionKind, RegionSpec, SegmentIndex};
+
+    const CODE: u64 = 0x1000;
+
+    #[test]
+    fn background_compile_installs_code_while_the_loop_runs() {
+        let ram = GuestRam::new(&[RegionSpec {
+            base: 0,
+            size: 0x10_0000,
+            kind: RegionKind::Ram,
+        }])
+        .unwrap();
+        // mov ecx, N; xor eax, eax; L: add eax, ecx; dec ecx; jnz L; hlt
+        const N: u32 = 2_000_000;
+        let mut code = vec![0xb9];
+        code.extend_from_slice(&N.to_le_bytes());
+        code.extend_from_slice(&[0x31, 0xc0, 0x01, 0xc8, 0x49, 0x75, 0xfb, 0xf4]);
+        ram.write_host(CODE, &code).unwrap();
+        let mut s = CpuState::reset();
+        s.cr0 |= cr0::PE;
+        for (i, seg) in s.seg.iter_mut().enumerate() {
+            *seg = if i == SegmentIndex::Cs as usize {
+                Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00)
+            } else {
+                Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9200)
+            };
+        }
+        s.rip = CODE;
+        let config = JitConfig {
+            hot_threshold: 16,
+            background_compile: true,
+            ..JitConfig::default()
+        };
+        let mut v = JitVcpu::with_config(ram, s, config).unwrap();
+        let exit = v.run(&mut Buses::new()).unwrap();
+        assert_eq!(
+            exit,
+            VmExit::Halted {
+                interrupts_enabled: false
+            }
+        );
+        let st = v.state().unwrap();
+        let sum = (0..=u64::from(N)).sum::<u64>() as u32;
+        assert_eq!(st.gpr[gpr::RAX] as u32, sum);
+        assert_eq!(v.instructions(), 2 + 3 * u64::from(N) + 1);
+        // The loop body ran interpreted until its code came back, then translated (an
+        // interpreted run of two million iterations leaves the compile thread ample time).
+        let stats = v.stats();
+        assert!(stats.blocks_compiled >= 1, "{stats:?}");
+        assert!(stats.self_loops >= 1, "{stats:?}");
     }
 }

@@ -18,5 +18,6 @@ pub mod runtime;
 pub mod segment;
 pub mod translate;
 pub mod tsc;
+pub mod worker;
 
 pub use dispatch::{JitError, JitVcpu};

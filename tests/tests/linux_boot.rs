@@ -59,6 +59,9 @@ fn busybox() -> Vec<u8> {
     })
 }
 
+/// How often a running boot's console log is written out.
+const LOG_REFRESH: Duration = Duration::from_secs(5);
+
 fn boot(accel: Accel, limit: Duration) {
     let image = std::fs::read(kernel()).expect("kernel readable");
     let initrd = emu_tests::initramfs::busybox_initramfs(&busybox(), INIT_SCRIPT);
@@ -84,14 +87,28 @@ fn boot(accel: Accel, limit: Duration) {
         Machine::with_direct_boot(&config, Box::new(out.clone()), load)
     }
     .expect("machine builds");
+    // The whole kernel log, for reading after a run (e.g. which clock events and interrupt
+    // controllers Linux chose), and during a long one (`tail -f`): rewritten every few seconds.
+    let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "linux_boot_{}.log",
+        format!("{accel:?}").to_lowercase()
+    ));
+    eprintln!("{accel:?}: the console log goes to {}", log_path.display());
     // Type into the console once userspace is up, as a user at the terminal would.
     let watched = out.clone();
+    let progress_path = log_path.clone();
     let typist = std::thread::spawn(move || {
         let deadline = Instant::now() + limit;
+        let mut last_dump = Instant::now();
         while Instant::now() < deadline {
-            if String::from_utf8_lossy(&watched.contents()).contains(MARKER) {
+            let text = watched.contents();
+            if String::from_utf8_lossy(&text).contains(MARKER) {
                 input.push(TYPED);
                 return true;
+            }
+            if last_dump.elapsed() >= LOG_REFRESH {
+                let _ = std::fs::write(&progress_path, &text);
+                last_dump = Instant::now();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -101,12 +118,6 @@ fn boot(accel: Accel, limit: Duration) {
         .run()
         .expect("the run ends without an emulator error");
     let text = String::from_utf8_lossy(&out.contents()).into_owned();
-    // The whole kernel log, for reading after a run (e.g. which clock events and interrupt
-    // controllers Linux chose).
-    let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "linux_boot_{}.log",
-        format!("{accel:?}").to_lowercase()
-    ));
     if let Err(e) = std::fs::write(&log_path, &text) {
         eprintln!("could not write {}: {e}", log_path.display());
     }
@@ -182,5 +193,5 @@ fn linux_boots_to_userspace_on_the_jit() {
 #[test]
 #[ignore = "this host's KVM is software-emulated: a boot takes many minutes; run with --ignored"]
 fn linux_boots_to_userspace_on_kvm() {
-    boot(Accel::Kvm, Duration::from_secs(3600));
+    boot(Accel::Kvm, Duration::from_secs(3 * 3600));
 }
