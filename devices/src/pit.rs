@@ -17,7 +17,11 @@ pub const PIT_PORT: u16 = 0x40;
 /// System control port B.
 pub const PORT_B: u16 = 0x61;
 /// The most timer interrupts (as time) a periodic timer catches up after the CPU missed them.
-pub const MAX_TICK_BACKLOG_NS: u64 = 100_000_000;
+/// Ticks beyond it are dropped, so a guest stopped for long (SIGSTOP, a debugger) does not come
+/// back to an unbounded burst. It must be generous: Linux's early clocksource watchdog compares
+/// the TSC (host time) with jiffies (counted ticks), and with 100 ms a loaded host that left
+/// emu unscheduled for longer made Linux mark the TSC unstable ("skew is too large").
+pub const MAX_TICK_BACKLOG_NS: u64 = 2_000_000_000;
 
 /// Read/write access modes (control word bits 5-4).
 const RW_LATCH: u8 = 0;
