@@ -10,6 +10,7 @@
 
 mod cond;
 mod emit;
+pub mod fallback_stats;
 pub mod helpers;
 mod insn;
 mod memory;
