@@ -15,7 +15,7 @@ use iced_x86::{Code, Instruction};
 pub const ENV_VAR: &str = "EMU_JIT_FALLBACK_STATS";
 
 /// Fallbacks between two reports.
-pub const REPORT_EVERY: u64 = 1 << 24;
+pub const REPORT_EVERY: u64 = 1 << 22;
 
 /// Forms listed in a report.
 const REPORT_TOP: usize = 40;
@@ -52,7 +52,7 @@ pub fn record(insn: &Instruction) {
     }
     COUNTS[(insn.code() as usize).min(CODES - 1)].fetch_add(1, Ordering::Relaxed);
     let total = TOTAL.fetch_add(1, Ordering::Relaxed) + 1;
-    if total % REPORT_EVERY == 0 {
+    if total.is_multiple_of(REPORT_EVERY) {
         eprint!("{}", report(REPORT_TOP));
     }
 }

@@ -9,13 +9,13 @@ use vcpu::{CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIndex, Vc
 use crate::dispatch::{JitConfig, JitVcpu};
 
 const RAM: u64 = 0x10_0000;
-const CODE: u64 = 0x1000;
+pub(super) const CODE: u64 = 0x1000;
 const DATA: u64 = 0x8000;
 const STACK_TOP: u64 = 0xa000;
 /// Where real-mode exception handlers point.
 const FAULT_HLT: u64 = 0xf00;
 
-fn ram() -> GuestRam {
+pub(super) fn ram() -> GuestRam {
     GuestRam::new(&[RegionSpec {
         base: 0,
         size: RAM,
@@ -24,7 +24,7 @@ fn ram() -> GuestRam {
     .unwrap()
 }
 
-fn flat32() -> CpuState {
+pub(super) fn flat32() -> CpuState {
     let mut s = CpuState::reset();
     s.cr0 |= cr0::PE;
     let code = Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00);
@@ -54,7 +54,7 @@ fn real16() -> CpuState {
 
 /// 64-bit mode: 4-level paging identity-mapping the first 2 MiB with one large page (PML4
 /// 0x70000, PDPT 0x71000, PD 0x72000, outside the compared memory), flat 64-bit CS.
-fn long64(ram: &GuestRam) -> CpuState {
+pub(super) fn long64(ram: &GuestRam) -> CpuState {
     ram.write_host(0x70000, &(0x71000u64 | 7).to_le_bytes())
         .unwrap();
     ram.write_host(0x71000, &(0x72000u64 | 7).to_le_bytes())
@@ -82,14 +82,14 @@ fn buses() -> Buses {
 }
 
 /// The outcome of one run: how it ended, the state, and RAM below 1 MiB's first 64 KiB.
-struct Outcome {
-    exit: VmExit,
-    state: CpuState,
-    mem: Vec<u8>,
-    vcpu: JitVcpu,
+pub(super) struct Outcome {
+    pub exit: VmExit,
+    pub state: CpuState,
+    pub mem: Vec<u8>,
+    pub vcpu: JitVcpu,
 }
 
-fn run_mode(code: &[u8], state: CpuState, translate: bool) -> Outcome {
+pub(super) fn run_mode(code: &[u8], state: CpuState, translate: bool) -> Outcome {
     let ram = ram();
     if state.efer & vcpu::state::efer::LMA != 0 {
         long64(&ram);
@@ -121,7 +121,7 @@ fn run_mode(code: &[u8], state: CpuState, translate: bool) -> Outcome {
 }
 
 /// Run translated and interpreted; assert they agree; return the translated outcome.
-fn differential(code: &[u8], state: CpuState, flag_mask: u64) -> Outcome {
+pub(super) fn differential(code: &[u8], state: CpuState, flag_mask: u64) -> Outcome {
     let t = run_mode(code, state, true);
     let i = run_mode(code, state, false);
     assert_eq!(t.exit, i.exit, "exit differs");
@@ -152,7 +152,7 @@ fn differential(code: &[u8], state: CpuState, flag_mask: u64) -> Outcome {
     t
 }
 
-const HLT: u8 = 0xf4;
+pub(super) const HLT: u8 = 0xf4;
 
 #[test]
 fn counted_loop_runs_inside_the_generated_function() {
