@@ -161,6 +161,10 @@ fn assert_inline(op: &[u8]) {
     let mut s: CpuState = long64(&ram());
     s.gpr[gpr::RDI] = OUT;
     s.gpr[gpr::RCX] = 3;
+    // A memory operand at [rsi] reads the (non-zero) code bytes; RDX (the reset signature)
+    // cleared so that DIV takes its inline path and the block ends at the HLT.
+    s.gpr[gpr::RSI] = CODE;
+    s.gpr[gpr::RDX] = 0;
     let t = run_mode(&code, s, true);
     let st = t.vcpu.stats();
     assert_eq!(st.interpreted_insns, 1, "{op:02x?} is not inline: {st:?}");
@@ -535,4 +539,120 @@ fn shift_by_cl_of_zero_in_32bit_code_keeps_the_upper_half_and_flags() {
     let t = differential(&code, s, 0);
     assert_eq!(t.state.gpr[gpr::RBX], 0x9abc_def0, "upper half cleared");
     assert_eq!(t.state.gpr[gpr::RAX], 0x9abc_def0);
+}
+
+/// Run `body` for each (rax, rdx, rcx) triple in 64-bit mode, storing RAX, RDX and RCX after
+/// each at [rdi] and advancing; returns the translated outcome after the differential check.
+fn accumulator_program(triples: &[(u64, u64, u64)], body: &[u8]) -> Outcome {
+    let mut code = vec![0xbf];
+    code.extend_from_slice(&(OUT as u32).to_le_bytes()); // mov edi, OUT
+    code.extend_from_slice(&[0xbe]);
+    code.extend_from_slice(&((OUT_END - 8) as u32).to_le_bytes()); // mov esi, OUT_END - 8
+    for &(rax, rdx, rcx) in triples {
+        for (opcode, v) in [(0xb8u8, rax), (0xba, rdx), (0xb9, rcx)] {
+            code.extend_from_slice(&[0x48, opcode]);
+            code.extend_from_slice(&v.to_le_bytes());
+        }
+        code.extend_from_slice(&[0x48, 0x89, 0x0e]); // mov [rsi], rcx
+        code.extend_from_slice(body);
+        // mov [rdi], rax; mov [rdi+8], rdx; mov [rdi+16], rcx; add rdi, 24
+        code.extend_from_slice(&[0x48, 0x89, 0x07, 0x48, 0x89, 0x57, 0x08, 0x48, 0x89, 0x4f]);
+        code.extend_from_slice(&[0x10, 0x48, 0x83, 0xc7, 0x18]);
+    }
+    code.push(HLT);
+    differential(&code, long64(&ram()), 0)
+}
+
+#[test]
+fn div_agrees_with_the_interpreter_on_its_fast_and_slow_paths() {
+    let forms: [&[u8]; 4] = [
+        &[0x48, 0xf7, 0xf1], // div rcx
+        &[0xf7, 0xf1],       // div ecx
+        &[0x48, 0xf7, 0x36], // div qword [rsi]
+        &[0xf7, 0x36],       // div dword [rsi]
+    ];
+    for f in forms {
+        assert_inline(f);
+    }
+    // (rax, rdx, divisor): RDX = 0 (inline), RDX != 0 with a fitting quotient (the cold
+    // interpreter path for 64-bit, inline for 32-bit when EDX < divisor), upper halves that
+    // 32-bit DIV ignores.
+    let triples = [
+        (100, 0, 7),
+        (u64::MAX, 0, 1),
+        (u64::MAX, 0, u64::MAX),
+        (0x1234_5678_9abc_def0, 0, 0x1_0000_0001),
+        (0, 5, 7),
+        (0xffff_ffff, 6, 7),
+        (
+            0xaaaa_aaaa_0000_0010,
+            0xbbbb_bbbb_0000_0002,
+            0xcccc_cccc_0000_0003,
+        ),
+    ];
+    for f in forms {
+        let t = accumulator_program(&triples, f);
+        let at = |i: usize| {
+            let a = OUT as usize + 8 * i;
+            u64::from_le_bytes(t.mem[a..a + 8].try_into().unwrap())
+        };
+        if f[0] == 0x48 {
+            assert_eq!((at(0), at(1)), (14, 2), "{f:02x?}: 100 / 7");
+            assert_eq!((at(3), at(4)), (u64::MAX, 0), "{f:02x?}: max / 1");
+        } else {
+            assert_eq!((at(0), at(1)), (14, 2), "{f:02x?}: 100 / 7");
+            // 6:0xffffffff / 7 = (7 * 2^32 - 1) / 7 = 0xffffffff rest 6
+            assert_eq!((at(15), at(16)), (0xffff_ffff, 6), "{f:02x?}");
+        }
+    }
+    // Divide errors (#DE with no IDT: both runs end the same way) and the overflowing
+    // 32-bit quotient.
+    for (rax, rdx, rcx, form) in [
+        (1u64, 0u64, 0u64, forms[0]),
+        (1, 0, 0, forms[1]),
+        (0, 7, 7, forms[1]),
+        (0, 1u64 << 32, 1, forms[1]),
+    ] {
+        accumulator_program(&[(rax, rdx, rcx)], form);
+    }
+}
+
+#[test]
+fn accumulator_sign_extension_and_bswap_agree_with_the_interpreter() {
+    let forms: [&[u8]; 8] = [
+        &[0x66, 0x98],       // cbw
+        &[0x98],             // cwde
+        &[0x48, 0x98],       // cdqe
+        &[0x66, 0x99],       // cwd
+        &[0x99],             // cdq
+        &[0x48, 0x99],       // cqo
+        &[0x0f, 0xc9],       // bswap ecx
+        &[0x48, 0x0f, 0xc9], // bswap rcx
+    ];
+    for f in forms {
+        assert_inline(f);
+    }
+    let triples = [
+        (0x1234_5678_9abc_de80, u64::MAX, 0x0102_0304_0506_0708),
+        (0xfedc_ba98_7654_3210, 0x5555, 0x8000_0000_0000_00ff),
+        (0x0000_0000_8000_7f7f, 0x1111_1111_1111_1111, 0x1234),
+    ];
+    for f in forms {
+        let t = accumulator_program(&triples, f);
+        let at = |i: usize| {
+            let a = OUT as usize + 8 * i;
+            u64::from_le_bytes(t.mem[a..a + 8].try_into().unwrap())
+        };
+        match f {
+            [0x48, 0x98] => assert_eq!(at(0), 0xffff_ffff_9abc_de80, "cdqe"),
+            [0x98] => assert_eq!(at(0), 0xffff_de80, "cwde"),
+            [0x66, 0x98] => assert_eq!(at(0), 0x1234_5678_9abc_ff80, "cbw"),
+            [0x99] => assert_eq!((at(1), at(4)), (0xffff_ffff, 0), "cdq"),
+            [0x48, 0x99] => assert_eq!((at(1), at(4)), (0, u64::MAX), "cqo"),
+            [0x66, 0x99] => assert_eq!((at(1), at(4)), (u64::MAX, 0), "cwd"),
+            [0x0f, 0xc9] => assert_eq!(at(2), 0x0807_0605, "bswap ecx"),
+            _ if f == [0x48, 0x0f, 0xc9] => assert_eq!(at(2), 0x0807_0605_0403_0201),
+            _ => {}
+        }
+    }
 }

@@ -262,6 +262,14 @@ impl Tx<'_, '_> {
             Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => self.movx(insn),
             Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar => self.shift(insn),
             Mnemonic::Rol | Mnemonic::Ror => self.rotate(insn),
+            Mnemonic::Div => self.div(insn),
+            Mnemonic::Cbw
+            | Mnemonic::Cwde
+            | Mnemonic::Cdqe
+            | Mnemonic::Cwd
+            | Mnemonic::Cdq
+            | Mnemonic::Cqo => self.sign_extend_accumulator(insn),
+            Mnemonic::Bswap => self.bswap(insn),
             Mnemonic::Imul => self.imul(insn),
             Mnemonic::Push => self.push(insn),
             Mnemonic::Pop => self.pop(insn),
