@@ -4,44 +4,80 @@
 //!
 //! The count is masked to 5 bits (6 for 64-bit operands). A masked count of 0 changes neither
 //! the destination nor the flags, but still writes a 32-bit register in 64-bit mode (clearing
-//! its upper half): an immediate count of 0 leaves the instruction to the interpreter, and a CL
-//! count of 0 runs it through the interpreter in a cold path that leaves the block, so the
-//! main path always sets flags and the lazy record stays static. Shifts record their lazy kind
+//! its upper half): an immediate count of 0 leaves the instruction to the interpreter; a CL
+//! count of 0 takes a cold path that does just that and keeps the old flags record, and since
+//! the two paths end with different records, both store theirs into the context before they
+//! join (Linux's boot runs about a million `shl r32, cl` with CL = 0, so leaving the block
+//! there would cost). Shifts record their lazy kind
 //! with CF (the last bit shifted out) in `aux` for inline conditions; rotates change only CF
 //! and OF, so their flags are computed eagerly from the kept SF, ZF, AF and PF
 //! ([`EAGER_KIND`]). RCL/RCR stay with the interpreter.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, Value};
+use cranelift_codegen::ir::{Block, InstBuilder, Value};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use vcpu::state::rflags;
 
 use crate::flags::kind;
 
 use super::emit::{Tx, EAGER_KIND};
-use super::insn::{Done, MemCache};
+use super::insn::{Done, MemCache, Opnd};
 use super::regs::gpr_info;
 
 impl Tx<'_, '_> {
-    /// The masked count of a shift or rotate of a `size`-byte operand, as an i64; `None` when
-    /// the count operand is not an immediate or CL, or is an immediate masking to 0. For CL,
-    /// emits the cold interpreter path for a masked count of 0.
-    fn masked_count(&mut self, insn: &Instruction, size: u32) -> Option<Value> {
+    /// The masked count of a shift or rotate of the `size`-byte operand `d`, as an i64, and
+    /// for a CL count the block where the count-0 path joins; `None` when the count operand is
+    /// not an immediate or CL, or is an immediate masking to 0.
+    ///
+    /// For CL, the masked count of 0 branches to a cold path doing what the interpreter does
+    /// then: nothing but the upper-half clear of a 32-bit register in 64-bit mode; it stores
+    /// the flags record as it was, so the main path must store its own before the join
+    /// ([`Self::join_count_paths`]), after which the flags live in the context.
+    fn masked_count(
+        &mut self,
+        insn: &Instruction,
+        size: u32,
+        d: Opnd,
+    ) -> Option<(Value, Option<Block>)> {
         let mask = if size == 8 { 0x3f } else { 0x1f };
         match insn.op1_kind() {
             OpKind::Immediate8 => {
                 let n = u64::from(insn.immediate8()) & mask;
-                (n != 0).then(|| self.c64(n))
+                (n != 0).then(|| (self.c64(n), None))
             }
             OpKind::Register if insn.op1_register() == Register::CL => {
                 let cl = gpr_info(Register::CL)?;
                 let c = self.read_reg(cl);
                 let n = self.and_c(c, mask);
                 let zero = self.b.ins().icmp_imm_u(IntCC::Equal, n, 0);
-                self.interp_if(zero);
-                Some(n)
+                let unchanged = self.b.create_block();
+                let main = self.b.create_block();
+                let join = self.b.create_block();
+                self.b.ins().brif(zero, unchanged, &[], main, &[]);
+                self.b.set_cold_block(unchanged);
+                self.b.switch_to_block(unchanged);
+                if let (64, 4, Opnd::Reg(g)) = (self.env.mode.bitness, size, d) {
+                    let v = self.read_reg(g);
+                    self.write_reg(g, v);
+                }
+                self.store_flags(false);
+                self.b.ins().jump(join, &[]);
+                self.b.switch_to_block(main);
+                Some((n, Some(join)))
             }
             _ => None,
+        }
+    }
+
+    /// End the main path of a CL-count instruction (`join` from [`Self::masked_count`]):
+    /// store its flags and continue where the count-0 path joins.
+    fn join_count_paths(&mut self, join: Option<Block>) {
+        if let Some(join) = join {
+            self.store_flags(false);
+            self.b.ins().jump(join, &[]);
+            self.b.switch_to_block(join);
+            self.flags = None;
+            self.flags_stored = true;
         }
     }
 
@@ -54,7 +90,7 @@ impl Tx<'_, '_> {
             return Done::NotHandled;
         };
         let size = Self::opnd_size(insn, d);
-        let Some(n) = self.masked_count(insn, size) else {
+        let Some((n, join)) = self.masked_count(insn, size, d) else {
             return Done::NotHandled;
         };
         let mut ea = MemCache::rmw();
@@ -104,6 +140,7 @@ impl Tx<'_, '_> {
             _ => kind::SHL,
         };
         self.set_flags(k, size, a, n, r, cf);
+        self.join_count_paths(join);
         Done::Inline
     }
 
@@ -118,7 +155,7 @@ impl Tx<'_, '_> {
             return Done::NotHandled;
         };
         let size = Self::opnd_size(insn, d);
-        let Some(n) = self.masked_count(insn, size) else {
+        let Some((n, join)) = self.masked_count(insn, size, d) else {
             return Done::NotHandled;
         };
         let kept = self.status_szap();
@@ -164,6 +201,7 @@ impl Tx<'_, '_> {
         let f = self.b.ins().bor(f, of);
         let zero = self.c64(0);
         self.set_flags(EAGER_KIND, size, a, n, f, zero);
+        self.join_count_paths(join);
         Done::Inline
     }
 }
