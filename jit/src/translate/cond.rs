@@ -195,8 +195,9 @@ impl Tx<'_, '_> {
     }
 
     /// CF (an i8 truth value) from the lazy-flags record stored in the context, i.e. flags set
-    /// before this block: computed inline for the kinds whose CF is a comparison or a stored
-    /// bit (as `LazyFlags::status` does), through the helper for the others.
+    /// before this block (or by a shift by CL): computed inline for every kind, as
+    /// `LazyFlags::status` does (a comparison, a stored bit or the last bit shifted out); the
+    /// helper remains for op values no kind has.
     pub fn stored_carry(&mut self) -> Value {
         self.store_flags(true);
         let fl = offset_of!(JitContext, flags);
@@ -239,6 +240,29 @@ impl Tx<'_, '_> {
         let cf = self.b.ins().select(is_logic, zero, cf);
         let cf = self.b.ins().select(is_sub, cf_sub, cf);
         let cf = self.b.ins().select(is_add, cf_add, cf);
+        // Shifts (as `LazyFlags::status`, from the value before and the count, since the
+        // interpreter's records leave `aux` 0): SHL takes bit bits-n of the value, which is bit
+        // 64-n of `a` (0 once n > bits: below the value in `a`); SHR bit n-1 of the value; SAR
+        // bit n-1 of the sign-extended value (the sign once n > bits). 1 <= n <= 63.
+        let n = self.and_c(src2, 63);
+        let n_minus_1 = self.add_c(n, u64::MAX);
+        let up = self.b.ins().isub(sixty_four, n);
+        let shl_out = self.b.ins().ushr(a, up);
+        let value = self.b.ins().ushr(a, sh);
+        let shr_out = self.b.ins().ushr(value, n_minus_1);
+        let signed = self.b.ins().sshr(a, sh);
+        let sar_out = self.b.ins().sshr(signed, n_minus_1);
+        let bit = |tx: &mut Self, v: Value| {
+            let v = tx.and_c(v, 1);
+            tx.b.ins().icmp_imm_u(IntCC::NotEqual, v, 0)
+        };
+        let (cf_shl, cf_shr, cf_sar) = (bit(self, shl_out), bit(self, shr_out), bit(self, sar_out));
+        let is_shl = self.b.ins().icmp_imm_u(IntCC::Equal, k, kind::SHL as i64);
+        let is_shr = self.b.ins().icmp_imm_u(IntCC::Equal, k, kind::SHR as i64);
+        let is_sar = self.b.ins().icmp_imm_u(IntCC::Equal, k, kind::SAR as i64);
+        let cf = self.b.ins().select(is_shl, cf_shl, cf);
+        let cf = self.b.ins().select(is_shr, cf_shr, cf);
+        let cf = self.b.ins().select(is_sar, cf_sar, cf);
         let cf = self.b.ins().select(is_adc, cf_adc, cf);
         let cf = self.b.ins().select(is_sbb, cf_sbb, cf);
         let fast_kinds: u64 = [
@@ -250,6 +274,9 @@ impl Tx<'_, '_> {
             kind::INC,
             kind::DEC,
             kind::MUL,
+            kind::SHL,
+            kind::SHR,
+            kind::SAR,
         ]
         .iter()
         .fold(1 << (CC_EFLAGS >> 2), |m, k| m | 1 << k);
