@@ -17,11 +17,12 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 use iced_x86::Instruction;
+use vcpu::state::rflags;
 use vcpu::CpuState;
 
 use crate::cache::{ChainSlot, JumpEntry, CHAIN_SLOTS, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
 use crate::context::{ExitWords, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
-use crate::flags::{cc_op, LazyFlags};
+use crate::flags::{cc_op, LazyFlags, CC_EFLAGS};
 
 use super::TranslateEnv;
 
@@ -30,6 +31,8 @@ pub(super) fn gpr_offset(i: usize) -> i32 {
     (offset_of!(JitContext, cpu) + offset_of!(CpuState, gpr) + 8 * i) as i32
 }
 pub(super) const RIP_OFFSET: i32 = (offset_of!(JitContext, cpu) + offset_of!(CpuState, rip)) as i32;
+pub(super) const RFLAGS_OFFSET: i32 =
+    (offset_of!(JitContext, cpu) + offset_of!(CpuState, rflags)) as i32;
 pub(super) const ICOUNT_OFFSET: i32 = offset_of!(JitContext, icount) as i32;
 pub(super) const EXIT_BLOCK_OFFSET: i32 =
     (offset_of!(JitContext, exit) + offset_of!(ExitWords, exit_block)) as i32;
@@ -38,10 +41,15 @@ pub(super) const EXIT_RUN_OFFSET: i32 =
 const FLAGS_OFFSET: usize = offset_of!(JitContext, flags);
 const CHAIN_EXIT_OFFSET: i32 = offset_of!(JitContext, chain_exit) as i32;
 
+/// The `PendingFlags::kind` of an instruction whose flags were computed eagerly (rotates):
+/// `res` holds the six status bits at their RFLAGS positions and nothing else, and storing the
+/// record merges them into `cpu.rflags` with `op = CC_EFLAGS`. No `flags::kind` is 0.
+pub(super) const EAGER_KIND: u64 = 0;
+
 /// The lazy-flags record of the last flag-setting instruction translated in this block.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PendingFlags {
-    /// An operation kind from `flags::kind`.
+    /// An operation kind from `flags::kind`, or [`EAGER_KIND`].
     pub kind: u64,
     /// Operand size in bytes.
     pub size: u32,
@@ -278,7 +286,17 @@ impl<'a, 'f> Tx<'a, 'f> {
         if self.flags_stored {
             return;
         }
-        if let Some(p) = self.flags {
+        if let Some(p) = self.flags.filter(|p| p.kind == EAGER_KIND) {
+            // The status bits themselves: merge them into `rflags` and mark the record
+            // materialised (the `flags.rs` invariant for `CC_EFLAGS`).
+            let rf = self.load_ctx(types::I64, RFLAGS_OFFSET);
+            let keep = self.and_c(rf, !rflags::STATUS);
+            let status = self.and_c(p.res, rflags::STATUS);
+            let rf = self.b.ins().bor(keep, status);
+            self.store_ctx(rf, RFLAGS_OFFSET);
+            let op = self.c64(CC_EFLAGS);
+            self.store_ctx(op, (FLAGS_OFFSET + offset_of!(LazyFlags, op)) as i32);
+        } else if let Some(p) = self.flags {
             let op = self.c64(cc_op(p.kind, p.size));
             self.store_ctx(op, (FLAGS_OFFSET + offset_of!(LazyFlags, op)) as i32);
             self.store_ctx(p.src1, (FLAGS_OFFSET + offset_of!(LazyFlags, src1)) as i32);

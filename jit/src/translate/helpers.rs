@@ -52,6 +52,7 @@ pub unsafe extern "C" fn jit_interp(ctx: *mut JitContext, insn: *const Instructi
         let (c, r) = parts(ctx);
         (c, r, &*insn)
     };
+    super::fallback_stats::record(insn);
     match interp::step(ctx, rt, insn) {
         Step::Continue if ctx.exit.exit_block == 0 && ctx.exit.exit_run == 0 => 0,
         _ => 1,

@@ -20,7 +20,7 @@ const SS: usize = 2;
 
 /// An analysed operand.
 #[derive(Debug, Clone, Copy)]
-enum Opnd {
+pub(super) enum Opnd {
     Reg(GprInfo),
     Mem(MemRef),
     Imm(u64),
@@ -30,7 +30,7 @@ enum Opnd {
 /// address and, for read-modify-write operands, the write probe shared by the load and the
 /// store.
 #[derive(Debug, Clone, Copy, Default)]
-struct MemCache {
+pub(super) struct MemCache {
     ea: Option<Value>,
     probe: Option<Probe>,
     /// The operand is read and then written: probe once, for writing.
@@ -38,7 +38,7 @@ struct MemCache {
 }
 
 impl MemCache {
-    fn rmw() -> Self {
+    pub(super) fn rmw() -> Self {
         Self {
             rmw: true,
             ..Self::default()
@@ -78,7 +78,13 @@ impl Tx<'_, '_> {
     }
 
     /// Analyse operand `op`; memory operands must allow the given accesses inline.
-    fn opnd(&self, insn: &Instruction, op: u32, read: bool, write: bool) -> Option<Opnd> {
+    pub(super) fn opnd(
+        &self,
+        insn: &Instruction,
+        op: u32,
+        read: bool,
+        write: bool,
+    ) -> Option<Opnd> {
         let k = insn.op_kind(op);
         if k == OpKind::Register {
             return gpr_info(insn.op_register(op)).map(Opnd::Reg);
@@ -96,7 +102,7 @@ impl Tx<'_, '_> {
         None
     }
 
-    fn opnd_size(insn: &Instruction, o: Opnd) -> u32 {
+    pub(super) fn opnd_size(insn: &Instruction, o: Opnd) -> u32 {
         match o {
             Opnd::Reg(g) => g.size,
             Opnd::Mem(_) => insn.memory_size().size() as u32,
@@ -151,7 +157,13 @@ impl Tx<'_, '_> {
         }
     }
 
-    fn read_opnd(&mut self, insn: &Instruction, o: Opnd, size: u32, mc: &mut MemCache) -> Value {
+    pub(super) fn read_opnd(
+        &mut self,
+        insn: &Instruction,
+        o: Opnd,
+        size: u32,
+        mc: &mut MemCache,
+    ) -> Value {
         match o {
             Opnd::Reg(g) => self.read_reg(g),
             Opnd::Imm(v) => self.c64(v & super::emit::size_mask(size)),
@@ -168,7 +180,14 @@ impl Tx<'_, '_> {
         }
     }
 
-    fn write_opnd(&mut self, insn: &Instruction, o: Opnd, size: u32, v: Value, mc: &mut MemCache) {
+    pub(super) fn write_opnd(
+        &mut self,
+        insn: &Instruction,
+        o: Opnd,
+        size: u32,
+        v: Value,
+        mc: &mut MemCache,
+    ) {
         match o {
             Opnd::Reg(g) => self.write_reg(g, v),
             Opnd::Imm(_) => unreachable!("immediates are never destinations"),
@@ -230,14 +249,27 @@ impl Tx<'_, '_> {
         match insn.mnemonic() {
             Mnemonic::Nop => Done::Inline,
             Mnemonic::Mov => self.mov(insn),
-            Mnemonic::Add | Mnemonic::Sub | Mnemonic::And | Mnemonic::Or | Mnemonic::Xor => {
-                self.alu(insn, true)
-            }
+            Mnemonic::Add
+            | Mnemonic::Adc
+            | Mnemonic::Sub
+            | Mnemonic::Sbb
+            | Mnemonic::And
+            | Mnemonic::Or
+            | Mnemonic::Xor => self.alu(insn, true),
             Mnemonic::Cmp | Mnemonic::Test => self.alu(insn, false),
             Mnemonic::Inc | Mnemonic::Dec | Mnemonic::Neg | Mnemonic::Not => self.unary(insn),
             Mnemonic::Lea => self.lea(insn),
             Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => self.movx(insn),
             Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar => self.shift(insn),
+            Mnemonic::Rol | Mnemonic::Ror => self.rotate(insn),
+            Mnemonic::Div => self.div(insn),
+            Mnemonic::Cbw
+            | Mnemonic::Cwde
+            | Mnemonic::Cdqe
+            | Mnemonic::Cwd
+            | Mnemonic::Cdq
+            | Mnemonic::Cqo => self.sign_extend_accumulator(insn),
+            Mnemonic::Bswap => self.bswap(insn),
             Mnemonic::Imul => self.imul(insn),
             Mnemonic::Push => self.push(insn),
             Mnemonic::Pop => self.pop(insn),
@@ -257,6 +289,22 @@ impl Tx<'_, '_> {
             | Mnemonic::Cmovge
             | Mnemonic::Cmovle
             | Mnemonic::Cmovg => self.cmov(insn),
+            Mnemonic::Seto
+            | Mnemonic::Setno
+            | Mnemonic::Setb
+            | Mnemonic::Setae
+            | Mnemonic::Sete
+            | Mnemonic::Setne
+            | Mnemonic::Setbe
+            | Mnemonic::Seta
+            | Mnemonic::Sets
+            | Mnemonic::Setns
+            | Mnemonic::Setp
+            | Mnemonic::Setnp
+            | Mnemonic::Setl
+            | Mnemonic::Setge
+            | Mnemonic::Setle
+            | Mnemonic::Setg => self.setcc(insn),
             _ => Done::NotHandled,
         }
     }
@@ -294,10 +342,22 @@ impl Tx<'_, '_> {
         } else {
             MemCache::default()
         };
+        // ADC/SBB add or subtract CF from before the instruction too, and keep it in `aux`
+        // (SDM Vol. 2A ADC, Vol. 2B SBB; the interpreter's record).
+        let mn = insn.mnemonic();
+        let carry = matches!(mn, Mnemonic::Adc | Mnemonic::Sbb).then(|| self.carry_value());
         let a = self.read_opnd(insn, d, size, &mut ea);
         let b = self.read_opnd(insn, s, size, &mut ea);
-        let (r, k) = match insn.mnemonic() {
+        let (r, k) = match mn {
             Mnemonic::Add => (self.b.ins().iadd(a, b), kind::ADD),
+            Mnemonic::Adc => {
+                let t = self.b.ins().iadd(a, b);
+                (self.b.ins().iadd(t, carry.expect("ADC")), kind::ADC)
+            }
+            Mnemonic::Sbb => {
+                let t = self.b.ins().isub(a, b);
+                (self.b.ins().isub(t, carry.expect("SBB")), kind::SBB)
+            }
             Mnemonic::Sub | Mnemonic::Cmp => (self.b.ins().isub(a, b), kind::SUB),
             Mnemonic::And | Mnemonic::Test => (self.b.ins().band(a, b), kind::LOGIC),
             Mnemonic::Or => (self.b.ins().bor(a, b), kind::LOGIC),
@@ -307,8 +367,24 @@ impl Tx<'_, '_> {
         if writes {
             self.write_opnd(insn, d, size, r, &mut ea);
         }
-        let zero = self.c64(0);
-        self.set_flags(k, size, a, b, r, zero);
+        let aux = carry.unwrap_or_else(|| self.c64(0));
+        self.set_flags(k, size, a, b, r, aux);
+        Done::Inline
+    }
+
+    /// SETcc r/m8: 1 when the condition holds, else 0 (SDM Vol. 2B SETcc).
+    fn setcc(&mut self, insn: &Instruction) -> Done {
+        let Some(d) = self.opnd(insn, 0, false, true) else {
+            return Done::NotHandled;
+        };
+        if Self::opnd_size(insn, d) != 1 {
+            return Done::NotHandled;
+        }
+        let cc = (insn.condition_code() as u8).wrapping_sub(1) & 0xf;
+        let c = self.condition(cc);
+        let v = self.b.ins().uextend(types::I64, c);
+        let mut ea = MemCache::default();
+        self.write_opnd(insn, d, 1, v, &mut ea);
         Done::Inline
     }
 
@@ -452,56 +528,6 @@ impl Tx<'_, '_> {
             v
         };
         self.write_reg(d, v);
-        Done::Inline
-    }
-
-    fn shift(&mut self, insn: &Instruction) -> Done {
-        if insn.op_count() != 2 || insn.op1_kind() != OpKind::Immediate8 {
-            return Done::NotHandled;
-        }
-        let Some(d) = self.opnd(insn, 0, true, true) else {
-            return Done::NotHandled;
-        };
-        let size = Self::opnd_size(insn, d);
-        // The count is masked to 5 bits (6 for 64-bit operands), SDM Vol. 2B SAL/SAR/SHL/SHR.
-        let n = u64::from(insn.immediate8()) & if size == 8 { 0x3f } else { 0x1f };
-        if n == 0 {
-            // Flags and destination are untouched; the interpreter knows the corner cases.
-            return Done::NotHandled;
-        }
-        let mut ea = MemCache::rmw();
-        let a = self.read_opnd(insn, d, size, &mut ea);
-        let cnt = self.c64(n);
-        let (r, k) = match insn.mnemonic() {
-            Mnemonic::Shr => (self.b.ins().ushr(a, cnt), kind::SHR),
-            Mnemonic::Sar => {
-                let s = self.sext(a, size);
-                (self.b.ins().sshr(s, cnt), kind::SAR)
-            }
-            _ => (self.b.ins().ishl(a, cnt), kind::SHL),
-        };
-        let r = self.zext(r, size);
-        self.write_opnd(insn, d, size, r, &mut ea);
-        // The last bit shifted out, kept in `aux` so conditions on CF stay inline (the
-        // interpreter's evaluation of shift flags ignores `aux`; SDM Vol. 2B SAL/SAR/SHL/SHR).
-        let bits = 8 * u64::from(size);
-        let cf = match insn.mnemonic() {
-            Mnemonic::Shr => {
-                let t = self.b.ins().ushr_imm_u(a, (n - 1) as i64);
-                self.and_c(t, 1)
-            }
-            Mnemonic::Sar => {
-                let s = self.sext(a, size);
-                let t = self.b.ins().sshr_imm_u(s, (n.min(bits) - 1) as i64);
-                self.and_c(t, 1)
-            }
-            _ if n <= bits => {
-                let t = self.b.ins().ushr_imm_u(a, (bits - n) as i64);
-                self.and_c(t, 1)
-            }
-            _ => self.c64(0),
-        };
-        self.set_flags(k, size, a, cnt, r, cf);
         Done::Inline
     }
 

@@ -69,9 +69,13 @@ pub(super) fn mem_ref(insn: &Instruction, bitness: u32) -> Option<MemRef> {
     } else if index != Register::None {
         gpr_info(index)?.size
     } else {
+        // A bare displacement: 64-bit mode's [disp32] (sign-extended, iced reports size 8, as
+        // for MOV's moffs64) and [disp32] under an address-size prefix (size 4), e.g. the
+        // kernel's per-CPU `mov rax, gs:[disp32]`.
         match (bitness, insn.memory_displ_size()) {
             (16 | 32, 2) => 2,
-            (16 | 32, 4) => 4,
+            (16 | 32 | 64, 4) => 4,
+            (64, 8) => 8,
             _ => return None,
         }
     };

@@ -2,18 +2,24 @@
 //!
 //! One decoded block becomes one host function `extern "C" fn(*mut JitContext) -> u64` in the
 //! host's default calling convention. The frequent instructions (moves, ALU operations with
-//! register, memory and immediate operands, LEA, PUSH/POP, near CALL/RET/JMP/Jcc/LOOP, MOVZX/MOVSX,
-//! shifts by an immediate) are translated inline with the softmmu TLB lookup inline; everything
+//! register, memory and immediate operands, ADC/SBB, LEA, PUSH/POP, near CALL/RET/JMP/Jcc/LOOP,
+//! MOVZX/MOVSX, CMOVcc, SETcc, shifts and rotates by an immediate or CL, DIV's common path,
+//! CBW..CQO, BSWAP) are translated inline with the softmmu TLB lookup inline; everything
 //! else calls the interpreter through [`helpers`]. A block whose last instruction jumps back to its
 //! own start loops inside the function, bounded by an icount limit and the kick flag so budgets
 //! and kicks are honoured.
 
+mod accumulator;
 mod cond;
 mod emit;
+pub mod fallback_stats;
+#[cfg(test)]
+mod flag_tests;
 pub mod helpers;
 mod insn;
 mod memory;
 mod regs;
+mod shift;
 #[cfg(test)]
 mod tests;
 

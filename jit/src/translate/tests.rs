@@ -9,13 +9,13 @@ use vcpu::{CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIndex, Vc
 use crate::dispatch::{JitConfig, JitVcpu};
 
 const RAM: u64 = 0x10_0000;
-const CODE: u64 = 0x1000;
+pub(super) const CODE: u64 = 0x1000;
 const DATA: u64 = 0x8000;
 const STACK_TOP: u64 = 0xa000;
 /// Where real-mode exception handlers point.
 const FAULT_HLT: u64 = 0xf00;
 
-fn ram() -> GuestRam {
+pub(super) fn ram() -> GuestRam {
     GuestRam::new(&[RegionSpec {
         base: 0,
         size: RAM,
@@ -24,7 +24,7 @@ fn ram() -> GuestRam {
     .unwrap()
 }
 
-fn flat32() -> CpuState {
+pub(super) fn flat32() -> CpuState {
     let mut s = CpuState::reset();
     s.cr0 |= cr0::PE;
     let code = Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00);
@@ -54,7 +54,7 @@ fn real16() -> CpuState {
 
 /// 64-bit mode: 4-level paging identity-mapping the first 2 MiB with one large page (PML4
 /// 0x70000, PDPT 0x71000, PD 0x72000, outside the compared memory), flat 64-bit CS.
-fn long64(ram: &GuestRam) -> CpuState {
+pub(super) fn long64(ram: &GuestRam) -> CpuState {
     ram.write_host(0x70000, &(0x71000u64 | 7).to_le_bytes())
         .unwrap();
     ram.write_host(0x71000, &(0x72000u64 | 7).to_le_bytes())
@@ -82,14 +82,14 @@ fn buses() -> Buses {
 }
 
 /// The outcome of one run: how it ended, the state, and RAM below 1 MiB's first 64 KiB.
-struct Outcome {
-    exit: VmExit,
-    state: CpuState,
-    mem: Vec<u8>,
-    vcpu: JitVcpu,
+pub(super) struct Outcome {
+    pub exit: VmExit,
+    pub state: CpuState,
+    pub mem: Vec<u8>,
+    pub vcpu: JitVcpu,
 }
 
-fn run_mode(code: &[u8], state: CpuState, translate: bool) -> Outcome {
+pub(super) fn run_mode(code: &[u8], state: CpuState, translate: bool) -> Outcome {
     let ram = ram();
     if state.efer & vcpu::state::efer::LMA != 0 {
         long64(&ram);
@@ -121,7 +121,7 @@ fn run_mode(code: &[u8], state: CpuState, translate: bool) -> Outcome {
 }
 
 /// Run translated and interpreted; assert they agree; return the translated outcome.
-fn differential(code: &[u8], state: CpuState, flag_mask: u64) -> Outcome {
+pub(super) fn differential(code: &[u8], state: CpuState, flag_mask: u64) -> Outcome {
     let t = run_mode(code, state, true);
     let i = run_mode(code, state, false);
     assert_eq!(t.exit, i.exit, "exit differs");
@@ -152,7 +152,7 @@ fn differential(code: &[u8], state: CpuState, flag_mask: u64) -> Outcome {
     t
 }
 
-const HLT: u8 = 0xf4;
+pub(super) const HLT: u8 = 0xf4;
 
 #[test]
 fn counted_loop_runs_inside_the_generated_function() {
@@ -1202,4 +1202,65 @@ fn movsxd_agrees_with_the_interpreter() {
     assert_eq!(at(8), 0xffff_ffff_8000_0001);
     assert_eq!(at(16), 0x8000_0001, "32-bit form zero-extends");
     assert_eq!(at(24), 0x7fff_fffe);
+}
+
+#[test]
+fn bare_displacement_operands_in_64bit_mode_are_inline() {
+    // 64-bit mode, GS base 0x5000: [disp32] (sign-extended), gs:[disp32] (the kernel's per-CPU
+    // accesses), [disp32] under an address-size prefix and MOV's moffs64, loads and stores.
+    let ops: [&[u8]; 7] = [
+        &[0x48, 0x8b, 0x04, 0x25, 0x00, 0x60, 0, 0], // mov rax, [0x6000]
+        &[0x48, 0x89, 0x04, 0x25, 0x08, 0x60, 0, 0], // mov [0x6008], rax
+        &[0x65, 0x48, 0x8b, 0x1c, 0x25, 0x00, 0x01, 0, 0], // mov rbx, gs:[0x100]
+        &[0x65, 0x48, 0x01, 0x1c, 0x25, 0x10, 0x01, 0, 0], // add gs:[0x110], rbx
+        &[0x67, 0x8b, 0x0c, 0x25, 0x10, 0x60, 0, 0], // mov ecx, [0x6010] (addr32)
+        &[0x48, 0xa1, 0x18, 0x60, 0, 0, 0, 0, 0, 0], // mov rax, [0x6018] (moffs64)
+        &[0x48, 0xa3, 0x20, 0x60, 0, 0, 0, 0, 0, 0], // mov [0x6020], rax (moffs64)
+    ];
+    let state = || {
+        let mut s = long64(&ram());
+        s.seg[SegmentIndex::Gs as usize].base = 0x5000;
+        s
+    };
+    for op in ops {
+        let mut code = op.to_vec();
+        code.push(HLT);
+        let t = run_mode(&code, state(), true);
+        let st = t.vcpu.stats();
+        assert_eq!(st.interpreted_insns, 1, "{op:02x?} is not inline: {st:?}");
+    }
+    let mut code = Vec::new();
+    // Preset the data: mov rax, imm64; mov [0x6000], rax; mov [0x5100], rax (via gs); ...
+    for (i, v) in [
+        0x1111_2222_3333_4444u64,
+        0x8765_4321_0fed_cba9,
+        0x0123_4567_89ab_cdef,
+    ]
+    .iter()
+    .enumerate()
+    {
+        code.extend_from_slice(&[0x48, 0xb8]);
+        code.extend_from_slice(&v.to_le_bytes());
+        let disp = 0x6000u32 + 0x10 * i as u32;
+        code.extend_from_slice(&[0x48, 0x89, 0x04, 0x25]);
+        code.extend_from_slice(&disp.to_le_bytes());
+        code.extend_from_slice(&[0x48, 0x89, 0x04, 0x25]);
+        code.extend_from_slice(&(disp - 0x6000 + 0x5100).to_le_bytes());
+        code.extend_from_slice(&[0x48, 0x89, 0x04, 0x25]);
+        code.extend_from_slice(&(disp + 8).to_le_bytes());
+    }
+    for op in ops {
+        code.extend_from_slice(op);
+    }
+    code.push(HLT);
+    let t = differential(&code, state(), 0);
+    let at = |a: usize| u64::from_le_bytes(t.mem[a..a + 8].try_into().unwrap());
+    assert_eq!(t.state.gpr[gpr::RBX], 0x1111_2222_3333_4444, "gs:[0x100]");
+    assert_eq!(
+        at(0x5110),
+        0x8765_4321_0fed_cba9u64.wrapping_add(0x1111_2222_3333_4444),
+        "gs add"
+    );
+    assert_eq!(t.state.gpr[gpr::RCX], 0x0fed_cba9, "addr32 load");
+    assert_eq!(at(0x6020), t.state.gpr[gpr::RAX], "moffs64 store");
 }
