@@ -11,6 +11,7 @@
 
 mod accumulator;
 mod cond;
+mod dce;
 mod emit;
 pub mod fallback_stats;
 #[cfg(test)]
@@ -197,5 +198,6 @@ pub fn translate_block(
     }
     tx.b.seal_all_blocks();
     tx.b.finalize(frontend);
+    dce::remove_dead_code(func);
     stats
 }
