@@ -1289,3 +1289,21 @@ fn bare_displacement_operands_in_64bit_mode_are_inline() {
     assert_eq!(t.state.gpr[gpr::RCX], 0x0fed_cba9, "addr32 load");
     assert_eq!(at(0x6020), t.state.gpr[gpr::RAX], "moffs64 store");
 }
+
+#[test]
+fn fault_in_a_later_iteration_of_a_self_loop_sees_the_loop_registers() {
+    // mov ebx, HOLE-16; xor esi, esi
+    // L: mov eax, [ebx]; add ebx, 4; inc esi; jmp L
+    // L..jmp is a self-looping block keeping EBX and ESI in SSA values around the loop; the
+    // read faults in its fifth iteration, whose state must include the earlier iterations'.
+    let mut code = vec![0xbb];
+    code.extend_from_slice(&((HOLE - 16) as u32).to_le_bytes());
+    code.extend_from_slice(&[0x31, 0xf6, 0x8b, 0x03, 0x83, 0xc3, 0x04, 0x46, 0xeb, 0xf8]);
+    // (The fault frame, compared with the interpreter's by `paged_fault_runs`, is not at the
+    // place the helper reads, since this code does not move ESP first.)
+    let (st, _) = paged_fault_runs(&code);
+    assert_eq!(st.cr2, HOLE);
+    assert_eq!(st.gpr[gpr::RBX], HOLE);
+    assert_eq!(st.gpr[gpr::RSI], 4);
+    assert_eq!(st.rip, FAULT_HLT + 1);
+}
