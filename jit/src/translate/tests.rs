@@ -992,7 +992,7 @@ fn paged_fault_runs(code: &[u8]) -> (CpuState, [u8; 16]) {
     let mut results = Vec::new();
     for translate in [true, false] {
         let ram = ram();
-        ram.write_host(CODE, &code).unwrap();
+        ram.write_host(CODE, code).unwrap();
         ram.write_host(FAULT_HLT, &[HLT]).unwrap();
         setup(&ram);
         let config = JitConfig {
