@@ -8,8 +8,8 @@
 
 use std::mem::offset_of;
 
-use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
+use cranelift_codegen::ir::{types, InstBuilder, InstructionData, Value, ValueDef};
 use vcpu::state::rflags;
 
 use crate::context::JitContext;
@@ -129,11 +129,7 @@ impl Tx<'_, '_> {
             Some(p) if inline_kind(p.kind) => p,
             None if cc >> 1 == 1 => {
                 let c = self.stored_carry();
-                return if cc & 1 != 0 {
-                    self.b.ins().bxor_imm_u(c, 1)
-                } else {
-                    c
-                };
+                return if cc & 1 != 0 { self.negate(c) } else { c };
             }
             // Shifts: CF is in `aux`; OF (conditions O, L, LE) goes through the helper.
             Some(p) if shift_kind(p.kind) && !matches!(cc >> 1, 0 | 6 | 7) => p,
@@ -188,10 +184,22 @@ impl Tx<'_, '_> {
             },
         };
         if cc & 1 != 0 {
-            self.b.ins().bxor_imm_u(r, 1)
+            self.negate(r)
         } else {
             r
         }
+    }
+
+    /// The negation of the i8 truth value `v`. When `v` is a comparison, the complementary
+    /// comparison of the same operands (the original, now unused, is dropped by lowering), so
+    /// a branch on it still fuses into compare-and-jump instead of SETcc/XOR/TEST.
+    fn negate(&mut self, v: Value) -> Value {
+        if let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) {
+            if let InstructionData::IntCompare { cond, args, .. } = self.b.func.dfg.insts[inst] {
+                return self.b.ins().icmp(cond.complement(), args[0], args[1]);
+            }
+        }
+        self.b.ins().bxor_imm_u(v, 1)
     }
 
     /// CF (an i8 truth value) from the lazy-flags record stored in the context, i.e. flags set

@@ -11,8 +11,8 @@ use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, InstBuilder, MemFlagsData, SigRef, Signature, StackSlot, StackSlotData,
-    StackSlotKind, Type, Value,
+    types, AbiParam, Block, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, StackSlot,
+    StackSlotData, StackSlotKind, Type, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -213,6 +213,30 @@ impl<'a, 'f> Tx<'a, 'f> {
     pub fn zext(&mut self, v: Value, size: u32) -> Value {
         if size >= 8 {
             v
+        } else if size == 4 {
+            // Not `and` with 0xffff_ffff: that mask fits no sign-extended imm32, so x86-64
+            // loads it from the constant pool; a 32-bit move zero-extends. A value that is
+            // already a zero-extended 32-bit one is returned as it is.
+            if let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) {
+                let data = self.b.func.dfg.insts[inst];
+                let done = match data.opcode() {
+                    Opcode::Uextend => {
+                        self.b
+                            .func
+                            .dfg
+                            .value_type(data.arguments(&self.b.func.dfg.value_lists)[0])
+                            .bits()
+                            <= 32
+                    }
+                    Opcode::Uload8 | Opcode::Uload16 | Opcode::Uload32 => true,
+                    _ => false,
+                };
+                if done {
+                    return v;
+                }
+            }
+            let low = self.b.ins().ireduce(types::I32, v);
+            self.b.ins().uextend(types::I64, low)
         } else {
             self.and_c(v, size_mask(size))
         }

@@ -727,7 +727,8 @@ impl Tx<'_, '_> {
     pub fn jump_to(&mut self, target: u64, block_start: u64) {
         match self.loop_header {
             Some(header) if target == block_start => {
-                self.write_back_regs(false);
+                // Registers stay in SSA values around the loop (the header marks them all
+                // dirty); only the `out` exit writes them back.
                 self.store_flags(false);
                 let count = self.add_icount(self.index as u64 + 1);
                 // Honour kicks and budgets: leave when the icount bound is reached or a kick

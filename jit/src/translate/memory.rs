@@ -18,6 +18,11 @@ use vcpu::{CpuState, Segment};
 
 use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 
+/// log2 of `size_of::<TlbEntry>()`, so the probe can scale the TLB index by shifting.
+const TLB_ENTRY_SHIFT: u32 = std::mem::size_of::<TlbEntry>().trailing_zeros();
+const _: () = assert!(std::mem::size_of::<TlbEntry>() == 1 << TLB_ENTRY_SHIFT);
+const _: () = assert!(TLB_ENTRY_SHIFT <= PAGE_SHIFT);
+
 use super::emit::Tx;
 use super::regs::{gpr_info, segment_index};
 
@@ -149,11 +154,11 @@ impl Tx<'_, '_> {
     /// write tag without the read tag), so read-modify-write operands probe once for writing.
     pub fn probe(&mut self, seg: usize, ea: Value, size: u32, write: bool) -> Probe {
         let (la, ok) = self.linear(seg, ea, size);
-        let sh = self.c64(u64::from(PAGE_SHIFT));
-        let page_no = self.b.ins().ushr(la, sh);
-        let idx = self.and_c(page_no, (TLB_SIZE - 1) as u64);
-        let esz = self.c64(std::mem::size_of::<TlbEntry>() as u64);
-        let off = self.b.ins().imul(idx, esz);
+        // The entry's byte offset in `tlb`, straight from `la` (no multiply):
+        // tlb_index(la) * size_of::<TlbEntry>() == (la >> (PAGE_SHIFT - ENTRY_SHIFT)) & mask.
+        let sh = self.c64(u64::from(PAGE_SHIFT - TLB_ENTRY_SHIFT));
+        let scaled = self.b.ins().ushr(la, sh);
+        let off = self.and_c(scaled, ((TLB_SIZE - 1) as u64) << TLB_ENTRY_SHIFT);
         let off = if self.ptr == types::I64 {
             off
         } else {
@@ -172,18 +177,18 @@ impl Tx<'_, '_> {
             entry,
             tlb_base + tag_off,
         );
-        let page = self.and_c(la, PAGE_MASK);
+        // The page of the access's last byte must be the entry's tag, as QEMU's softmmu
+        // compares: this also rejects an access crossing into the next page, since entry
+        // `tlb_index(la)` only ever holds a tag with that index (or `TLB_INVALID`), and the
+        // next page (even wrapped around to 0) has another index. One compare that the
+        // branch on `hit` can fuse with.
+        let last = if size > 1 {
+            self.add_c(la, u64::from(size - 1))
+        } else {
+            la
+        };
+        let page = self.and_c(last, PAGE_MASK);
         let mut hit = self.b.ins().icmp(IntCC::Equal, tag, page);
-        if size > 1 {
-            let in_page = self.and_c(la, !PAGE_MASK);
-            let fits = self.b.ins().icmp_imm_u(
-                IntCC::UnsignedLessThanOrEqual,
-                in_page,
-                // The guest's 4 KiB page (PAGE_SHIFT), whatever the host's page size is.
-                i64::from((1u32 << PAGE_SHIFT) - size),
-            );
-            hit = self.b.ins().band(hit, fits);
-        }
         if let Some(ok) = ok {
             hit = self.b.ins().band(hit, ok);
         }

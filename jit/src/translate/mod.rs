@@ -11,6 +11,7 @@
 
 mod accumulator;
 mod cond;
+mod dce;
 mod emit;
 pub mod fallback_stats;
 #[cfg(test)]
@@ -163,6 +164,10 @@ pub fn translate_block(
         tx.b.ins().jump(header, &[]);
         tx.b.switch_to_block(header);
         tx.loop_header = Some(header);
+        // The back edge keeps registers in SSA values instead of storing them (see
+        // `Tx::jump_to`), so at the header any register the block names may differ from the
+        // context: every exit and helper call of the block writes them back.
+        tx.dirty = used;
         stats.self_loop = true;
     }
     let mut ended = false;
@@ -197,5 +202,6 @@ pub fn translate_block(
     }
     tx.b.seal_all_blocks();
     tx.b.finalize(frontend);
+    dce::remove_dead_code(func);
     stats
 }

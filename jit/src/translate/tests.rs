@@ -943,19 +943,18 @@ fn throughput() {
     }
 }
 
-#[test]
-fn page_fault_in_translated_access_is_precise() {
-    // 32-bit paging identity-maps the first 4 MiB except page 0x50000; #PF goes through an
-    // interrupt gate to a HLT at 0x0f00. The faulting block has already changed ESP and EAX.
+/// The page 32-bit paging leaves unmapped in [`paged_fault_runs`].
+const HOLE: u64 = 0x50000;
+
+/// Run `code` translated and interpreted under 32-bit paging that identity-maps the first
+/// 4 MiB except page `HOLE`; #PF goes through an interrupt gate to a HLT at 0x0f00. Asserts
+/// both halt, the translated run compiled a block, and they agree; returns the translated
+/// state and the 16 bytes below `STACK_TOP - 8` (the fault frame).
+fn paged_fault_runs(code: &[u8]) -> (CpuState, [u8; 16]) {
     const PD: u64 = 0x20000;
     const PT: u64 = 0x21000;
     const IDT: u64 = 0x30000;
     const GDT: u64 = 0x31000;
-    const HOLE: u64 = 0x50000;
-    // sub esp, 8; mov eax, 5; mov ebx, [HOLE]; hlt
-    let mut code = vec![0x83, 0xec, 0x08, 0xb8, 5, 0, 0, 0, 0x8b, 0x1d];
-    code.extend_from_slice(&(HOLE as u32).to_le_bytes());
-    code.push(HLT);
     let mut s = flat32();
     s.cr0 |= cr0::PG;
     s.cr3 = PD;
@@ -993,7 +992,7 @@ fn page_fault_in_translated_access_is_precise() {
     let mut results = Vec::new();
     for translate in [true, false] {
         let ram = ram();
-        ram.write_host(CODE, &code).unwrap();
+        ram.write_host(CODE, code).unwrap();
         ram.write_host(FAULT_HLT, &[HLT]).unwrap();
         setup(&ram);
         let config = JitConfig {
@@ -1018,12 +1017,38 @@ fn page_fault_in_translated_access_is_precise() {
     assert!(t.2 >= 1, "the faulting block was translated");
     assert_eq!(t.0, i.0);
     assert_eq!(t.1, i.1);
-    assert_eq!(t.0.cr2, HOLE);
-    assert_eq!(t.0.rip, FAULT_HLT + 1);
-    assert_eq!(t.0.gpr[gpr::RAX], 5);
+    (t.0, t.1)
+}
+
+#[test]
+fn page_fault_in_translated_access_is_precise() {
+    // sub esp, 8; mov eax, 5; mov ebx, [HOLE]; hlt
+    // The faulting block has already changed ESP and EAX.
+    let mut code = vec![0x83, 0xec, 0x08, 0xb8, 5, 0, 0, 0, 0x8b, 0x1d];
+    code.extend_from_slice(&(HOLE as u32).to_le_bytes());
+    code.push(HLT);
+    let (st, stack) = paged_fault_runs(&code);
+    assert_eq!(st.cr2, HOLE);
+    assert_eq!(st.rip, FAULT_HLT + 1);
+    assert_eq!(st.gpr[gpr::RAX], 5);
     // sub esp, 8, then error code, EIP, CS, EFLAGS pushed by the delivery.
-    assert_eq!(t.0.gpr[gpr::RSP], STACK_TOP - 8 - 16);
-    assert_eq!(&t.1[4..8], &((CODE + 8) as u32).to_le_bytes());
+    assert_eq!(st.gpr[gpr::RSP], STACK_TOP - 8 - 16);
+    assert_eq!(&stack[4..8], &((CODE + 8) as u32).to_le_bytes());
+}
+
+#[test]
+fn access_crossing_from_a_cached_page_into_an_unmapped_one_faults() {
+    // sub esp, 8; mov ebx, [HOLE-8] (fills the TLB entry of the page below the hole);
+    // mov ecx, [HOLE-2] (same entry's tag, but its last bytes are in the hole): #PF.
+    let mut code = vec![0x83, 0xec, 0x08, 0x8b, 0x1d];
+    code.extend_from_slice(&((HOLE - 8) as u32).to_le_bytes());
+    code.extend_from_slice(&[0x8b, 0x0d]);
+    code.extend_from_slice(&((HOLE - 2) as u32).to_le_bytes());
+    code.push(HLT);
+    let (st, stack) = paged_fault_runs(&code);
+    assert!((HOLE - 2..=HOLE).contains(&st.cr2), "cr2 {:#x}", st.cr2);
+    assert_eq!(st.rip, FAULT_HLT + 1);
+    assert_eq!(&stack[4..8], &((CODE + 9) as u32).to_le_bytes());
 }
 
 #[test]
@@ -1263,4 +1288,22 @@ fn bare_displacement_operands_in_64bit_mode_are_inline() {
     );
     assert_eq!(t.state.gpr[gpr::RCX], 0x0fed_cba9, "addr32 load");
     assert_eq!(at(0x6020), t.state.gpr[gpr::RAX], "moffs64 store");
+}
+
+#[test]
+fn fault_in_a_later_iteration_of_a_self_loop_sees_the_loop_registers() {
+    // mov ebx, HOLE-16; xor esi, esi
+    // L: mov eax, [ebx]; add ebx, 4; inc esi; jmp L
+    // L..jmp is a self-looping block keeping EBX and ESI in SSA values around the loop; the
+    // read faults in its fifth iteration, whose state must include the earlier iterations'.
+    let mut code = vec![0xbb];
+    code.extend_from_slice(&((HOLE - 16) as u32).to_le_bytes());
+    code.extend_from_slice(&[0x31, 0xf6, 0x8b, 0x03, 0x83, 0xc3, 0x04, 0x46, 0xeb, 0xf8]);
+    // (The fault frame, compared with the interpreter's by `paged_fault_runs`, is not at the
+    // place the helper reads, since this code does not move ESP first.)
+    let (st, _) = paged_fault_runs(&code);
+    assert_eq!(st.cr2, HOLE);
+    assert_eq!(st.gpr[gpr::RBX], HOLE);
+    assert_eq!(st.gpr[gpr::RSI], 4);
+    assert_eq!(st.rip, FAULT_HLT + 1);
 }
