@@ -191,7 +191,7 @@ fn linux_boots_to_userspace_on_the_jit() {
 }
 
 #[test]
-#[ignore = "this host's KVM is software-emulated: a boot takes many minutes; run with --ignored"]
+#[ignore = "this host's KVM is software-emulated: a boot takes over an hour; run with --ignored"]
 fn linux_boots_to_userspace_on_kvm() {
     boot(Accel::Kvm, Duration::from_secs(3 * 3600));
 }
