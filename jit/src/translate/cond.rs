@@ -37,6 +37,22 @@ fn shift_kind(k: u64) -> bool {
     matches!(k, kind::SHL | kind::SHR | kind::SAR)
 }
 
+/// The lazy-flags record as stored in the context, loaded into values (see
+/// `Tx::stored_record`).
+struct StoredRecord {
+    op: Value,
+    src1: Value,
+    src2: Value,
+    res: Value,
+    aux: Value,
+    /// RFLAGS as stored.
+    rf: Value,
+    /// The record's kind (`op >> 2`).
+    k: Value,
+    /// `64 - (8 << (op & 3))`: shifts an operand's low bits to the top.
+    sh: Value,
+}
+
 impl Tx<'_, '_> {
     fn sign_bit(&mut self, p: &PendingFlags, v: Value) -> Value {
         let sign = 1u64 << (8 * p.size - 1);
@@ -202,11 +218,10 @@ impl Tx<'_, '_> {
         self.b.ins().bxor_imm_u(v, 1)
     }
 
-    /// CF (an i8 truth value) from the lazy-flags record stored in the context, i.e. flags set
-    /// before this block (or by a shift by CL): computed inline for every kind, as
-    /// `LazyFlags::status` does (a comparison, a stored bit or the last bit shifted out); the
-    /// helper remains for op values no kind has.
-    pub fn stored_carry(&mut self) -> Value {
+    /// Load the lazy-flags record stored in the context (storing the pending one first) and
+    /// RFLAGS, with the record's kind and the shift that moves an operand's low
+    /// `8 << (op & 3)` bits to the top of 64.
+    fn stored_record(&mut self) -> StoredRecord {
         self.store_flags(true);
         let fl = offset_of!(JitContext, flags);
         let field = |tx: &mut Self, off: usize| tx.load_ctx(types::I64, (fl + off) as i32);
@@ -217,12 +232,40 @@ impl Tx<'_, '_> {
         let aux = field(self, offset_of!(LazyFlags, aux));
         let rf = self.load_ctx(types::I64, RFLAGS_OFFSET);
         let k = self.b.ins().ushr_imm_u(op, 2);
-        // Compare the operands' low `8 << (op & 3)` bits by shifting them to the top.
         let size_idx = self.and_c(op, 3);
         let eight = self.c64(8);
         let bits = self.b.ins().ishl(eight, size_idx);
         let sixty_four = self.c64(64);
         let sh = self.b.ins().isub(sixty_four, bits);
+        StoredRecord {
+            op,
+            src1,
+            src2,
+            res,
+            aux,
+            rf,
+            k,
+            sh,
+        }
+    }
+
+    /// CF (an i8 truth value) from the lazy-flags record stored in the context, i.e. flags set
+    /// before this block (or by a shift by CL): computed inline for every kind, as
+    /// `LazyFlags::status` does (a comparison, a stored bit or the last bit shifted out); the
+    /// helper remains for op values no kind has.
+    pub fn stored_carry(&mut self) -> Value {
+        let StoredRecord {
+            op,
+            src1,
+            src2,
+            res,
+            aux,
+            rf,
+            k,
+            sh,
+        } = self.stored_record();
+        let sixty_four = self.c64(64);
+        // Compare the operands' low `8 << (op & 3)` bits by shifting them to the top.
         let (a, b, r) = (
             self.b.ins().ishl(src1, sh),
             self.b.ins().ishl(src2, sh),
@@ -352,21 +395,17 @@ impl Tx<'_, '_> {
 
     /// [`Self::status_szap`] for the record stored in the context (`szap` = the four bits).
     fn stored_szap(&mut self, szap: u64) -> Value {
-        self.store_flags(true);
-        let fl = offset_of!(JitContext, flags);
-        let field = |tx: &mut Self, off: usize| tx.load_ctx(types::I64, (fl + off) as i32);
-        let op = field(self, offset_of!(LazyFlags, op));
-        let src1 = field(self, offset_of!(LazyFlags, src1));
-        let src2 = field(self, offset_of!(LazyFlags, src2));
-        let res = field(self, offset_of!(LazyFlags, res));
-        let rf = self.load_ctx(types::I64, RFLAGS_OFFSET);
-        let k = self.b.ins().ushr_imm_u(op, 2);
+        let StoredRecord {
+            op,
+            src1,
+            src2,
+            res,
+            rf,
+            k,
+            sh,
+            ..
+        } = self.stored_record();
         // The result's low `8 << (op & 3)` bits, shifted to the top.
-        let size_idx = self.and_c(op, 3);
-        let eight = self.c64(8);
-        let bits = self.b.ins().ishl(eight, size_idx);
-        let sixty_four = self.c64(64);
-        let sh = self.b.ins().isub(sixty_four, bits);
         let top = self.b.ins().ishl(res, sh);
         let zf = self.b.ins().icmp_imm_u(IntCC::Equal, top, 0);
         let zf = self.b.ins().uextend(types::I64, zf);
