@@ -74,6 +74,12 @@ pub fn measure(accel: Accel) -> Result<f64, CalibrationError> {
     Ok(calibration_instructions(LOOP_ITERATIONS) as f64 / elapsed.as_secs_f64())
 }
 
+/// Whether KVM, at `kvm` instructions per second, is more than [`KVM_SLOWDOWN_LIMIT`] times
+/// slower than the JIT at `jit`.
+fn far_slower(kvm: f64, jit: f64) -> bool {
+    kvm * KVM_SLOWDOWN_LIMIT < jit
+}
+
 /// Whether KVM runs the calibration guest more than [`KVM_SLOWDOWN_LIMIT`] times slower than
 /// the JIT (nested or software-emulated KVM); `false` when KVM is unusable or either
 /// measurement fails. The numbers are logged at info level.
@@ -85,7 +91,7 @@ pub fn kvm_is_slow() -> bool {
                 kvm / 1e6,
                 jit / 1e6
             );
-            kvm * KVM_SLOWDOWN_LIMIT < jit
+            far_slower(kvm, jit)
         }
         (Err(e), _) | (_, Err(e)) => {
             log::info!("calibration failed: {e}");
@@ -116,7 +122,7 @@ pub fn choose_backend() -> Accel {
                 return Accel::Kvm;
             }
         };
-        if kvm * KVM_SLOWDOWN_LIMIT < jit {
+        if far_slower(kvm, jit) {
             log::info!(
                 "accel auto: using the JIT: KVM ran the calibration guest at {:.1} M instr/s, \
                  the JIT at {:.1} M instr/s (KVM here is probably nested or software-emulated)",

@@ -21,8 +21,8 @@ use vcpu::{CpuState, Kicker, Vcpu, VcpuError, VmExit};
 pub struct HandoverVcpu {
     /// `Some` until the watch fires; dropped then (its translated code is of no further use).
     jit: Option<JitVcpu>,
+    /// Uses the JIT's kicker, so it also stands for the JIT's before the move.
     target: Box<dyn Vcpu>,
-    kicker: Kicker,
 }
 
 impl HandoverVcpu {
@@ -30,17 +30,10 @@ impl HandoverVcpu {
     /// already use `jit`'s kicker (see `accel::KvmVcpu::share_kicker`).
     pub fn new(mut jit: JitVcpu, watch: CodeWatch, target: Box<dyn Vcpu>) -> Self {
         jit.set_code_watch(Some(watch));
-        let kicker = jit.kicker();
         Self {
             jit: Some(jit),
             target,
-            kicker,
         }
-    }
-
-    /// Whether the guest has moved to the target backend.
-    pub fn handed_over(&self) -> bool {
-        self.jit.is_none()
     }
 
     fn hand_over(&mut self, mut jit: JitVcpu) -> Result<(), VcpuError> {
@@ -93,6 +86,6 @@ impl Vcpu for HandoverVcpu {
     }
 
     fn kicker(&self) -> Kicker {
-        self.kicker.clone()
+        self.target.kicker()
     }
 }

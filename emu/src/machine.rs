@@ -302,6 +302,30 @@ impl Machine {
         })
     }
 
+    /// A PC booting the Linux bzImage `image` directly (see [`crate::linux::load`]). With
+    /// `config.accel` KVM and `decompress_on_jit`, the JIT runs the kernel's self-decompressor
+    /// and KVM takes over at the decompressed kernel's entry ([`crate::linux::KernelEntry`]).
+    pub fn with_linux(
+        config: &MachineConfig,
+        out: OutputSink,
+        image: &[u8],
+        initrd: Option<&[u8]>,
+        cmdline: &str,
+        decompress_on_jit: bool,
+    ) -> Result<Self, MachineError> {
+        let load = |ram: &GuestRam| Ok(crate::linux::load(ram, image, initrd, cmdline)?);
+        if config.accel != Accel::Kvm || !decompress_on_jit {
+            return Self::with_direct_boot(config, out, load);
+        }
+        let entry = crate::linux::KernelEntry::of(image)?;
+        log::info!(
+            "the kernel decompresses itself on the JIT; KVM takes over at the decompressed \
+             kernel's entry (--decompress-on-jit)"
+        );
+        let watch = Box::new(move |phys, cpu: &CpuState| entry.is_entry(phys, cpu));
+        Self::with_direct_boot_handover(config, out, load, watch)
+    }
+
     /// Like [`Machine::with_direct_boot`] with `config.accel` KVM, but the kernel starts on the
     /// JIT and the machine moves to KVM when `watch` accepts a block the JIT is about to run for
     /// the first time (see [`crate::handover`]; emu uses it to run a bzImage's decompressor on

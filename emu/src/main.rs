@@ -11,7 +11,6 @@ use emu::machine::{Accel, Machine, MachineConfig};
 use emu::snapshot::Snapshot;
 use emu::terminal::{self, Key, RawMode};
 use emu::{linux, multiboot};
-use vcpu::{CpuState, GuestRam};
 
 /// Exit status for errors of emu itself (bad arguments, unreadable or invalid images and
 /// snapshots, backend failures), as distinct from statuses the guest chooses.
@@ -247,18 +246,16 @@ fn run(args: RunArgs) -> CliResult<ExitCode> {
                 None => None,
             };
             let cmdline = args.append.clone().unwrap_or_default();
-            let load = |ram: &GuestRam| Ok(linux::load(ram, &image, initrd.as_deref(), &cmdline)?);
-            let machine = if config.accel == Accel::Kvm && args.decompress_on_jit.wanted() {
-                let entry = linux::KernelEntry::of(&image)?;
-                log::info!(
-                    "the kernel decompresses itself on the JIT; KVM takes over at the \
-                     decompressed kernel's entry (--decompress-on-jit)"
-                );
-                let watch = Box::new(move |phys, cpu: &CpuState| entry.is_entry(phys, cpu));
-                Machine::with_direct_boot_handover(&config, out, load, watch)?
-            } else {
-                Machine::with_direct_boot(&config, out, load)?
-            };
+            // `wanted` measures KVM for `auto`: only when KVM is the backend.
+            let decompress_on_jit = config.accel == Accel::Kvm && args.decompress_on_jit.wanted();
+            let machine = Machine::with_linux(
+                &config,
+                out,
+                &image,
+                initrd.as_deref(),
+                &cmdline,
+                decompress_on_jit,
+            )?;
             return drive(machine, input, plan);
         }
         let modules = match &args.initrd {

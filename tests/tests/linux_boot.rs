@@ -75,17 +75,17 @@ fn boot(accel: Accel, limit: Duration) {
     };
     let out = SharedBuffer::new();
     let start = Instant::now();
-    let load = |ram: &vcpu::GuestRam| Ok(emu::linux::load(ram, &image, Some(&initrd), CMDLINE)?);
     // What `emu run --accel kvm` does by default (--decompress-on-jit auto): where KVM is far
     // slower than the JIT, the JIT runs the decompressor and KVM the kernel.
-    let handover = accel == Accel::Kvm && emu::calibrate::kvm_is_slow();
-    let mut machine = if handover {
-        let entry = emu::linux::KernelEntry::of(&image).expect("a bzImage");
-        let watch = Box::new(move |phys, cpu: &vcpu::CpuState| entry.is_entry(phys, cpu));
-        Machine::with_direct_boot_handover(&config, Box::new(out.clone()), load, watch)
-    } else {
-        Machine::with_direct_boot(&config, Box::new(out.clone()), load)
-    }
+    let decompress_on_jit = accel == Accel::Kvm && emu::calibrate::kvm_is_slow();
+    let mut machine = Machine::with_linux(
+        &config,
+        Box::new(out.clone()),
+        &image,
+        Some(&initrd),
+        CMDLINE,
+        decompress_on_jit,
+    )
     .expect("machine builds");
     // The whole kernel log, for reading after a run (e.g. which clock events and interrupt
     // controllers Linux chose), and during a long one (`tail -f`): rewritten every few seconds.
