@@ -855,7 +855,7 @@ impl Vcpu for JitVcpu {
 const _: () = assert!(std::mem::size_of::<AtomicBool>() == 1);
 
 #[cfg(test)]
-mod code_watch_tests {
+mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
 
@@ -864,8 +864,9 @@ mod code_watch_tests {
 
     use super::*;
 
-    /// Flat 32-bit protected mode over 64 KiB of RAM, `code` at 0x1000 and `tail` at 0x2000.
-    fn machine(code: &[u8], tail: &[u8]) -> JitVcpu {
+    /// Flat 32-bit protected mode over 64 KiB of RAM, `code` at 0x1000 (where the CPU starts)
+    /// and `tail` at 0x2000.
+    fn flat32(code: &[u8], tail: &[u8]) -> (GuestRam, CpuState) {
         let ram = GuestRam::new(&[RegionSpec {
             base: 0,
             size: 0x1_0000,
@@ -877,14 +878,19 @@ mod code_watch_tests {
         let mut s = CpuState::reset();
         s.cr0 |= cr0::PE;
         for (i, seg) in s.seg.iter_mut().enumerate() {
-            let attr = if i == SegmentIndex::Cs as usize {
-                0x00cf_9a00
+            *seg = if i == SegmentIndex::Cs as usize {
+                Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00)
             } else {
-                0x00cf_9200
+                Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9200)
             };
-            *seg = Segment::from_descriptor(0x08, 0x0000_ffff, attr);
         }
         s.rip = 0x1000;
+        (ram, s)
+    }
+
+    /// A vCPU of the default configuration on [`flat32`]'s machine.
+    fn machine(code: &[u8], tail: &[u8]) -> JitVcpu {
+        let (ram, s) = flat32(code, tail);
         JitVcpu::new(ram, s).unwrap()
     }
 
@@ -947,40 +953,15 @@ mod code_watch_tests {
             "one look per new block, none for the 1000 loop runs"
         );
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vcpu::state::{cr0, gpr};
-    use vcpu::{RegionKind, RegionSpec, SegmentIndex};
-
-    const CODE: u64 = 0x1000;
 
     #[test]
     fn background_compile_installs_code_while_the_loop_runs() {
-        let ram = GuestRam::new(&[RegionSpec {
-            base: 0,
-            size: 0x10_0000,
-            kind: RegionKind::Ram,
-        }])
-        .unwrap();
         // mov ecx, N; xor eax, eax; L: add eax, ecx; dec ecx; jnz L; hlt
         const N: u32 = 2_000_000;
         let mut code = vec![0xb9];
         code.extend_from_slice(&N.to_le_bytes());
         code.extend_from_slice(&[0x31, 0xc0, 0x01, 0xc8, 0x49, 0x75, 0xfb, 0xf4]);
-        ram.write_host(CODE, &code).unwrap();
-        let mut s = CpuState::reset();
-        s.cr0 |= cr0::PE;
-        for (i, seg) in s.seg.iter_mut().enumerate() {
-            *seg = if i == SegmentIndex::Cs as usize {
-                Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00)
-            } else {
-                Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9200)
-            };
-        }
-        s.rip = CODE;
+        let (ram, s) = flat32(&code, &[]);
         let config = JitConfig {
             hot_threshold: 16,
             background_compile: true,
