@@ -107,6 +107,14 @@ impl CodeCache {
         insns: &[Instruction],
         env: &TranslateEnv,
     ) -> Result<(BlockFn, TranslateStats), CacheError> {
+        if log::log_enabled!(log::Level::Trace) {
+            let listing: Vec<String> = insns.iter().map(|i| format!("{:#x} {i}", i.ip())).collect();
+            log::trace!(
+                "block{} guest code:\n{}",
+                self.next_name,
+                listing.join("\n")
+            );
+        }
         let (func, stats) = self.translate(insns, env);
         Ok((self.emit(func)?, stats))
     }
