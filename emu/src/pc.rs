@@ -25,7 +25,7 @@ use devices::debug::{
     Pm1State, DEBUGCON_PORT, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT, PM1A_EVT_PORT, POST_PORT,
 };
 use devices::disk::{guess_geometry, BlockBackend, SECTOR_SIZE};
-use devices::i8042::{I8042State, COMMAND_PORT, DATA_PORT, I8042};
+use devices::i8042::{I8042State, AUX_IRQ, COMMAND_PORT, DATA_PORT, I8042, KEYBOARD_IRQ};
 use devices::interrupts::{IoApicMmio, LapicMmio, LapicTimer, PcInterrupts};
 use devices::ioapic::{IoApic, IoApicState, IOAPIC_BASE};
 use devices::lapic::{LapicState, LocalApic};
@@ -421,7 +421,7 @@ pub fn build_buses(
     buses.add_timer(Box::new(SerialInputPoll(serial.clone())));
     buses.add_timer(Box::new(PitIrq0 {
         pit: pit.clone(),
-        irqs,
+        irqs: irqs.clone(),
     }));
     buses.add_timer(Box::new(LapicTimer(lapic.clone())));
     let unix_now = std::time::SystemTime::now()
@@ -436,7 +436,10 @@ pub fn build_buses(
         2,
         Box::new(SharedDevice::new(cmos.clone(), 0)),
     )?;
-    let kbc = Arc::new(Mutex::new(I8042::new(buses.a20.clone(), requests.clone())));
+    let kbc = Arc::new(Mutex::new(
+        I8042::new(buses.a20.clone(), requests.clone())
+            .with_irqs(irqs.isa_line(KEYBOARD_IRQ), irqs.isa_line(AUX_IRQ)),
+    ));
     buses.io.insert(
         u64::from(DATA_PORT),
         1,

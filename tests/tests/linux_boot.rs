@@ -169,6 +169,18 @@ fn boot(accel: Accel, limit: Duration) {
     ] {
         assert!(text.contains(line), "Linux did not log {line:?}");
     }
+    // The i8042: both ports pass Linux's probe (AUX loopback, AUX enable/disable in the
+    // configuration byte, IRQ 12 delivery) and the keyboard answers its interrupt-driven reset.
+    for line in [
+        "serio: i8042 KBD port at 0x60,0x64 irq 1",
+        "serio: i8042 AUX port at 0x60,0x64 irq 12",
+    ] {
+        assert!(text.contains(line), "Linux did not log {line:?}");
+    }
+    assert!(
+        !text.contains("Failed to disable AUX port"),
+        "the i8042 did not disable its AUX port"
+    );
     // Clocks: the TSC (host time) calibrates against the PIT or the ACPI PM timer, and the
     // local APIC timer passes Linux's verification against the PIT tick.
     assert!(
