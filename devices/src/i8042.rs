@@ -572,8 +572,11 @@ mod tests {
         ));
     }
 
+    /// Every (irq, level) change the controller drove, in order.
+    type IrqLog = std::sync::Arc<std::sync::Mutex<Vec<(u8, bool)>>>;
+
     /// A controller whose IRQ 1 / IRQ 12 lines record every level change.
-    fn kbc_with_irqs() -> (I8042, std::sync::Arc<std::sync::Mutex<Vec<(u8, bool)>>>) {
+    fn kbc_with_irqs() -> (I8042, IrqLog) {
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let line = |irq: u8| -> IrqLine {
             let log = log.clone();
