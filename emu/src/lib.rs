@@ -6,6 +6,7 @@ pub mod boot_gdt;
 pub mod calibrate;
 pub mod control;
 pub mod coverage;
+pub mod cpuid_probe;
 pub mod demo;
 pub mod duration;
 pub mod firmware;

@@ -273,6 +273,44 @@ fn create_kvm(
     ))
 }
 
+/// The Linux command line `cmdline` with a `clearcpuid=` option naming the CPU features a guest
+/// reads on this KVM beyond the JIT's CPUID (see [`crate::cpuid_probe`]): none where KVM
+/// honours the capped CPUID table, the SSE and XSAVE extensions on a KVM that answers some
+/// leaves from its own model. A command line that already has `clearcpuid=` is left as it is.
+fn mask_kvm_extras(cmdline: &str) -> Result<String, MachineError> {
+    let queries = crate::cpuid_probe::named_queries();
+    let seen = crate::cpuid_probe::guest_cpuid(&queries, |ram, s| create_kvm(ram, s, None))
+        .map_err(|e| MachineError::KvmUnavailable(format!("probing the guest's CPUID: {e}")))?;
+    let (names, unnamed) = crate::cpuid_probe::linux_clearcpuid(&seen, jit::interp::cpuid_limit);
+    if unnamed > 0 {
+        log::info!(
+            "this KVM shows its guest {unnamed} CPUID feature bit(s) the JIT lacks that Linux \
+             has no name for; they stay visible"
+        );
+    }
+    if names.is_empty() {
+        return Ok(cmdline.to_string());
+    }
+    let list = names.join(",");
+    if cmdline
+        .split_whitespace()
+        .any(|w| w.starts_with("clearcpuid="))
+    {
+        log::warn!(
+            "this KVM shows its guest CPU features the JIT lacks whatever its CPUID table says \
+             ({list}); the command line has its own clearcpuid=, so they stay visible"
+        );
+        return Ok(cmdline.to_string());
+    }
+    log::info!(
+        "this KVM shows its guest CPU features the JIT lacks whatever its CPUID table says; \
+         Linux is told to ignore them: clearcpuid={list}"
+    );
+    Ok(format!("{cmdline} clearcpuid={list}")
+        .trim_start()
+        .to_string())
+}
+
 impl Machine {
     /// A PC with `bios` mapped as firmware, the CPU at the reset vector, and guest output
     /// (debug console and serial) going to `out`.
@@ -313,6 +351,13 @@ impl Machine {
         cmdline: &str,
         decompress_on_jit: bool,
     ) -> Result<Self, MachineError> {
+        let masked;
+        let cmdline = if config.accel == Accel::Kvm {
+            masked = mask_kvm_extras(cmdline)?;
+            masked.as_str()
+        } else {
+            cmdline
+        };
         let load = |ram: &GuestRam| Ok(crate::linux::load(ram, image, initrd, cmdline)?);
         if config.accel != Accel::Kvm || !decompress_on_jit {
             return Self::with_direct_boot(config, out, load);

@@ -7,15 +7,9 @@
 //! software-emulated KVM reports its own leaves 01H, 07H and 0DH whatever the table says. A probe
 //! with an all-zero table finds such words; they are reported and left out of the comparison.
 
-use devices::Buses;
-use emu::boot_gdt::FlatGdt;
+use emu::cpuid_probe::{guest_cpuid, linux_clearcpuid, named_queries};
 use emu::machine::{create_vcpu, Accel};
-use vcpu::state::cr0;
-use vcpu::{CpuState, GuestRam, RegionKind, RegionSpec, Vcpu, VmExit};
-
-const CODE: u64 = 0x1000;
-const TABLE: u64 = 0x2000;
-const OUT: u64 = 0x3000;
+use vcpu::Vcpu;
 
 /// (leaf, subleaf) pairs the guest asks for.
 const QUERIES: [(u32, u32); 7] = [
@@ -43,72 +37,18 @@ const FEATURE_WORDS: [(usize, usize, &str); 11] = [
     (5, 3, "CPUID.80000001H:EDX"),
 ];
 
-/// mov esi, TABLE; mov edi, OUT; mov ebp, N;
-/// l: mov eax, [esi]; mov ecx, [esi+4]; cpuid; mov [edi], eax; mov [edi+4], ebx;
-///    mov [edi+8], ecx; mov [edi+12], edx; add esi, 8; add edi, 16; dec ebp; jnz l; hlt.
-fn program() -> Vec<u8> {
-    let mut code = vec![0xbe];
-    code.extend_from_slice(&(TABLE as u32).to_le_bytes());
-    code.push(0xbf);
-    code.extend_from_slice(&(OUT as u32).to_le_bytes());
-    code.push(0xbd);
-    code.extend_from_slice(&(QUERIES.len() as u32).to_le_bytes());
-    let body: &[u8] = &[
-        0x8b, 0x06, 0x8b, 0x4e, 0x04, 0x0f, 0xa2, 0x89, 0x07, 0x89, 0x5f, 0x04, 0x89, 0x4f, 0x08,
-        0x89, 0x57, 0x0c, 0x83, 0xc6, 0x08, 0x83, 0xc7, 0x10, 0x4d,
-    ];
-    code.extend_from_slice(body);
-    code.push(0x75);
-    code.push((-(body.len() as i8 + 2)) as u8);
-    code.push(0xf4);
-    code
-}
-
 /// The CPUID results the guest collected on `accel`, or under KVM with a CPUID table of zeros
 /// when `accel` is `None`.
 fn cpuid_on(accel: Option<Accel>) -> Vec<[u32; 4]> {
-    let ram = GuestRam::new(&[RegionSpec {
-        base: 0,
-        size: 1 << 20,
-        kind: RegionKind::Ram,
-    }])
-    .unwrap();
-    ram.write_host(CODE, &program()).unwrap();
-    let table: Vec<u8> = QUERIES
-        .iter()
-        .flat_map(|&(l, s)| [l.to_le_bytes(), s.to_le_bytes()].concat())
-        .collect();
-    ram.write_host(TABLE, &table).unwrap();
-    let gdt = FlatGdt {
-        base: 0x500,
-        code_selector: 0x08,
-        data_selector: 0x10,
-        long: false,
-    };
-    gdt.write(&ram).unwrap();
-    let mut s: CpuState = gdt.cpu_state();
-    s.cr0 |= cr0::PE;
-    s.rip = CODE;
-    let mut v: Box<dyn Vcpu> = match accel {
-        Some(accel) => create_vcpu(accel, &ram, &s, None).expect("vcpu"),
-        None => Box::new(accel::KvmVcpu::with_cpuid_limit(&ram, &s, |_, _| [0; 4]).expect("vcpu")),
-    };
-    let exit = v.run(&mut Buses::new()).expect("run");
-    assert_eq!(
-        exit,
-        VmExit::Halted {
-            interrupts_enabled: false
-        },
-        "{accel:?}"
-    );
-    let mut out = vec![0u8; QUERIES.len() * 16];
-    ram.read(OUT, &mut out).unwrap();
-    out.chunks(16)
-        .map(|c| {
-            let w = |i: usize| u32::from_le_bytes(c[i * 4..i * 4 + 4].try_into().unwrap());
-            [w(0), w(1), w(2), w(3)]
-        })
-        .collect()
+    guest_cpuid(&QUERIES, |ram, s| -> Result<Box<dyn Vcpu>, String> {
+        match accel {
+            Some(accel) => create_vcpu(accel, ram, s, None).map_err(|e| e.to_string()),
+            None => accel::KvmVcpu::with_cpuid_limit(ram, s, |_, _| [0; 4])
+                .map(|v| Box::new(v) as Box<dyn Vcpu>)
+                .map_err(|e| e.to_string()),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{accel:?}: {e}"))
 }
 
 #[test]
@@ -153,4 +93,40 @@ fn kvm_offers_no_feature_the_jit_lacks() {
     }
     let signature: Vec<u8> = kvm[6][1..].iter().flat_map(|r| r.to_le_bytes()).collect();
     assert_ne!(&signature, b"KVMKVMKVM\0\0\0", "KVM's signature is visible");
+}
+
+/// The Linux `clearcpuid=` mask a KVM boot adds (`emu::cpuid_probe`): empty for the JIT, whose
+/// CPUID is its own limit, and on KVM exactly the named extras in the words this KVM answers
+/// from its own model (a KVM that honours its table needs none).
+#[test]
+fn the_linux_mask_names_only_what_kvm_shows_beyond_the_jit() {
+    let queries = named_queries();
+    let jit = guest_cpuid(&queries, |ram, s| create_vcpu(Accel::Jit, ram, s, None)).unwrap();
+    let (names, unnamed) = linux_clearcpuid(&jit, jit::interp::cpuid_limit);
+    assert!(
+        names.is_empty() && unnamed == 0,
+        "the JIT exceeds its own limit: {names:?}"
+    );
+    if let Err(e) = accel::kvm_available() {
+        println!("skipped the KVM half: KVM is not usable here: {e}");
+        return;
+    }
+    let kvm = guest_cpuid(&queries, |ram, s| create_vcpu(Accel::Kvm, ram, s, None)).unwrap();
+    let (names, unnamed) = linux_clearcpuid(&kvm, jit::interp::cpuid_limit);
+    println!("this KVM's extras: {names:?} (+{unnamed} unnamed)");
+    let zeroed = guest_cpuid(&queries, |ram, s| {
+        accel::KvmVcpu::with_cpuid_limit(ram, s, |_, _| [0; 4])
+            .map(|v| Box::new(v) as Box<dyn Vcpu>)
+    })
+    .unwrap();
+    if zeroed.iter().all(|r| r.iter().all(|&w| w == 0)) {
+        assert!(
+            names.is_empty(),
+            "KVM honours its table, yet {names:?} are extra"
+        );
+    }
+    // Whatever the host, the baseline features are never masked.
+    for base in ["sse", "sse2", "lm", "fpu", "cx8", "apic", "tsc"] {
+        assert!(!names.contains(&base), "{base} would be masked");
+    }
 }
