@@ -278,6 +278,7 @@ fn create_kvm(
 /// honours the capped CPUID table, the SSE and XSAVE extensions on a KVM that answers some
 /// leaves from its own model. A command line that already has `clearcpuid=` is left as it is.
 fn mask_kvm_extras(cmdline: &str) -> Result<String, MachineError> {
+    accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
     let queries = crate::cpuid_probe::named_queries();
     let seen = crate::cpuid_probe::guest_cpuid(&queries, |ram, s| create_kvm(ram, s, None))
         .map_err(|e| MachineError::KvmUnavailable(format!("probing the guest's CPUID: {e}")))?;
