@@ -273,24 +273,86 @@ fn create_kvm(
     ))
 }
 
+/// How a Linux boot on KVM works around a slow KVM (nested, or one that emulates every
+/// instruction in software, as this project's CI host does). [`Machine::with_linux`] ignores
+/// both under the JIT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlowKvmLinux {
+    /// Run the kernel's self-decompressor on the JIT and move to KVM at the decompressed
+    /// kernel's entry ([`crate::linux::KernelEntry`]).
+    pub decompress_on_jit: bool,
+    /// Tell Linux to ignore the SIMD extensions beyond SSE3 ([`SCALAR_SIMD_MASK`]), so that its
+    /// crypto and checksum code take their scalar paths: an instruction-emulating KVM runs SSE
+    /// code about a hundred times slower than scalar code (the kernel's blake2s SSSE3 self-test
+    /// alone took over half an hour on this project's CI host, and passes in seconds without).
+    pub scalar_simd: bool,
+}
+
+/// The Linux feature names [`SlowKvmLinux::scalar_simd`] masks: everything the kernel's crypto,
+/// RAID and checksum code selects over scalar code, beyond the SSE2 of x86-64's baseline.
+pub const SCALAR_SIMD_MASK: [&str; 15] = [
+    "ssse3",
+    "sse4_1",
+    "sse4_2",
+    "sse4a",
+    "aes",
+    "pclmulqdq",
+    "sha_ni",
+    "avx",
+    "avx2",
+    "avx512f",
+    "fma",
+    "f16c",
+    "vaes",
+    "vpclmulqdq",
+    "gfni",
+];
+
 /// The Linux command line `cmdline` with a `clearcpuid=` option naming the CPU features a guest
 /// reads on this KVM beyond the JIT's CPUID (see [`crate::cpuid_probe`]): none where KVM
 /// honours the capped CPUID table, the SSE and XSAVE extensions on a KVM that answers some
-/// leaves from its own model. A command line that already has `clearcpuid=` is left as it is.
-fn mask_kvm_extras(cmdline: &str) -> Result<String, MachineError> {
+/// leaves from its own model; and with `scalar_simd`, the [`SCALAR_SIMD_MASK`] too. A command
+/// line that already has `clearcpuid=` is left as it is.
+fn mask_kvm_features(cmdline: &str, scalar_simd: bool) -> Result<String, MachineError> {
     accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
     let queries = crate::cpuid_probe::named_queries();
     let seen = crate::cpuid_probe::guest_cpuid(&queries, |ram, s| create_kvm(ram, s, None))
         .map_err(|e| MachineError::KvmUnavailable(format!("probing the guest's CPUID: {e}")))?;
-    let (names, unnamed) = crate::cpuid_probe::linux_clearcpuid(&seen, jit::interp::cpuid_limit);
+    let (mut names, unnamed) =
+        crate::cpuid_probe::linux_clearcpuid(&seen, jit::interp::cpuid_limit);
     if unnamed > 0 {
         log::info!(
             "this KVM shows its guest {unnamed} CPUID feature bit(s) the JIT lacks that Linux \
              has no name for; they stay visible"
         );
     }
+    if !names.is_empty() {
+        log::info!(
+            "this KVM shows its guest CPU features the JIT lacks whatever its CPUID table \
+             says; Linux is told to ignore them: {}",
+            names.join(",")
+        );
+    }
+    if scalar_simd {
+        log::info!(
+            "KVM is slow here: Linux is told to ignore the SIMD extensions beyond SSE3 so that \
+             its crypto code runs scalar (--scalar-simd-on-kvm): {}",
+            SCALAR_SIMD_MASK.join(",")
+        );
+        for n in SCALAR_SIMD_MASK {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    Ok(with_clearcpuid(cmdline, &names))
+}
+
+/// `cmdline` with `clearcpuid=` naming `names`, unless there are none or the command line has
+/// its own `clearcpuid=` (Linux reads only one; the user's wins, with a warning).
+fn with_clearcpuid(cmdline: &str, names: &[&str]) -> String {
     if names.is_empty() {
-        return Ok(cmdline.to_string());
+        return cmdline.to_string();
     }
     let list = names.join(",");
     if cmdline
@@ -298,18 +360,13 @@ fn mask_kvm_extras(cmdline: &str) -> Result<String, MachineError> {
         .any(|w| w.starts_with("clearcpuid="))
     {
         log::warn!(
-            "this KVM shows its guest CPU features the JIT lacks whatever its CPUID table says \
-             ({list}); the command line has its own clearcpuid=, so they stay visible"
+            "the command line has its own clearcpuid=, so Linux is not told to ignore {list}"
         );
-        return Ok(cmdline.to_string());
+        return cmdline.to_string();
     }
-    log::info!(
-        "this KVM shows its guest CPU features the JIT lacks whatever its CPUID table says; \
-         Linux is told to ignore them: clearcpuid={list}"
-    );
-    Ok(format!("{cmdline} clearcpuid={list}")
+    format!("{cmdline} clearcpuid={list}")
         .trim_start()
-        .to_string())
+        .to_string()
 }
 
 impl Machine {
@@ -342,25 +399,25 @@ impl Machine {
     }
 
     /// A PC booting the Linux bzImage `image` directly (see [`crate::linux::load`]). With
-    /// `config.accel` KVM and `decompress_on_jit`, the JIT runs the kernel's self-decompressor
-    /// and KVM takes over at the decompressed kernel's entry ([`crate::linux::KernelEntry`]).
+    /// `config.accel` KVM, Linux is told to ignore the CPU features its guest would see beyond
+    /// the JIT's, and `slow` says how to work around a slow KVM ([`SlowKvmLinux`]).
     pub fn with_linux(
         config: &MachineConfig,
         out: OutputSink,
         image: &[u8],
         initrd: Option<&[u8]>,
         cmdline: &str,
-        decompress_on_jit: bool,
+        slow: SlowKvmLinux,
     ) -> Result<Self, MachineError> {
         let masked;
         let cmdline = if config.accel == Accel::Kvm {
-            masked = mask_kvm_extras(cmdline)?;
+            masked = mask_kvm_features(cmdline, slow.scalar_simd)?;
             masked.as_str()
         } else {
             cmdline
         };
         let load = |ram: &GuestRam| Ok(crate::linux::load(ram, image, initrd, cmdline)?);
-        if config.accel != Accel::Kvm || !decompress_on_jit {
+        if config.accel != Accel::Kvm || !slow.decompress_on_jit {
             return Self::with_direct_boot(config, out, load);
         }
         let entry = crate::linux::KernelEntry::of(image)?;
@@ -669,5 +726,26 @@ mod tests {
     fn accel_parses() {
         assert_eq!("kvm".parse::<Accel>(), Ok(Accel::Kvm));
         assert!("hvf".parse::<Accel>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod clearcpuid_tests {
+    use super::with_clearcpuid;
+
+    #[test]
+    fn names_are_appended_as_one_option() {
+        assert_eq!(
+            with_clearcpuid("console=ttyS0", &["ssse3", "avx"]),
+            "console=ttyS0 clearcpuid=ssse3,avx"
+        );
+        assert_eq!(with_clearcpuid("", &["avx"]), "clearcpuid=avx");
+        assert_eq!(with_clearcpuid("quiet", &[]), "quiet");
+    }
+
+    #[test]
+    fn the_users_own_clearcpuid_wins() {
+        let cmdline = "console=ttyS0 clearcpuid=pcid";
+        assert_eq!(with_clearcpuid(cmdline, &["avx"]), cmdline);
     }
 }

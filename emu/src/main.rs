@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use devices::SerialInput;
 use emu::control::{Command as Control, MachineControl};
-use emu::machine::{Accel, Machine, MachineConfig};
+use emu::machine::{Accel, Machine, MachineConfig, SlowKvmLinux};
 use emu::snapshot::Snapshot;
 use emu::terminal::{self, Key, RawMode};
 use emu::{linux, multiboot};
@@ -100,26 +100,34 @@ struct RunArgs {
     /// software-emulated KVM does (there the decompressor alone can take hours); yes always; no
     /// never.
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
-    decompress_on_jit: DecompressOnJit,
+    decompress_on_jit: WhenKvmSlow,
+    /// With --accel kvm and a Linux bzImage: tell Linux to ignore SSSE3, SSE4, AES-NI, AVX and
+    /// the other SIMD extensions beyond SSE3 (clearcpuid=), so that its crypto and checksum code
+    /// run scalar. auto does this where KVM is slow as for --decompress-on-jit: a KVM that
+    /// emulates instructions in software runs SSE code about a hundred times slower than scalar
+    /// code; yes always; no never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    scalar_simd_on_kvm: WhenKvmSlow,
     #[command(flatten)]
     common: CommonArgs,
 }
 
-/// When a KVM Linux boot runs its decompressor on the JIT (`--decompress-on-jit`).
+/// When a KVM Linux boot applies a slow-KVM work-around (`--decompress-on-jit`,
+/// `--scalar-simd-on-kvm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum DecompressOnJit {
+enum WhenKvmSlow {
     Auto,
     Yes,
     No,
 }
 
-impl DecompressOnJit {
-    /// Whether this boot starts on the JIT, measuring KVM for `auto`.
-    fn wanted(self) -> bool {
+impl WhenKvmSlow {
+    /// Whether the work-around applies, given whether KVM is slow (asked only for `auto`).
+    fn wanted(self, kvm_is_slow: &mut impl FnMut() -> bool) -> bool {
         match self {
-            DecompressOnJit::Yes => true,
-            DecompressOnJit::No => false,
-            DecompressOnJit::Auto => emu::calibrate::kvm_is_slow(),
+            WhenKvmSlow::Yes => true,
+            WhenKvmSlow::No => false,
+            WhenKvmSlow::Auto => kvm_is_slow(),
         }
     }
 }
@@ -235,8 +243,11 @@ fn run(args: RunArgs) -> CliResult<ExitCode> {
     let plan = SnapshotPlan::from_args(&args.common)?;
     let (config, input) = machine_config(&args.common, args.memory)?;
     let out = Box::new(std::io::stdout());
-    if args.decompress_on_jit == DecompressOnJit::Yes && config.accel != Accel::Kvm {
+    if args.decompress_on_jit == WhenKvmSlow::Yes && config.accel != Accel::Kvm {
         log::warn!("--decompress-on-jit yes only applies with --accel kvm; ignored");
+    }
+    if args.scalar_simd_on_kvm == WhenKvmSlow::Yes && config.accel != Accel::Kvm {
+        log::warn!("--scalar-simd-on-kvm yes only applies with --accel kvm; ignored");
     }
     let machine = if let Some(kernel) = &args.kernel {
         let image = read_input("kernel", kernel)?;
@@ -246,16 +257,16 @@ fn run(args: RunArgs) -> CliResult<ExitCode> {
                 None => None,
             };
             let cmdline = args.append.clone().unwrap_or_default();
-            // `wanted` measures KVM for `auto`: only when KVM is the backend.
-            let decompress_on_jit = config.accel == Accel::Kvm && args.decompress_on_jit.wanted();
-            let machine = Machine::with_linux(
-                &config,
-                out,
-                &image,
-                initrd.as_deref(),
-                &cmdline,
-                decompress_on_jit,
-            )?;
+            // KVM is measured (once) only when KVM is the backend and an `auto` asks.
+            let mut measured = None;
+            let mut kvm_is_slow = || *measured.get_or_insert_with(emu::calibrate::kvm_is_slow);
+            let kvm = config.accel == Accel::Kvm;
+            let slow = SlowKvmLinux {
+                decompress_on_jit: kvm && args.decompress_on_jit.wanted(&mut kvm_is_slow),
+                scalar_simd: kvm && args.scalar_simd_on_kvm.wanted(&mut kvm_is_slow),
+            };
+            let machine =
+                Machine::with_linux(&config, out, &image, initrd.as_deref(), &cmdline, slow)?;
             return drive(machine, input, plan);
         }
         let modules = match &args.initrd {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use devices::{SerialInput, SharedBuffer};
-use emu::machine::{Accel, Machine, MachineConfig, RunOutcome};
+use emu::machine::{Accel, Machine, MachineConfig, RunOutcome, SlowKvmLinux};
 
 const MARKER: &str = "EMU-USERSPACE-OK";
 const CMDLINE: &str = "console=ttyS0 panic=-1";
@@ -75,16 +75,20 @@ fn boot(accel: Accel, limit: Duration) {
     };
     let out = SharedBuffer::new();
     let start = Instant::now();
-    // What `emu run --accel kvm` does by default (--decompress-on-jit auto): where KVM is far
-    // slower than the JIT, the JIT runs the decompressor and KVM the kernel.
-    let decompress_on_jit = accel == Accel::Kvm && emu::calibrate::kvm_is_slow();
+    // What `emu run --accel kvm` does by default (--decompress-on-jit auto,
+    // --scalar-simd-on-kvm auto): where KVM is far slower than the JIT, the JIT runs the
+    // decompressor, KVM the kernel, and the kernel's crypto code runs scalar.
+    let slow = accel == Accel::Kvm && emu::calibrate::kvm_is_slow();
     let mut machine = Machine::with_linux(
         &config,
         Box::new(out.clone()),
         &image,
         Some(&initrd),
         CMDLINE,
-        decompress_on_jit,
+        SlowKvmLinux {
+            decompress_on_jit: slow,
+            scalar_simd: slow,
+        },
     )
     .expect("machine builds");
     // The whole kernel log, for reading after a run (e.g. which clock events and interrupt
