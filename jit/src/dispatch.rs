@@ -487,7 +487,10 @@ impl JitVcpu {
         }
         // Bytes to the end of the guest page (the guest's 4 KiB, not the host's page size).
         let page_left = ((1u64 << PAGE_SHIFT) - (la & !PAGE_MASK)) as usize;
-        let mut buf = vec![0u8; page_left + MAX_INSN_LEN - 1];
+        // No block is longer than its instruction cap allows: fetching (and zeroing) the rest
+        // of the page, and walking the next page's translation, would be wasted.
+        let fetch = page_left.min(self.config.max_block_insns.saturating_mul(MAX_INSN_LEN));
+        let mut buf = vec![0u8; fetch + MAX_INSN_LEN - 1];
         let (phys, n) = match mem::fetch_code(&mut self.ctx, &mut self.rt, la, &mut buf) {
             Ok(r) => r,
             Err(f) => {
