@@ -239,7 +239,9 @@ impl CompileWorker {
         acked.recv().map_err(|_| WorkerError::Stopped)
     }
 
-    /// A finished job, if any; a plain atomic load when there is none.
+    /// A finished job, if any; a plain atomic load when there is none (the dispatcher asks
+    /// between every two blocks).
+    #[inline]
     pub fn try_take(&self) -> Option<Done> {
         if self.ready.load(Ordering::Acquire) == 0 {
             return None;
