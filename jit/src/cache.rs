@@ -24,6 +24,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use iced_x86::Instruction;
 
+use crate::codemem::DenseCodeMemory;
 use crate::context::{JitContext, PAGE_MASK};
 use crate::translate::{translate_block, ModeInfo, TranslateEnv, TranslateStats};
 
@@ -38,6 +39,15 @@ pub enum CacheError {
     Setting(String),
     #[error("code generation failed: {0}")]
     Codegen(String),
+}
+
+/// A JIT module for `isa`, placing code densely where the host allows ([`DenseCodeMemory`]).
+fn new_module(isa: &OwnedTargetIsa) -> JITModule {
+    let mut builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
+    if let Some(memory) = DenseCodeMemory::new() {
+        builder.memory_provider(Box::new(memory));
+    }
+    JITModule::new(builder)
 }
 
 /// Executable memory and the Cranelift state reused for every block.
@@ -84,7 +94,7 @@ impl CodeCache {
             .map_err(|e| CacheError::UnsupportedHost(e.to_string()))?
             .finish(settings::Flags::new(flags))
             .map_err(|e| CacheError::UnsupportedHost(e.to_string()))?;
-        let module = JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names()));
+        let module = new_module(&isa);
         let cl = module.make_context();
         Ok(Self {
             isa,
@@ -151,9 +161,7 @@ impl CodeCache {
         let name = format!("block{}", self.next_name);
         self.next_name += 1;
         let isa = &self.isa;
-        let module = self.module.get_or_insert_with(|| {
-            JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names()))
-        });
+        let module = self.module.get_or_insert_with(|| new_module(isa));
         let id = module
             .declare_function(&name, Linkage::Local, &func.signature)
             .map_err(|e| CacheError::Codegen(e.to_string()))?;

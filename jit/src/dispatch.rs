@@ -7,7 +7,8 @@
 //! decoded instructions until then (or always, in interpreter-only mode, which differential
 //! tests use as the reference).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use decoder::{decode_block, BlockLimits, MAX_INSN_LEN};
 use vcpu::state::rflags;
@@ -25,7 +26,7 @@ use crate::interp::{self, Step};
 use crate::mem::{self, Access};
 use crate::runtime::Runtime;
 use crate::translate::{helpers, ChainEnv, ModeInfo, SegAccess, TranslateEnv, TranslateStats};
-use crate::worker::{CompileWorker, WorkerError};
+use crate::worker::{CompileWorker, Done, WorkerError};
 
 /// Instructions an in-function loop may run before returning to the dispatcher (so pending
 /// work such as interrupts is looked at regularly even without a budget).
@@ -93,6 +94,8 @@ pub struct JitStats {
     pub dispatched: u64,
     /// Blocks the run loop found through the jump cache.
     pub jump_cache_hits: u64,
+    /// Background compile jobs dropped unstarted from a full queue ([`crate::worker`]).
+    pub compiles_dropped: u64,
     /// Host time spent translating and compiling blocks, in microseconds (on the compile
     /// thread with [`JitConfig::background_compile`]).
     pub compile_micros: u64,
@@ -113,6 +116,8 @@ pub struct JitVcpu {
     functions: usize,
     blocks: BlockTable,
     kicker: Kicker,
+    /// `kicker`'s flag, loaded between every two blocks.
+    kick_flag: Arc<AtomicBool>,
     budget_end: Option<u64>,
     /// The icount at which the interrupt line is sampled next.
     next_interrupt_poll: u64,
@@ -157,6 +162,8 @@ impl JitVcpu {
     ) -> Result<JitVcpu, JitError> {
         let mut ctx = Box::new(JitContext::new(initial));
         ctx.set_cpu_state(&initial);
+        let kicker = Kicker::new();
+        let kick_flag = kicker.flag().clone();
         Ok(Self {
             ctx,
             rt: Box::new(Runtime::new(ram)),
@@ -174,7 +181,8 @@ impl JitVcpu {
             epoch: 0,
             functions: 0,
             blocks: BlockTable::new(),
-            kicker: Kicker::new(),
+            kicker,
+            kick_flag,
             budget_end: None,
             next_interrupt_poll: 0,
             mode_cache: None,
@@ -360,6 +368,9 @@ impl JitVcpu {
 
     /// Drop the blocks of pages written since the last call.
     fn invalidate_dirty(&mut self) -> bool {
+        if !self.rt.has_dirty_code_pages() {
+            return false;
+        }
         let dirty = self.rt.take_dirty_code_pages();
         if dirty.is_empty() {
             return false;
@@ -379,8 +390,9 @@ impl JitVcpu {
     fn maybe_flush(&mut self) -> Result<(), VcpuError> {
         if self.functions >= FLUSH_FUNCTIONS && self.blocks.live() * 2 < self.blocks.slots() {
             if let Some(w) = &self.worker {
-                // Before the chain slots go: jobs in flight write to theirs. Their results
-                // carry the old epoch and are dropped; the worker frees the old code.
+                // Before the chain slots go: the job in flight writes to its own. Jobs not
+                // started are forgotten, a result in flight carries the old epoch and is
+                // dropped; the worker frees the old code.
                 w.flush().map_err(|e| VcpuError::Backend(e.to_string()))?;
             }
             for p in self.blocks.clear() {
@@ -475,7 +487,10 @@ impl JitVcpu {
         }
         // Bytes to the end of the guest page (the guest's 4 KiB, not the host's page size).
         let page_left = ((1u64 << PAGE_SHIFT) - (la & !PAGE_MASK)) as usize;
-        let mut buf = vec![0u8; page_left + MAX_INSN_LEN - 1];
+        // No block is longer than its instruction cap allows: fetching (and zeroing) the rest
+        // of the page, and walking the next page's translation, would be wasted.
+        let fetch = page_left.min(self.config.max_block_insns.saturating_mul(MAX_INSN_LEN));
+        let mut buf = vec![0u8; fetch + MAX_INSN_LEN - 1];
         let (phys, n) = match mem::fetch_code(&mut self.ctx, &mut self.rt, la, &mut buf) {
             Ok(r) => r,
             Err(f) => {
@@ -594,12 +609,26 @@ impl JitVcpu {
 
     /// Install the code the background compiler has finished, for blocks still alive.
     fn take_compiled(&mut self) -> Result<(), VcpuError> {
-        while let Some(c) = self.worker.as_ref().and_then(CompileWorker::try_take) {
-            let compiled = c.code.map_err(|e| VcpuError::Backend(e.to_string()))?;
-            self.stats.compile_micros += c.micros;
-            // Ids are not reused before a flush, which starts a new epoch.
-            if c.epoch == self.epoch && self.blocks.get(c.block).is_some() {
-                self.install(c.block, compiled);
+        while let Some(done) = self.worker.as_ref().and_then(CompileWorker::try_take) {
+            match done {
+                Done::Compiled(c) => {
+                    let compiled = c.code.map_err(|e| VcpuError::Backend(e.to_string()))?;
+                    self.stats.compile_micros += c.micros;
+                    // Ids are not reused before a flush, which starts a new epoch.
+                    if c.epoch == self.epoch && self.blocks.get(c.block).is_some() {
+                        self.install(c.block, compiled);
+                    }
+                }
+                Done::Dropped { block, epoch } => {
+                    self.stats.compiles_dropped += 1;
+                    if epoch == self.epoch {
+                        if let Some(b) = self.blocks.get_mut(block) {
+                            // Compiled again only once it is hot again.
+                            b.compiling = false;
+                            b.runs = 0;
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -679,10 +708,12 @@ impl JitVcpu {
         let mut prev: Option<BlockId> = None;
         // The unlinked chain slot the last block left through (null: none).
         let mut link_from: *mut ChainSlot = std::ptr::null_mut();
+        // Look at device requests and the A20 line before the first block.
+        let mut look_at_platform = true;
         loop {
-            // A plain load first: the swap in `take` is a locked instruction, and this runs
-            // between every two blocks.
-            if self.kicker.is_set() && self.kicker.take() {
+            // A plain load first (inlined, unlike `Kicker::is_set`): the swap in `take` is a
+            // locked instruction, and this runs between every two blocks.
+            if self.kick_flag.load(Ordering::Acquire) && self.kicker.take() {
                 return Ok(VmExit::Kicked);
             }
             if self.rt.triple_fault {
@@ -692,27 +723,36 @@ impl JitVcpu {
                     rip: self.ctx.cpu.rip,
                 });
             }
-            // SAFETY: `buses` is the `&mut Buses` given to `run`, alive for this call.
-            let requested = unsafe { (*buses).request_pending() };
             if self.ctx.exit.exit_run != 0 {
                 self.ctx.exit.exit_run = 0;
                 prev = None;
                 link_from = std::ptr::null_mut();
+                look_at_platform = true;
             }
-            // SAFETY: as above.
-            let a20_mask = unsafe { (*buses).a20.mask() };
-            if a20_mask != self.ctx.a20_mask {
-                // Port 0x92 or the keyboard controller moved the A20 line; the OUT that did it
-                // ended the block (`Buses::io_write` reports the change).
-                self.ctx.a20_mask = a20_mask;
-                self.ctx.flush_tlb();
-                prev = None;
-                link_from = std::ptr::null_mut();
+            let poll = self.ctx.cpu.halted != 0 || self.ctx.icount >= self.next_interrupt_poll;
+            // Device requests and A20 changes come from the guest's own port and MMIO writes,
+            // which end the run loop's current block with `exit_run` (`Buses::io_write` and
+            // `Buses::mmio_write` report them): the platform is looked at after those, on entry
+            // and at every interrupt poll, not between every two blocks.
+            if look_at_platform || poll {
+                look_at_platform = false;
+                // SAFETY: `buses` is the `&mut Buses` given to `run`, alive for this call.
+                let requested = unsafe { (*buses).request_pending() };
+                // SAFETY: as above.
+                let a20_mask = unsafe { (*buses).a20.mask() };
+                if a20_mask != self.ctx.a20_mask {
+                    // Port 0x92 or the keyboard controller moved the A20 line; the OUT that
+                    // did it ended the block.
+                    self.ctx.a20_mask = a20_mask;
+                    self.ctx.flush_tlb();
+                    prev = None;
+                    link_from = std::ptr::null_mut();
+                }
+                if requested {
+                    return Ok(VmExit::DeviceRequest);
+                }
             }
-            if requested {
-                return Ok(VmExit::DeviceRequest);
-            }
-            if self.ctx.cpu.halted != 0 || self.ctx.icount >= self.next_interrupt_poll {
+            if poll {
                 self.next_interrupt_poll = self.ctx.icount.saturating_add(INTERRUPT_POLL_INSNS);
                 // SAFETY: as above.
                 if self.take_interrupt(unsafe { &mut *buses }) {
@@ -984,5 +1024,56 @@ mod tests {
         let stats = v.stats();
         assert!(stats.blocks_compiled >= 1, "{stats:?}");
         assert!(stats.self_loops >= 1, "{stats:?}");
+    }
+
+    #[test]
+    fn compiles_dropped_from_a_full_queue_become_hot_again_and_compile_later() {
+        // mov ecx, ITERS; L: BLOCKS x (inc eax; jmp next); dec ecx; jnz L; hlt
+        const BLOCKS: usize = crate::worker::MAX_QUEUED + 6;
+        const ITERS: u32 = 200;
+        let mut code = vec![0xb9];
+        code.extend_from_slice(&ITERS.to_le_bytes());
+        for _ in 0..BLOCKS {
+            code.extend_from_slice(&[0x40, 0xeb, 0x00]);
+        }
+        let back = -(3 * BLOCKS as i32 + 1 + 6);
+        code.extend_from_slice(&[0x49, 0x0f, 0x85]);
+        code.extend_from_slice(&back.to_le_bytes());
+        code.push(0xf4);
+        let (ram, s) = flat32(&code, &[]);
+        let config = JitConfig {
+            hot_threshold: 2,
+            background_compile: true,
+            ..JitConfig::default()
+        };
+        let mut v = JitVcpu::with_config(ram, s, config).unwrap();
+        // A compile thread that takes nothing yet: every hot block waits in its queue.
+        v.worker = Some(CompileWorker::spawn_paused(CodeCache::new().unwrap()).unwrap());
+        let mut buses = Buses::new();
+        v.set_instruction_budget(Some(u64::from(ITERS / 2) * (2 * BLOCKS as u64 + 2)));
+        assert_eq!(v.run(&mut buses).unwrap(), VmExit::BudgetSpent);
+        let paused = v.stats();
+        assert_eq!(paused.blocks_compiled, 0, "{paused:?}");
+        // More hot blocks than the queue holds: the oldest were handed back, and became hot
+        // and were queued again (dropping others) while the guest ran on interpreted.
+        assert!(paused.compiles_dropped > 6, "{paused:?}");
+        v.worker.as_ref().unwrap().resume();
+        v.set_instruction_budget(None);
+        assert_eq!(
+            v.run(&mut buses).unwrap(),
+            VmExit::Halted {
+                interrupts_enabled: false
+            }
+        );
+        let st = v.state().unwrap();
+        assert_eq!(st.gpr[gpr::RAX], BLOCKS as u64 * u64::from(ITERS));
+        assert_eq!(st.gpr[gpr::RCX], 0);
+        // The resumed thread compiles the queued blocks (installed between blocks, or here).
+        let started = std::time::Instant::now();
+        while v.stats().blocks_compiled == 0 && started.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            v.take_compiled().unwrap();
+        }
+        assert!(v.stats().blocks_compiled >= 1, "{:?}", v.stats());
     }
 }

@@ -6,6 +6,7 @@
 //! Nothing here assumes the host is x86: Cranelift emits x86-64, aarch64 or riscv64 code.
 
 pub mod cache;
+mod codemem;
 pub mod context;
 pub mod coverage;
 pub mod dispatch;

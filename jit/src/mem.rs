@@ -406,18 +406,20 @@ pub fn fetch_code(
     buf: &mut [u8],
 ) -> Result<(u64, usize), Fault> {
     let wrap = linear_mask(ctx);
-    let first = translate(ctx, rt, la, Access::Execute)?;
+    // Through the TLB: the dispatcher has just looked `la` up with `code_phys`, so the first
+    // page needs no walk.
+    let first = code_phys(ctx, rt, la)?;
     let mut done = 0usize;
-    let mut t = first;
+    let mut phys = first;
     while done < buf.len() {
         let cur_la = la.wrapping_add(done as u64) & wrap;
         if done > 0 {
-            match translate(ctx, rt, cur_la, Access::Execute) {
-                Ok(next) => t = next,
+            match code_phys(ctx, rt, cur_la) {
+                Ok(next) => phys = next,
                 Err(_) => break,
             }
         }
-        let Some((p, left, _)) = rt.phys.host(t.phys) else {
+        let Some((p, left, _)) = rt.phys.host(phys) else {
             break;
         };
         let in_page = PAGE_BYTES - (cur_la & !PAGE_MASK);
@@ -427,7 +429,7 @@ pub fn fetch_code(
         buf[done..done + n].copy_from_slice(src);
         done += n;
     }
-    Ok((first.phys, done))
+    Ok((first, done))
 }
 
 #[cfg(test)]

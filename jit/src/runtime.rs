@@ -96,6 +96,12 @@ impl Runtime {
         }
     }
 
+    /// Whether a code page was written since the last [`Runtime::take_dirty_code_pages`].
+    #[inline]
+    pub fn has_dirty_code_pages(&self) -> bool {
+        !self.dirty_code_pages.is_empty()
+    }
+
     /// Pages that held code and were written since the last call.
     pub fn take_dirty_code_pages(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.dirty_code_pages)

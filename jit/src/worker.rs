@@ -13,10 +13,17 @@
 //! [`CompileWorker::flush`] returned), and the addresses in [`TranslateEnv`], which end up as
 //! constants in the code. Results carry the dispatcher's flush epoch: a result for a block
 //! dropped in the meantime, or compiled before a flush, is thrown away.
+//!
+//! The queue is served newest first, and holds at most [`MAX_QUEUED`] jobs: when Cranelift falls
+//! behind (a boot moves from one stretch of code to the next faster than their blocks compile),
+//! the block that became hot last is the one the guest is most likely still running, and a
+//! block that has waited behind [`MAX_QUEUED`] newer ones is dropped unstarted and handed back
+//! ([`Done::Dropped`]) so that it has to become hot again before it is compiled.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -24,6 +31,10 @@ use iced_x86::Instruction;
 
 use crate::cache::{BlockFn, BlockId, CacheError, CodeCache};
 use crate::translate::{TranslateEnv, TranslateStats};
+
+/// Jobs the queue holds before the oldest is dropped (about 20-50 ms of Cranelift work on a
+/// Linux boot's blocks).
+pub const MAX_QUEUED: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -38,19 +49,43 @@ struct SendEnv(TranslateEnv);
 
 // SAFETY: the raw pointers in a `TranslateEnv` are only embedded into generated code, except
 // the chain slots, which the translator writes while the block is compiling; the dispatcher
-// neither reads those slots nor frees them before the job is done (see the module header).
+// neither reads those slots nor frees them before the job is done or dropped (see the module
+// header).
 unsafe impl Send for SendEnv {}
 
-/// What the dispatcher asks the worker to do.
-enum Request {
-    Compile {
-        block: BlockId,
-        epoch: u64,
-        insns: Arc<[Instruction]>,
-        env: SendEnv,
-    },
-    /// Free all code compiled so far (nothing may run it any more), then say so.
-    Flush(mpsc::Sender<()>),
+/// One block to translate and compile.
+struct Job {
+    block: BlockId,
+    epoch: u64,
+    insns: Arc<[Instruction]>,
+    env: SendEnv,
+}
+
+/// What the dispatcher and the compile thread share.
+#[derive(Default)]
+struct Queue {
+    /// Oldest first; the thread takes from the back.
+    jobs: VecDeque<Job>,
+    /// A flush to do once the job in progress (if any) is done: its acknowledgement.
+    flush: Option<mpsc::Sender<()>>,
+    /// The handle is gone: the thread stops without doing the jobs left.
+    stop: bool,
+    /// Tests hold the thread before its next job to fill the queue deterministically.
+    paused: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when a job, a flush, a stop or a resume arrives.
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic on the compile thread while it holds the lock leaves the queue consistent
+        // (every update is a single push/pop/take).
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A compiled block (or why it could not be compiled).
@@ -63,55 +98,73 @@ pub struct Compiled {
     pub micros: u64,
 }
 
+/// A job the worker finished with.
+pub enum Done {
+    Compiled(Compiled),
+    /// Dropped from a full queue before it started: the block (submitted in `epoch`) has no
+    /// code and may be submitted again.
+    Dropped {
+        block: BlockId,
+        epoch: u64,
+    },
+}
+
 /// The handle of the compile thread.
 pub struct CompileWorker {
-    requests: Option<mpsc::Sender<Request>>,
-    results: mpsc::Receiver<Compiled>,
+    shared: Arc<Shared>,
+    done: mpsc::Sender<Done>,
+    results: mpsc::Receiver<Done>,
     /// Results sent and not yet taken: lets the dispatcher skip the channel when there are none.
     ready: Arc<AtomicUsize>,
-    /// Set when the handle is dropped: the thread skips the jobs still queued.
-    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the thread does next.
+enum Work {
+    Compile(Job),
+    Flush(mpsc::Sender<()>),
 }
 
 impl CompileWorker {
     /// Start a compile thread compiling into `cache`.
-    pub fn spawn(mut cache: CodeCache) -> Result<Self, WorkerError> {
-        let (requests, jobs) = mpsc::channel::<Request>();
+    pub fn spawn(cache: CodeCache) -> Result<Self, WorkerError> {
+        Self::spawn_with(cache, false)
+    }
+
+    fn spawn_with(mut cache: CodeCache, paused: bool) -> Result<Self, WorkerError> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                paused,
+                ..Queue::default()
+            }),
+            wake: Condvar::new(),
+        });
         let (done, results) = mpsc::channel();
         let ready = Arc::new(AtomicUsize::new(0));
         let counter = ready.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
+        let theirs = shared.clone();
+        let sender = done.clone();
         let thread = std::thread::Builder::new()
             .name("jit-compile".into())
             .spawn(move || {
-                for r in jobs {
-                    if stopping.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match r {
-                        Request::Compile {
-                            block,
-                            epoch,
-                            insns,
-                            env,
-                        } => {
+                while let Some(work) = next_work(&theirs) {
+                    match work {
+                        Work::Compile(job) => {
                             let started = Instant::now();
-                            let code = cache.compile(&insns, &env.0);
+                            let code = cache.compile(&job.insns, &job.env.0);
                             let micros = started.elapsed().as_micros() as u64;
                             let c = Compiled {
-                                block,
-                                epoch,
+                                block: job.block,
+                                epoch: job.epoch,
                                 code,
                                 micros,
                             };
-                            if done.send(c).is_err() {
+                            if sender.send(Done::Compiled(c)).is_err() {
                                 break;
                             }
                             counter.fetch_add(1, Ordering::Release);
                         }
-                        Request::Flush(ack) => {
+                        Work::Flush(ack) => {
                             // SAFETY: the dispatcher flushes only after dropping every block
                             // and link to code compiled before; results still in flight carry
                             // an older epoch and are discarded unused.
@@ -124,16 +177,17 @@ impl CompileWorker {
             })
             .map_err(|e| WorkerError::Spawn(e.to_string()))?;
         Ok(Self {
-            requests: Some(requests),
+            shared,
+            done,
             results,
             ready,
-            stop,
             thread: Some(thread),
         })
     }
 
     /// Queue block `block` (submitted in flush epoch `epoch`) for translation and compilation.
-    /// `env`'s chain slots must stay allocated until [`CompileWorker::flush`] returned.
+    /// `env`'s chain slots must stay allocated until the job is done, dropped, or
+    /// [`CompileWorker::flush`] returned.
     pub fn submit(
         &self,
         block: BlockId,
@@ -141,55 +195,109 @@ impl CompileWorker {
         insns: Arc<[Instruction]>,
         env: TranslateEnv,
     ) -> Result<(), WorkerError> {
-        self.send(Request::Compile {
-            block,
-            epoch,
-            insns,
-            env: SendEnv(env),
-        })
+        let dropped = {
+            let mut q = self.shared.lock();
+            if q.stop {
+                return Err(WorkerError::Stopped);
+            }
+            q.jobs.push_back(Job {
+                block,
+                epoch,
+                insns,
+                env: SendEnv(env),
+            });
+            if q.jobs.len() > MAX_QUEUED {
+                q.jobs.pop_front()
+            } else {
+                None
+            }
+        };
+        self.shared.wake.notify_one();
+        if let Some(j) = dropped {
+            self.done
+                .send(Done::Dropped {
+                    block: j.block,
+                    epoch: j.epoch,
+                })
+                .map_err(|_| WorkerError::Stopped)?;
+            self.ready.fetch_add(1, Ordering::Release);
+        }
+        Ok(())
     }
 
-    /// Wait until every job queued so far is done, then free all the code compiled so far.
-    /// The caller must not run, or keep links to, any of that code.
+    /// Forget the jobs not started yet (without reporting them), wait until the job in
+    /// progress is done, then free all the code compiled so far. The caller must not run, or
+    /// keep links to, any of that code, nor wait for the forgotten jobs.
     pub fn flush(&self) -> Result<(), WorkerError> {
-        let (ack, done) = mpsc::channel();
-        self.send(Request::Flush(ack))?;
-        done.recv().map_err(|_| WorkerError::Stopped)
+        let (ack, acked) = mpsc::channel();
+        {
+            let mut q = self.shared.lock();
+            q.jobs.clear();
+            q.flush = Some(ack);
+        }
+        self.shared.wake.notify_one();
+        acked.recv().map_err(|_| WorkerError::Stopped)
     }
 
-    fn send(&self, r: Request) -> Result<(), WorkerError> {
-        self.requests
-            .as_ref()
-            .ok_or(WorkerError::Stopped)?
-            .send(r)
-            .map_err(|_| WorkerError::Stopped)
-    }
-
-    /// A finished job, if any; a plain atomic load when there is none.
-    pub fn try_take(&self) -> Option<Compiled> {
+    /// A finished job, if any; a plain atomic load when there is none (the dispatcher asks
+    /// between every two blocks).
+    #[inline]
+    pub fn try_take(&self) -> Option<Done> {
         if self.ready.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let c = self.results.try_recv().ok()?;
+        let d = self.results.try_recv().ok()?;
         self.ready.fetch_sub(1, Ordering::AcqRel);
-        Some(c)
+        Some(d)
     }
 
     /// Wait for the next finished job (`None` when the thread is gone).
     #[cfg(test)]
-    fn wait(&self) -> Option<Compiled> {
-        let c = self.results.recv().ok()?;
+    fn wait(&self) -> Option<Done> {
+        let d = self.results.recv().ok()?;
         self.ready.fetch_sub(1, Ordering::AcqRel);
-        Some(c)
+        Some(d)
+    }
+
+    /// A worker that takes no job before [`CompileWorker::resume`] (tests fill its queue).
+    #[cfg(test)]
+    pub(crate) fn spawn_paused(cache: CodeCache) -> Result<Self, WorkerError> {
+        Self::spawn_with(cache, true)
+    }
+
+    /// Let a worker started paused take jobs.
+    #[cfg(test)]
+    pub(crate) fn resume(&self) {
+        self.shared.lock().paused = false;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Block until there is work: a flush first, then the newest job. `None`: stop.
+fn next_work(shared: &Shared) -> Option<Work> {
+    let mut q = shared.lock();
+    loop {
+        if q.stop {
+            return None;
+        }
+        if let Some(ack) = q.flush.take() {
+            return Some(Work::Flush(ack));
+        }
+        if !q.paused {
+            if let Some(job) = q.jobs.pop_back() {
+                return Some(Work::Compile(job));
+            }
+        }
+        q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
     }
 }
 
 impl Drop for CompileWorker {
     fn drop(&mut self) {
-        // The thread stops at the next job (a vCPU going away does not wait for a queue of
-        // compiles), or when the closed channel runs dry; its cache frees the code.
-        self.stop.store(true, Ordering::Relaxed);
-        self.requests = None;
+        // The thread stops before its next job (a vCPU going away does not wait for a queue of
+        // compiles); its cache frees the code.
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
                 log::error!("the JIT compile thread panicked");
@@ -233,16 +341,23 @@ mod tests {
         }
     }
 
+    fn compiled(d: Done) -> Compiled {
+        match d {
+            Done::Compiled(c) => c,
+            Done::Dropped { block, .. } => panic!("block {block} was dropped"),
+        }
+    }
+
     #[test]
-    fn compiles_in_order_tags_results_and_flushes() {
+    fn compiles_tags_results_and_flushes() {
         let (limit, kick) = (u64::MAX, false);
         let w = CompileWorker::spawn(CodeCache::new().unwrap()).unwrap();
         assert!(w.try_take().is_none());
         let insns = block();
         w.submit(3, 0, insns.clone(), env(&limit, &kick)).unwrap();
+        let a = compiled(w.wait().unwrap());
         w.submit(4, 1, insns.clone(), env(&limit, &kick)).unwrap();
-        let a = w.wait().unwrap();
-        let b = w.wait().unwrap();
+        let b = compiled(w.wait().unwrap());
         assert_eq!((a.block, a.epoch, b.block, b.epoch), (3, 0, 4, 1));
         let (fa, sa) = a.code.unwrap();
         let (fb, _) = b.code.unwrap();
@@ -250,9 +365,50 @@ mod tests {
         // MOV is translated inline; HLT goes to the interpreter.
         assert_eq!((sa.inline, sa.interpreted), (1, 1));
         assert!(w.try_take().is_none());
-        // Jobs queued before a flush are done when it returns.
-        w.submit(5, 1, insns, env(&limit, &kick)).unwrap();
         w.flush().unwrap();
-        assert_eq!(w.try_take().map(|c| c.block), Some(5));
+        assert!(w.try_take().is_none());
+        // The worker goes on compiling after a flush.
+        w.submit(5, 2, insns, env(&limit, &kick)).unwrap();
+        assert_eq!(compiled(w.wait().unwrap()).block, 5);
+    }
+
+    #[test]
+    fn serves_the_newest_job_first_and_drops_the_oldest_past_the_cap() {
+        let (limit, kick) = (u64::MAX, false);
+        let w = CompileWorker::spawn_paused(CodeCache::new().unwrap()).unwrap();
+        let insns = block();
+        let total = MAX_QUEUED as BlockId + 2;
+        for id in 0..total {
+            w.submit(id, 0, insns.clone(), env(&limit, &kick)).unwrap();
+        }
+        // The two oldest jobs were handed back unstarted as the queue overflowed.
+        for id in 0..2 {
+            match w.try_take() {
+                Some(Done::Dropped { block, epoch }) => assert_eq!((block, epoch), (id, 0)),
+                _ => panic!("job {id} should have been dropped"),
+            }
+        }
+        assert!(w.try_take().is_none(), "the paused worker compiled nothing");
+        w.resume();
+        let order: Vec<BlockId> = (2..total)
+            .map(|_| compiled(w.wait().unwrap()).block)
+            .collect();
+        let newest_first: Vec<BlockId> = (2..total).rev().collect();
+        assert_eq!(order, newest_first);
+    }
+
+    #[test]
+    fn a_flush_forgets_queued_jobs_unreported() {
+        let (limit, kick) = (u64::MAX, false);
+        let w = CompileWorker::spawn_paused(CodeCache::new().unwrap()).unwrap();
+        for id in 0..3 {
+            w.submit(id, 0, block(), env(&limit, &kick)).unwrap();
+        }
+        w.flush().unwrap();
+        w.resume();
+        w.submit(9, 1, block(), env(&limit, &kick)).unwrap();
+        let c = compiled(w.wait().unwrap());
+        assert_eq!((c.block, c.epoch), (9, 1));
+        assert!(w.try_take().is_none());
     }
 }

@@ -41,6 +41,15 @@ pub(super) fn mov(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
     } else {
         Register::None
     };
+    // General registers come before the segment, control and debug registers in iced's
+    // numbering (`Register::None` is 0): the common forms skip the special-register checks.
+    let special = |r: Register| r as u32 > Register::R15 as u32;
+    if !special(r0) && !special(r1) {
+        let size = op_size(insn, 0, 4);
+        let v = read_op(ctx, rt, insn, 1, size)?;
+        write_op(ctx, rt, insn, 0, size, v)?;
+        return Ok(Flow::Next);
+    }
     if r0.is_segment_register() {
         if r0 == Register::CS {
             return Err(Fault::ud());

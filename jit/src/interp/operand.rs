@@ -111,7 +111,7 @@ pub fn addr_size(insn: &Instruction) -> u32 {
 }
 
 /// Effective address (offset in the segment) of the memory operand, wrapped to the address size.
-#[inline]
+#[inline(always)]
 pub fn effective_offset(cpu: &CpuState, insn: &Instruction) -> u64 {
     let mut ea = insn.memory_displacement64();
     let b = insn.memory_base();
@@ -130,8 +130,14 @@ pub fn effective_offset(cpu: &CpuState, insn: &Instruction) -> u64 {
 /// 3.4.4); elsewhere linear addresses are 32 bits wide (compatibility mode included).
 #[inline]
 pub fn linear(ctx: &JitContext, seg: Register, offset: u64) -> u64 {
+    linear_in(ctx, ctx.cpu.mode(), seg, offset)
+}
+
+/// [`linear`] with the execution mode already known.
+#[inline]
+fn linear_in(ctx: &JitContext, mode: ExecMode, seg: Register, offset: u64) -> u64 {
     let i = seg_index(seg);
-    if ctx.cpu.mode() == ExecMode::Long64 {
+    if mode == ExecMode::Long64 {
         if i < SegmentIndex::Fs as usize {
             return offset;
         }
@@ -151,11 +157,21 @@ pub fn mem_linear(ctx: &JitContext, insn: &Instruction) -> u64 {
 /// the access is translated; SDM Vol. 3A 6.15, Interrupts 12 and 13).
 #[inline]
 pub fn mem_linear_access(ctx: &JitContext, insn: &Instruction) -> Result<u64, Fault> {
-    let la = mem_linear(ctx, insn);
-    if insn.memory_segment() == Register::SS
-        && ctx.cpu.mode() == ExecMode::Long64
-        && !crate::paging::is_canonical(la)
-    {
+    let mode = ctx.cpu.mode();
+    linear_access_in(ctx, mode, insn, effective_offset(&ctx.cpu, insn))
+}
+
+/// [`mem_linear_access`] with the mode and the effective address already computed.
+#[inline]
+fn linear_access_in(
+    ctx: &JitContext,
+    mode: ExecMode,
+    insn: &Instruction,
+    offset: u64,
+) -> Result<u64, Fault> {
+    let seg = insn.memory_segment();
+    let la = linear_in(ctx, mode, seg, offset);
+    if seg == Register::SS && mode == ExecMode::Long64 && !crate::paging::is_canonical(la) {
         return Err(Fault::ss(0));
     }
     Ok(la)
@@ -176,10 +192,20 @@ pub fn check_segment(
     size: u32,
     write: bool,
 ) -> Result<(), Fault> {
-    if !matches!(
-        ctx.cpu.mode(),
-        ExecMode::Protected16 | ExecMode::Protected32
-    ) {
+    check_segment_in(ctx, ctx.cpu.mode(), seg, offset, size, write)
+}
+
+/// [`check_segment`] with the execution mode already known.
+#[inline]
+fn check_segment_in(
+    ctx: &JitContext,
+    mode: ExecMode,
+    seg: Register,
+    offset: u64,
+    size: u32,
+    write: bool,
+) -> Result<(), Fault> {
+    if !matches!(mode, ExecMode::Protected16 | ExecMode::Protected32) {
         return Ok(());
     }
     let i = seg_index(seg);
@@ -246,14 +272,11 @@ pub fn mem_access(
     size: u32,
     write: bool,
 ) -> Result<u64, Fault> {
-    check_segment(
-        ctx,
-        insn.memory_segment(),
-        effective_offset(&ctx.cpu, insn),
-        size,
-        write,
-    )?;
-    mem_linear_access(ctx, insn)
+    // One mode computation and one address computation for the checks and the address.
+    let mode = ctx.cpu.mode();
+    let offset = effective_offset(&ctx.cpu, insn);
+    check_segment_in(ctx, mode, insn.memory_segment(), offset, size, write)?;
+    linear_access_in(ctx, mode, insn, offset)
 }
 
 /// The segment checks of [`check_segment`] for `size` bytes of the memory operand, `extra`
@@ -356,15 +379,23 @@ pub struct MemPlace {
 
 impl Place {
     /// Resolve operand `i`.
-    #[inline]
+    ///
+    /// Always inlined: returned through memory, the `Result<Place, _>` is written field by
+    /// field and read back in unaligned words, and the failed store forwarding cost more than
+    /// half of ALU and shift instructions' interpretation time.
+    #[inline(always)]
     pub fn of(ctx: &JitContext, insn: &Instruction, i: u32) -> Result<Place, Fault> {
         match insn.op_kind(i) {
             OpKind::Register => Ok(Place::Reg(insn.op_register(i))),
-            OpKind::Memory => Ok(Place::Mem(MemPlace {
-                la: mem_linear_access(ctx, insn)?,
-                seg: insn.memory_segment(),
-                offset: effective_offset(&ctx.cpu, insn),
-            })),
+            OpKind::Memory => {
+                let mode = ctx.cpu.mode();
+                let offset = effective_offset(&ctx.cpu, insn);
+                Ok(Place::Mem(MemPlace {
+                    la: linear_access_in(ctx, mode, insn, offset)?,
+                    seg: insn.memory_segment(),
+                    offset,
+                }))
+            }
             _ => Err(Fault::ud()),
         }
     }
@@ -379,7 +410,7 @@ impl Place {
     pub fn is_mem(&self) -> bool {
         matches!(self, Place::Mem(_))
     }
-    #[inline]
+    #[inline(always)]
     pub fn read(self, ctx: &mut JitContext, rt: &mut Runtime, size: u32) -> Result<u64, Fault> {
         match self {
             Place::Reg(r) => Ok(reg_read(&ctx.cpu, r)),
@@ -389,7 +420,7 @@ impl Place {
             }
         }
     }
-    #[inline]
+    #[inline(always)]
     pub fn write(
         self,
         ctx: &mut JitContext,
