@@ -6,8 +6,9 @@
 //! while the host has a core to spare. The worker owns its own [`CodeCache`]: the executable
 //! memory is allocated, protected and freed on its thread.
 //!
-//! What the worker touches of the dispatcher's: the block's instructions (shared through an
-//! `Arc`, so dropping the block cannot free them under the translator), the block's own
+//! What the worker touches of the dispatcher's: the instructions of the block's region (shared
+//! through `Arc`s, so dropping the blocks cannot free them under the translator; the worker's
+//! cache keeps them as long as the code), the block's own
 //! [`crate::cache::ChainSlot`]s (the translator records each exit's target ip in its slot;
 //! nothing else uses them until the code is installed, and the dispatcher frees them only after
 //! [`CompileWorker::flush`] returned), and the addresses in [`TranslateEnv`], which end up as
@@ -46,7 +47,7 @@ enum Request {
     Compile {
         block: BlockId,
         epoch: u64,
-        insns: Arc<[Instruction]>,
+        region: Vec<Arc<[Instruction]>>,
         env: SendEnv,
     },
     /// Free all code compiled so far (nothing may run it any more), then say so.
@@ -94,11 +95,11 @@ impl CompileWorker {
                         Request::Compile {
                             block,
                             epoch,
-                            insns,
+                            region,
                             env,
                         } => {
                             let started = Instant::now();
-                            let code = cache.compile(&insns, &env.0);
+                            let code = cache.compile(region, &env.0);
                             let micros = started.elapsed().as_micros() as u64;
                             let c = Compiled {
                                 block,
@@ -132,19 +133,20 @@ impl CompileWorker {
         })
     }
 
-    /// Queue block `block` (submitted in flush epoch `epoch`) for translation and compilation.
-    /// `env`'s chain slots must stay allocated until [`CompileWorker::flush`] returned.
+    /// Queue block `block` (submitted in flush epoch `epoch`) with its region (see
+    /// [`crate::region`]) for translation and compilation. `env`'s chain slots must stay
+    /// allocated until [`CompileWorker::flush`] returned.
     pub fn submit(
         &self,
         block: BlockId,
         epoch: u64,
-        insns: Arc<[Instruction]>,
+        region: Vec<Arc<[Instruction]>>,
         env: TranslateEnv,
     ) -> Result<(), WorkerError> {
         self.send(Request::Compile {
             block,
             epoch,
-            insns,
+            region,
             env: SendEnv(env),
         })
     }
@@ -239,8 +241,10 @@ mod tests {
         let w = CompileWorker::spawn(CodeCache::new().unwrap()).unwrap();
         assert!(w.try_take().is_none());
         let insns = block();
-        w.submit(3, 0, insns.clone(), env(&limit, &kick)).unwrap();
-        w.submit(4, 1, insns.clone(), env(&limit, &kick)).unwrap();
+        w.submit(3, 0, vec![insns.clone()], env(&limit, &kick))
+            .unwrap();
+        w.submit(4, 1, vec![insns.clone()], env(&limit, &kick))
+            .unwrap();
         let a = w.wait().unwrap();
         let b = w.wait().unwrap();
         assert_eq!((a.block, a.epoch, b.block, b.epoch), (3, 0, 4, 1));
@@ -251,7 +255,7 @@ mod tests {
         assert_eq!((sa.inline, sa.interpreted), (1, 1));
         assert!(w.try_take().is_none());
         // Jobs queued before a flush are done when it returns.
-        w.submit(5, 1, insns, env(&limit, &kick)).unwrap();
+        w.submit(5, 1, vec![insns], env(&limit, &kick)).unwrap();
         w.flush().unwrap();
         assert_eq!(w.try_take().map(|c| c.block), Some(5));
     }

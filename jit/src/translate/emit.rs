@@ -4,7 +4,8 @@
 //! [`JitContext`]. Guest registers are Cranelift `Variable`s, loaded once in the entry block and
 //! written back (only the dirty ones) before every helper call and at every exit; the lazy-flags
 //! record of the last flag-setting instruction is kept as SSA values and stored only when something
-//! outside the block could look at it. Everything here follows the protocol documented in
+//! outside the basic block could look at it. Edges between the basic blocks of a region keep the
+//! registers in their variables and store the flags record (see [`Tx::goto`]). Everything here follows the protocol documented in
 //! `context.rs`: before a helper call `cpu.rip` holds the current instruction's ip.
 
 use std::mem::offset_of;
@@ -20,7 +21,7 @@ use iced_x86::Instruction;
 use vcpu::state::rflags;
 use vcpu::CpuState;
 
-use crate::cache::{ChainSlot, JumpEntry, CHAIN_SLOTS, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
+use crate::cache::{ChainSlot, JumpEntry, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
 use crate::context::{ExitWords, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 use crate::flags::{cc_op, LazyFlags, CC_EFLAGS};
 
@@ -115,8 +116,33 @@ pub(super) struct Tx<'a, 'f> {
     pub insn: *const Instruction,
     /// Whether the current instruction emitted a slow-path write (and so must check `write_exit`).
     pub wrote_slow: bool,
-    /// The loop header when the block jumps back to its own start.
-    pub loop_header: Option<Block>,
+    /// The basic blocks of the region, `region[0]` the entry.
+    pub region: Vec<RegionBlock>,
+    /// Index in `region` of the basic block being translated.
+    pub current: usize,
+    /// The registers that may differ from the context at the start of a region block entered
+    /// through an edge (those the region writes).
+    pub merge_dirty: u32,
+    /// The registers the region's instructions name (loaded on entry).
+    pub used: u32,
+    /// Whether an edge leads back to the entry.
+    pub entry_looped: bool,
+    /// The target ip of each chain slot given out so far (slot i: `slot_targets[i]`).
+    slot_targets: Vec<u64>,
+}
+
+/// One basic block of the region being translated.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RegionBlock {
+    /// The ip of its first instruction.
+    pub start: u64,
+    /// Its code, created when the first edge to it is: for the entry, the header after the
+    /// function's entry block (present only when `enterable`).
+    pub block: Option<Block>,
+    /// Whether edges may lead to it (the entry only when a block of the region names its
+    /// start as a successor, so that it got a header).
+    pub enterable: bool,
+    pub translated: bool,
 }
 
 impl<'a, 'f> Tx<'a, 'f> {
@@ -189,7 +215,12 @@ impl<'a, 'f> Tx<'a, 'f> {
             ip: 0,
             insn: std::ptr::null(),
             wrote_slow: false,
-            loop_header: None,
+            region: Vec::new(),
+            current: 0,
+            merge_dirty: 0,
+            used: used_regs,
+            entry_looped: false,
+            slot_targets: Vec::new(),
         }
     }
 
@@ -290,6 +321,16 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         if clear {
             self.dirty = 0;
+        }
+    }
+
+    /// Store the registers in `mask` that are dirty into the context, leaving them marked dirty.
+    fn write_back_mask(&mut self, mask: u32) {
+        for i in 0..self.regs.len() {
+            if self.dirty & mask & (1 << i) != 0 {
+                let v = self.gpr(i);
+                self.store_ctx(v, gpr_offset(i));
+            }
         }
     }
 
@@ -429,18 +470,96 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.ins().return_(&[zero]);
     }
 
-    /// Leave the block for constant ip `target` through chain slot `slot`: like
+    // ---- the region's edges ----
+
+    /// Begin translating region block `n` at the start of its Cranelift block: the state every
+    /// edge leaves behind (registers of `merge_dirty` possibly dirty, the flags record stored).
+    pub fn start_region_block(&mut self, n: usize) {
+        self.current = n;
+        self.defined = self.used;
+        self.dirty = self.merge_dirty;
+        self.flags = None;
+        self.flags_stored = true;
+    }
+
+    /// The region block starting at `target` that an edge may lead to, with its Cranelift
+    /// block (created now if this is the first edge to it).
+    pub fn region_target(&mut self, target: u64) -> Option<(usize, Block)> {
+        let n = self
+            .region
+            .iter()
+            .position(|r| r.start == target && r.enterable)?;
+        let block = match self.region[n].block {
+            Some(b) => b,
+            None => {
+                let b = self.b.create_block();
+                self.region[n].block = Some(b);
+                b
+            }
+        };
+        Some((n, block))
+    }
+
+    /// Continue at constant ip `target` after `executed` instructions of the current basic
+    /// block: along an edge when the target is a block of the region, else through a chain
+    /// slot. An edge stores the flags record and the count and writes back the dirty registers
+    /// the target does not expect dirty; an edge back to the same or an earlier block (every
+    /// loop of the region has one) leaves the function instead when the icount limit is reached
+    /// or a kick is pending. Emitting it changes nothing in the translation state, so both
+    /// sides of a branch can be emitted one after the other.
+    pub fn goto(&mut self, target: u64, executed: u64) {
+        let Some((n, dest)) = self.region_target(target) else {
+            self.exit_chained(target, executed);
+            return;
+        };
+        let extra = self.dirty & !self.merge_dirty;
+        self.write_back_mask(extra);
+        self.store_flags(false);
+        let count = self.add_icount(executed);
+        if n > self.current {
+            self.b.ins().jump(dest, &[]);
+            return;
+        }
+        if n == 0 {
+            self.entry_looped = true;
+        }
+        let over = self.at_loop_limit(count);
+        let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
+        let kick = self
+            .b
+            .ins()
+            .uload8(types::I32, MemFlagsData::trusted(), kick_ptr, 0);
+        let kicked = self.b.ins().icmp_imm_u(IntCC::NotEqual, kick, 0);
+        let leave = self.b.ins().bor(over, kicked);
+        let out = self.b.create_block();
+        self.b.ins().brif(leave, out, &[], dest, &[]);
+        self.b.set_cold_block(out);
+        self.b.switch_to_block(out);
+        self.exit(ExitRip::Const(target), 0);
+    }
+
+    /// Leave the block for constant ip `target` through a chain slot: like
     /// `exit(ExitRip::Const(target), executed)`, but when the slot is linked (and the icount
     /// limit and, under paging, the TLB allow it) return the successor's code
     /// address so the dispatcher runs it directly; when it is unlinked, record the slot in
-    /// `JitContext::chain_exit` for the dispatcher to link.
-    pub fn exit_chained(&mut self, target: u64, executed: u64, slot: usize) {
+    /// `JitContext::chain_exit` for the dispatcher to link. Exits to the same ip share a slot.
+    pub fn exit_chained(&mut self, target: u64, executed: u64) {
         let Some(chain) = self.env.chain else {
             self.exit(ExitRip::Const(target), executed);
             return;
         };
-        debug_assert!(slot < CHAIN_SLOTS);
-        // SAFETY: the dispatcher allocated CHAIN_SLOTS slots at `chain.slots` for this block;
+        let slot = match self.slot_targets.iter().position(|&t| t == target) {
+            Some(i) => i,
+            None if self.slot_targets.len() < chain.slot_count => {
+                self.slot_targets.push(target);
+                self.slot_targets.len() - 1
+            }
+            None => {
+                self.exit(ExitRip::Const(target), executed);
+                return;
+            }
+        };
+        // SAFETY: the dispatcher allocated `slot_count` slots at `chain.slots` for this block;
         // the arena keeps them alive and nothing else accesses them during translation.
         let slot_ptr = unsafe {
             let p = chain.slots.add(slot);
