@@ -121,7 +121,11 @@ impl CodeCache {
                     b.iter()
                         .enumerate()
                         .map(move |(k, i)| {
-                            let mark = if k == 0 { format!("[{n}]") } else { String::new() };
+                            let mark = if k == 0 {
+                                format!("[{n}]")
+                            } else {
+                                String::new()
+                            };
                             format!("{mark:>5} {:#x} {i}", i.ip())
                         })
                         .collect::<Vec<_>>()

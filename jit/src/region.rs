@@ -82,7 +82,10 @@ fn writes_segment(factory: &mut InstructionInfoFactory, insn: &Instruction) -> b
             && u.register() != Register::None
             && matches!(
                 u.access(),
-                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
             )
     })
 }

@@ -24,6 +24,8 @@ mod flag_tests;
 pub mod helpers;
 mod insn;
 mod memory;
+#[cfg(test)]
+mod region_tests;
 mod regs;
 mod shift;
 #[cfg(test)]
