@@ -129,6 +129,17 @@ pub(super) struct Tx<'a, 'f> {
     pub entry_looped: bool,
     /// The target ip of each chain slot given out so far (slot i: `slot_targets[i]`).
     slot_targets: Vec<u64>,
+    /// With edges: instructions the region's edges have retired and `JitContext::icount` does
+    /// not count yet (every exit adds them), and how many the function may retire before its
+    /// back edges must leave (the icount limit minus the count on entry, computed once).
+    edge_count: Option<EdgeCount>,
+}
+
+/// See [`Tx::edge_count`].
+#[derive(Debug, Clone, Copy)]
+struct EdgeCount {
+    pending: Variable,
+    allowed: Value,
 }
 
 /// One basic block of the region being translated.
@@ -221,6 +232,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             used: used_regs,
             entry_looped: false,
             slot_targets: Vec::new(),
+            edge_count: None,
         }
     }
 
@@ -397,9 +409,39 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     // ---- leaving the block ----
 
-    /// Add `n` to the retired-instruction counter; returns the new count.
+    /// Prepare counting along edges (call in the function's entry block, before any edge):
+    /// the region's edges add to a variable instead of `JitContext::icount`.
+    pub fn count_along_edges(&mut self) {
+        let pending = self.b.declare_var(types::I64);
+        let zero = self.c64(0);
+        self.b.def_var(pending, zero);
+        let count = self.load_ctx(types::I64, ICOUNT_OFFSET);
+        let lim_ptr = self
+            .b
+            .ins()
+            .iconst(self.ptr, self.env.loop_limit as usize as i64);
+        let limit = self
+            .b
+            .ins()
+            .load(types::I64, MemFlagsData::trusted(), lim_ptr, 0);
+        // The dispatcher enters code below the limit; 0 if not, so that back edges leave.
+        let left = self.b.ins().isub(limit, count);
+        let below = self.b.ins().icmp(IntCC::UnsignedLessThan, count, limit);
+        let allowed = self.b.ins().select(below, left, zero);
+        self.edge_count = Some(EdgeCount { pending, allowed });
+    }
+
+    /// Add `n` (and what the edges counted) to the retired-instruction counter; returns the new
+    /// count.
     pub fn add_icount(&mut self, n: u64) -> Value {
         let c = self.load_ctx(types::I64, ICOUNT_OFFSET);
+        let c = match self.edge_count {
+            Some(e) => {
+                let pending = self.b.use_var(e.pending);
+                self.b.ins().iadd(c, pending)
+            }
+            None => c,
+        };
         let c = self.add_c(c, n);
         self.store_ctx(c, ICOUNT_OFFSET);
         c
@@ -463,7 +505,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             ExitRip::Value(v) => self.store_ctx(v, RIP_OFFSET),
             ExitRip::InContext => {}
         }
-        if executed > 0 {
+        if executed > 0 || self.edge_count.is_some() {
             self.add_icount(executed);
         }
         let zero = self.c64(0);
@@ -515,7 +557,12 @@ impl<'a, 'f> Tx<'a, 'f> {
         let extra = self.dirty & !self.merge_dirty;
         self.write_back_mask(extra);
         self.store_flags(false);
-        let count = self.add_icount(executed);
+        let e = self
+            .edge_count
+            .expect("functions with edges count along them");
+        let pending = self.b.use_var(e.pending);
+        let pending = self.add_c(pending, executed);
+        self.b.def_var(e.pending, pending);
         if n > self.current {
             self.b.ins().jump(dest, &[]);
             return;
@@ -523,7 +570,10 @@ impl<'a, 'f> Tx<'a, 'f> {
         if n == 0 {
             self.entry_looped = true;
         }
-        let over = self.at_loop_limit(count);
+        let over = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, pending, e.allowed);
         let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
         let kick = self
             .b

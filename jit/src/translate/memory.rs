@@ -12,7 +12,10 @@
 use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{
+    types, BlockArg, Endianness, InstBuilder, InstructionData, MemFlagsData, Opcode, Value,
+    ValueDef,
+};
 use iced_x86::{Instruction, OpKind, Register};
 use vcpu::{CpuState, Segment};
 
@@ -183,7 +186,7 @@ impl Tx<'_, '_> {
         // next page (even wrapped around to 0) has another index. One compare that the
         // branch on `hit` can fuse with.
         let last = if size > 1 {
-            self.add_c(la, u64::from(size - 1))
+            self.add_folded(la, u64::from(size - 1))
         } else {
             la
         };
@@ -205,6 +208,37 @@ impl Tx<'_, '_> {
             self.b.ins().ireduce(self.ptr, host)
         };
         Probe { hit, host }
+    }
+
+    /// `v + k`; when `v` is itself `x + constant` (a displacement), `x + (constant + k)`, which
+    /// the x86-64 lowering turns into one LEA instead of materialising `k` (Cranelift runs no
+    /// constant folding at `opt_level = "none"`).
+    fn add_folded(&mut self, v: Value, k: u64) -> Value {
+        if let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) {
+            if let InstructionData::Binary {
+                opcode: Opcode::Iadd,
+                args,
+            } = self.b.func.dfg.insts[inst]
+            {
+                let konst = |tx: &Self, a: Value| match tx.b.func.dfg.value_def(a) {
+                    ValueDef::Result(i, 0) => match tx.b.func.dfg.insts[i] {
+                        InstructionData::UnaryImm {
+                            opcode: Opcode::Iconst,
+                            imm,
+                        } => Some(imm.bits() as u64),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let (x, c) = match (konst(self, args[0]), konst(self, args[1])) {
+                    (Some(c), _) => (args[1], c),
+                    (None, Some(c)) => (args[0], c),
+                    (None, None) => return self.add_c(v, k),
+                };
+                return self.add_c(x, c.wrapping_add(k));
+            }
+        }
+        self.add_c(v, k)
     }
 
     /// Read `size` bytes at `seg:ea`; the result is zero-extended to 64 bits.

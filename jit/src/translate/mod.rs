@@ -198,6 +198,9 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
     // every exit and helper call writes them back (an edge first stores any other dirty one).
     tx.merge_dirty = used & written;
     tx.used = used;
+    if region.len() > 1 || entry_targeted {
+        tx.count_along_edges();
+    }
     if entry_targeted && !tx.region.is_empty() {
         let header = tx.b.create_block();
         tx.b.ins().jump(header, &[]);
