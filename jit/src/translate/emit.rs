@@ -25,7 +25,7 @@ use crate::cache::{ChainSlot, JumpEntry, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
 use crate::context::{ExitWords, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 use crate::flags::{cc_op, LazyFlags, CC_EFLAGS};
 
-use super::TranslateEnv;
+use super::{ChainEnv, TranslateEnv};
 
 /// Offset of general register `i` in the context.
 pub(super) fn gpr_offset(i: usize) -> i32 {
@@ -638,7 +638,11 @@ impl<'a, 'f> Tx<'a, 'f> {
         let mut stop = self.at_loop_limit(count);
         // Kicks need no check here: the limit is never more than the dispatcher's interrupt
         // poll interval ahead, and the dispatcher looks at the kick flag when it is reached.
-        if chain.paging {
+        // A target on the page the function was entered on needs no TLB check: entering
+        // validated that page's mapping, and whatever changes mappings (MOV to CR0/CR3/CR4,
+        // INVLPG, WRMSR, far transfers, A20) runs in the interpreter and ends the block without
+        // a chained exit; a TLB entry evicted meanwhile maps the same page when refilled.
+        if chain.paging && !self.on_entry_page(target, &chain) {
             let entry_off = slot_field(self, offset_of!(ChainSlot, tlb_entry));
             let entry_off = self.ptr_from_i64(entry_off);
             let entry = self.b.ins().iadd(self.ctx, entry_off);
@@ -670,6 +674,20 @@ impl<'a, 'f> Tx<'a, 'f> {
             stop = self.b.ins().bor(stop, bad);
         }
         self.return_code_unless(stop, next);
+    }
+
+    /// Whether ip `target` lies on the linear page of the function's first instruction.
+    fn on_entry_page(&self, target: u64, chain: &ChainEnv) -> bool {
+        let Some(start) = self.region.first().map(|r| r.start) else {
+            return false;
+        };
+        let mask = if self.env.mode.bitness == 64 {
+            u64::MAX
+        } else {
+            0xffff_ffff
+        };
+        let la = |ip: u64| chain.cs_base.wrapping_add(ip) & mask;
+        la(target) & PAGE_MASK == la(start) & PAGE_MASK
     }
 
     /// Leave the block for the ip in `target` (a return): like
