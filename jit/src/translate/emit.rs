@@ -12,8 +12,8 @@ use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, StackSlot,
-    StackSlotData, StackSlotKind, Type, Value, ValueDef,
+    types, AbiParam, Block, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, Type, Value,
+    ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -22,7 +22,7 @@ use vcpu::state::rflags;
 use vcpu::CpuState;
 
 use crate::cache::{ChainSlot, JumpEntry, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
-use crate::context::{ExitWords, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
+use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 use crate::flags::{cc_op, LazyFlags, CC_EFLAGS};
 
 use super::{ChainEnv, TranslateEnv};
@@ -35,10 +35,6 @@ pub(super) const RIP_OFFSET: i32 = (offset_of!(JitContext, cpu) + offset_of!(Cpu
 pub(super) const RFLAGS_OFFSET: i32 =
     (offset_of!(JitContext, cpu) + offset_of!(CpuState, rflags)) as i32;
 pub(super) const ICOUNT_OFFSET: i32 = offset_of!(JitContext, icount) as i32;
-pub(super) const EXIT_BLOCK_OFFSET: i32 =
-    (offset_of!(JitContext, exit) + offset_of!(ExitWords, exit_block)) as i32;
-pub(super) const EXIT_RUN_OFFSET: i32 =
-    (offset_of!(JitContext, exit) + offset_of!(ExitWords, exit_run)) as i32;
 const FLAGS_OFFSET: usize = offset_of!(JitContext, flags);
 const CHAIN_EXIT_OFFSET: i32 = offset_of!(JitContext, chain_exit) as i32;
 
@@ -75,8 +71,6 @@ pub(super) enum ExitRip {
 /// Cranelift signatures of the helpers generated code calls.
 pub(super) struct HelperSigs {
     pub interp: SigRef,
-    pub read: SigRef,
-    pub write: SigRef,
     pub condition: SigRef,
 }
 
@@ -106,16 +100,10 @@ pub(super) struct Tx<'a, 'f> {
     /// Whether `flags` has already been stored into `JitContext::flags` on the main path.
     pub flags_stored: bool,
     pub sigs: HelperSigs,
-    /// An 8-byte stack slot the read helper stores its result into.
-    pub read_slot: StackSlot,
-    /// Set to non-zero by a slow-path write that asked the block to end (self-modifying code).
-    pub write_exit: Variable,
     /// Index in the block and ip of the instruction being translated.
     pub index: usize,
     pub ip: u64,
     pub insn: *const Instruction,
-    /// Whether the current instruction emitted a slow-path write (and so must check `write_exit`).
-    pub wrote_slow: bool,
     /// The basic blocks of the region, `region[0]` the entry.
     pub region: Vec<RegionBlock>,
     /// Index in `region` of the basic block being translated.
@@ -172,20 +160,8 @@ impl<'a, 'f> Tx<'a, 'f> {
         let i64t = types::I64;
         let sigs = HelperSigs {
             interp: b.import_signature(signature(call_conv, &[ptr, ptr], types::I32)),
-            read: b.import_signature(signature(
-                call_conv,
-                &[ptr, ptr, i64t, types::I32, ptr],
-                types::I32,
-            )),
-            write: b.import_signature(signature(
-                call_conv,
-                &[ptr, ptr, i64t, types::I32, i64t],
-                types::I32,
-            )),
             condition: b.import_signature(signature(call_conv, &[ptr, types::I32], types::I32)),
         };
-        let read_slot =
-            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3));
         // Executing any instruction ends the interrupt shadow of a preceding STI / MOV SS
         // (SDM Vol. 3A 6.8.3), as `interp::step` does; blocks start after such instructions.
         let zero8 = b.ins().iconst(types::I8, 0);
@@ -195,9 +171,6 @@ impl<'a, 'f> Tx<'a, 'f> {
             ctx,
             (offset_of!(JitContext, cpu) + offset_of!(CpuState, interrupt_shadow)) as i32,
         );
-        let write_exit = b.declare_var(types::I32);
-        let zero = b.ins().iconst(types::I32, 0);
-        b.def_var(write_exit, zero);
         let mut regs = Vec::with_capacity(nregs);
         for i in 0..nregs {
             let var = b.declare_var(i64t);
@@ -220,12 +193,9 @@ impl<'a, 'f> Tx<'a, 'f> {
             flags: None,
             flags_stored: true,
             sigs,
-            read_slot,
-            write_exit,
             index: 0,
             ip: 0,
             insn: std::ptr::null(),
-            wrote_slow: false,
             region: Vec::new(),
             current: 0,
             merge_dirty: 0,
@@ -871,55 +841,28 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.switch_to_block(cont);
     }
 
-    /// Write back what a helper may look at: dirty registers, flags, and `cpu.rip`.
-    fn sync_for_helper(&mut self) {
+    /// Unless `ok` (an i8 truth value) holds, run the current instruction through the
+    /// interpreter in a cold block and leave the function, as [`Tx::interp_if`] does. The
+    /// softmmu's slow path (TLB misses, MMIO, writes to code pages, segment limit violations)
+    /// goes this way: nothing of the instruction is committed before its memory accesses, and
+    /// since the cold block never rejoins the main path, no guest value has to survive the
+    /// call (which would keep them out of the host's caller-saved registers).
+    pub fn interp_unless(&mut self, ok: Value) {
+        let out = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(ok, cont, &[], out, &[]);
+        self.b.set_cold_block(out);
+        self.b.switch_to_block(out);
         self.write_back_regs(false);
         self.store_flags(false);
         self.store_ip();
-    }
-
-    /// `(seg << 8) | size`, the packed argument of the memory helpers.
-    fn seg_size(&mut self, seg: usize, size: u32) -> Value {
-        self.c32(((seg as u32) << 8) | size)
-    }
-
-    /// Slow-path read of `seg:ea` through the helper (limit violations, TLB misses, MMIO,
-    /// page crossings). Returns the value; leaves the block if the helper ended it.
-    pub fn call_read(&mut self, seg: usize, ea: Value, size: u32) -> Value {
-        self.sync_for_helper();
-        let f = self.helper_addr(self.env.helpers.read);
+        let f = self.helper_addr(self.env.helpers.interp);
         let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
-        let ss = self.seg_size(seg, size);
-        let out = self.b.ins().stack_addr(self.ptr, self.read_slot, 0);
-        let call = self
-            .b
-            .ins()
-            .call_indirect(self.sigs.read, f, &[self.ctx, insn, ea, ss, out]);
-        let status = self.b.inst_results(call)[0];
-        self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
         self.b
             .ins()
-            .stack_load(self.ptr, types::I64, self.read_slot, 0)
-    }
-
-    /// Slow-path write through the helper; leaves the block if the helper ended it, and
-    /// remembers a request to end the block after this instruction (a write to a code page).
-    pub fn call_write(&mut self, seg: usize, ea: Value, size: u32, value: Value) {
-        self.sync_for_helper();
-        let f = self.helper_addr(self.env.helpers.write);
-        let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
-        let ss = self.seg_size(seg, size);
-        let call = self
-            .b
-            .ins()
-            .call_indirect(self.sigs.write, f, &[self.ctx, insn, ea, ss, value]);
-        let status = self.b.inst_results(call)[0];
-        self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
-        let eb = self.load_ctx(types::I32, EXIT_BLOCK_OFFSET);
-        let er = self.load_ctx(types::I32, EXIT_RUN_OFFSET);
-        let any = self.b.ins().bor(eb, er);
-        self.b.def_var(self.write_exit, any);
-        self.wrote_slow = true;
+            .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
+        self.exit(ExitRip::InContext, self.index as u64 + 1);
+        self.b.switch_to_block(cont);
     }
 
     /// Evaluate condition code `cc` from the flags stored in the context, through the helper.
@@ -933,19 +876,6 @@ impl<'a, 'f> Tx<'a, 'f> {
             .call_indirect(self.sigs.condition, f, &[self.ctx, c]);
         let r = self.b.inst_results(call)[0];
         self.b.ins().icmp_imm_u(IntCC::NotEqual, r, 0)
-    }
-
-    /// After an instruction with a slow-path write: leave the block (at `next`) if the write
-    /// asked for it.
-    pub fn check_write_exit(&mut self, next: u64) {
-        if !self.wrote_slow {
-            return;
-        }
-        self.wrote_slow = false;
-        let w = self.b.use_var(self.write_exit);
-        let zero = self.c32(0);
-        self.b.def_var(self.write_exit, zero);
-        self.exit_if(w, ExitRip::Const(next), self.index as u64 + 1);
     }
 }
 

@@ -172,7 +172,7 @@ impl Tx<'_, '_> {
                 if mc.rmw {
                     let p = self.probe(m.seg, a, size, true);
                     mc.probe = Some(p);
-                    self.load_with(p, m.seg, a, size)
+                    self.load_with(p, size)
                 } else {
                     self.mem_read(m.seg, a, size)
                 }
@@ -194,7 +194,7 @@ impl Tx<'_, '_> {
             Opnd::Mem(m) => {
                 let a = self.mem_ea(insn, m, mc);
                 match mc.probe {
-                    Some(p) => self.store_with(p, m.seg, a, size, v),
+                    Some(p) => self.store_with(p, size, v),
                     None => self.mem_write(m.seg, a, size, v),
                 }
             }

@@ -70,12 +70,6 @@ pub struct ModeInfo {
 pub struct HelperTable {
     /// `fn(*mut JitContext, *const Instruction) -> u32`: interpret one instruction; 1 = leave.
     pub interp: usize,
-    /// `fn(*mut JitContext, *const Instruction, ea: u64, seg << 8 | size: u32, out: *mut u64)
-    /// -> u32`: 1 = the block must end (fault delivered or instruction interpreted).
-    pub read: usize,
-    /// `fn(*mut JitContext, *const Instruction, ea: u64, seg << 8 | size: u32, value: u64)
-    /// -> u32`: as `read`.
-    pub write: usize,
     /// `fn(*mut JitContext, cc: u32) -> u32`: condition code from the stored flags.
     pub condition: usize,
 }
@@ -255,7 +249,6 @@ fn translate_basic_block(tx: &mut Tx, insns: &[Instruction], stats: &mut Transla
                 last_interp = true;
             }
         }
-        tx.check_write_exit(insn.next_ip());
     }
     if !ended {
         let n = insns.len() as u64;
