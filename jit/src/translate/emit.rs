@@ -544,15 +544,18 @@ impl<'a, 'f> Tx<'a, 'f> {
             .b
             .ins()
             .icmp(IntCC::UnsignedGreaterThanOrEqual, pending, e.allowed);
+        // Two compare-and-branches (the lowering fuses each), not one branch on an OR.
+        let out = self.b.create_block();
+        let check_kick = self.b.create_block();
+        self.b.ins().brif(over, out, &[], check_kick, &[]);
+        self.b.switch_to_block(check_kick);
         let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
         let kick = self
             .b
             .ins()
             .uload8(types::I32, MemFlagsData::trusted(), kick_ptr, 0);
         let kicked = self.b.ins().icmp_imm_u(IntCC::NotEqual, kick, 0);
-        let leave = self.b.ins().bor(over, kicked);
-        let out = self.b.create_block();
-        self.b.ins().brif(leave, out, &[], dest, &[]);
+        self.b.ins().brif(kicked, out, &[], dest, &[]);
         self.b.set_cold_block(out);
         self.b.switch_to_block(out);
         self.exit(ExitRip::Const(target), 0);

@@ -199,3 +199,28 @@ fn region_writing_into_its_own_code_leaves_and_sees_the_new_code() {
     assert!(st.region_blocks >= 1, "{st:?}");
     assert!(st.blocks_invalidated >= 1, "{st:?}");
 }
+
+#[test]
+fn straight_line_successors_are_translated_alone() {
+    //   mov ecx, 100
+    // L: inc eax
+    //   jmp B
+    // B: inc ebx
+    //   call F                ; calls end a region's path
+    //   dec ecx
+    //   jnz L
+    //   hlt
+    // F: ret
+    // No region of hot blocks holds a loop (the only cycle passes through CALL and RET), so
+    // every block is translated alone.
+    let code = [
+        0xb9, 0x64, 0x00, 0x00, 0x00, 0x40, 0xeb, 0x00, 0x43, 0xe8, 0x04, 0x00, 0x00, 0x00, 0x49,
+        0x75, 0xf4, HLT, 0xc3,
+    ];
+    let t = differential_at(&code, flat32(), 0, 8);
+    assert_eq!(t.exit, HALTED);
+    assert_eq!((t.state.gpr[gpr::RAX], t.state.gpr[gpr::RBX]), (100, 100));
+    let st = t.vcpu.stats();
+    assert!(st.blocks_compiled >= 3, "{st:?}");
+    assert_eq!(st.region_blocks, 0, "{st:?}");
+}
