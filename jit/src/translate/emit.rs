@@ -23,7 +23,7 @@ use vcpu::CpuState;
 
 use crate::cache::{ChainSlot, JumpEntry, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
 use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
-use crate::flags::{cc_op, LazyFlags, CC_EFLAGS};
+use crate::flags::{cc_op, kind, LazyFlags, CC_EFLAGS};
 
 use super::{ChainEnv, TranslateEnv};
 
@@ -344,12 +344,26 @@ impl<'a, 'f> Tx<'a, 'f> {
             let op = self.c64(CC_EFLAGS);
             self.store_ctx(op, (FLAGS_OFFSET + offset_of!(LazyFlags, op)) as i32);
         } else if let Some(p) = self.flags {
+            // Only the fields `LazyFlags::status` reads for the kind (the translator's readers
+            // of the stored record, `Tx::stored_carry` and `Tx::stored_szap`, select per kind
+            // the same way): the others keep stale values nobody looks at. Every exit and edge
+            // stores the record, so each store saved counts.
+            let (operands, aux) = match p.kind {
+                kind::ADD | kind::SUB | kind::SHL | kind::SHR | kind::SAR => (true, false),
+                kind::LOGIC => (false, false),
+                kind::INC | kind::DEC | kind::MUL => (false, true),
+                _ => (true, true),
+            };
             let op = self.c64(cc_op(p.kind, p.size));
             self.store_ctx(op, (FLAGS_OFFSET + offset_of!(LazyFlags, op)) as i32);
-            self.store_ctx(p.src1, (FLAGS_OFFSET + offset_of!(LazyFlags, src1)) as i32);
-            self.store_ctx(p.src2, (FLAGS_OFFSET + offset_of!(LazyFlags, src2)) as i32);
+            if operands {
+                self.store_ctx(p.src1, (FLAGS_OFFSET + offset_of!(LazyFlags, src1)) as i32);
+                self.store_ctx(p.src2, (FLAGS_OFFSET + offset_of!(LazyFlags, src2)) as i32);
+            }
             self.store_ctx(p.res, (FLAGS_OFFSET + offset_of!(LazyFlags, res)) as i32);
-            self.store_ctx(p.aux, (FLAGS_OFFSET + offset_of!(LazyFlags, aux)) as i32);
+            if aux {
+                self.store_ctx(p.aux, (FLAGS_OFFSET + offset_of!(LazyFlags, aux)) as i32);
+            }
         }
         if main {
             self.flags_stored = true;
