@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use decoder::ends_block_after;
-use iced_x86::{Code, FlowControl, Instruction, InstructionInfoFactory, OpAccess, Register};
+use iced_x86::{Code, FlowControl, Instruction, InstructionInfoFactory, OpAccess};
 
 use crate::cache::{BlockId, BlockKey, BlockTable};
 use crate::context::PAGE_MASK;
@@ -93,7 +93,6 @@ pub fn successors(last: &Instruction) -> Vec<u64> {
 fn writes_segment(factory: &mut InstructionInfoFactory, insn: &Instruction) -> bool {
     factory.info(insn).used_registers().iter().any(|u| {
         u.register().is_segment_register()
-            && u.register() != Register::None
             && matches!(
                 u.access(),
                 OpAccess::Write

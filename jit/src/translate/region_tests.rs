@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
-use vcpu::state::gpr;
+use vcpu::state::{gpr, rflags};
 use vcpu::{Vcpu, VmExit};
 
 use super::tests::{
-    buses, differential_at, flat32, paged_fault_runs_at, ram, FAULT_HLT, HLT, HOLE,
+    buses, differential_at, flat32, long64, paged_fault_runs_at, ram, random_insn, Rng, DATA,
+    FAULT_HLT, HLT, HOLE, STACK_TOP,
 };
 use crate::dispatch::{JitConfig, JitVcpu};
 
@@ -229,4 +230,89 @@ fn straight_line_successors_are_translated_alone() {
     let st = t.vcpu.stats();
     assert!(st.blocks_compiled >= 3, "{st:?}");
     assert_eq!(st.region_blocks, 0, "{st:?}");
+}
+
+/// `n` random instructions (they never write EBX, the data pointer, nor ESP).
+fn random_run(r: &mut Rng, code: &mut Vec<u8>, n: usize, long: bool) {
+    for _ in 0..n {
+        random_insn(r, code, false, long);
+    }
+}
+
+#[test]
+fn random_multi_block_loops_agree_with_the_interpreter() {
+    random_multi_block_loops(0x2545_f491_4f6c_dd1d, false);
+}
+
+#[test]
+fn random_64bit_multi_block_loops_agree_with_the_interpreter() {
+    random_multi_block_loops(0x9e37_79b9_7f4a_7c15, true);
+}
+
+fn random_multi_block_loops(seed: u64, long: bool) {
+    // mov dword [COUNTER], 20
+    // L: <10 random>; jcc A; <5 random>; jmp B
+    // A: <5 random>
+    // B: <5 random>; dec dword [COUNTER]; jnz L; hlt
+    // The loop's blocks get hot after 4 runs and form regions whose edges carry random
+    // registers and flags; every branch direction depends on the random flags.
+    const COUNTER: u32 = 0x9000;
+    let mut r = Rng(seed);
+    let mut regions = 0;
+    // [disp32] is RIP-relative in 64-bit mode; a SIB byte without base and index makes it
+    // absolute in both.
+    let absolute = [0x04, 0x25];
+    let dec_absolute = [0x0c, 0x25];
+    for case in 0..60 {
+        let mut code = vec![0xc7];
+        code.extend_from_slice(&absolute);
+        code.extend_from_slice(&COUNTER.to_le_bytes());
+        code.extend_from_slice(&20u32.to_le_bytes());
+        let l = code.len();
+        random_run(&mut r, &mut code, 10, long);
+        let cc = 0x70 | r.below(16) as u8;
+        let jcc_at = code.len();
+        code.extend_from_slice(&[cc, 0]);
+        random_run(&mut r, &mut code, 5, long);
+        let jmp_at = code.len();
+        code.extend_from_slice(&[0xeb, 0]);
+        let a = code.len();
+        random_run(&mut r, &mut code, 5, long);
+        let b = code.len();
+        random_run(&mut r, &mut code, 5, long);
+        code.push(0xff);
+        code.extend_from_slice(&dec_absolute);
+        code.extend_from_slice(&COUNTER.to_le_bytes());
+        let jnz_at = code.len();
+        code.extend_from_slice(&[0x75, 0]);
+        code.push(HLT);
+        let rel = |from: usize, to: usize| {
+            let d = to as i64 - (from as i64 + 2);
+            assert!((-128..128).contains(&d), "case {case}: branch too far");
+            d as i8 as u8
+        };
+        code[jcc_at + 1] = rel(jcc_at, a);
+        code[jmp_at + 1] = rel(jmp_at, b);
+        code[jnz_at + 1] = rel(jnz_at, l);
+        let (mut s, width) = if long {
+            (long64(&ram()), u64::MAX)
+        } else {
+            (flat32(), 0xffff_ffff)
+        };
+        for (i, g) in s.gpr.iter_mut().enumerate().take(8) {
+            *g = match i {
+                gpr::RSP => STACK_TOP,
+                gpr::RBX => DATA,
+                gpr::RSI => r.below(8),
+                _ => r.next() & width,
+            };
+        }
+        s.rflags = rflags::FIXED1 | (r.next() & rflags::STATUS);
+        let t = std::panic::catch_unwind(|| differential_at(&code, s, 0, 4).vcpu.stats());
+        match t {
+            Ok(st) => regions += st.region_blocks,
+            Err(_) => panic!("case {case} failed; code {code:02x?}"),
+        }
+    }
+    assert!(regions >= 30, "regions formed: {regions}");
 }

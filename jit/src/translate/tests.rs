@@ -10,8 +10,8 @@ use crate::dispatch::{JitConfig, JitVcpu};
 
 const RAM: u64 = 0x10_0000;
 pub(super) const CODE: u64 = 0x1000;
-const DATA: u64 = 0x8000;
-const STACK_TOP: u64 = 0xa000;
+pub(super) const DATA: u64 = 0x8000;
+pub(super) const STACK_TOP: u64 = 0xa000;
 /// Where real-mode exception handlers point.
 pub(super) const FAULT_HLT: u64 = 0xf00;
 
@@ -662,16 +662,16 @@ fn budget_kick_and_device_request() {
 }
 
 /// A small deterministic generator (xorshift64*).
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
     fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
@@ -686,7 +686,7 @@ const DST8: [u8; 6] = [0, 1, 2, 4, 5, 6];
 
 /// One random instruction over registers and [ebx+disp8] (32-bit addressing; `real` code gets
 /// an address-size prefix from the caller and operand-size prefixes for 32-bit immediates).
-fn random_insn(r: &mut Rng, code: &mut Vec<u8>, real: bool, long: bool) {
+pub(super) fn random_insn(r: &mut Rng, code: &mut Vec<u8>, real: bool, long: bool) {
     let start = code.len();
     random_insn_body(r, code, real);
     // In 64-bit mode, REX.W on half of them (not before 66, which must come first, nor on
