@@ -20,7 +20,9 @@
 use std::sync::Arc;
 
 use decoder::ends_block_after;
-use iced_x86::{Code, FlowControl, Instruction, InstructionInfoFactory, OpAccess};
+use iced_x86::{
+    Code, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
+};
 
 use crate::cache::{BlockId, BlockKey, BlockTable};
 use crate::context::PAGE_MASK;
@@ -86,6 +88,51 @@ pub fn successors(last: &Instruction) -> Vec<u64> {
     } else {
         Vec::new()
     }
+}
+
+/// Whether a block starting with `insns` overwrites all six status flags before anything can
+/// look at them: a register-only CMP/TEST/ADD/SUB/AND/OR/XOR/NEG, preceded only by
+/// register-only moves and LEAs, which neither read flags nor leave the block (no memory
+/// access, no helper). An edge into such a block need not store the lazy-flags record.
+pub fn flags_dead_at_start(insns: &[Instruction]) -> bool {
+    let reg_or_imm = |i: &Instruction| {
+        (0..i.op_count()).all(|k| match i.op_kind(k) {
+            OpKind::Register => i.op_register(k).is_gpr(),
+            OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64 => true,
+            _ => false,
+        })
+    };
+    for i in insns {
+        if i.has_lock_prefix() {
+            return false;
+        }
+        match i.mnemonic() {
+            Mnemonic::Cmp
+            | Mnemonic::Test
+            | Mnemonic::Add
+            | Mnemonic::Sub
+            | Mnemonic::And
+            | Mnemonic::Or
+            | Mnemonic::Xor
+            | Mnemonic::Neg => return reg_or_imm(i),
+            Mnemonic::Mov
+            | Mnemonic::Movzx
+            | Mnemonic::Movsx
+            | Mnemonic::Movsxd
+            | Mnemonic::Nop
+                if reg_or_imm(i) => {}
+            Mnemonic::Lea | Mnemonic::Nop => {}
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Whether `insn` writes a segment register: the block's mode key (segment rights) may no

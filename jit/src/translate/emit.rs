@@ -141,6 +141,9 @@ pub(super) struct RegionBlock {
     /// Whether edges may lead to it (the entry only when a block of the region names its
     /// start as a successor, so that it got a header).
     pub enterable: bool,
+    /// It overwrites the flags before anything can read them
+    /// (`region::flags_dead_at_start`): edges to it leave the record unstored.
+    pub flags_dead: bool,
     pub translated: bool,
 }
 
@@ -540,14 +543,18 @@ impl<'a, 'f> Tx<'a, 'f> {
         };
         let extra = self.dirty & !self.merge_dirty;
         self.write_back_mask(extra);
-        self.store_flags(false);
+        let back = n <= self.current;
+        // A back edge may leave through its limit check below, whose exit stores the record.
+        if !self.region[n].flags_dead {
+            self.store_flags(false);
+        }
         let e = self
             .edge_count
             .expect("functions with edges count along them");
         let pending = self.b.use_var(e.pending);
         let pending = self.add_c(pending, executed);
         self.b.def_var(e.pending, pending);
-        if n > self.current {
+        if !back {
             self.b.ins().jump(dest, &[]);
             return;
         }

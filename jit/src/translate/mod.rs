@@ -183,6 +183,7 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
                 start: first.ip(),
                 block: None,
                 enterable: n > 0 || entry_targeted,
+                flags_dead: crate::region::flags_dead_at_start(b.as_ref()),
                 translated: n == 0,
             })
         })
