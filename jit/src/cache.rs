@@ -7,8 +7,8 @@
 //! function, so dropped blocks' code stays allocated until the whole cache is flushed, which the
 //! dispatcher does when too much dead code has accumulated.
 //!
-//! Blocks are chained directly: each compiled block owns [`CHAIN_SLOTS`] [`ChainSlot`]s, one per
-//! exit to a constant guest ip. Generated code returns the successor's code pointer from the slot
+//! Blocks are chained directly: each compiled block owns [`CHAIN_SLOTS`] [`ChainSlot`]s per basic
+//! block of its region (see [`crate::region`]), one per exit to a constant guest ip. Generated code returns the successor's code pointer from the slot
 //! (when it is linked and still valid) instead of 0, and the dispatcher calls it without looking
 //! anything up. Slots live in a [`SlotArena`] freed only with the whole table, so a slot can be
 //! unlinked safely whenever its target block is dropped.
@@ -58,6 +58,9 @@ pub struct CodeCache {
     fctx: FunctionBuilderContext,
     functions: usize,
     next_name: u32,
+    /// The guest instructions of every function compiled since the last flush: generated code
+    /// passes pointers into them to helpers, so they live exactly as long as the code.
+    kept: Vec<Vec<Arc<[Instruction]>>>,
 }
 
 impl CodeCache {
@@ -103,6 +106,7 @@ impl CodeCache {
             fctx: FunctionBuilderContext::new(),
             functions: 0,
             next_name: 0,
+            kept: Vec::new(),
         })
     }
 
@@ -111,28 +115,48 @@ impl CodeCache {
         self.functions
     }
 
-    /// Translate and compile one block. `insns` must not move while the code lives.
+    /// Translate and compile one region (see [`crate::region`]; a single block is a region of
+    /// one): `region[0]` is the entry block's instructions, the others the blocks it may
+    /// continue in. The cache keeps the instructions alive until [`CodeCache::flush`].
     pub fn compile(
         &mut self,
-        insns: &[Instruction],
+        region: Vec<Arc<[Instruction]>>,
         env: &TranslateEnv,
     ) -> Result<(BlockFn, TranslateStats), CacheError> {
         if log::log_enabled!(log::Level::Trace) {
-            let listing: Vec<String> = insns.iter().map(|i| format!("{:#x} {i}", i.ip())).collect();
+            let listing: Vec<String> = region
+                .iter()
+                .enumerate()
+                .flat_map(|(n, b)| {
+                    b.iter()
+                        .enumerate()
+                        .map(move |(k, i)| {
+                            let mark = if k == 0 {
+                                format!("[{n}]")
+                            } else {
+                                String::new()
+                            };
+                            format!("{mark:>5} {:#x} {i}", i.ip())
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
             log::trace!(
                 "block{} guest code:\n{}",
                 self.next_name,
                 listing.join("\n")
             );
         }
-        let (func, stats) = self.translate(insns, env);
-        Ok((self.emit(func)?, stats))
+        let (func, stats) = self.translate(&region, env);
+        let code = self.emit(func)?;
+        self.kept.push(region);
+        Ok((code, stats))
     }
 
-    /// The IR of one block. `insns` must not move while the code lives.
+    /// The IR of one region. Its instructions must not move while the code lives.
     fn translate(
         &mut self,
-        insns: &[Instruction],
+        region: &[Arc<[Instruction]>],
         env: &TranslateEnv,
     ) -> (Function, TranslateStats) {
         let mut func = Function::new();
@@ -142,7 +166,7 @@ impl CodeCache {
             &mut self.fctx,
             self.isa.frontend_config(),
             self.isa.default_call_conv(),
-            insns,
+            region,
             env,
         );
         (func, stats)
@@ -199,6 +223,7 @@ impl CodeCache {
             // SAFETY: guaranteed by the caller.
             unsafe { m.free_memory() };
         }
+        self.kept.clear();
         self.functions = 0;
     }
 }
@@ -264,7 +289,8 @@ pub struct Block {
     pub incoming: Vec<*mut ChainSlot>,
 }
 
-/// Chain slots per compiled block: the taken (or only) exit and the not-taken exit.
+/// Chain slots a compiled block needs per basic block it translates: the taken (or only) exit
+/// and the not-taken exit.
 pub const CHAIN_SLOTS: usize = 2;
 
 /// The link of one block exit to a constant guest ip. Generated code reads the first six words;
@@ -301,7 +327,8 @@ impl ChainSlot {
     };
 }
 
-/// Chain slots at stable addresses, allocated [`CHAIN_SLOTS`] at a time and freed all at once.
+/// Chain slots at stable addresses, allocated in runs of consecutive slots and freed all at
+/// once.
 #[derive(Default)]
 pub struct SlotArena {
     /// Chunks from `Box::into_raw`, each `ARENA_CHUNK` slots.
@@ -310,22 +337,23 @@ pub struct SlotArena {
     used: usize,
 }
 
-/// Slots per arena chunk (a multiple of [`CHAIN_SLOTS`]).
-const ARENA_CHUNK: usize = 512;
+/// Slots per arena chunk: the most one [`SlotArena::alloc`] hands out.
+pub const ARENA_CHUNK: usize = 512;
 
 impl SlotArena {
-    /// [`CHAIN_SLOTS`] consecutive unlinked slots owned by `owner`.
-    pub fn alloc(&mut self, owner: BlockId) -> *mut ChainSlot {
-        if self.chunks.is_empty() || self.used == ARENA_CHUNK {
+    /// `n` (at most [`ARENA_CHUNK`]) consecutive unlinked slots owned by `owner`.
+    pub fn alloc(&mut self, owner: BlockId, n: usize) -> *mut ChainSlot {
+        let n = n.clamp(1, ARENA_CHUNK);
+        if self.chunks.is_empty() || self.used + n > ARENA_CHUNK {
             let chunk: Box<[ChainSlot]> = vec![ChainSlot::UNLINKED; ARENA_CHUNK].into();
             self.chunks.push(Box::into_raw(chunk) as *mut ChainSlot);
             self.used = 0;
         }
         let last = *self.chunks.last().expect("a chunk was just ensured");
-        // SAFETY: `used + CHAIN_SLOTS <= ARENA_CHUNK` (both multiples of CHAIN_SLOTS), so the
-        // slots lie inside the chunk, which stays allocated until `clear`/drop.
+        // SAFETY: `used + n <= ARENA_CHUNK`, so the slots lie inside the chunk, which stays
+        // allocated until `clear`/drop.
         let p = unsafe { last.add(self.used) };
-        for i in 0..CHAIN_SLOTS {
+        for i in 0..n {
             // SAFETY: as above.
             unsafe {
                 *p.add(i) = ChainSlot {
@@ -334,7 +362,7 @@ impl SlotArena {
                 }
             };
         }
-        self.used += CHAIN_SLOTS;
+        self.used += n;
         p
     }
 
@@ -490,9 +518,10 @@ impl BlockTable {
         id
     }
 
-    /// [`CHAIN_SLOTS`] fresh chain slots for block `owner`'s code, valid until [`Self::clear`].
-    pub fn alloc_chain_slots(&mut self, owner: BlockId) -> *mut ChainSlot {
-        self.chain_arena.alloc(owner)
+    /// `n` (at most [`ARENA_CHUNK`]) fresh chain slots for block `owner`'s code, valid until
+    /// [`Self::clear`].
+    pub fn alloc_chain_slots(&mut self, owner: BlockId, n: usize) -> *mut ChainSlot {
+        self.chain_arena.alloc(owner, n)
     }
 
     /// Drop every block built from physical page `page`. Returns the pages that no longer hold

@@ -605,7 +605,7 @@ impl Sandbox {
             &mut self.fctx,
             frontend,
             call_conv,
-            std::slice::from_ref(insn),
+            &[std::slice::from_ref(insn)],
             &env,
         );
         Some(stats.inline > 0)

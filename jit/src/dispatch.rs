@@ -18,12 +18,13 @@ use hashbrown::HashMap;
 
 use crate::cache::{
     Block, BlockFn, BlockId, BlockKey, BlockTable, CacheError, ChainSlot, CodeCache, JumpCache,
-    JumpEntry, ModeKey, NO_SUCC, SUCCESSORS,
+    JumpEntry, ModeKey, CHAIN_SLOTS, NO_SUCC, SUCCESSORS,
 };
 use crate::context::{tlb_index, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT};
 use crate::exception;
 use crate::interp::{self, Step};
 use crate::mem::{self, Access};
+use crate::region::{self, RegionLimits};
 use crate::runtime::Runtime;
 use crate::translate::{helpers, ChainEnv, ModeInfo, SegAccess, TranslateEnv, TranslateStats};
 use crate::worker::{CompileWorker, Done, WorkerError};
@@ -60,6 +61,9 @@ pub struct JitConfig {
     /// Which blocks are compiled when then depends on host timing; off by default so tests
     /// see the same translations on every run.
     pub background_compile: bool,
+    /// How far a hot block's translation extends into the blocks it jumps to (see
+    /// [`crate::region`]).
+    pub region: RegionLimits,
 }
 
 impl Default for JitConfig {
@@ -73,6 +77,7 @@ impl Default for JitConfig {
             hot_threshold: 256,
             max_block_insns: 64,
             background_compile: false,
+            region: RegionLimits::default(),
         }
     }
 }
@@ -86,6 +91,8 @@ pub struct JitStats {
     pub inline_insns: u64,
     pub interpreted_insns: u64,
     pub self_loops: u64,
+    /// Basic blocks translated into the functions of other blocks' regions.
+    pub region_blocks: u64,
     pub chained: u64,
     /// Chain slots linked (block exits that now continue in their successor's code directly).
     pub linked: u64,
@@ -563,8 +570,16 @@ impl JitVcpu {
             return Ok(());
         }
         let mode = b.key.mode;
+        let region = region::collect(
+            &self.blocks,
+            id,
+            self.config.region,
+            mem::linear_mask(&self.ctx),
+        );
+        let slot_count = CHAIN_SLOTS * region.len();
         let chain = ChainEnv {
-            slots: self.blocks.alloc_chain_slots(id),
+            slots: self.blocks.alloc_chain_slots(id, slot_count),
+            slot_count,
             paging: mode.paging,
             jump_cache: self.jump_cache.base(),
             mode_id,
@@ -572,9 +587,8 @@ impl JitVcpu {
         };
         let env = self.env(mode.info, Some(chain));
         let backend = |e: &dyn std::fmt::Display| VcpuError::Backend(e.to_string());
-        let b = self.blocks.get(id).expect("checked above");
         if let Some(w) = &self.worker {
-            w.submit(id, self.epoch, b.insns.clone(), env)
+            w.submit(id, self.epoch, region, env)
                 .map_err(|e| backend(&e))?;
             if let Some(b) = self.blocks.get_mut(id) {
                 b.compiling = true;
@@ -588,7 +602,7 @@ impl JitVcpu {
                 .cache
                 .insert(CodeCache::new().map_err(|e| backend(&e))?),
         };
-        let compiled = cache.compile(&b.insns, &env).map_err(|e| backend(&e))?;
+        let compiled = cache.compile(region, &env).map_err(|e| backend(&e))?;
         self.install(id, compiled);
         self.stats.compile_micros += started.elapsed().as_micros() as u64;
         Ok(())
@@ -601,6 +615,7 @@ impl JitVcpu {
         self.stats.inline_insns += st.inline as u64;
         self.stats.interpreted_insns += st.interpreted as u64;
         self.stats.self_loops += u64::from(st.self_loop);
+        self.stats.region_blocks += st.region_blocks.saturating_sub(1) as u64;
         if let Some(b) = self.blocks.get_mut(id) {
             b.code = Some(code);
             b.compiling = false;

@@ -49,7 +49,9 @@ pub const fn cc_op(kind: u64, size_bytes: u32) -> u64 {
 }
 
 /// The record of the last flag-setting operation. Field order is fixed: generated code stores
-/// into it by offset.
+/// into it by offset, and only the fields [`LazyFlags::status`] reads for the kind (LOGIC: `op`
+/// and `res`; INC, DEC, MUL: no `src1`/`src2`; ADD, SUB, shifts: no `aux`): a reader must not
+/// look at the others, which may be stale.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LazyFlags {

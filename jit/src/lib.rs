@@ -15,6 +15,7 @@ pub mod flags;
 pub mod interp;
 pub mod mem;
 pub mod paging;
+pub mod region;
 pub mod runtime;
 pub mod segment;
 pub mod translate;

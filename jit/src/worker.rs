@@ -6,8 +6,9 @@
 //! while the host has a core to spare. The worker owns its own [`CodeCache`]: the executable
 //! memory is allocated, protected and freed on its thread.
 //!
-//! What the worker touches of the dispatcher's: the block's instructions (shared through an
-//! `Arc`, so dropping the block cannot free them under the translator), the block's own
+//! What the worker touches of the dispatcher's: the instructions of the block's region (shared
+//! through `Arc`s, so dropping the blocks cannot free them under the translator; the worker's
+//! cache keeps them as long as the code), the block's own
 //! [`crate::cache::ChainSlot`]s (the translator records each exit's target ip in its slot;
 //! nothing else uses them until the code is installed, and the dispatcher frees them only after
 //! [`CompileWorker::flush`] returned), and the addresses in [`TranslateEnv`], which end up as
@@ -57,7 +58,8 @@ unsafe impl Send for SendEnv {}
 struct Job {
     block: BlockId,
     epoch: u64,
-    insns: Arc<[Instruction]>,
+    /// The block's region (see [`crate::region`]): its own instructions first.
+    region: Vec<Arc<[Instruction]>>,
     env: SendEnv,
 }
 
@@ -151,7 +153,7 @@ impl CompileWorker {
                     match work {
                         Work::Compile(job) => {
                             let started = Instant::now();
-                            let code = cache.compile(&job.insns, &job.env.0);
+                            let code = cache.compile(job.region, &job.env.0);
                             let micros = started.elapsed().as_micros() as u64;
                             let c = Compiled {
                                 block: job.block,
@@ -185,14 +187,14 @@ impl CompileWorker {
         })
     }
 
-    /// Queue block `block` (submitted in flush epoch `epoch`) for translation and compilation.
-    /// `env`'s chain slots must stay allocated until the job is done, dropped, or
-    /// [`CompileWorker::flush`] returned.
+    /// Queue block `block` (submitted in flush epoch `epoch`) with its region (see
+    /// [`crate::region`]) for translation and compilation. `env`'s chain slots must stay
+    /// allocated until the job is done, dropped, or [`CompileWorker::flush`] returned.
     pub fn submit(
         &self,
         block: BlockId,
         epoch: u64,
-        insns: Arc<[Instruction]>,
+        region: Vec<Arc<[Instruction]>>,
         env: TranslateEnv,
     ) -> Result<(), WorkerError> {
         let dropped = {
@@ -203,7 +205,7 @@ impl CompileWorker {
             q.jobs.push_back(Job {
                 block,
                 epoch,
-                insns,
+                region,
                 env: SendEnv(env),
             });
             if q.jobs.len() > MAX_QUEUED {
@@ -312,8 +314,8 @@ mod tests {
     use crate::translate::{helpers, ModeInfo};
     use decoder::{decode_block, BlockLimits};
 
-    /// `mov eax, 7; hlt` in 32-bit code, decoded.
-    fn block() -> Arc<[Instruction]> {
+    /// `mov eax, 7; hlt` in 32-bit code, decoded, as a one-block region.
+    fn block() -> Vec<Arc<[Instruction]>> {
         let code = [0xb8, 7, 0, 0, 0, 0xf4];
         let d = decode_block(
             &code,
@@ -324,7 +326,7 @@ mod tests {
                 page_bytes: code.len(),
             },
         );
-        d.insns.into()
+        vec![d.insns.into()]
     }
 
     fn env(loop_limit: &u64, kick: &bool) -> TranslateEnv {

@@ -143,8 +143,12 @@ impl Tx<'_, '_> {
     pub fn condition(&mut self, cc: u8) -> Value {
         let p = match self.flags {
             Some(p) if inline_kind(p.kind) => p,
-            None if cc >> 1 == 1 => {
-                let c = self.stored_carry();
+            None if matches!(cc >> 1, 1 | 2 | 4) => {
+                let c = match cc >> 1 {
+                    1 => self.stored_carry(),
+                    2 => self.stored_zf_sf(true),
+                    _ => self.stored_zf_sf(false),
+                };
                 return if cc & 1 != 0 { self.negate(c) } else { c };
             }
             // Shifts: CF is in `aux`; OF (conditions O, L, LE) goes through the helper.
@@ -347,6 +351,29 @@ impl Tx<'_, '_> {
         self.b.ins().jump(done, &[c.into()]);
         self.b.switch_to_block(done);
         out
+    }
+
+    /// ZF (`zf`) or SF (an i8 truth value) from the lazy-flags record stored in the context
+    /// (flags set before this basic block, e.g. a CMP before a region edge and the JE after
+    /// it): every kind keeps its result in `res` (`LazyFlags::status`), a materialised record
+    /// has them in RFLAGS.
+    fn stored_zf_sf(&mut self, zf: bool) -> Value {
+        let StoredRecord {
+            op, res, rf, sh, ..
+        } = self.stored_record();
+        let top = self.b.ins().ishl(res, sh);
+        let (lazy, bit) = if zf {
+            (self.b.ins().icmp_imm_u(IntCC::Equal, top, 0), rflags::ZF)
+        } else {
+            (
+                self.b.ins().icmp_imm_u(IntCC::SignedLessThan, top, 0),
+                rflags::SF,
+            )
+        };
+        let eager = self.and_c(rf, bit);
+        let eager = self.b.ins().icmp_imm_u(IntCC::NotEqual, eager, 0);
+        let is_eflags = self.b.ins().icmp_imm_u(IntCC::Equal, op, CC_EFLAGS as i64);
+        self.b.ins().select(is_eflags, eager, lazy)
     }
 
     /// SF, ZF, AF and PF of the current flags at their RFLAGS positions in an i64 (the status

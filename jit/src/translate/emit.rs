@@ -4,15 +4,16 @@
 //! [`JitContext`]. Guest registers are Cranelift `Variable`s, loaded once in the entry block and
 //! written back (only the dirty ones) before every helper call and at every exit; the lazy-flags
 //! record of the last flag-setting instruction is kept as SSA values and stored only when something
-//! outside the block could look at it. Everything here follows the protocol documented in
+//! outside the basic block could look at it. Edges between the basic blocks of a region keep the
+//! registers in their variables and store the flags record (see [`Tx::goto`]). Everything here follows the protocol documented in
 //! `context.rs`: before a helper call `cpu.rip` holds the current instruction's ip.
 
 use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, StackSlot,
-    StackSlotData, StackSlotKind, Type, Value, ValueDef,
+    types, AbiParam, Block, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, Type, Value,
+    ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -20,11 +21,11 @@ use iced_x86::Instruction;
 use vcpu::state::rflags;
 use vcpu::CpuState;
 
-use crate::cache::{ChainSlot, JumpEntry, CHAIN_SLOTS, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
-use crate::context::{ExitWords, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
-use crate::flags::{cc_op, LazyFlags, CC_EFLAGS};
+use crate::cache::{ChainSlot, JumpEntry, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
+use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
+use crate::flags::{cc_op, kind, LazyFlags, CC_EFLAGS};
 
-use super::TranslateEnv;
+use super::{ChainEnv, TranslateEnv};
 
 /// Offset of general register `i` in the context.
 pub(super) fn gpr_offset(i: usize) -> i32 {
@@ -34,10 +35,6 @@ pub(super) const RIP_OFFSET: i32 = (offset_of!(JitContext, cpu) + offset_of!(Cpu
 pub(super) const RFLAGS_OFFSET: i32 =
     (offset_of!(JitContext, cpu) + offset_of!(CpuState, rflags)) as i32;
 pub(super) const ICOUNT_OFFSET: i32 = offset_of!(JitContext, icount) as i32;
-pub(super) const EXIT_BLOCK_OFFSET: i32 =
-    (offset_of!(JitContext, exit) + offset_of!(ExitWords, exit_block)) as i32;
-pub(super) const EXIT_RUN_OFFSET: i32 =
-    (offset_of!(JitContext, exit) + offset_of!(ExitWords, exit_run)) as i32;
 const FLAGS_OFFSET: usize = offset_of!(JitContext, flags);
 const CHAIN_EXIT_OFFSET: i32 = offset_of!(JitContext, chain_exit) as i32;
 
@@ -74,8 +71,6 @@ pub(super) enum ExitRip {
 /// Cranelift signatures of the helpers generated code calls.
 pub(super) struct HelperSigs {
     pub interp: SigRef,
-    pub read: SigRef,
-    pub write: SigRef,
     pub condition: SigRef,
 }
 
@@ -105,18 +100,51 @@ pub(super) struct Tx<'a, 'f> {
     /// Whether `flags` has already been stored into `JitContext::flags` on the main path.
     pub flags_stored: bool,
     pub sigs: HelperSigs,
-    /// An 8-byte stack slot the read helper stores its result into.
-    pub read_slot: StackSlot,
-    /// Set to non-zero by a slow-path write that asked the block to end (self-modifying code).
-    pub write_exit: Variable,
     /// Index in the block and ip of the instruction being translated.
     pub index: usize,
     pub ip: u64,
     pub insn: *const Instruction,
-    /// Whether the current instruction emitted a slow-path write (and so must check `write_exit`).
-    pub wrote_slow: bool,
-    /// The loop header when the block jumps back to its own start.
-    pub loop_header: Option<Block>,
+    /// The basic blocks of the region, `region[0]` the entry.
+    pub region: Vec<RegionBlock>,
+    /// Index in `region` of the basic block being translated.
+    pub current: usize,
+    /// The registers that may differ from the context at the start of a region block entered
+    /// through an edge (those the region writes).
+    pub merge_dirty: u32,
+    /// The registers the region's instructions name (loaded on entry).
+    pub used: u32,
+    /// Whether an edge leads back to the entry.
+    pub entry_looped: bool,
+    /// The target ip of each chain slot given out so far (slot i: `slot_targets[i]`).
+    slot_targets: Vec<u64>,
+    /// With edges: instructions the region's edges have retired and `JitContext::icount` does
+    /// not count yet (every exit adds them), and how many the function may retire before its
+    /// back edges must leave (the icount limit minus the count on entry, computed once).
+    edge_count: Option<EdgeCount>,
+}
+
+/// See [`Tx::edge_count`].
+#[derive(Debug, Clone, Copy)]
+struct EdgeCount {
+    pending: Variable,
+    allowed: Value,
+}
+
+/// One basic block of the region being translated.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RegionBlock {
+    /// The ip of its first instruction.
+    pub start: u64,
+    /// Its code, created when the first edge to it is: for the entry, the header after the
+    /// function's entry block (present only when `enterable`).
+    pub block: Option<Block>,
+    /// Whether edges may lead to it (the entry only when a block of the region names its
+    /// start as a successor, so that it got a header).
+    pub enterable: bool,
+    /// It overwrites the flags before anything can read them
+    /// (`region::flags_dead_at_start`): edges to it leave the record unstored.
+    pub flags_dead: bool,
+    pub translated: bool,
 }
 
 impl<'a, 'f> Tx<'a, 'f> {
@@ -135,20 +163,8 @@ impl<'a, 'f> Tx<'a, 'f> {
         let i64t = types::I64;
         let sigs = HelperSigs {
             interp: b.import_signature(signature(call_conv, &[ptr, ptr], types::I32)),
-            read: b.import_signature(signature(
-                call_conv,
-                &[ptr, ptr, i64t, types::I32, ptr],
-                types::I32,
-            )),
-            write: b.import_signature(signature(
-                call_conv,
-                &[ptr, ptr, i64t, types::I32, i64t],
-                types::I32,
-            )),
             condition: b.import_signature(signature(call_conv, &[ptr, types::I32], types::I32)),
         };
-        let read_slot =
-            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3));
         // Executing any instruction ends the interrupt shadow of a preceding STI / MOV SS
         // (SDM Vol. 3A 6.8.3), as `interp::step` does; blocks start after such instructions.
         let zero8 = b.ins().iconst(types::I8, 0);
@@ -158,9 +174,6 @@ impl<'a, 'f> Tx<'a, 'f> {
             ctx,
             (offset_of!(JitContext, cpu) + offset_of!(CpuState, interrupt_shadow)) as i32,
         );
-        let write_exit = b.declare_var(types::I32);
-        let zero = b.ins().iconst(types::I32, 0);
-        b.def_var(write_exit, zero);
         let mut regs = Vec::with_capacity(nregs);
         for i in 0..nregs {
             let var = b.declare_var(i64t);
@@ -183,13 +196,16 @@ impl<'a, 'f> Tx<'a, 'f> {
             flags: None,
             flags_stored: true,
             sigs,
-            read_slot,
-            write_exit,
             index: 0,
             ip: 0,
             insn: std::ptr::null(),
-            wrote_slow: false,
-            loop_header: None,
+            region: Vec::new(),
+            current: 0,
+            merge_dirty: 0,
+            used: used_regs,
+            entry_looped: false,
+            slot_targets: Vec::new(),
+            edge_count: None,
         }
     }
 
@@ -293,6 +309,16 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
     }
 
+    /// Store the registers in `mask` that are dirty into the context, leaving them marked dirty.
+    fn write_back_mask(&mut self, mask: u32) {
+        for i in 0..self.regs.len() {
+            if self.dirty & mask & (1 << i) != 0 {
+                let v = self.gpr(i);
+                self.store_ctx(v, gpr_offset(i));
+            }
+        }
+    }
+
     /// Reload every register from the context (after a helper that may have changed them).
     pub fn reload_regs(&mut self) {
         for i in 0..self.regs.len() {
@@ -321,12 +347,26 @@ impl<'a, 'f> Tx<'a, 'f> {
             let op = self.c64(CC_EFLAGS);
             self.store_ctx(op, (FLAGS_OFFSET + offset_of!(LazyFlags, op)) as i32);
         } else if let Some(p) = self.flags {
+            // Only the fields `LazyFlags::status` reads for the kind (the translator's readers
+            // of the stored record, `Tx::stored_carry` and `Tx::stored_szap`, select per kind
+            // the same way): the others keep stale values nobody looks at. Every exit and edge
+            // stores the record, so each store saved counts.
+            let (operands, aux) = match p.kind {
+                kind::ADD | kind::SUB | kind::SHL | kind::SHR | kind::SAR => (true, false),
+                kind::LOGIC => (false, false),
+                kind::INC | kind::DEC | kind::MUL => (false, true),
+                _ => (true, true),
+            };
             let op = self.c64(cc_op(p.kind, p.size));
             self.store_ctx(op, (FLAGS_OFFSET + offset_of!(LazyFlags, op)) as i32);
-            self.store_ctx(p.src1, (FLAGS_OFFSET + offset_of!(LazyFlags, src1)) as i32);
-            self.store_ctx(p.src2, (FLAGS_OFFSET + offset_of!(LazyFlags, src2)) as i32);
+            if operands {
+                self.store_ctx(p.src1, (FLAGS_OFFSET + offset_of!(LazyFlags, src1)) as i32);
+                self.store_ctx(p.src2, (FLAGS_OFFSET + offset_of!(LazyFlags, src2)) as i32);
+            }
             self.store_ctx(p.res, (FLAGS_OFFSET + offset_of!(LazyFlags, res)) as i32);
-            self.store_ctx(p.aux, (FLAGS_OFFSET + offset_of!(LazyFlags, aux)) as i32);
+            if aux {
+                self.store_ctx(p.aux, (FLAGS_OFFSET + offset_of!(LazyFlags, aux)) as i32);
+            }
         }
         if main {
             self.flags_stored = true;
@@ -356,9 +396,39 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     // ---- leaving the block ----
 
-    /// Add `n` to the retired-instruction counter; returns the new count.
+    /// Prepare counting along edges (call in the function's entry block, before any edge):
+    /// the region's edges add to a variable instead of `JitContext::icount`.
+    pub fn count_along_edges(&mut self) {
+        let pending = self.b.declare_var(types::I64);
+        let zero = self.c64(0);
+        self.b.def_var(pending, zero);
+        let count = self.load_ctx(types::I64, ICOUNT_OFFSET);
+        let lim_ptr = self
+            .b
+            .ins()
+            .iconst(self.ptr, self.env.loop_limit as usize as i64);
+        let limit = self
+            .b
+            .ins()
+            .load(types::I64, MemFlagsData::trusted(), lim_ptr, 0);
+        // The dispatcher enters code below the limit; 0 if not, so that back edges leave.
+        let left = self.b.ins().isub(limit, count);
+        let below = self.b.ins().icmp(IntCC::UnsignedLessThan, count, limit);
+        let allowed = self.b.ins().select(below, left, zero);
+        self.edge_count = Some(EdgeCount { pending, allowed });
+    }
+
+    /// Add `n` (and what the edges counted) to the retired-instruction counter; returns the new
+    /// count.
     pub fn add_icount(&mut self, n: u64) -> Value {
         let c = self.load_ctx(types::I64, ICOUNT_OFFSET);
+        let c = match self.edge_count {
+            Some(e) => {
+                let pending = self.b.use_var(e.pending);
+                self.b.ins().iadd(c, pending)
+            }
+            None => c,
+        };
         let c = self.add_c(c, n);
         self.store_ctx(c, ICOUNT_OFFSET);
         c
@@ -422,25 +492,118 @@ impl<'a, 'f> Tx<'a, 'f> {
             ExitRip::Value(v) => self.store_ctx(v, RIP_OFFSET),
             ExitRip::InContext => {}
         }
-        if executed > 0 {
+        if executed > 0 || self.edge_count.is_some() {
             self.add_icount(executed);
         }
         let zero = self.c64(0);
         self.b.ins().return_(&[zero]);
     }
 
-    /// Leave the block for constant ip `target` through chain slot `slot`: like
+    // ---- the region's edges ----
+
+    /// Begin translating region block `n` at the start of its Cranelift block: the state every
+    /// edge leaves behind (registers of `merge_dirty` possibly dirty, the flags record stored).
+    pub fn start_region_block(&mut self, n: usize) {
+        self.current = n;
+        self.defined = self.used;
+        self.dirty = self.merge_dirty;
+        self.flags = None;
+        self.flags_stored = true;
+    }
+
+    /// The region block starting at `target` that an edge may lead to, with its Cranelift
+    /// block (created now if this is the first edge to it).
+    pub fn region_target(&mut self, target: u64) -> Option<(usize, Block)> {
+        let n = self
+            .region
+            .iter()
+            .position(|r| r.start == target && r.enterable)?;
+        let block = match self.region[n].block {
+            Some(b) => b,
+            None => {
+                let b = self.b.create_block();
+                self.region[n].block = Some(b);
+                b
+            }
+        };
+        Some((n, block))
+    }
+
+    /// Continue at constant ip `target` after `executed` instructions of the current basic
+    /// block: along an edge when the target is a block of the region, else through a chain
+    /// slot. An edge stores the flags record and the count and writes back the dirty registers
+    /// the target does not expect dirty; an edge back to the same or an earlier block (every
+    /// loop of the region has one) leaves the function instead when the icount limit is reached
+    /// or a kick is pending. Emitting it changes nothing in the translation state, so both
+    /// sides of a branch can be emitted one after the other.
+    pub fn goto(&mut self, target: u64, executed: u64) {
+        let Some((n, dest)) = self.region_target(target) else {
+            self.exit_chained(target, executed);
+            return;
+        };
+        let extra = self.dirty & !self.merge_dirty;
+        self.write_back_mask(extra);
+        let back = n <= self.current;
+        // A back edge may leave through its limit check below, whose exit stores the record.
+        if !self.region[n].flags_dead {
+            self.store_flags(false);
+        }
+        let e = self
+            .edge_count
+            .expect("functions with edges count along them");
+        let pending = self.b.use_var(e.pending);
+        let pending = self.add_c(pending, executed);
+        self.b.def_var(e.pending, pending);
+        if !back {
+            self.b.ins().jump(dest, &[]);
+            return;
+        }
+        if n == 0 {
+            self.entry_looped = true;
+        }
+        let over = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, pending, e.allowed);
+        // Two compare-and-branches (the lowering fuses each), not one branch on an OR.
+        let out = self.b.create_block();
+        let check_kick = self.b.create_block();
+        self.b.ins().brif(over, out, &[], check_kick, &[]);
+        self.b.switch_to_block(check_kick);
+        let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
+        let kick = self
+            .b
+            .ins()
+            .uload8(types::I32, MemFlagsData::trusted(), kick_ptr, 0);
+        let kicked = self.b.ins().icmp_imm_u(IntCC::NotEqual, kick, 0);
+        self.b.ins().brif(kicked, out, &[], dest, &[]);
+        self.b.set_cold_block(out);
+        self.b.switch_to_block(out);
+        self.exit(ExitRip::Const(target), 0);
+    }
+
+    /// Leave the block for constant ip `target` through a chain slot: like
     /// `exit(ExitRip::Const(target), executed)`, but when the slot is linked (and the icount
     /// limit and, under paging, the TLB allow it) return the successor's code
     /// address so the dispatcher runs it directly; when it is unlinked, record the slot in
-    /// `JitContext::chain_exit` for the dispatcher to link.
-    pub fn exit_chained(&mut self, target: u64, executed: u64, slot: usize) {
+    /// `JitContext::chain_exit` for the dispatcher to link. Exits to the same ip share a slot.
+    pub fn exit_chained(&mut self, target: u64, executed: u64) {
         let Some(chain) = self.env.chain else {
             self.exit(ExitRip::Const(target), executed);
             return;
         };
-        debug_assert!(slot < CHAIN_SLOTS);
-        // SAFETY: the dispatcher allocated CHAIN_SLOTS slots at `chain.slots` for this block;
+        let slot = match self.slot_targets.iter().position(|&t| t == target) {
+            Some(i) => i,
+            None if self.slot_targets.len() < chain.slot_count => {
+                self.slot_targets.push(target);
+                self.slot_targets.len() - 1
+            }
+            None => {
+                self.exit(ExitRip::Const(target), executed);
+                return;
+            }
+        };
+        // SAFETY: the dispatcher allocated `slot_count` slots at `chain.slots` for this block;
         // the arena keeps them alive and nothing else accesses them during translation.
         let slot_ptr = unsafe {
             let p = chain.slots.add(slot);
@@ -469,7 +632,11 @@ impl<'a, 'f> Tx<'a, 'f> {
         let mut stop = self.at_loop_limit(count);
         // Kicks need no check here: the limit is never more than the dispatcher's interrupt
         // poll interval ahead, and the dispatcher looks at the kick flag when it is reached.
-        if chain.paging {
+        // A target on the page the function was entered on needs no TLB check: entering
+        // validated that page's mapping, and whatever changes mappings (MOV to CR0/CR3/CR4,
+        // INVLPG, WRMSR, far transfers, A20) runs in the interpreter and ends the block without
+        // a chained exit; a TLB entry evicted meanwhile maps the same page when refilled.
+        if chain.paging && !self.on_entry_page(target, &chain) {
             let entry_off = slot_field(self, offset_of!(ChainSlot, tlb_entry));
             let entry_off = self.ptr_from_i64(entry_off);
             let entry = self.b.ins().iadd(self.ctx, entry_off);
@@ -501,6 +668,20 @@ impl<'a, 'f> Tx<'a, 'f> {
             stop = self.b.ins().bor(stop, bad);
         }
         self.return_code_unless(stop, next);
+    }
+
+    /// Whether ip `target` lies on the linear page of the function's first instruction.
+    fn on_entry_page(&self, target: u64, chain: &ChainEnv) -> bool {
+        let Some(start) = self.region.first().map(|r| r.start) else {
+            return false;
+        };
+        let mask = if self.env.mode.bitness == 64 {
+            u64::MAX
+        } else {
+            0xffff_ffff
+        };
+        let la = |ip: u64| chain.cs_base.wrapping_add(ip) & mask;
+        la(target) & PAGE_MASK == la(start) & PAGE_MASK
     }
 
     /// Leave the block for the ip in `target` (a return): like
@@ -684,55 +865,28 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.switch_to_block(cont);
     }
 
-    /// Write back what a helper may look at: dirty registers, flags, and `cpu.rip`.
-    fn sync_for_helper(&mut self) {
+    /// Unless `ok` (an i8 truth value) holds, run the current instruction through the
+    /// interpreter in a cold block and leave the function, as [`Tx::interp_if`] does. The
+    /// softmmu's slow path (TLB misses, MMIO, writes to code pages, segment limit violations)
+    /// goes this way: nothing of the instruction is committed before its memory accesses, and
+    /// since the cold block never rejoins the main path, no guest value has to survive the
+    /// call (which would keep them out of the host's caller-saved registers).
+    pub fn interp_unless(&mut self, ok: Value) {
+        let out = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(ok, cont, &[], out, &[]);
+        self.b.set_cold_block(out);
+        self.b.switch_to_block(out);
         self.write_back_regs(false);
         self.store_flags(false);
         self.store_ip();
-    }
-
-    /// `(seg << 8) | size`, the packed argument of the memory helpers.
-    fn seg_size(&mut self, seg: usize, size: u32) -> Value {
-        self.c32(((seg as u32) << 8) | size)
-    }
-
-    /// Slow-path read of `seg:ea` through the helper (limit violations, TLB misses, MMIO,
-    /// page crossings). Returns the value; leaves the block if the helper ended it.
-    pub fn call_read(&mut self, seg: usize, ea: Value, size: u32) -> Value {
-        self.sync_for_helper();
-        let f = self.helper_addr(self.env.helpers.read);
+        let f = self.helper_addr(self.env.helpers.interp);
         let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
-        let ss = self.seg_size(seg, size);
-        let out = self.b.ins().stack_addr(self.ptr, self.read_slot, 0);
-        let call = self
-            .b
-            .ins()
-            .call_indirect(self.sigs.read, f, &[self.ctx, insn, ea, ss, out]);
-        let status = self.b.inst_results(call)[0];
-        self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
         self.b
             .ins()
-            .stack_load(self.ptr, types::I64, self.read_slot, 0)
-    }
-
-    /// Slow-path write through the helper; leaves the block if the helper ended it, and
-    /// remembers a request to end the block after this instruction (a write to a code page).
-    pub fn call_write(&mut self, seg: usize, ea: Value, size: u32, value: Value) {
-        self.sync_for_helper();
-        let f = self.helper_addr(self.env.helpers.write);
-        let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
-        let ss = self.seg_size(seg, size);
-        let call = self
-            .b
-            .ins()
-            .call_indirect(self.sigs.write, f, &[self.ctx, insn, ea, ss, value]);
-        let status = self.b.inst_results(call)[0];
-        self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
-        let eb = self.load_ctx(types::I32, EXIT_BLOCK_OFFSET);
-        let er = self.load_ctx(types::I32, EXIT_RUN_OFFSET);
-        let any = self.b.ins().bor(eb, er);
-        self.b.def_var(self.write_exit, any);
-        self.wrote_slow = true;
+            .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
+        self.exit(ExitRip::InContext, self.index as u64 + 1);
+        self.b.switch_to_block(cont);
     }
 
     /// Evaluate condition code `cc` from the flags stored in the context, through the helper.
@@ -746,19 +900,6 @@ impl<'a, 'f> Tx<'a, 'f> {
             .call_indirect(self.sigs.condition, f, &[self.ctx, c]);
         let r = self.b.inst_results(call)[0];
         self.b.ins().icmp_imm_u(IntCC::NotEqual, r, 0)
-    }
-
-    /// After an instruction with a slow-path write: leave the block (at `next`) if the write
-    /// asked for it.
-    pub fn check_write_exit(&mut self, next: u64) {
-        if !self.wrote_slow {
-            return;
-        }
-        self.wrote_slow = false;
-        let w = self.b.use_var(self.write_exit);
-        let zero = self.c32(0);
-        self.b.def_var(self.write_exit, zero);
-        self.exit_if(w, ExitRip::Const(next), self.index as u64 + 1);
     }
 }
 

@@ -11,7 +11,7 @@ use vcpu::state::gpr::{RCX, RSP};
 
 use crate::flags::kind;
 
-use super::emit::{ExitRip, Tx};
+use super::emit::Tx;
 use super::memory::{is_mem, mem_ref, MemRef, Probe};
 use super::regs::{gpr_info, GprInfo};
 
@@ -172,7 +172,7 @@ impl Tx<'_, '_> {
                 if mc.rmw {
                     let p = self.probe(m.seg, a, size, true);
                     mc.probe = Some(p);
-                    self.load_with(p, m.seg, a, size)
+                    self.load_with(p, size)
                 } else {
                     self.mem_read(m.seg, a, size)
                 }
@@ -194,7 +194,7 @@ impl Tx<'_, '_> {
             Opnd::Mem(m) => {
                 let a = self.mem_ea(insn, m, mc);
                 match mc.probe {
-                    Some(p) => self.store_with(p, m.seg, a, size, v),
+                    Some(p) => self.store_with(p, size, v),
                     None => self.mem_write(m.seg, a, size, v),
                 }
             }
@@ -202,7 +202,7 @@ impl Tx<'_, '_> {
     }
 
     /// Translate one instruction if it is one of the inline ones.
-    pub fn translate_insn(&mut self, insn: &Instruction, block_start: u64) -> Done {
+    pub fn translate_insn(&mut self, insn: &Instruction) -> Done {
         // A direct branch to a non-canonical target raises #GP(0) at the branch when taken
         // (64-bit mode; SDM Vol. 2A JMP/Jcc/CALL/LOOP): the interpreter does that.
         if matches!(
@@ -213,11 +213,11 @@ impl Tx<'_, '_> {
             return Done::NotHandled;
         }
         if insn.is_jcc_short_or_near() {
-            return self.jcc(insn, block_start);
+            return self.jcc(insn);
         }
         if insn.is_jmp_short_or_near() {
             let t = insn.near_branch_target();
-            self.jump_to(t, block_start);
+            self.jump_to(t);
             return Done::Ended;
         }
         if insn.is_call_near()
@@ -226,7 +226,7 @@ impl Tx<'_, '_> {
                 OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
             )
         {
-            return self.call_rel(insn, block_start);
+            return self.call_rel(insn);
         }
         match insn.code() {
             Code::Retnw
@@ -243,7 +243,7 @@ impl Tx<'_, '_> {
             | Code::Loop_rel8_32_ECX
             | Code::Loop_rel8_64_ECX
             | Code::Loop_rel8_16_RCX
-            | Code::Loop_rel8_64_RCX => return self.loop_insn(insn, block_start),
+            | Code::Loop_rel8_64_RCX => return self.loop_insn(insn),
             _ => {}
         }
         match insn.mnemonic() {
@@ -602,7 +602,7 @@ impl Tx<'_, '_> {
         Done::Inline
     }
 
-    fn call_rel(&mut self, insn: &Instruction, block_start: u64) -> Done {
+    fn call_rel(&mut self, insn: &Instruction) -> Done {
         let size = match insn.code() {
             Code::Call_rel16 => 2,
             Code::Call_rel32_32 => 4,
@@ -614,7 +614,7 @@ impl Tx<'_, '_> {
         }
         let ret = self.c64(insn.next_ip() & super::emit::size_mask(size));
         self.push_value(ret, size);
-        self.jump_to(insn.near_branch_target(), block_start);
+        self.jump_to(insn.near_branch_target());
         Done::Ended
     }
 
@@ -681,14 +681,14 @@ impl Tx<'_, '_> {
         Done::Ended
     }
 
-    fn jcc(&mut self, insn: &Instruction, block_start: u64) -> Done {
+    fn jcc(&mut self, insn: &Instruction) -> Done {
         let cc = (insn.condition_code() as u8).wrapping_sub(1) & 0xf;
         let c = self.condition(cc);
-        self.branch(c, insn.near_branch_target(), insn.next_ip(), block_start);
+        self.branch(c, insn.near_branch_target(), insn.next_ip());
         Done::Ended
     }
 
-    fn loop_insn(&mut self, insn: &Instruction, block_start: u64) -> Done {
+    fn loop_insn(&mut self, insn: &Instruction) -> Done {
         let csize = match insn.code() {
             Code::Loop_rel8_16_CX | Code::Loop_rel8_32_CX => 2,
             Code::Loop_rel8_16_ECX | Code::Loop_rel8_32_ECX | Code::Loop_rel8_64_ECX => 4,
@@ -707,52 +707,24 @@ impl Tx<'_, '_> {
             .b
             .ins()
             .icmp_imm_u(cranelift_codegen::ir::condcodes::IntCC::NotEqual, c, 0);
-        self.branch(nz, insn.near_branch_target(), insn.next_ip(), block_start);
+        self.branch(nz, insn.near_branch_target(), insn.next_ip());
         Done::Ended
     }
 
     /// End the block with a two-way branch.
-    fn branch(&mut self, cond: Value, taken: u64, not_taken: u64, block_start: u64) {
+    fn branch(&mut self, cond: Value, taken: u64, not_taken: u64) {
         let t = self.b.create_block();
         let f = self.b.create_block();
         self.b.ins().brif(cond, t, &[], f, &[]);
         self.b.switch_to_block(f);
-        self.exit_chained(not_taken, self.index as u64 + 1, super::NOT_TAKEN_SLOT);
+        self.goto(not_taken, self.index as u64 + 1);
         self.b.switch_to_block(t);
-        self.jump_to(taken, block_start);
+        self.jump_to(taken);
     }
 
-    /// End the block going to `target`: back to the loop header when the block jumps to its own
-    /// start, else out to the dispatcher.
-    pub fn jump_to(&mut self, target: u64, block_start: u64) {
-        match self.loop_header {
-            Some(header) if target == block_start => {
-                // Registers stay in SSA values around the loop (the header marks them all
-                // dirty); only the `out` exit writes them back.
-                self.store_flags(false);
-                let count = self.add_icount(self.index as u64 + 1);
-                // Honour kicks and budgets: leave when the icount bound is reached or a kick
-                // is pending.
-                let over = self.at_loop_limit(count);
-                let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
-                let kick = self.b.ins().uload8(
-                    types::I32,
-                    cranelift_codegen::ir::MemFlagsData::trusted(),
-                    kick_ptr,
-                    0,
-                );
-                let kicked = self.b.ins().icmp_imm_u(
-                    cranelift_codegen::ir::condcodes::IntCC::NotEqual,
-                    kick,
-                    0,
-                );
-                let leave = self.b.ins().bor(over, kicked);
-                let out = self.b.create_block();
-                self.b.ins().brif(leave, out, &[], header, &[]);
-                self.b.switch_to_block(out);
-                self.exit(ExitRip::Const(target), 0);
-            }
-            _ => self.exit_chained(target, self.index as u64 + 1, super::TAKEN_SLOT),
-        }
+    /// End the block going to `target`: along an edge of the region when the target is one of
+    /// its blocks, else out through a chain slot.
+    pub fn jump_to(&mut self, target: u64) {
+        self.goto(target, self.index as u64 + 1);
     }
 }

@@ -4,15 +4,18 @@
 //! the mode key, see [`super::SegAccess`]): the offset is checked against the segment limit,
 //! the linear address is looked up in the direct-mapped TLB of `JitContext`, and when the limit
 //! holds, the tag matches and the access stays in the page, the host address is `la + addend`.
-//! Everything else calls the read/write helper with the segment and offset; the helper redoes
-//! the limit check (a violation runs the whole instruction through the interpreter, which
-//! applies the architectural rules), goes through the full softmmu (page walk, MMIO, code-page
-//! tracking) and may deliver a fault. Guest memory is little-endian whatever the host is.
+//! Everything else (a limit violation, a TLB miss, MMIO, a write to a page holding translated
+//! code, an access crossing a page) runs the whole instruction through the interpreter, which
+//! applies the architectural rules and the full softmmu (page walk, code-page tracking, faults),
+//! and leaves the function: the inline handlers commit nothing before their memory accesses.
+//! Guest memory is little-endian whatever the host is.
 
 use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{
+    types, Endianness, InstBuilder, InstructionData, MemFlagsData, Opcode, Value, ValueDef,
+};
 use iced_x86::{Instruction, OpKind, Register};
 use vcpu::{CpuState, Segment};
 
@@ -183,7 +186,7 @@ impl Tx<'_, '_> {
         // next page (even wrapped around to 0) has another index. One compare that the
         // branch on `hit` can fuse with.
         let last = if size > 1 {
-            self.add_c(la, u64::from(size - 1))
+            self.add_folded(la, u64::from(size - 1))
         } else {
             la
         };
@@ -207,49 +210,66 @@ impl Tx<'_, '_> {
         Probe { hit, host }
     }
 
+    /// `v + k`; when `v` is itself `x + constant` (a displacement), `x + (constant + k)`, which
+    /// the x86-64 lowering turns into one LEA instead of materialising `k` (Cranelift runs no
+    /// constant folding at `opt_level = "none"`).
+    fn add_folded(&mut self, v: Value, k: u64) -> Value {
+        if let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) {
+            if let InstructionData::Binary {
+                opcode: Opcode::Iadd,
+                args,
+            } = self.b.func.dfg.insts[inst]
+            {
+                let konst = |tx: &Self, a: Value| match tx.b.func.dfg.value_def(a) {
+                    ValueDef::Result(i, 0) => match tx.b.func.dfg.insts[i] {
+                        InstructionData::UnaryImm {
+                            opcode: Opcode::Iconst,
+                            imm,
+                        } => Some(imm.bits() as u64),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let (x, c) = match (konst(self, args[0]), konst(self, args[1])) {
+                    (Some(c), _) => (args[1], c),
+                    (None, Some(c)) => (args[0], c),
+                    (None, None) => return self.add_c(v, k),
+                };
+                return self.add_c(x, c.wrapping_add(k));
+            }
+        }
+        self.add_c(v, k)
+    }
+
     /// Read `size` bytes at `seg:ea`; the result is zero-extended to 64 bits.
     pub fn mem_read(&mut self, seg: usize, ea: Value, size: u32) -> Value {
         let p = self.probe(seg, ea, size, false);
-        self.load_with(p, seg, ea, size)
+        self.load_with(p, size)
     }
 
-    /// Read through a probe made earlier.
-    pub fn load_with(&mut self, p: Probe, seg: usize, ea: Value, size: u32) -> Value {
-        let fast = self.b.create_block();
-        let miss = self.b.create_block();
-        let join = self.b.create_block();
-        let result = self.b.append_block_param(join, types::I64);
-        self.b.ins().brif(p.hit, fast, &[], miss, &[]);
-        self.b.switch_to_block(fast);
+    /// Read through a probe made earlier. On a miss the whole instruction runs in the
+    /// interpreter and the function is left (see [`Tx::interp_unless`]).
+    pub fn load_with(&mut self, p: Probe, size: u32) -> Value {
+        self.interp_unless(p.hit);
         let host = p.host;
-        let v = match size {
+        match size {
             1 => self.b.ins().uload8(types::I64, guest_flags(), host, 0),
             2 => self.b.ins().uload16(types::I64, guest_flags(), host, 0),
             4 => self.b.ins().uload32(guest_flags(), host, 0),
             _ => self.b.ins().load(types::I64, guest_flags(), host, 0),
-        };
-        self.b.ins().jump(join, &[BlockArg::Value(v)]);
-        self.b.set_cold_block(miss);
-        self.b.switch_to_block(miss);
-        let v = self.call_read(seg, ea, size);
-        self.b.ins().jump(join, &[BlockArg::Value(v)]);
-        self.b.switch_to_block(join);
-        result
+        }
     }
 
     /// Write the low `size` bytes of `value` at `seg:ea`.
     pub fn mem_write(&mut self, seg: usize, ea: Value, size: u32, value: Value) {
         let p = self.probe(seg, ea, size, true);
-        self.store_with(p, seg, ea, size, value);
+        self.store_with(p, size, value);
     }
 
-    /// Write through a write probe made earlier.
-    pub fn store_with(&mut self, p: Probe, seg: usize, ea: Value, size: u32, value: Value) {
-        let fast = self.b.create_block();
-        let miss = self.b.create_block();
-        let join = self.b.create_block();
-        self.b.ins().brif(p.hit, fast, &[], miss, &[]);
-        self.b.switch_to_block(fast);
+    /// Write through a write probe made earlier; a miss runs the instruction in the
+    /// interpreter as for [`Tx::load_with`].
+    pub fn store_with(&mut self, p: Probe, size: u32, value: Value) {
+        self.interp_unless(p.hit);
         let host = p.host;
         match size {
             1 => {
@@ -265,11 +285,5 @@ impl Tx<'_, '_> {
                 self.b.ins().store(guest_flags(), value, host, 0);
             }
         }
-        self.b.ins().jump(join, &[]);
-        self.b.set_cold_block(miss);
-        self.b.switch_to_block(miss);
-        self.call_write(seg, ea, size, value);
-        self.b.ins().jump(join, &[]);
-        self.b.switch_to_block(join);
     }
 }

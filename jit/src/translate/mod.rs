@@ -1,13 +1,18 @@
 //! Guest blocks to host code with Cranelift.
 //!
-//! One decoded block becomes one host function `extern "C" fn(*mut JitContext) -> u64` in the
-//! host's default calling convention. The frequent instructions (moves, ALU operations with
+//! One decoded block, with the blocks of its region (see [`crate::region`]), becomes one host
+//! function `extern "C" fn(*mut JitContext) -> u64` in the host's default calling convention. The frequent instructions (moves, ALU operations with
 //! register, memory and immediate operands, ADC/SBB, LEA, PUSH/POP, near CALL/RET/JMP/Jcc/LOOP,
 //! MOVZX/MOVSX, CMOVcc, SETcc, shifts and rotates by an immediate or CL, DIV's common path,
 //! CBW..CQO, BSWAP) are translated inline with the softmmu TLB lookup inline; everything
-//! else calls the interpreter through [`helpers`]. A block whose last instruction jumps back to its
-//! own start loops inside the function, bounded by an icount limit and the kick flag so budgets
-//! and kicks are honoured.
+//! else calls the interpreter through [`helpers`].
+//!
+//! Jumps, branches and fall-throughs between the region's basic blocks stay inside the function:
+//! guest registers stay in Cranelift variables across them (an edge stores only the lazy-flags
+//! record and the instruction count), and an edge back to an earlier block of the region (a
+//! loop, such as a block jumping to its own start) leaves the function when the icount limit is
+//! reached or a kick is pending, so budgets, interrupt polls and kicks are honoured. Exits to
+//! other constant ips go through chain slots, one per distinct target.
 
 mod accumulator;
 mod cond;
@@ -19,6 +24,8 @@ mod flag_tests;
 pub mod helpers;
 mod insn;
 mod memory;
+#[cfg(test)]
+mod region_tests;
 mod regs;
 mod shift;
 #[cfg(test)]
@@ -27,10 +34,10 @@ mod tests;
 use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use iced_x86::{Instruction, InstructionInfoFactory};
+use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, OpAccess};
 
 use crate::cache::{ChainSlot, JumpEntry};
-use emit::{ExitRip, Tx};
+use emit::{ExitRip, RegionBlock, Tx};
 use insn::Done;
 
 /// Per-segment permission bits of [`ModeInfo::seg_access`]: segment `i` (ES=0 .. GS=5) may be
@@ -63,12 +70,6 @@ pub struct ModeInfo {
 pub struct HelperTable {
     /// `fn(*mut JitContext, *const Instruction) -> u32`: interpret one instruction; 1 = leave.
     pub interp: usize,
-    /// `fn(*mut JitContext, *const Instruction, ea: u64, seg << 8 | size: u32, out: *mut u64)
-    /// -> u32`: 1 = the block must end (fault delivered or instruction interpreted).
-    pub read: usize,
-    /// `fn(*mut JitContext, *const Instruction, ea: u64, seg << 8 | size: u32, value: u64)
-    /// -> u32`: as `read`.
-    pub write: usize,
     /// `fn(*mut JitContext, cc: u32) -> u32`: condition code from the stored flags.
     pub condition: usize,
 }
@@ -89,9 +90,10 @@ pub struct TranslateEnv {
 /// Where a block's exits to constant ips find their chain slots (see `cache::ChainSlot`).
 #[derive(Debug, Clone, Copy)]
 pub struct ChainEnv {
-    /// `cache::CHAIN_SLOTS` slots: [`TAKEN_SLOT`] for the taken (or only) exit,
-    /// [`NOT_TAKEN_SLOT`] for the fall-through of a conditional branch.
+    /// `slot_count` slots, given out in the order the translator meets exits to distinct
+    /// constant ips (`cache::CHAIN_SLOTS` per basic block of the region are enough).
     pub slots: *mut ChainSlot,
+    pub slot_count: usize,
     /// CR0.PG: a link is followed only while the TLB still maps the target as when it was made.
     pub paging: bool,
     /// The dispatcher's jump cache (`cache::JumpCache`, `cache::JUMP_CACHE_SIZE` entries):
@@ -103,11 +105,6 @@ pub struct ChainEnv {
     pub cs_base: u64,
 }
 
-/// The chain slot of a jump, call, taken branch or a block's fall-through end.
-pub const TAKEN_SLOT: usize = 0;
-/// The chain slot of a conditional branch's not-taken side.
-pub const NOT_TAKEN_SLOT: usize = 1;
-
 /// What the translator did with a block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TranslateStats {
@@ -115,68 +112,129 @@ pub struct TranslateStats {
     pub inline: usize,
     /// Instructions sent to the interpreter helper.
     pub interpreted: usize,
-    /// Whether the block loops to itself inside the generated function.
+    /// Whether the block loops to itself inside the generated function (an edge of the region
+    /// leads back to its start).
     pub self_loop: bool,
+    /// Basic blocks translated (the entry and the region blocks edges lead to).
+    pub region_blocks: usize,
 }
 
 /// Bit i set: some instruction of `insns` reads or writes general register i (explicitly, as an
-/// address component, or implicitly like RSP in PUSH), so the block loads it on entry.
-fn used_gprs(insns: &[Instruction], nregs: usize) -> u32 {
+/// address component, or implicitly like RSP in PUSH), so the block loads it on entry. Second:
+/// the registers some instruction writes.
+fn used_gprs<'i>(insns: impl Iterator<Item = &'i Instruction>, nregs: usize) -> (u32, u32) {
     let mut factory = InstructionInfoFactory::new();
-    let mut used = 0u32;
+    let (mut used, mut written) = (0u32, 0u32);
     for insn in insns {
         for r in factory.info(insn).used_registers() {
             if let Some(g) = regs::gpr_info(r.register()) {
                 if g.index < nregs {
                     used |= 1 << g.index;
+                    if matches!(
+                        r.access(),
+                        OpAccess::Write
+                            | OpAccess::CondWrite
+                            | OpAccess::ReadWrite
+                            | OpAccess::ReadCondWrite
+                    ) {
+                        written |= 1 << g.index;
+                    }
                 }
             }
         }
     }
-    used
+    (used, written)
 }
 
-/// Whether `insn` is a branch whose (taken) target is `start`.
-fn jumps_to(insn: &Instruction, start: u64) -> bool {
-    (insn.is_jcc_short_or_near() || insn.is_jmp_short_or_near() || insn.is_loop())
-        && insn.near_branch_target() == start
-}
-
-/// Build the IR of one block into `func` (whose signature the caller has set). `insns` must stay
-/// at the same address for as long as the generated code lives: its elements are passed by
-/// pointer to the interpreter helper.
-pub fn translate_block(
+/// Build the IR of one region into `func` (whose signature the caller has set): `region[0]` is
+/// the entry block, the others blocks it may continue in (see [`crate::region`]); a region of
+/// one block is a plain block. The instructions must stay at the same address for as long as
+/// the generated code lives: their elements are passed by pointer to the helpers.
+pub fn translate_block<R: AsRef<[Instruction]>>(
     func: &mut Function,
     fctx: &mut FunctionBuilderContext,
     frontend: TargetFrontendConfig,
     call_conv: CallConv,
-    insns: &[Instruction],
+    region: &[R],
     env: &TranslateEnv,
 ) -> TranslateStats {
     let b = FunctionBuilder::new(func, fctx);
     let nregs = if env.mode.bitness == 64 { 16 } else { 8 };
-    let used = used_gprs(insns, nregs);
+    let (used, written) = used_gprs(region.iter().flat_map(|b| b.as_ref().iter()), nregs);
     let mut tx = Tx::new(b, env, frontend.pointer_type(), call_conv, nregs, used);
     let mut stats = TranslateStats::default();
-    let start = insns.first().map_or(0, |i| i.ip());
-    if insns.last().is_some_and(|l| jumps_to(l, start)) {
+    let start = region
+        .first()
+        .and_then(|b| b.as_ref().first())
+        .map_or(0, |i| i.ip());
+    // The entry's code gets a header block after the loads of the function's entry when some
+    // block of the region may branch back to it.
+    let entry_targeted = region.iter().any(|b| {
+        b.as_ref()
+            .last()
+            .is_some_and(|l| crate::region::successors(l).contains(&start))
+    });
+    tx.region = region
+        .iter()
+        .enumerate()
+        .filter_map(|(n, b)| {
+            let first = b.as_ref().first()?;
+            Some(RegionBlock {
+                start: first.ip(),
+                block: None,
+                enterable: n > 0 || entry_targeted,
+                flags_dead: crate::region::flags_dead_at_start(b.as_ref()),
+                translated: n == 0,
+            })
+        })
+        .collect();
+    // Registers stay in SSA values across the region's edges, so at the start of every block
+    // but the function's entry, any register the region writes may differ from the context:
+    // every exit and helper call writes them back (an edge first stores any other dirty one).
+    tx.merge_dirty = used & written;
+    tx.used = used;
+    if region.len() > 1 || entry_targeted {
+        tx.count_along_edges();
+    }
+    if entry_targeted && !tx.region.is_empty() {
         let header = tx.b.create_block();
         tx.b.ins().jump(header, &[]);
         tx.b.switch_to_block(header);
-        tx.loop_header = Some(header);
-        // The back edge keeps registers in SSA values instead of storing them (see
-        // `Tx::jump_to`), so at the header any register the block names may differ from the
-        // context: every exit and helper call of the block writes them back.
-        tx.dirty = used;
-        stats.self_loop = true;
+        tx.region[0].block = Some(header);
+        tx.start_region_block(0);
     }
+    let mut next = Some(0);
+    while let Some(n) = next {
+        if n > 0 {
+            let cl = tx.region[n].block.expect("an edge created it");
+            tx.b.switch_to_block(cl);
+            tx.start_region_block(n);
+        }
+        tx.region[n].translated = true;
+        stats.region_blocks += 1;
+        translate_basic_block(&mut tx, region[n].as_ref(), &mut stats);
+        // Next: a block some edge leads to that is not translated yet.
+        next = tx
+            .region
+            .iter()
+            .position(|r| r.block.is_some() && !r.translated);
+    }
+    stats.self_loop = tx.entry_looped;
+    tx.b.seal_all_blocks();
+    tx.b.finalize(frontend);
+    dce::remove_dead_code(func);
+    stats
+}
+
+/// Translate the instructions of one basic block, ending with its exits and edges.
+fn translate_basic_block(tx: &mut Tx, insns: &[Instruction], stats: &mut TranslateStats) {
     let mut ended = false;
     let mut last_interp = false;
     for (i, insn) in insns.iter().enumerate() {
         tx.index = i;
         tx.ip = insn.ip();
         tx.insn = insn as *const Instruction;
-        match tx.translate_insn(insn, start) {
+        match tx.translate_insn(insn) {
             Done::Inline => {
                 stats.inline += 1;
                 last_interp = false;
@@ -192,16 +250,21 @@ pub fn translate_block(
                 last_interp = true;
             }
         }
-        tx.check_write_exit(insn.next_ip());
     }
     if !ended {
+        let n = insns.len() as u64;
         match insns.last() {
-            Some(l) if !last_interp => tx.exit_chained(l.next_ip(), insns.len() as u64, TAKEN_SLOT),
-            _ => tx.exit(ExitRip::InContext, insns.len() as u64),
+            Some(l) if !last_interp => tx.goto(l.next_ip(), n),
+            // An interpreted instruction that did not end the block fell through: the state is
+            // in the context and the record stored, as at any edge.
+            Some(l)
+                if l.flow_control() == FlowControl::Next
+                    && !decoder::ends_block_after(l)
+                    && tx.region_target(l.next_ip()).is_some() =>
+            {
+                tx.goto(l.next_ip(), n)
+            }
+            _ => tx.exit(ExitRip::InContext, n),
         }
     }
-    tx.b.seal_all_blocks();
-    tx.b.finalize(frontend);
-    dce::remove_dead_code(func);
-    stats
 }
