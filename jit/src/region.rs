@@ -100,15 +100,7 @@ pub fn flags_dead_at_start(insns: &[Instruction]) -> bool {
     let reg_or_imm = |i: &Instruction| {
         (0..i.op_count()).all(|k| match i.op_kind(k) {
             OpKind::Register => i.op_register(k).is_gpr(),
-            OpKind::Immediate8
-            | OpKind::Immediate16
-            | OpKind::Immediate32
-            | OpKind::Immediate64
-            | OpKind::Immediate8to16
-            | OpKind::Immediate8to32
-            | OpKind::Immediate8to64
-            | OpKind::Immediate32to64 => true,
-            _ => false,
+            kind => crate::translate::is_imm(kind),
         })
     };
     for i in insns {

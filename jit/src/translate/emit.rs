@@ -403,14 +403,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let zero = self.c64(0);
         self.b.def_var(pending, zero);
         let count = self.load_ctx(types::I64, ICOUNT_OFFSET);
-        let lim_ptr = self
-            .b
-            .ins()
-            .iconst(self.ptr, self.env.loop_limit as usize as i64);
-        let limit = self
-            .b
-            .ins()
-            .load(types::I64, MemFlagsData::trusted(), lim_ptr, 0);
+        let limit = self.loop_limit();
         // The dispatcher enters code below the limit; 0 if not, so that back edges leave.
         let left = self.b.ins().isub(limit, count);
         let below = self.b.ins().icmp(IntCC::UnsignedLessThan, count, limit);
@@ -434,17 +427,22 @@ impl<'a, 'f> Tx<'a, 'f> {
         c
     }
 
-    /// Whether `count` has reached the icount bound at which generated code must return to
-    /// the dispatcher (budgets, interrupt polls), as an i8 truth value.
-    pub fn at_loop_limit(&mut self, count: Value) -> Value {
+    /// The icount bound at which generated code must return to the dispatcher, loaded from
+    /// `TranslateEnv::loop_limit`.
+    fn loop_limit(&mut self) -> Value {
         let lim_ptr = self
             .b
             .ins()
             .iconst(self.ptr, self.env.loop_limit as usize as i64);
-        let limit = self
-            .b
+        self.b
             .ins()
-            .load(types::I64, MemFlagsData::trusted(), lim_ptr, 0);
+            .load(types::I64, MemFlagsData::trusted(), lim_ptr, 0)
+    }
+
+    /// Whether `count` has reached the icount bound at which generated code must return to
+    /// the dispatcher (budgets, interrupt polls), as an i8 truth value.
+    pub fn at_loop_limit(&mut self, count: Value) -> Value {
+        let limit = self.loop_limit();
         self.b
             .ins()
             .icmp(IntCC::UnsignedGreaterThanOrEqual, count, limit)

@@ -57,7 +57,8 @@ pub(super) enum Done {
     NotHandled,
 }
 
-fn is_imm(k: OpKind) -> bool {
+/// Whether operand kind `k` is an immediate of the instruction's (first) immediate operand.
+pub(crate) fn is_imm(k: OpKind) -> bool {
     matches!(
         k,
         OpKind::Immediate8

@@ -38,6 +38,7 @@ use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, OpAccess};
 
 use crate::cache::{ChainSlot, JumpEntry};
 use emit::{ExitRip, RegionBlock, Tx};
+pub(crate) use insn::is_imm;
 use insn::Done;
 
 /// Per-segment permission bits of [`ModeInfo::seg_access`]: segment `i` (ES=0 .. GS=5) may be

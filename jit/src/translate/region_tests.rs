@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use vcpu::state::{gpr, rflags};
+use vcpu::state::gpr;
 use vcpu::{Vcpu, VmExit};
 
 use super::tests::{
-    buses, differential_at, flat32, long64, paged_fault_runs_at, ram, random_insn, Rng, DATA,
-    FAULT_HLT, HLT, HOLE, STACK_TOP,
+    buses, differential_at, flat32, long64, paged_fault_runs_at, ram, random_insn,
+    randomize_registers, Rng, FAULT_HLT, HLT, HOLE,
 };
 use crate::dispatch::{JitConfig, JitVcpu};
 
@@ -299,15 +299,7 @@ fn random_multi_block_loops(seed: u64, long: bool) {
         } else {
             (flat32(), 0xffff_ffff)
         };
-        for (i, g) in s.gpr.iter_mut().enumerate().take(8) {
-            *g = match i {
-                gpr::RSP => STACK_TOP,
-                gpr::RBX => DATA,
-                gpr::RSI => r.below(8),
-                _ => r.next() & width,
-            };
-        }
-        s.rflags = rflags::FIXED1 | (r.next() & rflags::STATUS);
+        randomize_registers(&mut s, &mut r, width);
         let t = std::panic::catch_unwind(|| differential_at(&code, s, 0, 4).vcpu.stats());
         match t {
             Ok(st) => regions += st.region_blocks,

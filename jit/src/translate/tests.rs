@@ -684,6 +684,21 @@ const DST: [u8; 6] = [0, 1, 2, 5, 6, 7];
 /// 8-bit destinations that leave BL/BH alone: AL CL DL AH CH DH.
 const DST8: [u8; 6] = [0, 1, 2, 4, 5, 6];
 
+/// Random values in the first eight general registers (`width` masks them) and the status
+/// flags, except RSP (the stack), RBX (the data area random instructions address) and RSI (a
+/// small index into it).
+pub(super) fn randomize_registers(s: &mut CpuState, r: &mut Rng, width: u64) {
+    for (i, g) in s.gpr.iter_mut().enumerate().take(8) {
+        *g = match i {
+            gpr::RSP => STACK_TOP,
+            gpr::RBX => DATA,
+            gpr::RSI => r.below(8),
+            _ => r.next() & width,
+        };
+    }
+    s.rflags = rflags::FIXED1 | (r.next() & rflags::STATUS);
+}
+
 /// One random instruction over registers and [ebx+disp8] (32-bit addressing; `real` code gets
 /// an address-size prefix from the caller and operand-size prefixes for 32-bit immediates).
 pub(super) fn random_insn(r: &mut Rng, code: &mut Vec<u8>, real: bool, long: bool) {
@@ -883,15 +898,7 @@ fn random_programs(seed: u64, cases: usize, mode: Mode) {
         } else {
             0xffff_ffff
         };
-        for (i, g) in s.gpr.iter_mut().enumerate().take(8) {
-            *g = match i {
-                gpr::RSP => STACK_TOP,
-                gpr::RBX => DATA,
-                gpr::RSI => r.below(8),
-                _ => r.next() & width,
-            };
-        }
-        s.rflags = rflags::FIXED1 | (r.next() & rflags::STATUS);
+        randomize_registers(&mut s, &mut r, width);
         // Flags the SDM leaves undefined (OF after multi-bit shifts, AF after logic and shifts)
         // need no mask: translated code and the interpreter share one lazy-flags record, so
         // even those agree bit for bit.
