@@ -5,8 +5,9 @@
 //! written back (only the dirty ones) before every helper call and at every exit; the lazy-flags
 //! record of the last flag-setting instruction is kept as SSA values and stored only when something
 //! outside the basic block could look at it. Edges between the basic blocks of a region keep the
-//! registers in their variables and store the flags record (see [`Tx::goto`]). Everything here follows the protocol documented in
-//! `context.rs`: before a helper call `cpu.rip` holds the current instruction's ip.
+//! registers in their variables and store the flags record (see [`Tx::goto`]). Everything here
+//! follows the protocol documented in `context.rs`: before a helper call `cpu.rip` holds the
+//! current instruction's ip.
 
 use std::mem::offset_of;
 

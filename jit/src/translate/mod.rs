@@ -1,11 +1,13 @@
 //! Guest blocks to host code with Cranelift.
 //!
 //! One decoded block, with the blocks of its region (see [`crate::region`]), becomes one host
-//! function `extern "C" fn(*mut JitContext) -> u64` in the host's default calling convention. The frequent instructions (moves, ALU operations with
-//! register, memory and immediate operands, ADC/SBB, LEA, PUSH/POP, near CALL/RET/JMP/Jcc/LOOP,
-//! MOVZX/MOVSX, CMOVcc, SETcc, shifts and rotates by an immediate or CL, DIV's common path,
-//! CBW..CQO, BSWAP) are translated inline with the softmmu TLB lookup inline; everything
-//! else calls the interpreter through [`helpers`].
+//! function `extern "C" fn(*mut JitContext) -> u64` in the host's default calling convention.
+//! The frequent instructions (moves, ALU operations with register, memory and immediate
+//! operands, ADC/SBB, LEA, PUSH/POP, near CALL/RET/JMP/Jcc/LOOP, MOVZX/MOVSX, CMOVcc, SETcc,
+//! shifts and rotates by an immediate or CL, DIV's common path, CBW..CQO, BSWAP) are translated
+//! inline with the softmmu TLB lookup inline; everything else calls the interpreter through
+//! [`helpers`], as does an access that misses the inline TLB path, which then leaves the
+//! function.
 //!
 //! Jumps, branches and fall-throughs between the region's basic blocks stay inside the function:
 //! guest registers stay in Cranelift variables across them (an edge stores only the lazy-flags
