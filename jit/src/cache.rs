@@ -10,8 +10,9 @@
 //! Blocks are chained directly: each compiled block owns [`CHAIN_SLOTS`] [`ChainSlot`]s per
 //! basic block of its region (see [`crate::region`]), one per exit to a constant guest ip.
 //! Generated code returns the successor's code pointer from the slot (when it is linked and
-//! still valid) instead of 0, and the dispatcher calls it without looking anything up. Slots live in a [`SlotArena`] freed only with the whole table, so a slot can be
-//! unlinked safely whenever its target block is dropped.
+//! still valid) instead of 0, and the dispatcher calls it without looking anything up. Slots
+//! live in a [`SlotArena`] freed only with the whole table, so a slot can be unlinked safely
+//! whenever its target block is dropped.
 
 use cranelift_codegen::ir::{types, AbiParam, Function, Signature, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
