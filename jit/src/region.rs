@@ -63,7 +63,7 @@ impl Default for RegionLimits {
 
 /// Whether `insn` is one of the LOOP forms the translator handles inline (LOOPcc and JrCXZ go
 /// to the interpreter, which then ends the block).
-fn is_inline_loop(insn: &Instruction) -> bool {
+pub(crate) fn is_inline_loop(insn: &Instruction) -> bool {
     matches!(
         insn.code(),
         Code::Loop_rel8_16_CX

@@ -238,13 +238,7 @@ impl Tx<'_, '_> {
             | Code::Retnq_imm16 => return self.ret_near(insn),
             Code::Jmp_rm64 => return self.branch_indirect(insn, false),
             Code::Call_rm64 => return self.branch_indirect(insn, true),
-            Code::Loop_rel8_16_CX
-            | Code::Loop_rel8_32_CX
-            | Code::Loop_rel8_16_ECX
-            | Code::Loop_rel8_32_ECX
-            | Code::Loop_rel8_64_ECX
-            | Code::Loop_rel8_16_RCX
-            | Code::Loop_rel8_64_RCX => return self.loop_insn(insn),
+            _ if crate::region::is_inline_loop(insn) => return self.loop_insn(insn),
             _ => {}
         }
         match insn.mnemonic() {
