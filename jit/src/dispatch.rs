@@ -7,8 +7,7 @@
 //! decoded instructions until then (or always, in interpreter-only mode, which differential
 //! tests use as the reference).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use decoder::{decode_block, BlockLimits, MAX_INSN_LEN};
 use vcpu::state::rflags;
@@ -123,8 +122,6 @@ pub struct JitVcpu {
     functions: usize,
     blocks: BlockTable,
     kicker: Kicker,
-    /// `kicker`'s flag, loaded between every two blocks.
-    kick_flag: Arc<AtomicBool>,
     budget_end: Option<u64>,
     /// The icount at which the interrupt line is sampled next.
     next_interrupt_poll: u64,
@@ -169,8 +166,6 @@ impl JitVcpu {
     ) -> Result<JitVcpu, JitError> {
         let mut ctx = Box::new(JitContext::new(initial));
         ctx.set_cpu_state(&initial);
-        let kicker = Kicker::new();
-        let kick_flag = kicker.flag().clone();
         Ok(Self {
             ctx,
             rt: Box::new(Runtime::new(ram)),
@@ -188,8 +183,7 @@ impl JitVcpu {
             epoch: 0,
             functions: 0,
             blocks: BlockTable::new(),
-            kicker,
-            kick_flag,
+            kicker: Kicker::new(),
             budget_end: None,
             next_interrupt_poll: 0,
             mode_cache: None,
@@ -378,11 +372,7 @@ impl JitVcpu {
         if !self.rt.has_dirty_code_pages() {
             return false;
         }
-        let dirty = self.rt.take_dirty_code_pages();
-        if dirty.is_empty() {
-            return false;
-        }
-        for page in dirty {
+        for page in self.rt.take_dirty_code_pages() {
             let before = self.blocks.live();
             for p in self.blocks.invalidate_page(page) {
                 self.rt.unmark_code_page(p);
@@ -726,9 +716,9 @@ impl JitVcpu {
         // Look at device requests and the A20 line before the first block.
         let mut look_at_platform = true;
         loop {
-            // A plain load first (inlined, unlike `Kicker::is_set`): the swap in `take` is a
-            // locked instruction, and this runs between every two blocks.
-            if self.kick_flag.load(Ordering::Acquire) && self.kicker.take() {
+            // A plain load first: the swap in `take` is a locked instruction, and this runs
+            // between every two blocks.
+            if self.kicker.is_set() && self.kicker.take() {
                 return Ok(VmExit::Kicked);
             }
             if self.rt.triple_fault {

@@ -299,12 +299,7 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     /// Store the dirty registers into the context. `clear` only on the main path.
     pub fn write_back_regs(&mut self, clear: bool) {
-        for i in 0..self.regs.len() {
-            if self.dirty & (1 << i) != 0 {
-                let v = self.gpr(i);
-                self.store_ctx(v, gpr_offset(i));
-            }
-        }
+        self.write_back_mask(u32::MAX);
         if clear {
             self.dirty = 0;
         }
@@ -847,21 +842,7 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// interpreter in a cold block and leave the function (the interpreter raises whatever
     /// fault the instruction has); continue emitting the main path otherwise.
     pub fn interp_if(&mut self, cond: Value) {
-        let out = self.b.create_block();
-        let cont = self.b.create_block();
-        self.b.ins().brif(cond, out, &[], cont, &[]);
-        self.b.set_cold_block(out);
-        self.b.switch_to_block(out);
-        self.write_back_regs(false);
-        self.store_flags(false);
-        self.store_ip();
-        let f = self.helper_addr(self.env.helpers.interp);
-        let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
-        self.b
-            .ins()
-            .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
-        self.exit(ExitRip::InContext, self.index as u64 + 1);
-        self.b.switch_to_block(cont);
+        self.interp_out_of_line(cond, true);
     }
 
     /// Unless `ok` (an i8 truth value) holds, run the current instruction through the
@@ -871,9 +852,19 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// since the cold block never rejoins the main path, no guest value has to survive the
     /// call (which would keep them out of the host's caller-saved registers).
     pub fn interp_unless(&mut self, ok: Value) {
+        self.interp_out_of_line(ok, false);
+    }
+
+    /// When `cond` equals `leave_when`, interpret the current instruction in a cold block and
+    /// leave the function; the main path continues in a new block otherwise.
+    fn interp_out_of_line(&mut self, cond: Value, leave_when: bool) {
         let out = self.b.create_block();
         let cont = self.b.create_block();
-        self.b.ins().brif(ok, cont, &[], out, &[]);
+        if leave_when {
+            self.b.ins().brif(cond, out, &[], cont, &[]);
+        } else {
+            self.b.ins().brif(cond, cont, &[], out, &[]);
+        }
         self.b.set_cold_block(out);
         self.b.switch_to_block(out);
         self.write_back_regs(false);
