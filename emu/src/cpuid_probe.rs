@@ -7,7 +7,7 @@
 //! 07H and 0DH (SSSE3, AVX, XSAVES...) whatever KVM_SET_CPUID2 said, and runs that SSE code
 //! about a hundred times slower than scalar code. Such features cannot be masked in CPUID, so a
 //! Linux boot on KVM probes what the guest reads ([`guest_cpuid`]) and asks the kernel to ignore
-//! the extras with `clearcpuid=` ([`linux_clearcpuid`]), saying so in the log.
+//! the extras with `clearcpuid=` ([`linux_extras`], [`clearcpuid_value`]), saying so in the log.
 
 use devices::Buses;
 use vcpu::state::cr0;
@@ -107,31 +107,26 @@ pub fn guest_cpuid<E: std::fmt::Display>(
         .collect())
 }
 
-/// A CPUID feature word: (leaf, subleaf, register 0=EAX..3=EDX), with Linux's names of its bits
-/// (arch/x86/include/asm/cpufeatures.h, as /proc/cpuinfo shows them; "" where Linux has none).
+/// A CPUID feature word: (leaf, subleaf, register 0=EAX..3=EDX), Linux's number for it and
+/// Linux's names of its bits (arch/x86/include/asm/cpufeatures.h: word `linux_word` holds
+/// features `32 * linux_word + bit`; names as /proc/cpuinfo shows them, "" where Linux has none).
 struct NamedWord {
     leaf: u32,
     subleaf: u32,
     reg: usize,
+    linux_word: u32,
     names: [&'static str; 32],
 }
 
-/// The feature words Linux reads from CPUID and names bit by bit.
+/// The feature words Linux reads from CPUID and names bit by bit, the instruction-set words
+/// first: [`linux_extras`] lists features in this order, and what does not fit in the
+/// kernel's option buffer is dropped from the end.
 const NAMED_WORDS: [NamedWord; 8] = [
     NamedWord {
         leaf: 1,
         subleaf: 0,
-        reg: 3,
-        names: [
-            "fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "", "sep",
-            "mtrr", "pge", "mca", "cmov", "pat", "pse36", "pn", "clflush", "", "dts", "acpi",
-            "mmx", "fxsr", "sse", "sse2", "ss", "ht", "tm", "ia64", "pbe",
-        ],
-    },
-    NamedWord {
-        leaf: 1,
-        subleaf: 0,
         reg: 2,
+        linux_word: 4,
         names: [
             "pni",
             "pclmulqdq",
@@ -168,58 +163,20 @@ const NAMED_WORDS: [NamedWord; 8] = [
         ],
     },
     NamedWord {
-        leaf: 0x8000_0001,
-        subleaf: 0,
-        reg: 3,
+        leaf: 0xd,
+        subleaf: 1,
+        reg: 0,
+        linux_word: 10,
         names: [
-            "", "", "", "", "", "", "", "", "", "", "", "syscall", "", "", "", "", "", "", "",
-            "mp", "nx", "", "mmxext", "", "", "fxsr_opt", "pdpe1gb", "rdtscp", "", "lm",
-            "3dnowext", "3dnow",
-        ],
-    },
-    NamedWord {
-        leaf: 0x8000_0001,
-        subleaf: 0,
-        reg: 2,
-        names: [
-            "lahf_lm",
-            "cmp_legacy",
-            "svm",
-            "extapic",
-            "cr8_legacy",
-            "abm",
-            "sse4a",
-            "misalignsse",
-            "3dnowprefetch",
-            "osvw",
-            "ibs",
-            "xop",
-            "skinit",
-            "wdt",
-            "",
-            "lwp",
-            "fma4",
-            "tce",
-            "",
-            "nodeid_msr",
-            "",
-            "tbm",
-            "topoext",
-            "perfctr_core",
-            "perfctr_nb",
-            "",
-            "bpext",
-            "ptsc",
-            "perfctr_llc",
-            "mwaitx",
-            "",
-            "",
+            "xsaveopt", "xsavec", "xgetbv1", "xsaves", "xfd", "", "", "", "", "", "", "", "", "",
+            "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
         ],
     },
     NamedWord {
         leaf: 7,
         subleaf: 0,
         reg: 1,
+        linux_word: 9,
         names: [
             "fsgsbase",
             "tsc_adjust",
@@ -259,6 +216,7 @@ const NAMED_WORDS: [NamedWord; 8] = [
         leaf: 7,
         subleaf: 0,
         reg: 2,
+        linux_word: 16,
         names: [
             "",
             "avx512vbmi",
@@ -295,9 +253,61 @@ const NAMED_WORDS: [NamedWord; 8] = [
         ],
     },
     NamedWord {
+        leaf: 0x8000_0001,
+        subleaf: 0,
+        reg: 2,
+        linux_word: 6,
+        names: [
+            "lahf_lm",
+            "cmp_legacy",
+            "svm",
+            "extapic",
+            "cr8_legacy",
+            "abm",
+            "sse4a",
+            "misalignsse",
+            "3dnowprefetch",
+            "osvw",
+            "ibs",
+            "xop",
+            "skinit",
+            "wdt",
+            "",
+            "lwp",
+            "fma4",
+            "tce",
+            "",
+            "nodeid_msr",
+            "",
+            "tbm",
+            "topoext",
+            "perfctr_core",
+            "perfctr_nb",
+            "",
+            "bpext",
+            "ptsc",
+            "perfctr_llc",
+            "mwaitx",
+            "",
+            "",
+        ],
+    },
+    NamedWord {
+        leaf: 1,
+        subleaf: 0,
+        reg: 3,
+        linux_word: 0,
+        names: [
+            "fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "", "sep",
+            "mtrr", "pge", "mca", "cmov", "pat", "pse36", "pn", "clflush", "", "dts", "acpi",
+            "mmx", "fxsr", "sse", "sse2", "ss", "ht", "tm", "ia64", "pbe",
+        ],
+    },
+    NamedWord {
         leaf: 7,
         subleaf: 0,
         reg: 3,
+        linux_word: 18,
         names: [
             "",
             "",
@@ -334,34 +344,57 @@ const NAMED_WORDS: [NamedWord; 8] = [
         ],
     },
     NamedWord {
-        leaf: 0xd,
-        subleaf: 1,
-        reg: 0,
+        leaf: 0x8000_0001,
+        subleaf: 0,
+        reg: 3,
+        linux_word: 1,
         names: [
-            "xsaveopt", "xsavec", "xgetbv1", "xsaves", "xfd", "", "", "", "", "", "", "", "", "",
-            "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
+            "", "", "", "", "", "", "", "", "", "", "", "syscall", "", "", "", "", "", "", "",
+            "mp", "nx", "", "mmxext", "", "", "fxsr_opt", "pdpe1gb", "rdtscp", "", "lm",
+            "3dnowext", "3dnow",
         ],
     },
 ];
 
-/// The (leaf, subleaf) queries [`linux_clearcpuid`] needs answered.
+/// The (leaf, subleaf) queries [`linux_extras`] needs answered.
 pub fn named_queries() -> Vec<(u32, u32)> {
-    let mut q: Vec<(u32, u32)> = NAMED_WORDS.iter().map(|w| (w.leaf, w.subleaf)).collect();
-    q.dedup();
+    let mut q: Vec<(u32, u32)> = Vec::new();
+    for w in &NAMED_WORDS {
+        if !q.contains(&(w.leaf, w.subleaf)) {
+            q.push((w.leaf, w.subleaf));
+        }
+    }
     q
 }
 
-/// What a Linux guest on KVM would see beyond the JIT's CPUID: `seen` answers
-/// [`named_queries`] (in that order) as the KVM guest read them, `limit` is the JIT's
-/// (`jit::interp::cpuid_limit`). Returns the Linux names of the extra features, for
-/// `clearcpuid=`, and the count of extra bits Linux has no name for (they cannot be masked).
-pub fn linux_clearcpuid(
+/// A CPU feature as Linux numbers it (`32 * word + bit`, arch/x86/include/asm/cpufeatures.h),
+/// with its /proc/cpuinfo name ("" for bits Linux does not name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinuxFeature {
+    pub number: u32,
+    pub name: &'static str,
+}
+
+impl std::fmt::Display for LinuxFeature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name.is_empty() {
+            write!(f, "feature {}", self.number)
+        } else {
+            f.write_str(self.name)
+        }
+    }
+}
+
+/// The features a Linux guest on KVM would see beyond the JIT's CPUID, and those named in
+/// `also` that it sees at all: `seen` answers [`named_queries`] (in that order) as the KVM guest
+/// read them, `limit` is the JIT's (`jit::interp::cpuid_limit`). In [`NAMED_WORDS`] order.
+pub fn linux_extras(
     seen: &[[u32; 4]],
     limit: impl Fn(u32, u32) -> [u32; 4],
-) -> (Vec<&'static str>, usize) {
+    also: &[&str],
+) -> Vec<LinuxFeature> {
     let queries = named_queries();
-    let mut names = Vec::new();
-    let mut unnamed = 0;
+    let mut out = Vec::new();
     for w in &NAMED_WORDS {
         let Some(i) = queries.iter().position(|&q| q == (w.leaf, w.subleaf)) else {
             continue;
@@ -369,18 +402,44 @@ pub fn linux_clearcpuid(
         let Some(regs) = seen.get(i) else {
             continue;
         };
-        let extra = regs[w.reg] & !limit(w.leaf, w.subleaf)[w.reg];
-        for (bit, name) in w.names.iter().enumerate() {
-            if extra & (1 << bit) != 0 {
-                if name.is_empty() {
-                    unnamed += 1;
-                } else {
-                    names.push(*name);
-                }
+        let shown = regs[w.reg];
+        let beyond = shown & !limit(w.leaf, w.subleaf)[w.reg];
+        for (bit, &name) in w.names.iter().enumerate() {
+            let asked = !name.is_empty() && also.contains(&name);
+            if beyond & (1 << bit) != 0 || (asked && shown & (1 << bit) != 0) {
+                out.push(LinuxFeature {
+                    number: 32 * w.linux_word + bit as u32,
+                    name,
+                });
             }
         }
     }
-    (names, unnamed)
+    out
+}
+
+/// The longest `clearcpuid=` value Linux reads: cpu_parse_early_param() copies the option into
+/// a 128-byte buffer (arch/x86/kernel/cpu/common.c, Linux 5.19 and later) and ignores the rest.
+pub const CLEARCPUID_MAX_CHARS: usize = 127;
+
+/// The `clearcpuid=` value that masks `features`, as Linux's feature numbers (shorter than
+/// names, and every bit has one): as many as fit in [`CLEARCPUID_MAX_CHARS`], in order. Also
+/// returns the features that did not fit.
+pub fn clearcpuid_value(features: &[LinuxFeature]) -> (String, Vec<LinuxFeature>) {
+    let mut value = String::new();
+    let mut left = Vec::new();
+    for f in features {
+        let item = if value.is_empty() {
+            f.number.to_string()
+        } else {
+            format!(",{}", f.number)
+        };
+        if left.is_empty() && value.len() + item.len() <= CLEARCPUID_MAX_CHARS {
+            value.push_str(&item);
+        } else {
+            left.push(*f);
+        }
+    }
+    (value, left)
 }
 
 #[cfg(test)]
@@ -413,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn only_features_beyond_the_jit_are_named() {
+    fn only_features_beyond_the_jit_are_listed_with_linux_numbers() {
         // KVM shows SSSE3 (1:ECX[9]) and AVX (1:ECX[28]) beside the JIT's SSE3 and CX16,
         // AVX2 (7:EBX[5]) beside SMEP, XSAVES (0DH.1:EAX[3]) beside XSAVEOPT, and the
         // unnamed 1:ECX[16].
@@ -423,15 +482,67 @@ mod tests {
             ((7, 0), 1, 1 << 7 | 1 << 5),
             ((0xd, 1), 0, 1 | 1 << 3),
         ]);
-        let (names, unnamed) = linux_clearcpuid(&seen, jit);
-        assert_eq!(names, ["ssse3", "avx", "avx2", "xsaves"]);
-        assert_eq!(unnamed, 1);
+        let extras = linux_extras(&seen, jit, &[]);
+        let names: Vec<String> = extras.iter().map(|f| f.to_string()).collect();
+        assert_eq!(names, ["ssse3", "feature 144", "avx", "xsaves", "avx2"]);
+        // X86_FEATURE_SSSE3 is (4*32+ 9), XSAVES (10*32+ 3), AVX2 (9*32+ 5).
+        let numbers: Vec<u32> = extras.iter().map(|f| f.number).collect();
+        assert_eq!(numbers, [137, 144, 156, 323, 293]);
+    }
+
+    #[test]
+    fn features_asked_for_are_listed_only_where_the_guest_sees_them() {
+        // SSE3 and CX16 are within the JIT's limit but asked for; AES is asked for, not shown.
+        let seen = seen_with(&[((1, 0), 2, 1 | 1 << 13)]);
+        let extras = linux_extras(&seen, jit, &["pni", "cx16", "aes"]);
+        let names: Vec<&str> = extras.iter().map(|f| f.name).collect();
+        assert_eq!(names, ["pni", "cx16"]);
     }
 
     #[test]
     fn nothing_to_mask_when_kvm_shows_what_the_jit_has() {
         let seen = seen_with(&[((1, 0), 2, 1), ((7, 0), 1, 1 << 7)]);
-        assert_eq!(linux_clearcpuid(&seen, jit), (vec![], 0));
+        assert_eq!(linux_extras(&seen, jit, &[]), vec![]);
+    }
+
+    #[test]
+    fn the_clearcpuid_value_stops_at_the_kernels_buffer() {
+        let feature = |number| LinuxFeature { number, name: "" };
+        let (value, left) = clearcpuid_value(&[feature(137), feature(1), feature(603)]);
+        assert_eq!((value.as_str(), left), ("137,1,603", vec![]));
+        // 31 three-digit numbers take 31 * 4 - 1 = 123 characters; a 32nd would make 127 and
+        // fits, a 33rd does not, nor does anything after it.
+        let many: Vec<LinuxFeature> = (300..334).map(feature).collect();
+        let (value, left) = clearcpuid_value(&many);
+        assert_eq!(value.len(), 127);
+        assert!(value.ends_with(",331"));
+        assert_eq!(left, vec![feature(332), feature(333)]);
+        assert_eq!(clearcpuid_value(&[]), (String::new(), vec![]));
+    }
+
+    #[test]
+    fn every_word_has_its_linux_number() {
+        // cpufeatures.h: word 0 is CPUID 1 EDX, 1 is 80000001H EDX, 4 is 1 ECX, 6 is
+        // 80000001H ECX, 9 is 7.0 EBX, 10 is 0DH.1 EAX, 16 is 7.0 ECX, 18 is 7.0 EDX.
+        let word = |leaf: u32, subleaf: u32, reg: usize| {
+            NAMED_WORDS
+                .iter()
+                .find(|w| (w.leaf, w.subleaf, w.reg) == (leaf, subleaf, reg))
+                .map(|w| w.linux_word)
+        };
+        assert_eq!(word(1, 0, 3), Some(0));
+        assert_eq!(word(0x8000_0001, 0, 3), Some(1));
+        assert_eq!(word(1, 0, 2), Some(4));
+        assert_eq!(word(0x8000_0001, 0, 2), Some(6));
+        assert_eq!(word(7, 0, 1), Some(9));
+        assert_eq!(word(0xd, 1, 0), Some(10));
+        assert_eq!(word(7, 0, 2), Some(16));
+        assert_eq!(word(7, 0, 3), Some(18));
+        assert_eq!(
+            named_queries().len(),
+            4,
+            "each (leaf, subleaf) is probed once"
+        );
     }
 
     #[test]

@@ -308,63 +308,67 @@ pub const SCALAR_SIMD_MASK: [&str; 15] = [
     "gfni",
 ];
 
-/// The Linux command line `cmdline` with a `clearcpuid=` option naming the CPU features a guest
-/// reads on this KVM beyond the JIT's CPUID (see [`crate::cpuid_probe`]): none where KVM
+/// The Linux command line `cmdline` with a `clearcpuid=` option masking the CPU features a
+/// guest reads on this KVM beyond the JIT's CPUID (see [`crate::cpuid_probe`]): none where KVM
 /// honours the capped CPUID table, the SSE and XSAVE extensions on a KVM that answers some
-/// leaves from its own model; and with `scalar_simd`, the [`SCALAR_SIMD_MASK`] too. A command
-/// line that already has `clearcpuid=` is left as it is.
+/// leaves from its own model; and with `scalar_simd`, the [`SCALAR_SIMD_MASK`] features the
+/// guest sees. Linux reads only the first 127 characters of the option: what does not fit
+/// stays visible, with a warning. A command line that already has `clearcpuid=` is left as it
+/// is.
 fn mask_kvm_features(cmdline: &str, scalar_simd: bool) -> Result<String, MachineError> {
     accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
     let queries = crate::cpuid_probe::named_queries();
     let seen = crate::cpuid_probe::guest_cpuid(&queries, |ram, s| create_kvm(ram, s, None))
         .map_err(|e| MachineError::KvmUnavailable(format!("probing the guest's CPUID: {e}")))?;
-    let (mut names, unnamed) =
-        crate::cpuid_probe::linux_clearcpuid(&seen, jit::interp::cpuid_limit);
-    if unnamed > 0 {
+    let asked: &[&str] = if scalar_simd { &SCALAR_SIMD_MASK } else { &[] };
+    let features = crate::cpuid_probe::linux_extras(&seen, jit::interp::cpuid_limit, asked);
+    let list = |f: &[crate::cpuid_probe::LinuxFeature]| {
+        f.iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (value, left) = crate::cpuid_probe::clearcpuid_value(&features);
+    if !features.is_empty() {
         log::info!(
-            "this KVM shows its guest {unnamed} CPUID feature bit(s) the JIT lacks that Linux \
-             has no name for; they stay visible"
+            "this KVM shows its guest CPU features the JIT lacks whatever its CPUID table says{}; \
+             Linux is told to ignore them: {}",
+            if scalar_simd {
+                ", and KVM is slow here, so the SIMD extensions beyond SSE3 go too and the \
+                 kernel's crypto code runs scalar (--scalar-simd-on-kvm)"
+            } else {
+                ""
+            },
+            list(&features)
         );
     }
-    if !names.is_empty() {
-        log::info!(
-            "this KVM shows its guest CPU features the JIT lacks whatever its CPUID table \
-             says; Linux is told to ignore them: {}",
-            names.join(",")
+    if !left.is_empty() {
+        log::warn!(
+            "Linux reads at most {} characters of clearcpuid=, so these features stay visible \
+             to the guest: {}",
+            crate::cpuid_probe::CLEARCPUID_MAX_CHARS,
+            list(&left)
         );
     }
-    if scalar_simd {
-        log::info!(
-            "KVM is slow here: Linux is told to ignore the SIMD extensions beyond SSE3 so that \
-             its crypto code runs scalar (--scalar-simd-on-kvm): {}",
-            SCALAR_SIMD_MASK.join(",")
-        );
-        for n in SCALAR_SIMD_MASK {
-            if !names.contains(&n) {
-                names.push(n);
-            }
-        }
-    }
-    Ok(with_clearcpuid(cmdline, &names))
+    Ok(with_clearcpuid(cmdline, &value))
 }
 
-/// `cmdline` with `clearcpuid=` naming `names`, unless there are none or the command line has
-/// its own `clearcpuid=` (Linux reads only one; the user's wins, with a warning).
-fn with_clearcpuid(cmdline: &str, names: &[&str]) -> String {
-    if names.is_empty() {
+/// `cmdline` with `clearcpuid=value`, unless the value is empty or the command line has its
+/// own `clearcpuid=` (Linux reads only one; the user's wins, with a warning).
+fn with_clearcpuid(cmdline: &str, value: &str) -> String {
+    if value.is_empty() {
         return cmdline.to_string();
     }
-    let list = names.join(",");
     if cmdline
         .split_whitespace()
         .any(|w| w.starts_with("clearcpuid="))
     {
         log::warn!(
-            "the command line has its own clearcpuid=, so Linux is not told to ignore {list}"
+            "the command line has its own clearcpuid=, so Linux is not told to ignore {value}"
         );
         return cmdline.to_string();
     }
-    format!("{cmdline} clearcpuid={list}")
+    format!("{cmdline} clearcpuid={value}")
         .trim_start()
         .to_string()
 }
@@ -736,16 +740,28 @@ mod clearcpuid_tests {
     #[test]
     fn names_are_appended_as_one_option() {
         assert_eq!(
-            with_clearcpuid("console=ttyS0", &["ssse3", "avx"]),
-            "console=ttyS0 clearcpuid=ssse3,avx"
+            with_clearcpuid("console=ttyS0", "137,156"),
+            "console=ttyS0 clearcpuid=137,156"
         );
-        assert_eq!(with_clearcpuid("", &["avx"]), "clearcpuid=avx");
-        assert_eq!(with_clearcpuid("quiet", &[]), "quiet");
+        assert_eq!(with_clearcpuid("", "156"), "clearcpuid=156");
+        assert_eq!(with_clearcpuid("quiet", ""), "quiet");
+    }
+
+    #[test]
+    fn every_scalar_simd_name_is_a_linux_feature() {
+        let all = |_: u32, _: u32| [u32::MAX; 4];
+        let seen = vec![[u32::MAX; 4]; crate::cpuid_probe::named_queries().len()];
+        let found = crate::cpuid_probe::linux_extras(&seen, all, &super::SCALAR_SIMD_MASK);
+        let mut names: Vec<&str> = found.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        let mut want = super::SCALAR_SIMD_MASK.to_vec();
+        want.sort_unstable();
+        assert_eq!(names, want);
     }
 
     #[test]
     fn the_users_own_clearcpuid_wins() {
         let cmdline = "console=ttyS0 clearcpuid=pcid";
-        assert_eq!(with_clearcpuid(cmdline, &["avx"]), cmdline);
+        assert_eq!(with_clearcpuid(cmdline, "156"), cmdline);
     }
 }

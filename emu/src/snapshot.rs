@@ -25,7 +25,10 @@ use vcpu::{
 };
 
 pub const MAGIC: &[u8; 8] = b"EMUSNAP\0";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added IA32_TSC_ADJUST to the CPU section; version 1 files still load (with 0).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this emu reads.
+const OLDEST_VERSION: u32 = 1;
 const TAG_CPU: &[u8; 4] = b"CPU ";
 const TAG_REGIONS: &[u8; 4] = b"REGN";
 const TAG_PAGES: &[u8; 4] = b"PAGE";
@@ -47,7 +50,7 @@ pub enum SnapshotError {
     },
     #[error("not an emu snapshot (bad magic)")]
     BadMagic,
-    #[error("snapshot format version {found} is not supported (this emu reads version {FORMAT_VERSION})")]
+    #[error("snapshot format version {found} is not supported (this emu reads versions {OLDEST_VERSION} to {FORMAT_VERSION})")]
     Version { found: u32 },
     #[error("snapshot is truncated: {0}")]
     Truncated(&'static str),
@@ -197,6 +200,7 @@ pub fn encode_cpu(c: &CpuState) -> Vec<u8> {
         c.tsc_aux,
         c.apic_base,
         c.misc_enable,
+        c.tsc_adjust,
     ] {
         o.u64(v);
     }
@@ -212,8 +216,9 @@ pub fn encode_cpu(c: &CpuState) -> Vec<u8> {
     o.0
 }
 
-/// The inverse of [`encode_cpu`]; the payload must be consumed exactly.
-pub fn decode_cpu(b: &[u8]) -> Result<CpuState, SnapshotError> {
+/// The inverse of [`encode_cpu`] for a file of format `version`; the payload must be consumed
+/// exactly.
+pub fn decode_cpu(b: &[u8], version: u32) -> Result<CpuState, SnapshotError> {
     let mut i = In { b, what: "CPU " };
     let mut c = CpuState::reset();
     for r in c.gpr.iter_mut() {
@@ -252,6 +257,9 @@ pub fn decode_cpu(b: &[u8]) -> Result<CpuState, SnapshotError> {
         &mut c.misc_enable,
     ] {
         *v = i.u64()?;
+    }
+    if version >= 2 {
+        c.tsc_adjust = i.u64()?;
     }
     c.fx = FxArea(i.take(512)?.try_into().unwrap());
     c.pending = PendingEvent {
@@ -436,7 +444,7 @@ impl Snapshot {
             what: "header",
         };
         let version = i.u32()?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(SnapshotError::Version { found: version });
         }
         let (mut cpu, mut regions, mut pages, mut devices) = (None, None, None, None);
@@ -472,7 +480,7 @@ impl Snapshot {
                 }
             }
         }
-        let cpu = decode_cpu(cpu.ok_or(SnapshotError::Missing("CPU "))?)?;
+        let cpu = decode_cpu(cpu.ok_or(SnapshotError::Missing("CPU "))?, version)?;
         let mut r = In {
             b: regions.ok_or(SnapshotError::Missing("REGN"))?,
             what: "REGN",
@@ -605,6 +613,25 @@ mod tests {
         cpu.pending.error_code = 2;
         let snap = Snapshot::capture(cpu, &ram, vec![("pic".into(), vec![1, 2, 3])]).unwrap();
         (snap, ram)
+    }
+
+    #[test]
+    fn version_1_cpu_sections_load_without_tsc_adjust() {
+        let mut c = CpuState::reset();
+        c.gpr[3] = 0x1234;
+        c.tsc = 0x5555_0000;
+        c.tsc_adjust = 0x77;
+        let v2 = encode_cpu(&c);
+        assert_eq!(decode_cpu(&v2, FORMAT_VERSION).unwrap(), c);
+        // Version 1 had no IA32_TSC_ADJUST after IA32_MISC_ENABLE; the FXSAVE image, the
+        // pending event (8 bytes) and three state bytes follow it.
+        let at = v2.len() - (512 + 8 + 3) - 8;
+        let v1 = [&v2[..at], &v2[at + 8..]].concat();
+        assert_eq!(decode_cpu(&v1, 1).unwrap(), CpuState { tsc_adjust: 0, ..c });
+        assert!(matches!(
+            decode_cpu(&v1, 2),
+            Err(SnapshotError::Truncated(_))
+        ));
     }
 
     #[test]

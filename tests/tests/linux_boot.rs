@@ -19,8 +19,10 @@ use emu::machine::{Accel, Machine, MachineConfig, RunOutcome, SlowKvmLinux};
 
 const MARKER: &str = "EMU-USERSPACE-OK";
 const CMDLINE: &str = "console=ttyS0 panic=-1";
-/// /init prints the marker and starts an interactive shell on the console.
+/// /init prints the TSC flags Linux saw, the marker, and starts an interactive shell on the
+/// console.
 const INIT_SCRIPT: &str = "/bin/busybox mount -t proc proc /proc
+/bin/busybox echo TSC-FLAGS: $(/bin/busybox grep -o -w -E 'constant_tsc|nonstop_tsc|tsc_adjust' /proc/cpuinfo)
 /bin/busybox echo EMU-USERSPACE-OK $(/bin/busybox uname -r)
 exec /bin/busybox sh
 ";
@@ -199,6 +201,18 @@ fn boot(accel: Accel, limit: Duration) {
         !text.contains("APIC timer disabled"),
         "Linux rejected the local APIC timer"
     );
+    // An invariant TSC with IA32_TSC_ADJUST: Linux trusts it without the clocksource watchdog,
+    // which would compare it with jiffies from timer ticks that a busy host delivers late.
+    let flags = text
+        .lines()
+        .find(|l| l.starts_with("TSC-FLAGS:"))
+        .expect("/init printed the TSC flags");
+    for flag in ["constant_tsc", "nonstop_tsc", "tsc_adjust"] {
+        assert!(
+            flags.split_whitespace().any(|w| w == flag),
+            "Linux did not see {flag}: {flags}"
+        );
+    }
 }
 
 #[test]

@@ -263,6 +263,9 @@ pub struct CpuState {
     pub pat: u64,
     pub tsc: u64,
     pub tsc_aux: u64,
+    /// IA32_TSC_ADJUST (SDM Vol. 3B 18.17.3): what software added to the TSC through this MSR or
+    /// by writing IA32_TIME_STAMP_COUNTER.
+    pub tsc_adjust: u64,
     pub apic_base: u64,
     pub misc_enable: u64,
     pub fx: FxArea,
@@ -340,6 +343,7 @@ impl CpuState {
             pat: 0x0007_0406_0007_0406,
             tsc: 0,
             tsc_aux: 0,
+            tsc_adjust: 0,
             apic_base: 0xfee0_0900,
             misc_enable: 1,
             fx: FxArea::reset(),

@@ -8,6 +8,7 @@ use kvm_bindings::{kvm_msr_entry, Msrs};
 use vcpu::CpuState;
 
 pub const IA32_TIME_STAMP_COUNTER: u32 = 0x10;
+pub const IA32_TSC_ADJUST: u32 = 0x3b;
 pub const IA32_SYSENTER_CS: u32 = 0x174;
 pub const IA32_SYSENTER_ESP: u32 = 0x175;
 pub const IA32_SYSENTER_EIP: u32 = 0x176;
@@ -21,7 +22,7 @@ pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
 pub const IA32_TSC_AUX: u32 = 0xc000_0103;
 
 /// Every MSR moved by [`to_entries`] / [`apply`], in a fixed order.
-pub const CARRIED: [u32; 12] = [
+pub const CARRIED: [u32; 13] = [
     IA32_STAR,
     IA32_LSTAR,
     IA32_CSTAR,
@@ -33,6 +34,7 @@ pub const CARRIED: [u32; 12] = [
     IA32_PAT,
     IA32_TIME_STAMP_COUNTER,
     IA32_TSC_AUX,
+    IA32_TSC_ADJUST,
     IA32_MISC_ENABLE,
 ];
 
@@ -50,6 +52,7 @@ fn field(s: &mut CpuState, index: u32) -> Option<&mut u64> {
         IA32_PAT => &mut s.pat,
         IA32_TIME_STAMP_COUNTER => &mut s.tsc,
         IA32_TSC_AUX => &mut s.tsc_aux,
+        IA32_TSC_ADJUST => &mut s.tsc_adjust,
         IA32_MISC_ENABLE => &mut s.misc_enable,
         _ => return None,
     })

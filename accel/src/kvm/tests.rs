@@ -592,6 +592,7 @@ fn random_state(rng: &mut Rng, caps: &Caps) -> CpuState {
     });
     s.tsc = rng.below(1 << 50);
     s.tsc_aux = rng.below(1 << 32);
+    s.tsc_adjust = rng.below(1 << 40);
     s.misc_enable = rng.below(2);
     s.apic_base = 0xfee0_0000 | 0x100 | 0x800;
     let mut fx = [0u8; 512];
@@ -687,6 +688,7 @@ fn differences(want: &CpuState, got: &CpuState) -> Vec<String> {
         pat,
         tsc,
         tsc_aux,
+        tsc_adjust,
         apic_base,
         misc_enable,
         pending,

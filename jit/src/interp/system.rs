@@ -218,8 +218,10 @@ pub const CPUID_EXT_EDX: u32 =
     CPUID_EXT_SYSCALL | CPUID_EXT_NX | CPUID_EXT_PAGE1GB | CPUID_EXT_RDTSCP | CPUID_EXT_LM;
 /// 1 GiB pages in 4-level paging (SDM Vol. 3A 4.5).
 pub const CPUID_EXT_PAGE1GB: u32 = 1 << 26;
-/// CPUID leaf 7 subleaf 0 EBX (SDM Vol. 2A CPUID, Table 3-8): SMEP, SMAP (with STAC/CLAC).
-pub const CPUID_7_EBX: u32 = CPUID_7_SMEP | CPUID_7_SMAP;
+/// CPUID leaf 7 subleaf 0 EBX (SDM Vol. 2A CPUID, Table 3-8): IA32_TSC_ADJUST, SMEP, SMAP (with
+/// STAC/CLAC).
+pub const CPUID_7_EBX: u32 = CPUID_7_TSC_ADJUST | CPUID_7_SMEP | CPUID_7_SMAP;
+pub const CPUID_7_TSC_ADJUST: u32 = 1 << 1;
 pub const CPUID_7_SMEP: u32 = 1 << 7;
 pub const CPUID_7_SMAP: u32 = 1 << 20;
 pub const CPUID_EXT_SYSCALL: u32 = 1 << 11;
@@ -229,6 +231,12 @@ pub const CPUID_EXT_LM: u32 = 1 << 29;
 /// CPUID 80000001H ECX: LAHF/SAHF in 64-bit mode.
 pub const CPUID_EXT_ECX: u32 = CPUID_EXT_LAHF_LM;
 pub const CPUID_EXT_LAHF_LM: u32 = 1 << 0;
+/// CPUID 80000007H EDX[8]: the invariant TSC (SDM Vol. 3B 18.17.1), which `crate::tsc` is: it
+/// counts host time at a constant rate in every state. With IA32_TSC_ADJUST beside it, Linux
+/// trusts the TSC without its clocksource watchdog, which otherwise compares it with the jiffies
+/// of a timer tick that arrives late or in bursts when the host is busy.
+pub const CPUID_POWER_EDX: u32 = CPUID_POWER_INVARIANT_TSC;
+pub const CPUID_POWER_INVARIANT_TSC: u32 = 1 << 8;
 /// CPUID 80000008H EAX: linear-address bits << 8 | physical-address bits.
 pub const CPUID_ADDRESS_SIZES: u32 = (crate::paging::LINEAR_BITS << 8) | crate::paging::MAXPHYADDR;
 /// Family 6, model 6, stepping 3 (the signature `CpuState::reset` leaves in EDX).
@@ -258,6 +266,7 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
         7 => [0, CPUID_7_EBX, 0, 0],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
         0x8000_0001 => [0, 0, CPUID_EXT_ECX, CPUID_EXT_EDX],
+        0x8000_0007 => [0, 0, 0, CPUID_POWER_EDX],
         0x8000_0008 => [CPUID_ADDRESS_SIZES, 0, 0, 0],
         0x8000_0002..=0x8000_0004 => {
             let mut brand = [0u8; 48];
@@ -333,6 +342,7 @@ mod msr {
     /// IA32_PLATFORM_ID (read-only): the platform bits microcode loaders match; 0 here.
     pub const PLATFORM_ID: u32 = 0x17;
     pub const TSC: u32 = 0x10;
+    pub const TSC_ADJUST: u32 = 0x3b;
     pub const APIC_BASE: u32 = 0x1b;
     /// IA32_BIOS_SIGN_ID: the loaded microcode's revision in bits 63:32.
     pub const BIOS_SIGN_ID: u32 = 0x8b;
@@ -363,6 +373,7 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
     if insn.mnemonic() == M::Rdmsr {
         let v = match index {
             msr::TSC => tsc,
+            msr::TSC_ADJUST => c.tsc_adjust,
             msr::APIC_BASE => c.apic_base,
             // No microcode update is ever loaded: revision 0.
             msr::BIOS_SIGN_ID | msr::PLATFORM_ID => 0,
@@ -407,8 +418,17 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
         log::debug!("wrmsr {index:#x} <- non-canonical {v:#x}: #GP");
         return Err(Fault::gp(0));
     }
+    // Writing the TSC adds the step to IA32_TSC_ADJUST; writing IA32_TSC_ADJUST steps the TSC
+    // by the change (SDM Vol. 3B 18.17.3).
     if index == msr::TSC {
+        ctx.cpu.tsc_adjust = ctx.cpu.tsc_adjust.wrapping_add(v.wrapping_sub(tsc));
         ctx.set_tsc(v);
+        return Ok(Flow::Next);
+    }
+    if index == msr::TSC_ADJUST {
+        let step = v.wrapping_sub(ctx.cpu.tsc_adjust);
+        ctx.cpu.tsc_adjust = v;
+        ctx.set_tsc(tsc.wrapping_add(step));
         return Ok(Flow::Next);
     }
     if index == msr::BIOS_SIGN_ID {
@@ -812,7 +832,12 @@ mod tests {
             (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29),
             "SYSCALL, NX, Page1GB, RDTSCP, LM"
         );
-        assert_eq!(cpuid_leaf(7), [0, (1 << 7) | (1 << 20), 0, 0], "SMEP, SMAP");
+        assert_eq!(
+            cpuid_leaf(7),
+            [0, (1 << 1) | (1 << 7) | (1 << 20), 0, 0],
+            "IA32_TSC_ADJUST, SMEP, SMAP"
+        );
+        assert_eq!(cpuid_leaf(0x8000_0007), [0, 0, 0, 1 << 8], "invariant TSC");
         assert_eq!(cpuid_leaf(0x8000_0001)[2], 1, "LAHF/SAHF in 64-bit mode");
         assert_eq!(cpuid_leaf(0x8000_0000)[0], 0x8000_0008);
         assert_eq!(cpuid_leaf(0x8000_0008)[0], 0x3028);

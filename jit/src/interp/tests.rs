@@ -1275,6 +1275,62 @@ fn wrmsr_tsc_sets_the_counter_and_it_keeps_counting() {
 }
 
 #[test]
+fn tsc_adjust_follows_tsc_writes_and_steps_the_tsc() {
+    let mut m = long64();
+    // wrmsr; rdmsr; wrmsr; rdtsc; rdmsr: IA32_TSC <- 2^40, read IA32_TSC_ADJUST, then
+    // IA32_TSC_ADJUST <- its value + 2^36, read the TSC and IA32_TSC_ADJUST again.
+    m.load(
+        0x1000,
+        &[0x0f, 0x30, 0x0f, 0x32, 0x0f, 0x30, 0x0f, 0x31, 0x0f, 0x32],
+    );
+    m.ctx.flags.set_eflags();
+    let before = m.ctx.tsc();
+    m.ctx.cpu.gpr[gpr::RCX] = 0x10;
+    m.ctx.cpu.gpr[gpr::RDX] = 1 << 8;
+    m.ctx.cpu.gpr[gpr::RAX] = 0;
+    assert_eq!(m.step_once(), Step::Continue);
+    m.ctx.cpu.gpr[gpr::RCX] = 0x3b;
+    assert_eq!(m.step_once(), Step::Continue);
+    let adjust = m.ctx.cpu.gpr[gpr::RDX] << 32 | m.ctx.cpu.gpr[gpr::RAX];
+    // The write stepped the TSC by 2^40 - (its value then), which was at least `before`.
+    assert!(
+        adjust <= (1 << 40) - before && adjust > (1 << 40) - before - 60 * crate::tsc::TSC_HZ,
+        "{adjust:#x}"
+    );
+    let raised = adjust + (1 << 36);
+    m.ctx.cpu.gpr[gpr::RDX] = raised >> 32;
+    m.ctx.cpu.gpr[gpr::RAX] = raised & 0xffff_ffff;
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!(m.step_once(), Step::Continue);
+    let tsc = m.ctx.cpu.gpr[gpr::RDX] << 32 | m.ctx.cpu.gpr[gpr::RAX];
+    let stepped = (1 << 40) + (1 << 36);
+    assert!(
+        (stepped..stepped + 60 * crate::tsc::TSC_HZ).contains(&tsc),
+        "the TSC moved with IA32_TSC_ADJUST: {tsc:#x}"
+    );
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!(
+        m.ctx.cpu.gpr[gpr::RDX] << 32 | m.ctx.cpu.gpr[gpr::RAX],
+        raised
+    );
+    assert_eq!(m.ctx.cpu_state().tsc_adjust, raised);
+}
+
+#[test]
+fn cpuid_reports_the_invariant_tsc_and_tsc_adjust() {
+    let mut m = long64();
+    // cpuid (leaf 80000007H); cpuid (leaf 7)
+    m.load(0x1000, &[0x0f, 0xa2, 0x0f, 0xa2]);
+    m.ctx.cpu.gpr[gpr::RAX] = 0x8000_0007;
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_ne!(m.ctx.cpu.gpr[gpr::RDX] & (1 << 8), 0, "invariant TSC");
+    m.ctx.cpu.gpr[gpr::RAX] = 7;
+    m.ctx.cpu.gpr[gpr::RCX] = 0;
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_ne!(m.ctx.cpu.gpr[gpr::RBX] & (1 << 1), 0, "IA32_TSC_ADJUST");
+}
+
+#[test]
 fn long_mode_call_gate_from_ring3_switches_to_rsp0_and_retfq_returns() {
     let mut m = long64();
     // User-accessible identity map, ring-3 64-bit code 0x20 and data 0x28, and a 16-byte
