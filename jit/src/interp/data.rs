@@ -13,7 +13,7 @@ use super::operand::{
 use super::{end_block_after, system, Exec, Flow};
 use crate::context::JitContext;
 use crate::exception::Fault;
-use crate::flags::{condition, kind};
+use crate::flags::kind;
 use crate::mem;
 use crate::runtime::Runtime;
 use crate::segment;
@@ -27,7 +27,7 @@ pub(super) fn cc_nibble(insn: &Instruction) -> u8 {
 /// Whether the instruction's condition holds now.
 #[inline]
 pub(super) fn condition_holds(ctx: &JitContext, insn: &Instruction) -> bool {
-    condition(cc_nibble(insn), ctx.flags.status(ctx.cpu.rflags))
+    ctx.flags.holds(cc_nibble(insn), ctx.cpu.rflags)
 }
 
 pub(super) fn mov(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
