@@ -241,8 +241,13 @@ impl Tx<'_, '_> {
             _ if crate::region::is_inline_loop(insn) => return self.loop_insn(insn),
             _ => {}
         }
+        let sse = self.sse_integer(insn);
+        if sse != Done::NotHandled {
+            return sse;
+        }
         match insn.mnemonic() {
-            Mnemonic::Nop => Done::Inline,
+            // PAUSE only hints a spin-wait loop (SDM Vol. 2B PAUSE).
+            Mnemonic::Nop | Mnemonic::Pause => Done::Inline,
             Mnemonic::Mov => self.mov(insn),
             Mnemonic::Add
             | Mnemonic::Adc

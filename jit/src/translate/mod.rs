@@ -30,6 +30,9 @@ mod memory;
 mod region_tests;
 mod regs;
 mod shift;
+mod sse;
+#[cfg(test)]
+mod sse_tests;
 #[cfg(test)]
 mod tests;
 
