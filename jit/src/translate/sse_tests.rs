@@ -167,36 +167,33 @@ fn assert_all_inline(t: &super::tests::Outcome) {
     assert!(st.inline_insns >= 7, "{st:?}");
 }
 
-#[test]
-fn every_form_agrees_with_the_interpreter_in_32bit_mode() {
-    let mut r = Rng(0x5eed_55e2);
+/// [`every_form`] from four random starting states in `base`'s mode.
+fn every_form_agrees(base: impl Fn() -> CpuState, seed: u64) {
+    let mut r = Rng(seed);
     for _ in 0..4 {
-        let s = sse_state(flat32(), &mut r);
-        let t = differential(&every_form(), s, 0);
-        assert_eq!(
-            t.exit,
-            VmExit::Halted {
-                interrupts_enabled: false
-            }
-        );
+        let t = differential(&every_form(), sse_state(base(), &mut r), 0);
+        assert_halted(&t);
         assert_all_inline(&t);
     }
 }
 
+fn assert_halted(t: &super::tests::Outcome) {
+    assert_eq!(
+        t.exit,
+        VmExit::Halted {
+            interrupts_enabled: false
+        }
+    );
+}
+
+#[test]
+fn every_form_agrees_with_the_interpreter_in_32bit_mode() {
+    every_form_agrees(flat32, 0x5eed_55e2);
+}
+
 #[test]
 fn every_form_agrees_with_the_interpreter_in_64bit_mode() {
-    let mut r = Rng(0x64_55e2);
-    for _ in 0..4 {
-        let s = sse_state(long64(&ram()), &mut r);
-        let t = differential(&every_form(), s, 0);
-        assert_eq!(
-            t.exit,
-            VmExit::Halted {
-                interrupts_enabled: false
-            }
-        );
-        assert_all_inline(&t);
-    }
+    every_form_agrees(|| long64(&ram()), 0x64_55e2);
 }
 
 #[test]
@@ -212,12 +209,7 @@ fn xmm8_to_15_and_64bit_moves_agree_with_the_interpreter() {
         0xf3, 0x44, 0x0f, 0x6f, 0x5b, 5, 0x66, 0x44, 0x0f, 0x7f, 0x7b, 0x60, HLT,
     ];
     let t = differential(&code, s, 0);
-    assert_eq!(
-        t.exit,
-        VmExit::Halted {
-            interrupts_enabled: false
-        }
-    );
+    assert_halted(&t);
     assert_all_inline(&t);
 }
 
