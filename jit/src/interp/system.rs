@@ -222,6 +222,31 @@ pub const CPUID_EXT_PAGE1GB: u32 = 1 << 26;
 /// STAC/CLAC).
 pub const CPUID_7_EBX: u32 = CPUID_7_TSC_ADJUST | CPUID_7_SMEP | CPUID_7_SMAP;
 pub const CPUID_7_TSC_ADJUST: u32 = 1 << 1;
+/// CPUID leaf 7 subleaf 0 EDX: IA32_ARCH_CAPABILITIES exists (SDM Vol. 2A CPUID, Table 3-8).
+pub const CPUID_7_EDX: u32 = CPUID_7_ARCH_CAPABILITIES;
+pub const CPUID_7_ARCH_CAPABILITIES: u32 = 1 << 29;
+/// IA32_ARCH_CAPABILITIES (SDM Vol. 4 Table 2-2): the processor is not susceptible to rogue
+/// data cache load (RDCL_NO, bit 0), speculative store bypass (SSB_NO, 4), microarchitectural
+/// data sampling (MDS_NO, 5), machine checks on page-size changes (IF_PSCHANGE_MC_NO, 6), TSX
+/// asynchronous abort (TAA_NO, 8), the MMIO stale-data leaks (SBDR_SSDP_NO, FBSDP_NO,
+/// PSDP_NO: 13-15), branch history injection (BHI_NO, 20), post-barrier RSB predictions
+/// (PBRSB_NO, 24), gather data sampling (GDS_NO, 26) and register file data sampling (RFDS_NO,
+/// 27). All true of a CPU that executes nothing speculatively. Without them Linux takes an
+/// Intel family-6 processor for one that leaks kernel memory: it isolates kernel page tables
+/// (a CR3 switch, and so a flush of the JIT's TLB, on every kernel entry and exit) and clears
+/// CPU buffers with VERW on every return to user mode.
+pub const ARCH_CAPABILITIES: u64 = 1
+    | 1 << 4
+    | 1 << 5
+    | 1 << 6
+    | 1 << 8
+    | 1 << 13
+    | 1 << 14
+    | 1 << 15
+    | 1 << 20
+    | 1 << 24
+    | 1 << 26
+    | 1 << 27;
 pub const CPUID_7_SMEP: u32 = 1 << 7;
 pub const CPUID_7_SMAP: u32 = 1 << 20;
 pub const CPUID_EXT_SYSCALL: u32 = 1 << 11;
@@ -263,7 +288,7 @@ pub fn cpuid_leaf(leaf: u32) -> [u32; 4] {
             CPUID_1_ECX,
             CPUID_1_EDX,
         ],
-        7 => [0, CPUID_7_EBX, 0, 0],
+        7 => [0, CPUID_7_EBX, 0, CPUID_7_EDX],
         0x8000_0000 => [CPUID_MAX_EXTENDED, 0, 0, 0],
         0x8000_0001 => [0, 0, CPUID_EXT_ECX, CPUID_EXT_EDX],
         0x8000_0007 => [0, 0, 0, CPUID_POWER_EDX],
@@ -343,6 +368,7 @@ mod msr {
     pub const PLATFORM_ID: u32 = 0x17;
     pub const TSC: u32 = 0x10;
     pub const TSC_ADJUST: u32 = 0x3b;
+    pub const ARCH_CAPABILITIES: u32 = 0x10a;
     pub const APIC_BASE: u32 = 0x1b;
     /// IA32_BIOS_SIGN_ID: the loaded microcode's revision in bits 63:32.
     pub const BIOS_SIGN_ID: u32 = 0x8b;
@@ -374,6 +400,7 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
         let v = match index {
             msr::TSC => tsc,
             msr::TSC_ADJUST => c.tsc_adjust,
+            msr::ARCH_CAPABILITIES => ARCH_CAPABILITIES,
             msr::APIC_BASE => c.apic_base,
             // No microcode update is ever loaded: revision 0.
             msr::BIOS_SIGN_ID | msr::PLATFORM_ID => 0,
@@ -436,6 +463,10 @@ pub(super) fn msr(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) ->
         return Ok(Flow::Next);
     }
     match index {
+        msr::ARCH_CAPABILITIES | msr::PLATFORM_ID => {
+            log::debug!("wrmsr {index:#x} <- {v:#x}: read-only MSR, #GP");
+            return Err(Fault::gp(0));
+        }
         msr::APIC_BASE => {
             // Bits 0-7, 9, 10 and those above MAXPHYADDR are reserved (SDM Vol. 3A 11.4.4;
             // x2APIC mode, bit 10, is not offered).
@@ -834,8 +865,8 @@ mod tests {
         );
         assert_eq!(
             cpuid_leaf(7),
-            [0, (1 << 1) | (1 << 7) | (1 << 20), 0, 0],
-            "IA32_TSC_ADJUST, SMEP, SMAP"
+            [0, (1 << 1) | (1 << 7) | (1 << 20), 0, 1 << 29],
+            "IA32_TSC_ADJUST, SMEP, SMAP; IA32_ARCH_CAPABILITIES"
         );
         assert_eq!(cpuid_leaf(0x8000_0007), [0, 0, 0, 1 << 8], "invariant TSC");
         assert_eq!(cpuid_leaf(0x8000_0001)[2], 1, "LAHF/SAHF in 64-bit mode");

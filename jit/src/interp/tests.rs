@@ -1317,6 +1317,27 @@ fn tsc_adjust_follows_tsc_writes_and_steps_the_tsc() {
 }
 
 #[test]
+fn arch_capabilities_reads_the_not_affected_bits_and_refuses_writes() {
+    let mut m = long64();
+    // rdmsr (IA32_ARCH_CAPABILITIES), then wrmsr of the same value.
+    m.load(0x1000, &[0x0f, 0x32, 0x0f, 0x30]);
+    m.ctx.cpu.gpr[gpr::RCX] = 0x10a;
+    assert_eq!(m.step_once(), Step::Continue);
+    let caps = m.ctx.cpu.gpr[gpr::RDX] << 32 | m.ctx.cpu.gpr[gpr::RAX];
+    assert_eq!(caps, super::system::ARCH_CAPABILITIES);
+    for (bit, what) in [(0, "RDCL_NO"), (5, "MDS_NO"), (4, "SSB_NO")] {
+        assert_ne!(caps & (1 << bit), 0, "{what}");
+    }
+    assert_eq!(caps & (1 << 1), 0, "no enhanced IBRS is claimed");
+    let err = m.execute_raw().unwrap_err();
+    assert_eq!(
+        err,
+        crate::exception::Fault::gp(0),
+        "IA32_ARCH_CAPABILITIES is read-only"
+    );
+}
+
+#[test]
 fn cpuid_reports_the_invariant_tsc_and_tsc_adjust() {
     let mut m = long64();
     // cpuid (leaf 80000007H); cpuid (leaf 7)
