@@ -9,7 +9,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use decoder::{decode_block, BlockLimits, MAX_INSN_LEN};
+use decoder::{decode_block, BlockEnd, BlockLimits, MAX_INSN_LEN};
 use vcpu::state::rflags;
 use vcpu::{Buses, CpuState, GuestRam, Kicker, Segment, Vcpu, VcpuError, VmExit};
 
@@ -25,6 +25,7 @@ use crate::interp::{self, Step};
 use crate::mem::{self, Access};
 use crate::region::{self, RegionLimits};
 use crate::runtime::Runtime;
+use crate::smc;
 use crate::translate::{helpers, ChainEnv, ModeInfo, SegAccess, TranslateEnv, TranslateStats};
 use crate::worker::{CompileWorker, Done, WorkerError};
 
@@ -367,17 +368,30 @@ impl JitVcpu {
         self.stats.linked += 1;
     }
 
-    /// Drop the blocks of pages written since the last call.
+    /// Drop the blocks whose bytes were written since the last call; returns whether any went.
     fn invalidate_dirty(&mut self) -> bool {
-        if !self.rt.has_dirty_code_pages() {
+        if !self.rt.has_code_writes() {
             return false;
         }
-        for page in self.rt.take_dirty_code_pages() {
-            let before = self.blocks.live();
-            for p in self.blocks.invalidate_page(page) {
-                self.rt.unmark_code_page(p);
+        let mut dropped = 0;
+        let mut pages: Vec<u64> = Vec::new();
+        for written in self.rt.take_code_writes() {
+            let gone = self.blocks.invalidate_range(written);
+            dropped += gone.blocks;
+            for p in gone.pages {
+                if !pages.contains(&p) {
+                    pages.push(p);
+                }
             }
-            self.stats.blocks_invalidated += (before - self.blocks.live()) as u64;
+        }
+        // The pages' byte maps follow the blocks left on them.
+        for p in pages {
+            let left = self.blocks.page_extent(p);
+            self.rt.reset_code_bytes(p, &left);
+        }
+        self.stats.blocks_invalidated += dropped as u64;
+        if dropped == 0 {
+            return false;
         }
         // Dropped blocks must not be found through the jump cache (cheap to refill).
         self.jump_cache.clear();
@@ -519,16 +533,25 @@ impl JitVcpu {
                 reason: "code is not in RAM or ROM".into(),
             });
         }
+        // The bytes the block depends on: its instructions, and for an invalid last one as
+        // many bytes as an instruction may have (a write there may make it valid).
+        let covered = if decoded.end == BlockEnd::Invalid {
+            let last = decoded.insns.last().map_or(0, iced_x86::Instruction::len);
+            (decoded.byte_len - last + MAX_INSN_LEN).min(n)
+        } else {
+            decoded.byte_len
+        };
         let mut pages = vec![phys & PAGE_MASK];
-        if decoded.byte_len > page_left {
+        if covered > page_left {
             let next = (la + page_left as u64) & mem::linear_mask(&self.ctx);
             if let Ok(p2) = mem::linear_to_phys(&mut self.ctx, &mut self.rt, next, Access::Execute)
             {
                 pages.push(p2 & PAGE_MASK);
             }
         }
-        for &p in &pages {
-            self.rt.mark_code_page(&mut self.ctx, p);
+        let extent = smc::split_at_page(phys, covered as u64, pages.get(1).copied());
+        for &r in &extent {
+            self.rt.mark_code_bytes(&mut self.ctx, r);
         }
         self.stats.blocks_decoded += 1;
         let block = Block {
@@ -543,7 +566,7 @@ impl JitVcpu {
             next_succ: 0,
             incoming: Vec::new(),
         };
-        Ok(Found::Block(self.blocks.insert(block)))
+        Ok(Found::Block(self.blocks.insert(block, extent)))
     }
 
     /// Compile block `id` (of the interned mode `mode_id`) if it is hot enough and not compiled
@@ -566,6 +589,9 @@ impl JitVcpu {
             self.config.region,
             mem::linear_mask(&self.ctx),
         );
+        // The code depends on the bytes of every block it translates.
+        self.blocks.cover_region(id, &region.blocks);
+        let region = region.insns;
         let slot_count = CHAIN_SLOTS * region.len();
         let chain = ChainEnv {
             slots: self.blocks.alloc_chain_slots(id, slot_count),
@@ -937,6 +963,125 @@ mod tests {
     fn machine(code: &[u8], tail: &[u8]) -> JitVcpu {
         let (ram, s) = flat32(code, tail);
         JitVcpu::new(ram, s).unwrap()
+    }
+
+    const HALTED: VmExit = VmExit::Halted {
+        interrupts_enabled: false,
+    };
+
+    /// Run [`flat32`]'s machine with `code`, `tail` and the bytes of `more` (address, bytes)
+    /// to HLT, with ESP at 0x8000; the final state and statistics.
+    fn run_to_hlt(
+        code: &[u8],
+        tail: &[u8],
+        more: &[(u64, &[u8])],
+        config: JitConfig,
+    ) -> (CpuState, JitStats, GuestRam) {
+        let (ram, mut s) = flat32(code, tail);
+        for (at, bytes) in more {
+            ram.write_host(*at, bytes).unwrap();
+        }
+        s.gpr[gpr::RSP] = 0x8000;
+        let mut v = JitVcpu::with_config(ram.clone(), s, config).unwrap();
+        assert_eq!(v.run(&mut Buses::new()).unwrap(), HALTED);
+        (v.state().unwrap(), v.stats(), ram)
+    }
+
+    /// The configurations self-modifying code must behave the same under: the default (hot
+    /// blocks compiled), everything compiled on first sight, nothing compiled.
+    fn configs() -> [JitConfig; 3] {
+        [
+            JitConfig::default(),
+            JitConfig {
+                hot_threshold: 0,
+                ..JitConfig::default()
+            },
+            JitConfig {
+                translate: false,
+                ..JitConfig::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn writes_beside_a_compiled_loop_on_its_page_keep_it() {
+        // 0x1000: mov ecx, 1000; L: mov [0x1080], cl; dec ecx; jnz L; hlt
+        let code = [
+            0xb9, 0xe8, 0x03, 0x00, 0x00, 0x88, 0x0d, 0x80, 0x10, 0x00, 0x00, 0x49, 0x75, 0xf7,
+            0xf4,
+        ];
+        let (s, st, ram) = run_to_hlt(&code, &[], &[], JitConfig::default());
+        assert_eq!(s.gpr[gpr::RCX], 0);
+        let mut b = [0u8];
+        ram.read(0x1080, &mut b).unwrap();
+        assert_eq!(b[0], 1);
+        // The loop was compiled once and never dropped: a handful of blocks decoded (the
+        // entry, the loop, the HLT, and the loop's tail after a store that left generated
+        // code through the interpreter), not one per iteration.
+        assert_eq!(st.blocks_invalidated, 0, "{st:?}");
+        assert!(st.blocks_decoded <= 4, "{st:?}");
+        assert!(st.blocks_compiled >= 1, "{st:?}");
+    }
+
+    #[test]
+    fn a_write_into_one_block_drops_it_alone_and_its_new_code_runs() {
+        // 0x1000: mov ecx, 600; xor eax, eax; xor ebx, ebx
+        // L: call 0x2000; call 0x2010; cmp ecx, 100; jne skip; mov byte [0x2002], 3
+        // skip: dec ecx; jnz L; hlt
+        // 0x2000: add eax, 1; ret        0x2010: add ebx, 1; ret
+        let code = [
+            0xb9, 0x58, 0x02, 0x00, 0x00, 0x31, 0xc0, 0x31, 0xdb, 0xe8, 0xf2, 0x0f, 0x00, 0x00,
+            0xe8, 0xfd, 0x0f, 0x00, 0x00, 0x83, 0xf9, 0x64, 0x75, 0x07, 0xc6, 0x05, 0x02, 0x20,
+            0x00, 0x00, 0x03, 0x49, 0x75, 0xe7, 0xf4,
+        ];
+        let tail = [0x83, 0xc0, 0x01, 0xc3];
+        let other = [0x83, 0xc3, 0x01, 0xc3];
+        for config in configs() {
+            let (s, st, _) = run_to_hlt(&code, &tail, &[(0x2010, &other)], config);
+            // ADD adds 1 for ecx = 600..=100 (the patch follows that iteration's call), then 3.
+            assert_eq!(s.gpr[gpr::RAX], 501 + 99 * 3, "{config:?}");
+            assert_eq!(s.gpr[gpr::RBX], 600, "{config:?}");
+            // The function at 0x2010, on the written page, stays.
+            assert_eq!(st.blocks_invalidated, 1, "{config:?} {st:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_into_the_rest_of_the_running_block_takes_effect() {
+        // 0x1000: mov ecx, 600; xor eax, eax; xor ebx, ebx
+        // L: cmp ecx, 100; jne X; mov byte [X+1], 7
+        // X: mov bl, 1; add eax, ebx; dec ecx; jnz L; hlt
+        // The block of the store runs once, at ecx = 100, and goes on into X's bytes.
+        let code = [
+            0xb9, 0x58, 0x02, 0x00, 0x00, 0x31, 0xc0, 0x31, 0xdb, 0x83, 0xf9, 0x64, 0x75, 0x07,
+            0xc6, 0x05, 0x16, 0x10, 0x00, 0x00, 0x07, 0xb3, 0x01, 0x01, 0xd8, 0x49, 0x75, 0xed,
+            0xf4,
+        ];
+        for config in configs() {
+            let (s, st, _) = run_to_hlt(&code, &[], &[], config);
+            assert_eq!(s.gpr[gpr::RAX], 500 + 100 * 7, "{config:?}");
+            assert!(st.blocks_invalidated >= 1, "{config:?} {st:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_to_the_second_page_of_a_block_drops_it() {
+        // 0x1000: mov ecx, 3; xor eax, eax; jmp 0x1ffc
+        // 0x1ffc: add eax, 1 (imm32 at 0x1ffd..=0x2000)
+        // 0x2001: mov [0x2000], cl; dec ecx; jnz 0x1ffc; hlt
+        let code = [
+            0xb9, 0x03, 0x00, 0x00, 0x00, 0x31, 0xc0, 0xe9, 0xf0, 0x0f, 0x00, 0x00,
+        ];
+        let tail = [
+            0x00, 0x88, 0x0d, 0x00, 0x20, 0x00, 0x00, 0x49, 0x75, 0xf2, 0xf4,
+        ];
+        let add: &[u8] = &[0x05, 0x01, 0x00, 0x00];
+        for config in configs() {
+            let (s, st, _) = run_to_hlt(&code, &tail, &[(0x1ffc, add)], config);
+            // Adds 1, then 0x0300_0001, then 0x0200_0001.
+            assert_eq!(s.gpr[gpr::RAX], 0x0500_0003, "{config:?}");
+            assert_eq!(st.blocks_invalidated, 3, "{config:?} {st:?}");
+        }
     }
 
     #[test]
