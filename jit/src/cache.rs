@@ -491,8 +491,8 @@ pub struct BlockTable {
 /// What [`BlockTable::invalidate_range`] dropped.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Invalidated {
-    /// Blocks dropped.
-    pub blocks: usize,
+    /// The blocks dropped, with their linear addresses.
+    pub blocks: Vec<(BlockId, u64)>,
     /// Pages whose set of live blocks changed (no duplicates).
     pub pages: Vec<u64>,
 }
@@ -584,7 +584,7 @@ impl BlockTable {
             let Some(block) = self.blocks.get_mut(id as usize).and_then(Option::take) else {
                 continue;
             };
-            out.blocks += 1;
+            out.blocks.push((id, block.linear));
             self.live -= 1;
             unlink_all(&block.incoming);
             if self.by_key.get(&block.key) == Some(&id) {

@@ -256,24 +256,42 @@ impl JitVcpu {
     /// segment loads).
     fn current_mode_key(&mut self) -> (ModeKey, u32) {
         let cpu = &self.ctx.cpu;
+        let cs = cpu.cs();
+        if let Some((cached, key, id)) = &self.mode_cache {
+            let same_mode = cached.cr0 == cpu.cr0
+                && cached.efer == cpu.efer
+                && cached.vm == cpu.rflags & rflags::VM
+                && cached.a20_mask == self.ctx.a20_mask
+                && cached.segs[CS_INDEX].1 == cs.attr;
+            // In 64-bit mode that is all the key depends on: the CS base and every segment's
+            // rights are ignored (SDM Vol. 3A 3.4.4), and the processor stays in 64-bit
+            // mode while CR0, EFER and CS's L and D bits stay (data segment loads and the FS
+            // and GS base changes of every system call need no look).
+            if same_mode
+                && (key.info.bitness == 64
+                    || (cached.cs_base == cs.base
+                        && cpu
+                            .seg
+                            .iter()
+                            .zip(&cached.segs)
+                            .all(|(s, &(sel, attr))| s.selector == sel && s.attr == attr)))
+            {
+                return (*key, *id);
+            }
+        }
         let inputs = ModeInputs {
             cr0: cpu.cr0,
             efer: cpu.efer,
             vm: cpu.rflags & rflags::VM,
             a20_mask: self.ctx.a20_mask,
-            cs_base: cpu.cs().base,
+            cs_base: cs.base,
             segs: std::array::from_fn(|i| (cpu.seg[i].selector, cpu.seg[i].attr)),
         };
-        match &self.mode_cache {
-            Some((cached, key, id)) if *cached == inputs => (*key, *id),
-            _ => {
-                let key = self.mode_key();
-                let next = self.mode_ids.len() as u32;
-                let id = *self.mode_ids.entry(key).or_insert(next);
-                self.mode_cache = Some((inputs, key, id));
-                (key, id)
-            }
-        }
+        let key = self.mode_key();
+        let next = self.mode_ids.len() as u32;
+        let id = *self.mode_ids.entry(key).or_insert(next);
+        self.mode_cache = Some((inputs, key, id));
+        (key, id)
     }
 
     fn mode_key(&self) -> ModeKey {
@@ -377,7 +395,19 @@ impl JitVcpu {
         let mut pages: Vec<u64> = Vec::new();
         for written in self.rt.take_code_writes() {
             let gone = self.blocks.invalidate_range(written);
-            dropped += gone.blocks;
+            dropped += gone.blocks.len();
+            // Dropped blocks must not be found through the jump cache. A block is only ever
+            // entered there at its own linear address; an entry of an unknown mode matches
+            // no lookup.
+            for (id, la) in gone.blocks {
+                if self.jump_cache.get(la).block == id {
+                    self.jump_cache.set(JumpEntry {
+                        la,
+                        mode: u32::MAX,
+                        ..JumpEntry::EMPTY
+                    });
+                }
+            }
             for p in gone.pages {
                 if !pages.contains(&p) {
                     pages.push(p);
@@ -390,12 +420,7 @@ impl JitVcpu {
             self.rt.reset_code_bytes(p, &left);
         }
         self.stats.blocks_invalidated += dropped as u64;
-        if dropped == 0 {
-            return false;
-        }
-        // Dropped blocks must not be found through the jump cache (cheap to refill).
-        self.jump_cache.clear();
-        true
+        dropped > 0
     }
 
     fn maybe_flush(&mut self) -> Result<(), VcpuError> {
@@ -833,13 +858,18 @@ impl JitVcpu {
             self.take_compiled()?;
             self.maybe_compile(id, mode_id)?;
             if let Some(b) = self.blocks.get(id) {
-                self.jump_cache.set(JumpEntry {
+                let entry = JumpEntry {
                     la,
                     phys_page: b.key.phys & PAGE_MASK,
                     code: b.code.map_or(0, |f| f as usize as u64),
                     mode: mode_id,
                     block: id,
-                });
+                };
+                // Usually there already (found through it, or run before from here): a store
+                // only when it changed keeps the line clean.
+                if *self.jump_cache.get(la) != entry {
+                    self.jump_cache.set(entry);
+                }
             }
             if !link_from.is_null() && self.ctx.cpu.rflags & rflags::TF == 0 {
                 self.link(link_from, id, la, ip, &mode);
@@ -856,6 +886,9 @@ impl JitVcpu {
 /// Whether a protected-mode data segment register may be read/written inline: present,
 /// non-null, code or data, and not expand-down (whose limit check is inverted, SDM Vol. 3A
 /// 3.4.5.1). Anything else goes through the interpreter, which applies the full rules.
+/// Index of CS in [`ModeInputs::segs`] (and `CpuState::seg`).
+const CS_INDEX: usize = vcpu::SegmentIndex::Cs as usize;
+
 /// Everything [`JitVcpu::mode_key`] reads from the CPU state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ModeInputs {
@@ -1082,6 +1115,39 @@ mod tests {
             assert_eq!(s.gpr[gpr::RAX], 0x0500_0003, "{config:?}");
             assert_eq!(st.blocks_invalidated, 3, "{config:?} {st:?}");
         }
+    }
+
+    #[test]
+    fn mode_key_follows_segments_except_where_64_bit_mode_ignores_them() {
+        use vcpu::state::efer;
+        const CS: usize = SegmentIndex::Cs as usize;
+        const DS: usize = SegmentIndex::Ds as usize;
+        const FS: usize = SegmentIndex::Fs as usize;
+        let mut v = machine(&[0xf4], &[]);
+        let (k32, id32) = v.current_mode_key();
+        assert_eq!(k32.info.bitness, 32);
+        // A read-only data segment: DS may not be written inline any more.
+        v.ctx.cpu.seg[DS] = Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9000);
+        let (k, id) = v.current_mode_key();
+        assert_ne!((k, id), (k32, id32));
+        assert_eq!(k, v.mode_key());
+        // 64-bit mode.
+        v.ctx.cpu.cr0 |= cr0::PG;
+        v.ctx.cpu.efer |= efer::LME | efer::LMA;
+        v.ctx.cpu.seg[CS] = Segment::from_descriptor(0x08, 0, 0x00af_9a00);
+        let (k64, id64) = v.current_mode_key();
+        assert_eq!(k64.info.bitness, 64);
+        // Data segments and bases do not matter there.
+        v.ctx.cpu.seg[DS] = Segment::from_descriptor(0, 0, 0);
+        v.ctx.cpu.seg[FS].base = 0x1234_5000;
+        assert_eq!(v.current_mode_key(), (k64, id64));
+        assert_eq!(v.mode_key(), k64);
+        // Compatibility mode (CS.L clear) looks at them again.
+        v.ctx.cpu.seg[CS] = Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00);
+        let (kc, _) = v.current_mode_key();
+        assert_eq!(kc.info.bitness, 32);
+        assert_eq!(kc, v.mode_key());
+        assert_eq!(kc.info.seg_access & SegAccess::read(DS), 0, "DS is null");
     }
 
     #[test]
