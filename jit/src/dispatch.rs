@@ -865,11 +865,9 @@ impl JitVcpu {
                     mode: mode_id,
                     block: id,
                 };
-                // Usually there already (found through it, or run before from here): a store
-                // only when it changed keeps the line clean.
-                if *self.jump_cache.get(la) != entry {
-                    self.jump_cache.set(entry);
-                }
+                // Stored unconditionally: comparing first would wait for the entry's line
+                // (the cache is 128 KiB, indexed by address), where a store does not.
+                self.jump_cache.set(entry);
             }
             if !link_from.is_null() && self.ctx.cpu.rflags & rflags::TF == 0 {
                 self.link(link_from, id, la, ip, &mode);
@@ -1148,6 +1146,46 @@ mod tests {
         assert_eq!(kc.info.bitness, 32);
         assert_eq!(kc, v.mode_key());
         assert_eq!(kc.info.seg_access & SegAccess::read(DS), 0, "DS is null");
+    }
+
+    #[test]
+    fn a_write_into_a_region_block_drops_the_function_built_over_it() {
+        use crate::smc::PhysRange;
+        let mut v = machine(&[0xf4], &[]);
+        let (mode, _) = v.current_mode_key();
+        let block = |phys: u64| Block {
+            key: BlockKey {
+                phys,
+                ip: phys,
+                mode,
+            },
+            linear: phys,
+            insns: Vec::new().into(),
+            pages: vec![phys & PAGE_MASK],
+            code: None,
+            compiling: false,
+            runs: 0,
+            succ: [NO_SUCC; SUCCESSORS],
+            next_succ: 0,
+            incoming: Vec::new(),
+        };
+        let mut t = BlockTable::new();
+        let a = t.insert(block(0x1000), vec![PhysRange::new(0x1000, 0x10)]);
+        let b = t.insert(block(0x1020), vec![PhysRange::new(0x1020, 8)]);
+        let c = t.insert(block(0x1800), vec![PhysRange::new(0x1800, 0x10)]);
+        // A's function translates B as well.
+        t.cover_region(a, &[a, b]);
+        assert_eq!(
+            t.invalidate_range(PhysRange::new(0x1010, 0x10)),
+            Default::default(),
+            "between the blocks"
+        );
+        let gone = t.invalidate_range(PhysRange::new(0x1024, 1));
+        assert_eq!(gone.blocks, vec![(a, 0x1000), (b, 0x1020)]);
+        assert_eq!(gone.pages, vec![0x1000]);
+        assert_eq!(t.live(), 1);
+        assert!(t.get(c).is_some());
+        assert_eq!(t.page_extent(0x1000), vec![PhysRange::new(0x1800, 0x10)]);
     }
 
     #[test]
