@@ -123,12 +123,19 @@ impl Runtime {
             self.unmark_code_page(page);
             return;
         }
-        if let Some(bytes) = self.code_bytes.get_mut(&page) {
-            let mut fresh = PageBytes::EMPTY;
-            for r in ranges.iter().filter(|r| r.page() == page) {
-                fresh.set(r);
+        if !self.is_code_page(page) {
+            // Not RAM or ROM (never marked): nothing to track.
+            return;
+        }
+        let mut fresh = PageBytes::EMPTY;
+        for r in ranges.iter().filter(|r| r.page() == page) {
+            fresh.set(r);
+        }
+        match self.code_bytes.get_mut(&page) {
+            Some(bytes) => **bytes = fresh,
+            None => {
+                self.code_bytes.insert(page, Box::new(fresh));
             }
-            **bytes = fresh;
         }
     }
 
