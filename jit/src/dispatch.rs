@@ -1,7 +1,7 @@
 //! `JitVcpu`: the JIT backend's run loop.
 //!
 //! Each iteration checks for kicks, device requests, the instruction budget and HLT, drops
-//! blocks whose code pages were written, finds the block at CS.base + rip (first through the
+//! the blocks whose bytes were written (see [`crate::smc`]), finds the block at CS.base + rip (first through the
 //! successor slots of the block that just ran, then through the block table, decoding a new
 //! block if needed), and runs it: translated code once a block is hot, the interpreter over the
 //! decoded instructions until then (or always, in interpreter-only mode, which differential
@@ -562,7 +562,9 @@ impl JitVcpu {
         // many bytes as an instruction may have (a write there may make it valid).
         let covered = if decoded.end == BlockEnd::Invalid {
             let last = decoded.insns.last().map_or(0, iced_x86::Instruction::len);
-            (decoded.byte_len - last + MAX_INSN_LEN).min(n)
+            (decoded.byte_len - last + MAX_INSN_LEN)
+                .min(n)
+                .max(decoded.byte_len)
         } else {
             decoded.byte_len
         };
@@ -881,9 +883,6 @@ impl JitVcpu {
     }
 }
 
-/// Whether a protected-mode data segment register may be read/written inline: present,
-/// non-null, code or data, and not expand-down (whose limit check is inverted, SDM Vol. 3A
-/// 3.4.5.1). Anything else goes through the interpreter, which applies the full rules.
 /// Index of CS in [`ModeInputs::segs`] (and `CpuState::seg`).
 const CS_INDEX: usize = vcpu::SegmentIndex::Cs as usize;
 
@@ -899,6 +898,9 @@ struct ModeInputs {
     segs: [(u16, u16); 6],
 }
 
+/// Whether a protected-mode data segment register may be read/written inline: present,
+/// non-null, code or data, and not expand-down (whose limit check is inverted, SDM Vol. 3A
+/// 3.4.5.1). Anything else goes through the interpreter, which applies the full rules.
 fn seg_rights(s: &Segment, index: usize) -> (bool, bool) {
     const TYPE_CODE: u8 = 0x8;
     const TYPE_WRITABLE_OR_READABLE: u8 = 0x2;
