@@ -471,14 +471,30 @@ impl JumpCache {
 /// An empty successor slot.
 pub const NO_SUCC: (u64, BlockId) = (u64::MAX, BlockId::MAX);
 
+/// Guest-physical bytes one block's code was built from (see [`crate::smc`]).
+type Extent = Vec<crate::smc::PhysRange>;
+
 /// All blocks, by key and by physical page.
 #[derive(Default)]
 pub struct BlockTable {
     blocks: Vec<Option<Block>>,
+    /// For each block (same index as `blocks`): the bytes its instructions were decoded from,
+    /// and once it is compiled those of the other blocks of its region (all on its first page),
+    /// which its code depends on as well. Kept for dropped blocks until a clear.
+    extents: Vec<Extent>,
     by_key: HashMap<BlockKey, BlockId>,
     by_page: HashMap<u64, Vec<BlockId>>,
     live: usize,
     chain_arena: SlotArena,
+}
+
+/// What [`BlockTable::invalidate_range`] dropped.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Invalidated {
+    /// The blocks dropped, with their linear addresses.
+    pub blocks: Vec<(BlockId, u64)>,
+    /// Pages whose set of live blocks changed (no duplicates).
+    pub pages: Vec<u64>,
 }
 
 impl BlockTable {
@@ -508,15 +524,42 @@ impl BlockTable {
         self.blocks.len()
     }
 
-    pub fn insert(&mut self, block: Block) -> BlockId {
+    /// Add a block decoded from the bytes of `extent` (on the block's `pages`, in order).
+    pub fn insert(&mut self, block: Block, extent: Extent) -> BlockId {
         let id = self.blocks.len() as BlockId;
         for &p in &block.pages {
             self.by_page.entry(p & PAGE_MASK).or_default().push(id);
         }
         self.by_key.insert(block.key, id);
         self.blocks.push(Some(block));
+        self.extents.push(extent);
         self.live += 1;
         id
+    }
+
+    /// The bytes block `id`'s code depends on.
+    pub fn extent(&self, id: BlockId) -> &[crate::smc::PhysRange] {
+        self.extents.get(id as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Block `id`'s code is being built over the blocks `region` as well: a write to their
+    /// bytes must drop it too. They must lie on `id`'s first page, where the page index finds
+    /// `id`.
+    pub fn cover_region(&mut self, id: BlockId, region: &[BlockId]) {
+        let Some(first) = self.get(id).map(|b| b.key.phys & PAGE_MASK) else {
+            return;
+        };
+        let mut more: Extent = Vec::new();
+        for &r in region.iter().filter(|&&r| r != id) {
+            more.extend(self.extent(r).iter().filter(|e| e.page() == first));
+        }
+        if let Some(e) = self.extents.get_mut(id as usize) {
+            for r in more {
+                if !e.contains(&r) {
+                    e.push(r);
+                }
+            }
+        }
     }
 
     /// `n` (at most [`ARENA_CHUNK`]) fresh chain slots for block `owner`'s code, valid until
@@ -525,42 +568,63 @@ impl BlockTable {
         self.chain_arena.alloc(owner, n)
     }
 
-    /// Drop every block built from physical page `page`. Returns the pages that no longer hold
-    /// any block (the caller stops tracking writes to them).
-    pub fn invalidate_page(&mut self, page: u64) -> Vec<u64> {
-        let page = page & PAGE_MASK;
-        let mut emptied = Vec::new();
-        let Some(ids) = self.by_page.remove(&page) else {
-            return emptied;
+    /// Drop every block whose code depends on a byte of `written` (which lies in one page).
+    pub fn invalidate_range(&mut self, written: crate::smc::PhysRange) -> Invalidated {
+        let page = written.page();
+        let mut out = Invalidated::default();
+        let Some(ids) = self.by_page.get(&page) else {
+            return out;
         };
-        emptied.push(page);
-        for id in ids {
+        let hit: Vec<BlockId> = ids
+            .iter()
+            .copied()
+            .filter(|&id| self.extent(id).iter().any(|e| e.overlaps(&written)))
+            .collect();
+        for id in hit {
             let Some(block) = self.blocks.get_mut(id as usize).and_then(Option::take) else {
                 continue;
             };
+            out.blocks.push((id, block.linear));
             self.live -= 1;
             unlink_all(&block.incoming);
             if self.by_key.get(&block.key) == Some(&id) {
                 self.by_key.remove(&block.key);
             }
-            for &p in block.pages.iter().filter(|&&p| p & PAGE_MASK != page) {
+            for &p in &block.pages {
                 let p = p & PAGE_MASK;
                 if let Some(list) = self.by_page.get_mut(&p) {
                     list.retain(|&x| x != id);
                     if list.is_empty() {
                         self.by_page.remove(&p);
-                        emptied.push(p);
                     }
+                }
+                if !out.pages.contains(&p) {
+                    out.pages.push(p);
                 }
             }
         }
-        emptied
+        out
+    }
+
+    /// The bytes of page `page` that live blocks' code depends on (empty when no block is
+    /// built from the page).
+    pub fn page_extent(&self, page: u64) -> Extent {
+        let page = page & PAGE_MASK;
+        let Some(ids) = self.by_page.get(&page) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .flat_map(|&id| self.extent(id).iter())
+            .filter(|e| e.page() == page)
+            .copied()
+            .collect()
     }
 
     /// Drop every block; returns the pages that held any.
     pub fn clear(&mut self) -> Vec<u64> {
         let pages = self.by_page.keys().copied().collect();
         self.blocks.clear();
+        self.extents.clear();
         self.by_key.clear();
         self.by_page.clear();
         self.live = 0;

@@ -1,7 +1,7 @@
 //! `JitVcpu`: the JIT backend's run loop.
 //!
 //! Each iteration checks for kicks, device requests, the instruction budget and HLT, drops
-//! blocks whose code pages were written, finds the block at CS.base + rip (first through the
+//! the blocks whose bytes were written (see [`crate::smc`]), finds the block at CS.base + rip (first through the
 //! successor slots of the block that just ran, then through the block table, decoding a new
 //! block if needed), and runs it: translated code once a block is hot, the interpreter over the
 //! decoded instructions until then (or always, in interpreter-only mode, which differential
@@ -9,7 +9,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use decoder::{decode_block, BlockLimits, MAX_INSN_LEN};
+use decoder::{decode_block, BlockEnd, BlockLimits, MAX_INSN_LEN};
 use vcpu::state::rflags;
 use vcpu::{Buses, CpuState, GuestRam, Kicker, Segment, Vcpu, VcpuError, VmExit};
 
@@ -25,6 +25,7 @@ use crate::interp::{self, Step};
 use crate::mem::{self, Access};
 use crate::region::{self, RegionLimits};
 use crate::runtime::Runtime;
+use crate::smc;
 use crate::translate::{helpers, ChainEnv, ModeInfo, SegAccess, TranslateEnv, TranslateStats};
 use crate::worker::{CompileWorker, Done, WorkerError};
 
@@ -255,24 +256,42 @@ impl JitVcpu {
     /// segment loads).
     fn current_mode_key(&mut self) -> (ModeKey, u32) {
         let cpu = &self.ctx.cpu;
+        let cs = cpu.cs();
+        if let Some((cached, key, id)) = &self.mode_cache {
+            let same_mode = cached.cr0 == cpu.cr0
+                && cached.efer == cpu.efer
+                && cached.vm == cpu.rflags & rflags::VM
+                && cached.a20_mask == self.ctx.a20_mask
+                && cached.segs[CS_INDEX].1 == cs.attr;
+            // In 64-bit mode that is all the key depends on: the CS base and every segment's
+            // rights are ignored (SDM Vol. 3A 3.4.4), and the processor stays in 64-bit
+            // mode while CR0, EFER and CS's L and D bits stay (data segment loads and the FS
+            // and GS base changes of every system call need no look).
+            if same_mode
+                && (key.info.bitness == 64
+                    || (cached.cs_base == cs.base
+                        && cpu
+                            .seg
+                            .iter()
+                            .zip(&cached.segs)
+                            .all(|(s, &(sel, attr))| s.selector == sel && s.attr == attr)))
+            {
+                return (*key, *id);
+            }
+        }
         let inputs = ModeInputs {
             cr0: cpu.cr0,
             efer: cpu.efer,
             vm: cpu.rflags & rflags::VM,
             a20_mask: self.ctx.a20_mask,
-            cs_base: cpu.cs().base,
+            cs_base: cs.base,
             segs: std::array::from_fn(|i| (cpu.seg[i].selector, cpu.seg[i].attr)),
         };
-        match &self.mode_cache {
-            Some((cached, key, id)) if *cached == inputs => (*key, *id),
-            _ => {
-                let key = self.mode_key();
-                let next = self.mode_ids.len() as u32;
-                let id = *self.mode_ids.entry(key).or_insert(next);
-                self.mode_cache = Some((inputs, key, id));
-                (key, id)
-            }
-        }
+        let key = self.mode_key();
+        let next = self.mode_ids.len() as u32;
+        let id = *self.mode_ids.entry(key).or_insert(next);
+        self.mode_cache = Some((inputs, key, id));
+        (key, id)
     }
 
     fn mode_key(&self) -> ModeKey {
@@ -367,21 +386,41 @@ impl JitVcpu {
         self.stats.linked += 1;
     }
 
-    /// Drop the blocks of pages written since the last call.
+    /// Drop the blocks whose bytes were written since the last call; returns whether any went.
     fn invalidate_dirty(&mut self) -> bool {
-        if !self.rt.has_dirty_code_pages() {
+        if !self.rt.has_code_writes() {
             return false;
         }
-        for page in self.rt.take_dirty_code_pages() {
-            let before = self.blocks.live();
-            for p in self.blocks.invalidate_page(page) {
-                self.rt.unmark_code_page(p);
+        let mut dropped = 0;
+        let mut pages: Vec<u64> = Vec::new();
+        for written in self.rt.take_code_writes() {
+            let gone = self.blocks.invalidate_range(written);
+            dropped += gone.blocks.len();
+            // Dropped blocks must not be found through the jump cache. A block is only ever
+            // entered there at its own linear address; an entry of an unknown mode matches
+            // no lookup.
+            for (id, la) in gone.blocks {
+                if self.jump_cache.get(la).block == id {
+                    self.jump_cache.set(JumpEntry {
+                        la,
+                        mode: u32::MAX,
+                        ..JumpEntry::EMPTY
+                    });
+                }
             }
-            self.stats.blocks_invalidated += (before - self.blocks.live()) as u64;
+            for p in gone.pages {
+                if !pages.contains(&p) {
+                    pages.push(p);
+                }
+            }
         }
-        // Dropped blocks must not be found through the jump cache (cheap to refill).
-        self.jump_cache.clear();
-        true
+        // The pages' byte maps follow the blocks left on them.
+        for p in pages {
+            let left = self.blocks.page_extent(p);
+            self.rt.reset_code_bytes(p, &left);
+        }
+        self.stats.blocks_invalidated += dropped as u64;
+        dropped > 0
     }
 
     fn maybe_flush(&mut self) -> Result<(), VcpuError> {
@@ -519,16 +558,27 @@ impl JitVcpu {
                 reason: "code is not in RAM or ROM".into(),
             });
         }
+        // The bytes the block depends on: its instructions, and for an invalid last one as
+        // many bytes as an instruction may have (a write there may make it valid).
+        let covered = if decoded.end == BlockEnd::Invalid {
+            let last = decoded.insns.last().map_or(0, iced_x86::Instruction::len);
+            (decoded.byte_len - last + MAX_INSN_LEN)
+                .min(n)
+                .max(decoded.byte_len)
+        } else {
+            decoded.byte_len
+        };
         let mut pages = vec![phys & PAGE_MASK];
-        if decoded.byte_len > page_left {
+        if covered > page_left {
             let next = (la + page_left as u64) & mem::linear_mask(&self.ctx);
             if let Ok(p2) = mem::linear_to_phys(&mut self.ctx, &mut self.rt, next, Access::Execute)
             {
                 pages.push(p2 & PAGE_MASK);
             }
         }
-        for &p in &pages {
-            self.rt.mark_code_page(&mut self.ctx, p);
+        let extent = smc::split_at_page(phys, covered as u64, pages.get(1).copied());
+        for &r in &extent {
+            self.rt.mark_code_bytes(&mut self.ctx, r);
         }
         self.stats.blocks_decoded += 1;
         let block = Block {
@@ -543,7 +593,7 @@ impl JitVcpu {
             next_succ: 0,
             incoming: Vec::new(),
         };
-        Ok(Found::Block(self.blocks.insert(block)))
+        Ok(Found::Block(self.blocks.insert(block, extent)))
     }
 
     /// Compile block `id` (of the interned mode `mode_id`) if it is hot enough and not compiled
@@ -566,6 +616,9 @@ impl JitVcpu {
             self.config.region,
             mem::linear_mask(&self.ctx),
         );
+        // The code depends on the bytes of every block it translates.
+        self.blocks.cover_region(id, &region.blocks);
+        let region = region.insns;
         let slot_count = CHAIN_SLOTS * region.len();
         let chain = ChainEnv {
             slots: self.blocks.alloc_chain_slots(id, slot_count),
@@ -807,13 +860,16 @@ impl JitVcpu {
             self.take_compiled()?;
             self.maybe_compile(id, mode_id)?;
             if let Some(b) = self.blocks.get(id) {
-                self.jump_cache.set(JumpEntry {
+                let entry = JumpEntry {
                     la,
                     phys_page: b.key.phys & PAGE_MASK,
                     code: b.code.map_or(0, |f| f as usize as u64),
                     mode: mode_id,
                     block: id,
-                });
+                };
+                // Stored unconditionally: comparing first would wait for the entry's line
+                // (the cache is 128 KiB, indexed by address), where a store does not.
+                self.jump_cache.set(entry);
             }
             if !link_from.is_null() && self.ctx.cpu.rflags & rflags::TF == 0 {
                 self.link(link_from, id, la, ip, &mode);
@@ -827,9 +883,9 @@ impl JitVcpu {
     }
 }
 
-/// Whether a protected-mode data segment register may be read/written inline: present,
-/// non-null, code or data, and not expand-down (whose limit check is inverted, SDM Vol. 3A
-/// 3.4.5.1). Anything else goes through the interpreter, which applies the full rules.
+/// Index of CS in [`ModeInputs::segs`] (and `CpuState::seg`).
+const CS_INDEX: usize = vcpu::SegmentIndex::Cs as usize;
+
 /// Everything [`JitVcpu::mode_key`] reads from the CPU state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ModeInputs {
@@ -842,6 +898,9 @@ struct ModeInputs {
     segs: [(u16, u16); 6],
 }
 
+/// Whether a protected-mode data segment register may be read/written inline: present,
+/// non-null, code or data, and not expand-down (whose limit check is inverted, SDM Vol. 3A
+/// 3.4.5.1). Anything else goes through the interpreter, which applies the full rules.
 fn seg_rights(s: &Segment, index: usize) -> (bool, bool) {
     const TYPE_CODE: u8 = 0x8;
     const TYPE_WRITABLE_OR_READABLE: u8 = 0x2;
@@ -937,6 +996,198 @@ mod tests {
     fn machine(code: &[u8], tail: &[u8]) -> JitVcpu {
         let (ram, s) = flat32(code, tail);
         JitVcpu::new(ram, s).unwrap()
+    }
+
+    const HALTED: VmExit = VmExit::Halted {
+        interrupts_enabled: false,
+    };
+
+    /// Run [`flat32`]'s machine with `code`, `tail` and the bytes of `more` (address, bytes)
+    /// to HLT, with ESP at 0x8000; the final state and statistics.
+    fn run_to_hlt(
+        code: &[u8],
+        tail: &[u8],
+        more: &[(u64, &[u8])],
+        config: JitConfig,
+    ) -> (CpuState, JitStats, GuestRam) {
+        let (ram, mut s) = flat32(code, tail);
+        for (at, bytes) in more {
+            ram.write_host(*at, bytes).unwrap();
+        }
+        s.gpr[gpr::RSP] = 0x8000;
+        let mut v = JitVcpu::with_config(ram.clone(), s, config).unwrap();
+        assert_eq!(v.run(&mut Buses::new()).unwrap(), HALTED);
+        (v.state().unwrap(), v.stats(), ram)
+    }
+
+    /// The configurations self-modifying code must behave the same under: the default (hot
+    /// blocks compiled), everything compiled on first sight, nothing compiled.
+    fn configs() -> [JitConfig; 3] {
+        [
+            JitConfig::default(),
+            JitConfig {
+                hot_threshold: 0,
+                ..JitConfig::default()
+            },
+            JitConfig {
+                translate: false,
+                ..JitConfig::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn writes_beside_a_compiled_loop_on_its_page_keep_it() {
+        // 0x1000: mov ecx, 1000; L: mov [0x1080], cl; dec ecx; jnz L; hlt
+        let code = [
+            0xb9, 0xe8, 0x03, 0x00, 0x00, 0x88, 0x0d, 0x80, 0x10, 0x00, 0x00, 0x49, 0x75, 0xf7,
+            0xf4,
+        ];
+        let (s, st, ram) = run_to_hlt(&code, &[], &[], JitConfig::default());
+        assert_eq!(s.gpr[gpr::RCX], 0);
+        let mut b = [0u8];
+        ram.read(0x1080, &mut b).unwrap();
+        assert_eq!(b[0], 1);
+        // The loop was compiled once and never dropped: a handful of blocks decoded (the
+        // entry, the loop, the HLT, and the loop's tail after a store that left generated
+        // code through the interpreter), not one per iteration.
+        assert_eq!(st.blocks_invalidated, 0, "{st:?}");
+        assert!(st.blocks_decoded <= 4, "{st:?}");
+        assert!(st.blocks_compiled >= 1, "{st:?}");
+    }
+
+    #[test]
+    fn a_write_into_one_block_drops_it_alone_and_its_new_code_runs() {
+        // 0x1000: mov ecx, 600; xor eax, eax; xor ebx, ebx
+        // L: call 0x2000; call 0x2010; cmp ecx, 100; jne skip; mov byte [0x2002], 3
+        // skip: dec ecx; jnz L; hlt
+        // 0x2000: add eax, 1; ret        0x2010: add ebx, 1; ret
+        let code = [
+            0xb9, 0x58, 0x02, 0x00, 0x00, 0x31, 0xc0, 0x31, 0xdb, 0xe8, 0xf2, 0x0f, 0x00, 0x00,
+            0xe8, 0xfd, 0x0f, 0x00, 0x00, 0x83, 0xf9, 0x64, 0x75, 0x07, 0xc6, 0x05, 0x02, 0x20,
+            0x00, 0x00, 0x03, 0x49, 0x75, 0xe7, 0xf4,
+        ];
+        let tail = [0x83, 0xc0, 0x01, 0xc3];
+        let other = [0x83, 0xc3, 0x01, 0xc3];
+        for config in configs() {
+            let (s, st, _) = run_to_hlt(&code, &tail, &[(0x2010, &other)], config);
+            // ADD adds 1 for ecx = 600..=100 (the patch follows that iteration's call), then 3.
+            assert_eq!(s.gpr[gpr::RAX], 501 + 99 * 3, "{config:?}");
+            assert_eq!(s.gpr[gpr::RBX], 600, "{config:?}");
+            // The function at 0x2010, on the written page, stays.
+            assert_eq!(st.blocks_invalidated, 1, "{config:?} {st:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_into_the_rest_of_the_running_block_takes_effect() {
+        // 0x1000: mov ecx, 600; xor eax, eax; xor ebx, ebx
+        // L: cmp ecx, 100; jne X; mov byte [X+1], 7
+        // X: mov bl, 1; add eax, ebx; dec ecx; jnz L; hlt
+        // The block of the store runs once, at ecx = 100, and goes on into X's bytes.
+        let code = [
+            0xb9, 0x58, 0x02, 0x00, 0x00, 0x31, 0xc0, 0x31, 0xdb, 0x83, 0xf9, 0x64, 0x75, 0x07,
+            0xc6, 0x05, 0x16, 0x10, 0x00, 0x00, 0x07, 0xb3, 0x01, 0x01, 0xd8, 0x49, 0x75, 0xed,
+            0xf4,
+        ];
+        for config in configs() {
+            let (s, st, _) = run_to_hlt(&code, &[], &[], config);
+            assert_eq!(s.gpr[gpr::RAX], 500 + 100 * 7, "{config:?}");
+            assert!(st.blocks_invalidated >= 1, "{config:?} {st:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_to_the_second_page_of_a_block_drops_it() {
+        // 0x1000: mov ecx, 3; xor eax, eax; jmp 0x1ffc
+        // 0x1ffc: add eax, 1 (imm32 at 0x1ffd..=0x2000)
+        // 0x2001: mov [0x2000], cl; dec ecx; jnz 0x1ffc; hlt
+        let code = [
+            0xb9, 0x03, 0x00, 0x00, 0x00, 0x31, 0xc0, 0xe9, 0xf0, 0x0f, 0x00, 0x00,
+        ];
+        let tail = [
+            0x00, 0x88, 0x0d, 0x00, 0x20, 0x00, 0x00, 0x49, 0x75, 0xf2, 0xf4,
+        ];
+        let add: &[u8] = &[0x05, 0x01, 0x00, 0x00];
+        for config in configs() {
+            let (s, st, _) = run_to_hlt(&code, &tail, &[(0x1ffc, add)], config);
+            // Adds 1, then 0x0300_0001, then 0x0200_0001.
+            assert_eq!(s.gpr[gpr::RAX], 0x0500_0003, "{config:?}");
+            assert_eq!(st.blocks_invalidated, 3, "{config:?} {st:?}");
+        }
+    }
+
+    #[test]
+    fn mode_key_follows_segments_except_where_64_bit_mode_ignores_them() {
+        use vcpu::state::efer;
+        const CS: usize = SegmentIndex::Cs as usize;
+        const DS: usize = SegmentIndex::Ds as usize;
+        const FS: usize = SegmentIndex::Fs as usize;
+        let mut v = machine(&[0xf4], &[]);
+        let (k32, id32) = v.current_mode_key();
+        assert_eq!(k32.info.bitness, 32);
+        // A read-only data segment: DS may not be written inline any more.
+        v.ctx.cpu.seg[DS] = Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9000);
+        let (k, id) = v.current_mode_key();
+        assert_ne!((k, id), (k32, id32));
+        assert_eq!(k, v.mode_key());
+        // 64-bit mode.
+        v.ctx.cpu.cr0 |= cr0::PG;
+        v.ctx.cpu.efer |= efer::LME | efer::LMA;
+        v.ctx.cpu.seg[CS] = Segment::from_descriptor(0x08, 0, 0x00af_9a00);
+        let (k64, id64) = v.current_mode_key();
+        assert_eq!(k64.info.bitness, 64);
+        // Data segments and bases do not matter there.
+        v.ctx.cpu.seg[DS] = Segment::from_descriptor(0, 0, 0);
+        v.ctx.cpu.seg[FS].base = 0x1234_5000;
+        assert_eq!(v.current_mode_key(), (k64, id64));
+        assert_eq!(v.mode_key(), k64);
+        // Compatibility mode (CS.L clear) looks at them again.
+        v.ctx.cpu.seg[CS] = Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00);
+        let (kc, _) = v.current_mode_key();
+        assert_eq!(kc.info.bitness, 32);
+        assert_eq!(kc, v.mode_key());
+        assert_eq!(kc.info.seg_access & SegAccess::read(DS), 0, "DS is null");
+    }
+
+    #[test]
+    fn a_write_into_a_region_block_drops_the_function_built_over_it() {
+        use crate::smc::PhysRange;
+        let mut v = machine(&[0xf4], &[]);
+        let (mode, _) = v.current_mode_key();
+        let block = |phys: u64| Block {
+            key: BlockKey {
+                phys,
+                ip: phys,
+                mode,
+            },
+            linear: phys,
+            insns: Vec::new().into(),
+            pages: vec![phys & PAGE_MASK],
+            code: None,
+            compiling: false,
+            runs: 0,
+            succ: [NO_SUCC; SUCCESSORS],
+            next_succ: 0,
+            incoming: Vec::new(),
+        };
+        let mut t = BlockTable::new();
+        let a = t.insert(block(0x1000), vec![PhysRange::new(0x1000, 0x10)]);
+        let b = t.insert(block(0x1020), vec![PhysRange::new(0x1020, 8)]);
+        let c = t.insert(block(0x1800), vec![PhysRange::new(0x1800, 0x10)]);
+        // A's function translates B as well.
+        t.cover_region(a, &[a, b]);
+        assert_eq!(
+            t.invalidate_range(PhysRange::new(0x1010, 0x10)),
+            Default::default(),
+            "between the blocks"
+        );
+        let gone = t.invalidate_range(PhysRange::new(0x1024, 1));
+        assert_eq!(gone.blocks, vec![(a, 0x1000), (b, 0x1020)]);
+        assert_eq!(gone.pages, vec![0x1000]);
+        assert_eq!(t.live(), 1);
+        assert!(t.get(c).is_some());
+        assert_eq!(t.page_extent(0x1000), vec![PhysRange::new(0x1800, 0x10)]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod paging;
 pub mod region;
 pub mod runtime;
 pub mod segment;
+pub mod smc;
 pub mod translate;
 pub mod tsc;
 pub mod worker;

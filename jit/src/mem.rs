@@ -6,8 +6,9 @@
 //! [`read`]/[`write`]. This module is that slow path: it translates
 //! through `crate::paging` (32-bit, PAE and 4-level paging; non-canonical addresses raise #GP in
 //! IA-32e mode), fills the TLB for RAM and ROM pages (remembering global and execute-disabled
-//! ones), keeps write tags off ROM pages and pages holding translated code (writes to those
-//! are recorded as dirty and end the block), and sends holes to the MMIO bus.
+//! ones), keeps write tags off ROM pages and pages holding translated code (writes to the bytes
+//! of live blocks there are recorded and end the block, see `crate::smc`), and sends holes to
+//! the MMIO bus.
 
 use vcpu::state::{cr0, efer};
 use vcpu::RegionKind;
@@ -304,8 +305,9 @@ fn write_phys(
     match rt.phys.host(t.phys) {
         Some((p, _, RegionKind::Ram)) => {
             let code = rt.is_code_page(t.phys);
-            if code {
-                rt.note_code_write(t.phys);
+            // A write into live code ends the block, so that the dispatcher drops the blocks
+            // it hit before the next one runs (the rest of the current block included).
+            if code && rt.note_code_write(t.phys, u64::from(size)) {
                 ctx.exit.exit_block = 1;
             }
             if fill_tlb_entry {
@@ -482,6 +484,26 @@ mod tests {
         assert_eq!(ctx.exit.exit_block, 1);
         assert_eq!(rt.take_dirty_code_pages(), vec![0x3000]);
         assert_eq!(read(&mut ctx, &mut rt, 0x3010, 2).unwrap(), 0xbeef);
+    }
+
+    #[test]
+    fn writes_beside_live_code_neither_end_the_block_nor_get_a_write_tag() {
+        use crate::context::TLB_INVALID;
+        use crate::smc::PhysRange;
+        let (mut ctx, mut rt) = machine();
+        rt.mark_code_bytes(&mut ctx, PhysRange::new(0x3100, 0x10));
+        write(&mut ctx, &mut rt, 0x30fc, 4, 0x1122_3344).unwrap();
+        write(&mut ctx, &mut rt, 0x3110, 8, 0x5566).unwrap();
+        assert_eq!(ctx.exit.exit_block, 0);
+        assert!(!rt.has_code_writes());
+        assert_eq!(read(&mut ctx, &mut rt, 0x30fc, 4).unwrap(), 0x1122_3344);
+        // Still a code page: the next write takes the slow path too.
+        assert_eq!(ctx.tlb[tlb_index(0x3000)].write_tag, TLB_INVALID);
+        // A page-crossing write whose last two bytes are the first two of a block.
+        rt.mark_code_bytes(&mut ctx, PhysRange::new(0x5000, 4));
+        write(&mut ctx, &mut rt, 0x4ffe, 4, 0xaabb_ccdd).unwrap();
+        assert_eq!(ctx.exit.exit_block, 1);
+        assert_eq!(rt.take_code_writes(), vec![PhysRange::new(0x5000, 2)]);
     }
 
     #[test]

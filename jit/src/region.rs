@@ -10,10 +10,11 @@
 //! mode). The translator turns the edges between them into jumps inside one host function (see
 //! `translate::translate_block`).
 //!
-//! Staying on one page is what keeps the rest of the JIT unchanged: the region's code is
-//! invalidated with the entry block's page (a write to the page drops the block and so the whole
-//! region), and while the code runs the dispatcher's check that the entry's linear page maps to
-//! its physical page covers every block of the region. Calls, returns, indirect jumps,
+//! Staying on one page is what keeps the rest of the JIT unchanged: the entry block's code
+//! depends on the bytes of every block of its region, all on the entry's page, where the block
+//! table finds the entry when they are written (see `BlockTable::cover_region`), and while the
+//! code runs the dispatcher's check that the entry's linear page maps to its physical page
+//! covers every block of the region. Calls, returns, indirect jumps,
 //! interrupts and instructions that change the mode end a region's path: they leave the function
 //! as before.
 
@@ -144,6 +145,13 @@ fn writes_segment(factory: &mut InstructionInfoFactory, insn: &Instruction) -> b
     })
 }
 
+/// A region: the instructions of its blocks, entry first, and the blocks they come from.
+#[derive(Debug, Default)]
+pub struct Region {
+    pub insns: Vec<Arc<[Instruction]>>,
+    pub blocks: Vec<BlockId>,
+}
+
 /// The region of block `entry`: its instructions first, then (breadth-first) the blocks of the
 /// table reachable from it through [`successors`] that lie wholly on the entry's linear and
 /// physical page, in the entry's mode, within `limits`. `linear_mask` is the mask the
@@ -153,11 +161,12 @@ pub fn collect(
     entry: BlockId,
     limits: RegionLimits,
     linear_mask: u64,
-) -> Vec<Arc<[Instruction]>> {
+) -> Region {
     let Some(e) = table.get(entry) else {
-        return Vec::new();
+        return Region::default();
     };
     let mut region = vec![e.insns.clone()];
+    let mut ids = vec![entry];
     let mut starts = vec![e.key.ip];
     let mut insns = e.insns.len();
     let page_la = e.linear & PAGE_MASK;
@@ -187,7 +196,7 @@ pub fn collect(
                 ip,
                 mode,
             };
-            let Some(b) = table.lookup(&key).and_then(|id| table.get(id)) else {
+            let Some((id, b)) = table.lookup(&key).and_then(|id| Some((id, table.get(id)?))) else {
                 continue;
             };
             let Some(end) = b.insns.last().map(Instruction::next_ip) else {
@@ -207,12 +216,17 @@ pub fn collect(
             insns += b.insns.len();
             starts.push(ip);
             region.push(b.insns.clone());
+            ids.push(id);
         }
     }
     if limits.loops_only && !has_back_edge(&region) {
         region.truncate(1);
+        ids.truncate(1);
     }
-    region
+    Region {
+        insns: region,
+        blocks: ids,
+    }
 }
 
 /// Whether some block of `region` continues at the start of itself or of a block before it.

@@ -4,16 +4,18 @@
 //! Generated code never touches this; it reaches it through `JitContext::runtime` only by
 //! calling helpers. Code pages are tracked in a bitmap over the guest-physical pages backed by
 //! RAM or ROM (nothing else can hold code), so the write slow path answers "is this a code
-//! page?" with one load.
+//! page?" with one load; for each code page a second bitmap says which of its bytes live blocks
+//! were decoded from (see [`crate::smc`]), and only writes to those are recorded.
 //!
 //! Guest-physical addresses become host pointers through [`PhysMap`], a copy of the region
 //! table with each region's host address resolved once, so the softmmu slow path and the page
 //! walker never go through `vm-memory`'s generic per-access region lookup.
 
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 use vcpu::RegionKind;
 
 use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_INVALID};
+use crate::smc::{PageBytes, PhysRange, PAGE_BYTES};
 
 /// The helpers' view of the machine while a vCPU runs.
 pub struct Runtime {
@@ -31,8 +33,11 @@ pub struct Runtime {
     /// One bit per guest-physical page below `code_bitmap.len() * 64` pages: the page holds
     /// translated code.
     code_bitmap: Vec<u64>,
-    /// Code pages written since the last `take_dirty_code_pages` (no duplicates).
-    dirty_code_pages: Vec<u64>,
+    /// For every page of `code_bitmap`: the bytes live blocks were decoded from.
+    code_bytes: HashMap<u64, Box<PageBytes>>,
+    /// Writes to those bytes since the last `take_code_writes`, in order (a write continuing the
+    /// one before it extends it).
+    code_writes: Vec<PhysRange>,
     /// Opcodes already reported as unimplemented (touched only on the #UD path).
     warned_codes: HashSet<u16>,
 }
@@ -49,7 +54,8 @@ impl Runtime {
             triple_fault: false,
             unimplemented: 0,
             code_bitmap: vec![0; words],
-            dirty_code_pages: Vec::new(),
+            code_bytes: HashMap::new(),
+            code_writes: Vec::new(),
             warned_codes: HashSet::new(),
         }
     }
@@ -66,15 +72,26 @@ impl Runtime {
         self.code_bitmap.get(word).is_some_and(|w| w & bit != 0)
     }
 
-    /// The dispatcher built a block from `phys_page`: from now on writes to it take the slow
-    /// path (matching TLB write tags are dropped) and are recorded as dirty.
+    /// Every byte of `phys_page` holds code: from now on writes to the page take the slow path
+    /// (matching TLB write tags are dropped) and are recorded, and end the block.
     pub fn mark_code_page(&mut self, ctx: &mut JitContext, phys_page: u64) {
-        let page = phys_page & PAGE_MASK;
+        self.mark_code_bytes(ctx, PhysRange::new(phys_page & PAGE_MASK, PAGE_BYTES));
+    }
+
+    /// The dispatcher built a block from the bytes of `range`: from now on writes to the page
+    /// take the slow path (matching TLB write tags are dropped), and those to these bytes are
+    /// recorded and end the block.
+    pub fn mark_code_bytes(&mut self, ctx: &mut JitContext, range: PhysRange) {
+        let page = range.page();
         let (word, bit) = Self::bit_of(page);
         let Some(w) = self.code_bitmap.get_mut(word) else {
             // Not RAM or ROM: cannot be written through memory, nothing to track.
             return;
         };
+        self.code_bytes
+            .entry(page)
+            .or_insert_with(|| Box::new(PageBytes::EMPTY))
+            .set(&range);
         if *w & bit != 0 {
             // Already tracked: no TLB entry has been given a write tag for it since.
             return;
@@ -90,29 +107,77 @@ impl Runtime {
 
     /// Forget that a page holds code (after its blocks were invalidated).
     pub fn unmark_code_page(&mut self, phys_page: u64) {
-        let (word, bit) = Self::bit_of(phys_page & PAGE_MASK);
+        let page = phys_page & PAGE_MASK;
+        let (word, bit) = Self::bit_of(page);
         if let Some(w) = self.code_bitmap.get_mut(word) {
             *w &= !bit;
         }
+        self.code_bytes.remove(&page);
     }
 
-    /// Whether a code page was written since the last [`Runtime::take_dirty_code_pages`].
-    #[inline]
-    pub fn has_dirty_code_pages(&self) -> bool {
-        !self.dirty_code_pages.is_empty()
-    }
-
-    /// Pages that held code and were written since the last call.
-    pub fn take_dirty_code_pages(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.dirty_code_pages)
-    }
-
-    /// Record a guest write to code page `phys_page`.
-    pub(crate) fn note_code_write(&mut self, phys_page: u64) {
+    /// The blocks on `phys_page` changed: the bytes of `ranges` (all on that page) are what
+    /// the live ones cover. With no range left the page stops being a code page.
+    pub fn reset_code_bytes(&mut self, phys_page: u64, ranges: &[PhysRange]) {
         let page = phys_page & PAGE_MASK;
-        if !self.dirty_code_pages.contains(&page) {
-            self.dirty_code_pages.push(page);
+        if ranges.is_empty() {
+            self.unmark_code_page(page);
+            return;
         }
+        if !self.is_code_page(page) {
+            // Not RAM or ROM (never marked): nothing to track.
+            return;
+        }
+        let mut fresh = PageBytes::EMPTY;
+        for r in ranges.iter().filter(|r| r.page() == page) {
+            fresh.set(r);
+        }
+        match self.code_bytes.get_mut(&page) {
+            Some(bytes) => **bytes = fresh,
+            None => {
+                self.code_bytes.insert(page, Box::new(fresh));
+            }
+        }
+    }
+
+    /// Whether live code was written since the last [`Runtime::take_code_writes`].
+    #[inline]
+    pub fn has_code_writes(&self) -> bool {
+        !self.code_writes.is_empty()
+    }
+
+    /// The writes to live code since the last call.
+    pub fn take_code_writes(&mut self) -> Vec<PhysRange> {
+        std::mem::take(&mut self.code_writes)
+    }
+
+    /// The pages of the writes to live code since the last take (no duplicates).
+    pub fn take_dirty_code_pages(&mut self) -> Vec<u64> {
+        let mut pages: Vec<u64> = Vec::new();
+        for w in self.take_code_writes() {
+            if !pages.contains(&w.page()) {
+                pages.push(w.page());
+            }
+        }
+        pages
+    }
+
+    /// A guest write of `len` bytes at `phys` (inside one page), which [`Runtime::is_code_page`]
+    /// says holds code. Returns whether it touches bytes of a live block; such writes are
+    /// recorded for the dispatcher and must end the block, others need nothing.
+    pub(crate) fn note_code_write(&mut self, phys: u64, len: u64) -> bool {
+        let w = PhysRange::new(phys, len);
+        if !self.code_bytes.get(&w.page()).is_some_and(|b| b.any(&w)) {
+            return false;
+        }
+        match self.code_writes.last_mut() {
+            // Consecutive bytes of one string instruction or memcpy: one record.
+            Some(last) if last.page() == w.page() && w.start <= last.end && last.start <= w.end => {
+                last.start = last.start.min(w.start);
+                last.end = last.end.max(w.end);
+            }
+            _ => self.code_writes.push(w),
+        }
+        true
     }
 
     /// True the first time an opcode is reported as unimplemented.
@@ -323,10 +388,44 @@ mod tests {
     #[test]
     fn dirty_pages_are_deduplicated_and_taken_once() {
         let mut rt = runtime();
-        rt.note_code_write(0x2010);
-        rt.note_code_write(0x2ff0);
-        rt.note_code_write(0x5000);
+        let mut ctx = JitContext::new(CpuState::reset());
+        rt.mark_code_page(&mut ctx, 0x2000);
+        rt.mark_code_page(&mut ctx, 0x5000);
+        assert!(rt.note_code_write(0x2010, 1));
+        assert!(rt.note_code_write(0x2ff0, 4));
+        assert!(rt.note_code_write(0x5000, 8));
         assert_eq!(rt.take_dirty_code_pages(), vec![0x2000, 0x5000]);
         assert!(rt.take_dirty_code_pages().is_empty());
+    }
+
+    #[test]
+    fn only_writes_to_the_bytes_of_live_blocks_are_recorded() {
+        let mut rt = runtime();
+        let mut ctx = JitContext::new(CpuState::reset());
+        rt.mark_code_bytes(&mut ctx, PhysRange::new(0x4100, 0x20));
+        rt.mark_code_bytes(&mut ctx, PhysRange::new(0x4200, 0x10));
+        assert!(rt.is_code_page(0x4000));
+        // Next to the blocks, not into them.
+        assert!(!rt.note_code_write(0x40fc, 4));
+        assert!(!rt.note_code_write(0x4120, 8));
+        assert!(!rt.has_code_writes());
+        // Into the first block (partly), then the byte before: one record. The byte after
+        // the write lies outside every block.
+        assert!(rt.note_code_write(0x411e, 4));
+        assert!(!rt.note_code_write(0x4122, 1));
+        assert!(rt.note_code_write(0x411d, 1));
+        assert!(rt.note_code_write(0x420f, 2));
+        assert_eq!(
+            rt.take_code_writes(),
+            vec![PhysRange::new(0x411d, 5), PhysRange::new(0x420f, 2)]
+        );
+        // The first block went away: writes to its bytes are plain writes now.
+        rt.reset_code_bytes(0x4000, &[PhysRange::new(0x4200, 0x10)]);
+        assert!(!rt.note_code_write(0x4110, 4));
+        assert!(rt.is_code_page(0x4000));
+        // So did the second: the page is no code page any more.
+        rt.reset_code_bytes(0x4000, &[]);
+        assert!(!rt.is_code_page(0x4000));
+        assert!(!rt.note_code_write(0x4200, 4));
     }
 }
