@@ -602,11 +602,17 @@ impl JitVcpu {
         let Some(b) = self.blocks.get(id) else {
             return Ok(());
         };
-        if !self.config.translate
-            || b.code.is_some()
-            || b.compiling
-            || b.runs < self.config.hot_threshold
-        {
+        if b.compiling {
+            // Queued and still running: every further `hot_threshold` runs move its job to
+            // the front of the compile queue (`CompileWorker::promote`).
+            if b.runs % self.config.hot_threshold.max(1) == 0 {
+                if let Some(w) = &self.worker {
+                    w.promote(id, self.epoch);
+                }
+            }
+            return Ok(());
+        }
+        if !self.config.translate || b.code.is_some() || b.runs < self.config.hot_threshold {
             return Ok(());
         }
         let mode = b.key.mode;
