@@ -223,6 +223,7 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
             .position(|r| r.block.is_some() && !r.translated);
     }
     stats.self_loop = tx.entry_looped;
+    tx.finish_tails();
     tx.b.seal_all_blocks();
     tx.b.finalize(frontend);
     dce::remove_dead_code(func);
