@@ -51,8 +51,9 @@ fn thread_cpu_seconds() -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
-/// Instructions in the Cranelift IR of a block (what Cranelift's passes scale with).
-fn ir_insts(insns: &Arc<[Instruction]>, env: &TranslateEnv) -> usize {
+/// Instructions and blocks in the Cranelift IR of a block (what Cranelift's passes scale
+/// with).
+fn ir_size(insns: &Arc<[Instruction]>, env: &TranslateEnv) -> (usize, usize) {
     let isa = cranelift_native::builder()
         .expect("host supported")
         .finish(settings::Flags::new(settings::builder()))
@@ -68,10 +69,12 @@ fn ir_insts(insns: &Arc<[Instruction]>, env: &TranslateEnv) -> usize {
         std::slice::from_ref(insns),
         env,
     );
-    func.layout
+    let insts: usize = func
+        .layout
         .blocks()
         .map(|b| func.layout.block_insts(b).count())
-        .sum()
+        .sum();
+    (insts, func.layout.blocks().count())
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -145,9 +148,9 @@ fn main() {
             }
             us = us.min((thread_cpu_seconds() - start) * 1e6 / batch as f64);
         }
+        let (ir_insts, ir_blocks) = ir_size(insns, &env);
         println!(
-            "{us:8.1} us/function  {:3} IR insts  {:2} insns  {name}",
-            ir_insts(insns, &env),
+            "{us:8.1} us/function  {ir_insts:3} IR insts {ir_blocks:2} blocks  {:2} insns  {name}",
             insns.len()
         );
         total += us;

@@ -877,16 +877,6 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// Branch to a fresh exit block when `cond` (an i8/i32 truth value) is non-zero, and continue
     /// emitting in a fresh block otherwise.
     pub fn exit_if(&mut self, cond: Value, rip: ExitRip, executed: u64) {
-        if matches!(rip, ExitRip::InContext) && (executed > 0 || self.edge_count.is_some()) {
-            let leave = self.leave_tail();
-            let n = self.c64(executed);
-            let cont = self.b.create_block();
-            self.b
-                .ins()
-                .brif(cond, leave, &[BlockArg::Value(n)], cont, &[]);
-            self.b.switch_to_block(cont);
-            return;
-        }
         let out = self.b.create_block();
         let cont = self.b.create_block();
         self.b.ins().brif(cond, out, &[], cont, &[]);
@@ -945,32 +935,26 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// When `cond` equals `leave_when`, interpret the current instruction in a cold block and
     /// leave the function; the main path continues in a new block otherwise.
     fn interp_out_of_line(&mut self, cond: Value, leave_when: bool) {
+        // The tail's arguments are made in a cold block of their own: constants defined before
+        // the branch would be materialised on the main path (in loops too).
+        let out = self.b.create_block();
+        let cont = self.b.create_block();
+        if leave_when {
+            self.b.ins().brif(cond, out, &[], cont, &[]);
+        } else {
+            self.b.ins().brif(cond, cont, &[], out, &[]);
+        }
+        self.b.set_cold_block(out);
+        self.b.switch_to_block(out);
+        self.write_back_regs(false);
+        self.store_flags(false);
         let tail = self.interp_tail();
         let rip = self.c64(self.ip);
         let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
         let n = self.c64(self.index as u64 + 1);
-        let args = [rip, insn, n].map(BlockArg::Value);
-        let cont = self.b.create_block();
-        // Straight to the tail when there is nothing to write back, else through a block that
-        // writes back (the values differ from site to site).
-        let out = if self.dirty == 0 && self.flags_stored {
-            tail
-        } else {
-            self.b.create_block()
-        };
-        let out_args: &[BlockArg] = if out == tail { &args } else { &[] };
-        if leave_when {
-            self.b.ins().brif(cond, out, out_args, cont, &[]);
-        } else {
-            self.b.ins().brif(cond, cont, &[], out, out_args);
-        }
-        if out != tail {
-            self.b.set_cold_block(out);
-            self.b.switch_to_block(out);
-            self.write_back_regs(false);
-            self.store_flags(false);
-            self.b.ins().jump(tail, &args);
-        }
+        self.b
+            .ins()
+            .jump(tail, &[rip, insn, n].map(BlockArg::Value));
         self.b.switch_to_block(cont);
     }
 
