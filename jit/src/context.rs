@@ -105,6 +105,10 @@ pub struct JitContext {
     /// Address of the unlinked `cache::ChainSlot` of the exit generated code last left through,
     /// or 0: the dispatcher links it to the block it finds next. Reset by the dispatcher.
     pub chain_exit: u64,
+    /// Address of the `iced_x86::Instruction` that `translate::helpers::jit_resume_interp`
+    /// interprets when generated code returns that helper's address instead of calling the
+    /// interpreter itself (a memory access off the inline TLB path); 0 otherwise.
+    pub resume_insn: u64,
     /// Host time behind the TSC: `cpu.tsc` is its value at this clock's epoch.
     pub tsc_clock: crate::tsc::TscClock,
 }
@@ -123,6 +127,7 @@ impl JitContext {
             tlb_groups_used: 0,
             runtime: std::ptr::null_mut(),
             chain_exit: 0,
+            resume_insn: 0,
             tsc_clock: crate::tsc::TscClock::new(),
         }
     }

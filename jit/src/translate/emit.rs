@@ -38,6 +38,7 @@ pub(super) const RFLAGS_OFFSET: i32 =
 pub(super) const ICOUNT_OFFSET: i32 = offset_of!(JitContext, icount) as i32;
 const FLAGS_OFFSET: usize = offset_of!(JitContext, flags);
 const CHAIN_EXIT_OFFSET: i32 = offset_of!(JitContext, chain_exit) as i32;
+const RESUME_INSN_OFFSET: i32 = offset_of!(JitContext, resume_insn) as i32;
 
 /// The `PendingFlags::kind` of an instruction whose flags were computed eagerly (rotates):
 /// `res` holds the six status bits at their RFLAGS positions and nothing else, and storing the
@@ -131,8 +132,11 @@ pub(super) struct Tx<'a, 'f> {
 /// time grows with the IR, and most blocks are a few instructions with several slow paths).
 #[derive(Debug, Clone, Copy, Default)]
 struct Tails {
-    /// `(rip, insn, executed)`: store `rip` into `cpu.rip`, interpret `insn`, then leave as
-    /// `leave` does. The softmmu slow paths and other out-of-line interpretations jump here.
+    /// `(rip, insn, before)`: store `rip` into `cpu.rip` and `insn` into
+    /// `JitContext::resume_insn`, count the `before` instructions before it, and return the
+    /// address of `HelperTable::resume`, which the dispatcher calls next to interpret `insn`
+    /// (no call here: a call is among the costliest things for Cranelift to compile). The
+    /// softmmu slow paths and other out-of-line interpretations jump here.
     interp: Option<Block>,
     /// `(executed)`: count `executed` instructions (and what the edges counted) and return 0,
     /// the state being in the context (`ExitRip::InContext`).
@@ -915,25 +919,24 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
     }
 
-    /// When `cond` (an i8 truth value) holds, run the current instruction through the
-    /// interpreter in a cold block and leave the function (the interpreter raises whatever
-    /// fault the instruction has); continue emitting the main path otherwise.
+    /// When `cond` (an i8 truth value) holds, leave the function from a cold block to have the
+    /// current instruction interpreted (the interpreter raises whatever fault it has; see
+    /// [`Tails::interp`]); continue emitting the main path otherwise.
     pub fn interp_if(&mut self, cond: Value) {
         self.interp_out_of_line(cond, true);
     }
 
-    /// Unless `ok` (an i8 truth value) holds, run the current instruction through the
-    /// interpreter in a cold block and leave the function, as [`Tx::interp_if`] does. The
-    /// softmmu's slow path (TLB misses, MMIO, writes to code pages, segment limit violations)
-    /// goes this way: nothing of the instruction is committed before its memory accesses, and
-    /// since the cold block never rejoins the main path, no guest value has to survive the
-    /// call (which would keep them out of the host's caller-saved registers).
+    /// Unless `ok` (an i8 truth value) holds, leave the function from a cold block to have the
+    /// current instruction interpreted, as [`Tx::interp_if`] does. The softmmu's slow path
+    /// (TLB misses, MMIO, writes to code pages, segment limit violations) goes this way:
+    /// nothing of the instruction is committed before its memory accesses, and since the cold
+    /// block never rejoins the main path, no guest value has to survive the interpretation.
     pub fn interp_unless(&mut self, ok: Value) {
         self.interp_out_of_line(ok, false);
     }
 
-    /// When `cond` equals `leave_when`, interpret the current instruction in a cold block and
-    /// leave the function; the main path continues in a new block otherwise.
+    /// When `cond` equals `leave_when`, leave the function from a cold block to have the current
+    /// instruction interpreted; the main path continues in a new block otherwise.
     fn interp_out_of_line(&mut self, cond: Value, leave_when: bool) {
         // The tail's arguments are made in a cold block of their own: constants defined before
         // the branch would be materialised on the main path (in loops too).
@@ -951,7 +954,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let tail = self.interp_tail();
         let rip = self.c64(self.ip);
         let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
-        let n = self.c64(self.index as u64 + 1);
+        let n = self.c64(self.index as u64);
         self.b
             .ins()
             .jump(tail, &[rip, insn, n].map(BlockArg::Value));
@@ -994,17 +997,11 @@ impl<'a, 'f> Tx<'a, 'f> {
                 (p[0], p[1], p[2])
             };
             self.store_ctx(rip, RIP_OFFSET);
-            let f = self.helper_addr(self.env.helpers.interp);
-            self.b
-                .ins()
-                .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
-            match self.tails.leave {
-                Some(leave) => {
-                    self.b.ins().jump(leave, &[BlockArg::Value(n)]);
-                }
-                // Nothing else leaves that way: one block fewer.
-                None => self.leave_counting_value(n),
-            }
+            let insn = self.i64_from_ptr(insn);
+            self.store_ctx(insn, RESUME_INSN_OFFSET);
+            self.add_icount_value(n);
+            let resume = self.c64(self.env.helpers.resume as u64);
+            self.b.ins().return_(&[resume]);
         }
         if let Some(t) = self.tails.leave {
             self.b.switch_to_block(t);
