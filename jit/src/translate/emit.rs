@@ -127,9 +127,10 @@ pub(super) struct Tx<'a, 'f> {
     tails: Tails,
 }
 
-/// Cold code every exit of one kind shares, emitted once per function: one copy of a helper
-/// call and of the icount update costs Cranelift less than one per exit (the compile thread's
-/// time grows with the IR, and most blocks are a few instructions with several slow paths).
+/// Code every exit of one kind shares, emitted once per function: one copy of the rip, icount
+/// and chain-slot handling costs Cranelift less than one per exit (the compile thread's time
+/// grows with the IR, and most blocks are a few instructions with several slow paths). Exits
+/// jump here with their registers and flags written back and their constants as arguments.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tails {
     /// `(rip, insn, before)`: store `rip` into `cpu.rip` and `insn` into
