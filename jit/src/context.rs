@@ -16,6 +16,10 @@
 //! - A block returns 0 to go back to the dispatcher, or the code address of the block to run
 //!   next (direct chaining, only at exits to a constant ip after which nothing asked to leave:
 //!   no helper ended the block, so the mode and code pages are those the block was entered with).
+//! - A memory access off the inline TLB path is not interpreted from generated code: the block
+//!   stores its state and the count of the instructions before it, puts the instruction in
+//!   `resume_insn` and returns the address of `translate::helpers::jit_resume_interp`, which
+//!   the dispatcher calls like a next block; it interprets the instruction and returns 0.
 
 use vcpu::CpuState;
 
