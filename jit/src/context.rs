@@ -16,6 +16,10 @@
 //! - A block returns 0 to go back to the dispatcher, or the code address of the block to run
 //!   next (direct chaining, only at exits to a constant ip after which nothing asked to leave:
 //!   no helper ended the block, so the mode and code pages are those the block was entered with).
+//! - A memory access off the inline TLB path is not interpreted from generated code: the block
+//!   stores its state and the count of the instructions before it, puts the instruction in
+//!   `resume_insn` and returns the address of `translate::helpers::jit_resume_interp`, which
+//!   the dispatcher calls like a next block; it interprets the instruction and returns 0.
 
 use vcpu::CpuState;
 
@@ -105,6 +109,10 @@ pub struct JitContext {
     /// Address of the unlinked `cache::ChainSlot` of the exit generated code last left through,
     /// or 0: the dispatcher links it to the block it finds next. Reset by the dispatcher.
     pub chain_exit: u64,
+    /// Address of the `iced_x86::Instruction` that `translate::helpers::jit_resume_interp`
+    /// interprets when generated code returns that helper's address instead of calling the
+    /// interpreter itself (a memory access off the inline TLB path); 0 otherwise.
+    pub resume_insn: u64,
     /// Host time behind the TSC: `cpu.tsc` is its value at this clock's epoch.
     pub tsc_clock: crate::tsc::TscClock,
 }
@@ -123,6 +131,7 @@ impl JitContext {
             tlb_groups_used: 0,
             runtime: std::ptr::null_mut(),
             chain_exit: 0,
+            resume_insn: 0,
             tsc_clock: crate::tsc::TscClock::new(),
         }
     }

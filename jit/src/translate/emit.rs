@@ -13,8 +13,8 @@ use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, Type, Value,
-    ValueDef,
+    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, Type,
+    Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -38,6 +38,7 @@ pub(super) const RFLAGS_OFFSET: i32 =
 pub(super) const ICOUNT_OFFSET: i32 = offset_of!(JitContext, icount) as i32;
 const FLAGS_OFFSET: usize = offset_of!(JitContext, flags);
 const CHAIN_EXIT_OFFSET: i32 = offset_of!(JitContext, chain_exit) as i32;
+const RESUME_INSN_OFFSET: i32 = offset_of!(JitContext, resume_insn) as i32;
 
 /// The `PendingFlags::kind` of an instruction whose flags were computed eagerly (rotates):
 /// `res` holds the six status bits at their RFLAGS positions and nothing else, and storing the
@@ -122,6 +123,30 @@ pub(super) struct Tx<'a, 'f> {
     /// not count yet (every exit adds them), and how many the function may retire before its
     /// back edges must leave (the icount limit minus the count on entry, computed once).
     edge_count: Option<EdgeCount>,
+    /// The function's shared cold tails (see [`Tx::finish_tails`]), created on first use.
+    tails: Tails,
+}
+
+/// Code every exit of one kind shares, emitted once per function: one copy of the rip, icount
+/// and chain-slot handling costs Cranelift less than one per exit (the compile thread's time
+/// grows with the IR, and most blocks are a few instructions with several slow paths). Exits
+/// jump here with their registers and flags written back and their constants as arguments.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tails {
+    /// `(rip, insn, before)`: store `rip` into `cpu.rip` and `insn` into
+    /// `JitContext::resume_insn`, count the `before` instructions before it, and return the
+    /// address of `HelperTable::resume`, which the dispatcher calls next to interpret `insn`
+    /// (no call here: a call is among the costliest things for Cranelift to compile). The
+    /// softmmu slow paths and other out-of-line interpretations jump here.
+    interp: Option<Block>,
+    /// `(executed)`: count `executed` instructions (and what the edges counted) and return 0,
+    /// the state being in the context (`ExitRip::InContext`).
+    leave: Option<Block>,
+    /// `(rip, slot, executed)`, without (`[0]`) and with (`[1]`) the TLB check: store `rip`,
+    /// count, and return the successor's code from chain slot `slot` as
+    /// [`Tx::exit_chained`] describes. Every chained exit jumps here with its state written
+    /// back.
+    chain: [Option<Block>; 2],
 }
 
 /// See [`Tx::edge_count`].
@@ -207,6 +232,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             entry_looped: false,
             slot_targets: Vec::new(),
             edge_count: None,
+            tails: Tails::default(),
         }
     }
 
@@ -410,6 +436,12 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// Add `n` (and what the edges counted) to the retired-instruction counter; returns the new
     /// count.
     pub fn add_icount(&mut self, n: u64) -> Value {
+        let n = self.c64(n);
+        self.add_icount_value(n)
+    }
+
+    /// [`Tx::add_icount`] of a count computed at run time (an i64).
+    fn add_icount_value(&mut self, n: Value) -> Value {
         let c = self.load_ctx(types::I64, ICOUNT_OFFSET);
         let c = match self.edge_count {
             Some(e) => {
@@ -418,7 +450,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             }
             None => c,
         };
-        let c = self.add_c(c, n);
+        let c = self.b.ins().iadd(c, n);
         self.store_ctx(c, ICOUNT_OFFSET);
         c
     }
@@ -474,6 +506,12 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// context (a delivered fault, an interpreted instruction): nothing is written back then,
     /// since the cached registers may be stale (exception delivery pushes and changes RSP).
     pub fn exit(&mut self, rip: ExitRip, executed: u64) {
+        if matches!(rip, ExitRip::InContext) && (executed > 0 || self.edge_count.is_some()) {
+            let leave = self.leave_tail();
+            let n = self.c64(executed);
+            self.b.ins().jump(leave, &[BlockArg::Value(n)]);
+            return;
+        }
         if !matches!(rip, ExitRip::InContext) {
             self.write_back_regs(false);
             self.store_flags(false);
@@ -503,6 +541,11 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.dirty = self.merge_dirty;
         self.flags = None;
         self.flags_stored = true;
+    }
+
+    /// Whether an edge may lead to `target` (see [`Tx::region_target`]).
+    pub fn is_region_target(&self, target: u64) -> bool {
+        self.region.iter().any(|r| r.start == target && r.enterable)
     }
 
     /// The region block starting at `target` that an edge may lead to, with its Cranelift
@@ -604,10 +647,46 @@ impl<'a, 'f> Tx<'a, 'f> {
             (*p).target_ip = target;
             p
         };
-        let v = self.c64(target);
-        let count = self.leave_counting(v, executed);
-        let trusted = MemFlagsData::trusted();
+        // Kicks need no check here: the limit is never more than the dispatcher's interrupt
+        // poll interval ahead, and the dispatcher looks at the kick flag when it is reached.
+        // A target on the page the function was entered on needs no TLB check: entering
+        // validated that page's mapping, and whatever changes mappings (MOV to CR0/CR3/CR4,
+        // INVLPG, WRMSR, far transfers, A20) runs in the interpreter and ends the block without
+        // a chained exit; a TLB entry evicted meanwhile maps the same page when refilled.
+        let tlb = chain.paging && !self.on_entry_page(target, &chain);
+        self.write_back_regs(false);
+        self.store_flags(false);
+        let tail = self.chain_tail(tlb);
+        let rip = self.c64(target);
         let sp = self.b.ins().iconst(self.ptr, slot_ptr as usize as i64);
+        let n = self.c64(executed);
+        self.b.ins().jump(tail, &[rip, sp, n].map(BlockArg::Value));
+    }
+
+    /// The function's chained-exit tail, with or without the TLB check (see
+    /// [`Tails::chain`]).
+    fn chain_tail(&mut self, tlb: bool) -> Block {
+        if let Some(t) = self.tails.chain[usize::from(tlb)] {
+            return t;
+        }
+        let t = self.b.create_block();
+        self.b.append_block_param(t, types::I64);
+        self.b.append_block_param(t, self.ptr);
+        self.b.append_block_param(t, types::I64);
+        self.tails.chain[usize::from(tlb)] = Some(t);
+        t
+    }
+
+    /// The body of a chained-exit tail `t`: params `(rip, slot, executed)`.
+    fn emit_chain_tail(&mut self, t: Block, tlb: bool) {
+        self.b.switch_to_block(t);
+        let (rip, sp, executed) = {
+            let p = self.b.block_params(t);
+            (p[0], p[1], p[2])
+        };
+        self.store_ctx(rip, RIP_OFFSET);
+        let count = self.add_icount_value(executed);
+        let trusted = MemFlagsData::trusted();
         let slot_field =
             |tx: &mut Self, off: usize| tx.b.ins().load(types::I64, trusted, sp, off as i32);
         let next = slot_field(self, offset_of!(ChainSlot, next));
@@ -617,20 +696,14 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.ins().brif(unlinked, record, &[], check, &[]);
         self.b.set_cold_block(record);
         self.b.switch_to_block(record);
-        let sp64 = self.c64(slot_ptr as usize as u64);
+        let sp64 = self.i64_from_ptr(sp);
         self.store_ctx(sp64, CHAIN_EXIT_OFFSET);
         let zero = self.c64(0);
         self.b.ins().return_(&[zero]);
 
         self.b.switch_to_block(check);
         let mut stop = self.at_loop_limit(count);
-        // Kicks need no check here: the limit is never more than the dispatcher's interrupt
-        // poll interval ahead, and the dispatcher looks at the kick flag when it is reached.
-        // A target on the page the function was entered on needs no TLB check: entering
-        // validated that page's mapping, and whatever changes mappings (MOV to CR0/CR3/CR4,
-        // INVLPG, WRMSR, far transfers, A20) runs in the interpreter and ends the block without
-        // a chained exit; a TLB entry evicted meanwhile maps the same page when refilled.
-        if chain.paging && !self.on_entry_page(target, &chain) {
+        if tlb {
             let entry_off = slot_field(self, offset_of!(ChainSlot, tlb_entry));
             let entry_off = self.ptr_from_i64(entry_off);
             let entry = self.b.ins().iadd(self.ctx, entry_off);
@@ -788,6 +861,15 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.return_code_unless(stop, code);
     }
 
+    /// A pointer-sized value as an i64.
+    fn i64_from_ptr(&mut self, v: Value) -> Value {
+        if self.ptr == types::I64 {
+            v
+        } else {
+            self.b.ins().uextend(types::I64, v)
+        }
+    }
+
     /// An i64 as a pointer-sized value.
     fn ptr_from_i64(&mut self, v: Value) -> Value {
         if self.ptr == types::I64 {
@@ -838,26 +920,27 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
     }
 
-    /// When `cond` (an i8 truth value) holds, run the current instruction through the
-    /// interpreter in a cold block and leave the function (the interpreter raises whatever
-    /// fault the instruction has); continue emitting the main path otherwise.
+    /// When `cond` (an i8 truth value) holds, leave the function from a cold block to have the
+    /// current instruction interpreted (the interpreter raises whatever fault it has; see
+    /// [`Tails::interp`]); continue emitting the main path otherwise.
     pub fn interp_if(&mut self, cond: Value) {
         self.interp_out_of_line(cond, true);
     }
 
-    /// Unless `ok` (an i8 truth value) holds, run the current instruction through the
-    /// interpreter in a cold block and leave the function, as [`Tx::interp_if`] does. The
-    /// softmmu's slow path (TLB misses, MMIO, writes to code pages, segment limit violations)
-    /// goes this way: nothing of the instruction is committed before its memory accesses, and
-    /// since the cold block never rejoins the main path, no guest value has to survive the
-    /// call (which would keep them out of the host's caller-saved registers).
+    /// Unless `ok` (an i8 truth value) holds, leave the function from a cold block to have the
+    /// current instruction interpreted, as [`Tx::interp_if`] does. The softmmu's slow path
+    /// (TLB misses, MMIO, writes to code pages, segment limit violations) goes this way:
+    /// nothing of the instruction is committed before its memory accesses, and since the cold
+    /// block never rejoins the main path, no guest value has to survive the interpretation.
     pub fn interp_unless(&mut self, ok: Value) {
         self.interp_out_of_line(ok, false);
     }
 
-    /// When `cond` equals `leave_when`, interpret the current instruction in a cold block and
-    /// leave the function; the main path continues in a new block otherwise.
+    /// When `cond` equals `leave_when`, leave the function from a cold block to have the current
+    /// instruction interpreted; the main path continues in a new block otherwise.
     fn interp_out_of_line(&mut self, cond: Value, leave_when: bool) {
+        // The tail's arguments are made in a cold block of their own: constants defined before
+        // the branch would be materialised on the main path (in loops too).
         let out = self.b.create_block();
         let cont = self.b.create_block();
         if leave_when {
@@ -869,14 +952,75 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.switch_to_block(out);
         self.write_back_regs(false);
         self.store_flags(false);
-        self.store_ip();
-        let f = self.helper_addr(self.env.helpers.interp);
+        let tail = self.interp_tail();
+        let rip = self.c64(self.ip);
         let insn = self.b.ins().iconst(self.ptr, self.insn as usize as i64);
+        let n = self.c64(self.index as u64);
         self.b
             .ins()
-            .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
-        self.exit(ExitRip::InContext, self.index as u64 + 1);
+            .jump(tail, &[rip, insn, n].map(BlockArg::Value));
         self.b.switch_to_block(cont);
+    }
+
+    /// The function's interpreter tail (see [`Tails::interp`]).
+    fn interp_tail(&mut self) -> Block {
+        if let Some(t) = self.tails.interp {
+            return t;
+        }
+        let t = self.b.create_block();
+        self.b.append_block_param(t, types::I64);
+        self.b.append_block_param(t, self.ptr);
+        self.b.append_block_param(t, types::I64);
+        self.b.set_cold_block(t);
+        self.tails.interp = Some(t);
+        t
+    }
+
+    /// The function's leaving tail (see [`Tails::leave`]).
+    fn leave_tail(&mut self) -> Block {
+        if let Some(t) = self.tails.leave {
+            return t;
+        }
+        let t = self.b.create_block();
+        self.b.append_block_param(t, types::I64);
+        self.b.set_cold_block(t);
+        self.tails.leave = Some(t);
+        t
+    }
+
+    /// Emit the bodies of the shared tails the function's exits jump to (call once, after
+    /// everything else, so that the lazy-flags and edge-count state they read is final).
+    pub fn finish_tails(&mut self) {
+        if let Some(t) = self.tails.interp {
+            self.b.switch_to_block(t);
+            let (rip, insn, n) = {
+                let p = self.b.block_params(t);
+                (p[0], p[1], p[2])
+            };
+            self.store_ctx(rip, RIP_OFFSET);
+            let insn = self.i64_from_ptr(insn);
+            self.store_ctx(insn, RESUME_INSN_OFFSET);
+            self.add_icount_value(n);
+            let resume = self.c64(self.env.helpers.resume as u64);
+            self.b.ins().return_(&[resume]);
+        }
+        if let Some(t) = self.tails.leave {
+            self.b.switch_to_block(t);
+            let n = self.b.block_params(t)[0];
+            self.leave_counting_value(n);
+        }
+        for tlb in [false, true] {
+            if let Some(t) = self.tails.chain[usize::from(tlb)] {
+                self.emit_chain_tail(t, tlb);
+            }
+        }
+    }
+
+    /// Count `n` instructions (an i64) and return 0.
+    fn leave_counting_value(&mut self, n: Value) {
+        self.add_icount_value(n);
+        let zero = self.c64(0);
+        self.b.ins().return_(&[zero]);
     }
 
     /// Evaluate condition code `cc` from the flags stored in the context, through the helper.

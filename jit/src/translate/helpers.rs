@@ -6,7 +6,8 @@
 //! helpers see exact architectural state and faults are precise. A fault is delivered here
 //! (through the IDT/IVT, leaving `cpu.rip` at the handler) and reported by returning 1, after
 //! which generated code leaves the block without touching guest state. Memory accesses that miss
-//! the inline TLB path run their whole instruction through [`jit_interp`].
+//! the inline TLB path leave the block and have the dispatcher run their whole instruction
+//! through [`jit_resume_interp`].
 
 use iced_x86::Instruction;
 
@@ -22,6 +23,7 @@ pub fn table() -> HelperTable {
     HelperTable {
         interp: jit_interp as *const () as usize,
         condition: jit_condition as *const () as usize,
+        resume: jit_resume_interp as *const () as usize,
     }
 }
 
@@ -54,6 +56,27 @@ pub unsafe extern "C" fn jit_interp(ctx: *mut JitContext, insn: *const Instructi
         Step::Continue if ctx.exit.exit_block == 0 && ctx.exit.exit_run == 0 => 0,
         _ => 1,
     }
+}
+
+/// Interpret the instruction at `ctx.resume_insn` (clearing it) and count it; return 0 (back
+/// to the dispatcher). Generated code returns this function's address, as a block function,
+/// after storing its registers, flags, `cpu.rip` (that instruction's ip) and the count of the
+/// instructions before it: the dispatcher's loop then calls it as it would the next block.
+///
+/// # Safety
+/// Called as a block function with a valid context whose `resume_insn` points to a live
+/// `Instruction` (the block's, kept as long as its code).
+pub unsafe extern "C" fn jit_resume_interp(ctx: *mut JitContext) -> u64 {
+    // SAFETY: see `parts`; generated code stored a pointer into its block's instruction slice.
+    let (ctx, rt, insn) = unsafe {
+        let (c, r) = parts(ctx);
+        let insn = std::mem::take(&mut c.resume_insn) as usize as *const Instruction;
+        (c, r, &*insn)
+    };
+    super::fallback_stats::record(insn);
+    interp::step(ctx, rt, insn);
+    ctx.icount += 1;
+    0
 }
 
 /// Condition code `cc` (0..15) evaluated over the stored lazy flags. Returns 0 or 1.

@@ -713,6 +713,12 @@ impl Tx<'_, '_> {
 
     /// End the block with a two-way branch.
     fn branch(&mut self, cond: Value, taken: u64, not_taken: u64) {
+        if !self.is_region_target(taken) && !self.is_region_target(not_taken) {
+            // Both sides leave the function with the same registers and flags record: store
+            // them once, before the branch, rather than once per exit.
+            self.write_back_regs(true);
+            self.store_flags(true);
+        }
         let t = self.b.create_block();
         let f = self.b.create_block();
         self.b.ins().brif(cond, t, &[], f, &[]);

@@ -78,6 +78,10 @@ pub struct HelperTable {
     pub interp: usize,
     /// `fn(*mut JitContext, cc: u32) -> u32`: condition code from the stored flags.
     pub condition: usize,
+    /// `fn(*mut JitContext) -> u64`, a block function: interpret `JitContext::resume_insn`,
+    /// count it, and return 0. Generated code returns its address to have the dispatcher call
+    /// it, which costs Cranelift less than a call in every function.
+    pub resume: usize,
 }
 
 /// The environment a block is translated in.
@@ -226,6 +230,7 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
             .position(|r| r.block.is_some() && !r.translated);
     }
     stats.self_loop = tx.entry_looped;
+    tx.finish_tails();
     tx.b.seal_all_blocks();
     tx.b.finalize(frontend);
     dce::remove_dead_code(func);
