@@ -727,8 +727,10 @@ impl JitVcpu {
                     if next == 0 {
                         break;
                     }
-                    // SAFETY: non-zero results are code addresses of live blocks taken from
-                    // linked chain slots (a `BlockFn` cast by `link`).
+                    // SAFETY: non-zero results are block functions: code of live blocks from
+                    // linked chain slots (a `BlockFn` cast by `link`) or the jump cache, or
+                    // `helpers::jit_resume_interp`, which a slow path returns with
+                    // `resume_insn` set.
                     f = unsafe { std::mem::transmute::<usize, BlockFn>(next as usize) };
                 }
             }

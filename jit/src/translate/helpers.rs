@@ -12,7 +12,6 @@
 use iced_x86::Instruction;
 
 use crate::context::JitContext;
-use crate::flags::condition;
 use crate::interp::{self, Step};
 use crate::runtime::Runtime;
 
@@ -86,5 +85,5 @@ pub unsafe extern "C" fn jit_resume_interp(ctx: *mut JitContext) -> u64 {
 pub unsafe extern "C" fn jit_condition(ctx: *mut JitContext, cc: u32) -> u32 {
     // SAFETY: only the plain-data part of the context is read.
     let ctx = unsafe { &*ctx };
-    u32::from(condition(cc as u8, ctx.flags.status(ctx.cpu.rflags)))
+    u32::from(ctx.flags.holds(cc as u8, ctx.cpu.rflags))
 }
