@@ -4,7 +4,7 @@
 //! operand values are known, so Jcc (and the carry input of INC/DEC) becomes a direct comparison:
 //! `cmp a, b; jb` is `a <u b`, `test; jz` is `res == 0`. Kinds not handled here (shifts,
 //! multiplications, flags coming from before the block) go through the condition helper, which
-//! evaluates `flags::condition` over the stored record.
+//! evaluates `LazyFlags::holds` over the stored record.
 
 use std::mem::offset_of;
 
