@@ -74,9 +74,11 @@ impl Default for JitConfig {
             // boot, where most code runs only a few times, a threshold of 4 spent 43% of the
             // time in Cranelift; 256 needs about a third less CPU time to the shell (user time
             // of emu/benches/linux-boot.sh's boot: 37 s with 4, 30 s with 32, 24 s with 256).
-            // With the background compiler, 512 reaches the boot's userspace marker 2-3%
-            // sooner than 256 (6 of 6 alternated runs; 128 and 1024 slower).
-            hot_threshold: 512,
+            // With the background compiler and queued blocks promoted while they run
+            // (`CompileWorker::promote`), 64 to 256 reach the boot's userspace marker alike
+            // (medians 6.72-6.74 s of 3-6 alternated runs on a quiet machine), 512 is 2% and
+            // 1024 8% slower.
+            hot_threshold: 256,
             max_block_insns: 64,
             background_compile: false,
             region: RegionLimits::default(),
