@@ -2,8 +2,9 @@
 //!
 //! Blocks are keyed by where they are (guest-physical start, ip) and by everything in the
 //! processor mode that changes their meaning ([`ModeKey`]). Each block remembers the physical
-//! pages its bytes come from, so a write to one of them (reported by the softmmu as a dirty code
-//! page) drops exactly the blocks built from that page. Cranelift's `JITModule` cannot free one
+//! bytes it was decoded from, and a compiled one those of its whole region ([`crate::smc`]), so a
+//! guest write into them (reported by the softmmu) drops exactly the blocks it overlaps, and a
+//! write beside them on the same page drops nothing. Cranelift's `JITModule` cannot free one
 //! function, so dropped blocks' code stays allocated until the whole cache is flushed, which the
 //! dispatcher does when too much dead code has accumulated.
 //!
