@@ -314,7 +314,7 @@ fn bad_snapshots_are_clear_errors_and_left_alone() {
     let info_text = text(&info.stdout);
     assert_eq!(info.status.code(), Some(0));
     assert!(
-        info_text.contains("format version 1")
+        info_text.contains("format version 2")
             && info_text.contains("mode Protected32")
             && info_text.contains("device pit"),
         "{info_text}"
