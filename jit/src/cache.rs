@@ -291,6 +291,24 @@ pub struct Block {
     pub incoming: Vec<*mut ChainSlot>,
 }
 
+impl Block {
+    /// A block just decoded from `pages` at linear address `linear`: not run, not compiled.
+    pub fn new(key: BlockKey, linear: u64, insns: Arc<[Instruction]>, pages: Vec<u64>) -> Self {
+        Self {
+            key,
+            linear,
+            insns,
+            pages,
+            code: None,
+            compiling: false,
+            runs: 0,
+            succ: [NO_SUCC; SUCCESSORS],
+            next_succ: 0,
+            incoming: Vec::new(),
+        }
+    }
+}
+
 /// Chain slots a compiled block needs per basic block it translates: the taken (or only) exit
 /// and the not-taken exit.
 pub const CHAIN_SLOTS: usize = 2;

@@ -17,7 +17,7 @@ use hashbrown::HashMap;
 
 use crate::cache::{
     Block, BlockFn, BlockId, BlockKey, BlockTable, CacheError, ChainSlot, CodeCache, JumpCache,
-    JumpEntry, ModeKey, CHAIN_SLOTS, NO_SUCC, SUCCESSORS,
+    JumpEntry, ModeKey, CHAIN_SLOTS, SUCCESSORS,
 };
 use crate::context::{tlb_index, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT};
 use crate::exception;
@@ -585,18 +585,7 @@ impl JitVcpu {
             self.rt.mark_code_bytes(&mut self.ctx, r);
         }
         self.stats.blocks_decoded += 1;
-        let block = Block {
-            key,
-            linear: la,
-            insns: decoded.insns.into(),
-            pages,
-            code: None,
-            compiling: false,
-            runs: 0,
-            succ: [NO_SUCC; SUCCESSORS],
-            next_succ: 0,
-            incoming: Vec::new(),
-        };
+        let block = Block::new(key, la, decoded.insns.into(), pages);
         Ok(Found::Block(self.blocks.insert(block, extent)))
     }
 
@@ -1167,21 +1156,13 @@ mod tests {
         use crate::smc::PhysRange;
         let mut v = machine(&[0xf4], &[]);
         let (mode, _) = v.current_mode_key();
-        let block = |phys: u64| Block {
-            key: BlockKey {
+        let block = |phys: u64| {
+            let key = BlockKey {
                 phys,
                 ip: phys,
                 mode,
-            },
-            linear: phys,
-            insns: Vec::new().into(),
-            pages: vec![phys & PAGE_MASK],
-            code: None,
-            compiling: false,
-            runs: 0,
-            succ: [NO_SUCC; SUCCESSORS],
-            next_succ: 0,
-            incoming: Vec::new(),
+            };
+            Block::new(key, phys, Vec::new().into(), vec![phys & PAGE_MASK])
         };
         let mut t = BlockTable::new();
         let a = t.insert(block(0x1000), vec![PhysRange::new(0x1000, 0x10)]);
