@@ -206,17 +206,20 @@ impl LazyFlags {
             }
             _ => (false, false),
         };
-        let (zf, sf) = (r == 0, r & sign != 0);
-        let t = match cc >> 1 {
-            0 => of,
-            1 => cf,
-            2 => zf,
-            3 => cf || zf,
-            4 => sf,
-            6 => sf != of,
-            _ => zf || sf != of,
-        };
-        t ^ (cc & 1 != 0)
+        let mut f = 0;
+        for (set, bit) in [
+            (cf, rflags::CF),
+            (r == 0, rflags::ZF),
+            (r & sign != 0, rflags::SF),
+            (of, rflags::OF),
+        ] {
+            if set {
+                f |= bit;
+            }
+        }
+        // PF and AF are left out: `condition` reads PF only for the parity codes (handled
+        // above) and never reads AF.
+        condition(cc, f)
     }
 
     /// Just CF (cheaper than all flags for ADC/SBB/INC/DEC inputs).

@@ -545,16 +545,20 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     /// Whether an edge may lead to `target` (see [`Tx::region_target`]).
     pub fn is_region_target(&self, target: u64) -> bool {
-        self.region.iter().any(|r| r.start == target && r.enterable)
+        self.region_index(target).is_some()
+    }
+
+    /// The index of the region block starting at `target` that an edge may enter.
+    fn region_index(&self, target: u64) -> Option<usize> {
+        self.region
+            .iter()
+            .position(|r| r.start == target && r.enterable)
     }
 
     /// The region block starting at `target` that an edge may lead to, with its Cranelift
     /// block (created now if this is the first edge to it).
     pub fn region_target(&mut self, target: u64) -> Option<(usize, Block)> {
-        let n = self
-            .region
-            .iter()
-            .position(|r| r.start == target && r.enterable)?;
+        let n = self.region_index(target)?;
         let block = match self.region[n].block {
             Some(b) => b,
             None => {
@@ -669,11 +673,20 @@ impl<'a, 'f> Tx<'a, 'f> {
         if let Some(t) = self.tails.chain[usize::from(tlb)] {
             return t;
         }
-        let t = self.b.create_block();
-        self.b.append_block_param(t, types::I64);
-        self.b.append_block_param(t, self.ptr);
-        self.b.append_block_param(t, types::I64);
+        let t = self.new_tail(&[types::I64, self.ptr, types::I64], false);
         self.tails.chain[usize::from(tlb)] = Some(t);
+        t
+    }
+
+    /// A block for a shared tail taking `params`, cold or not.
+    fn new_tail(&mut self, params: &[Type], cold: bool) -> Block {
+        let t = self.b.create_block();
+        for &ty in params {
+            self.b.append_block_param(t, ty);
+        }
+        if cold {
+            self.b.set_cold_block(t);
+        }
         t
     }
 
@@ -967,11 +980,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         if let Some(t) = self.tails.interp {
             return t;
         }
-        let t = self.b.create_block();
-        self.b.append_block_param(t, types::I64);
-        self.b.append_block_param(t, self.ptr);
-        self.b.append_block_param(t, types::I64);
-        self.b.set_cold_block(t);
+        let t = self.new_tail(&[types::I64, self.ptr, types::I64], true);
         self.tails.interp = Some(t);
         t
     }
@@ -981,9 +990,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         if let Some(t) = self.tails.leave {
             return t;
         }
-        let t = self.b.create_block();
-        self.b.append_block_param(t, types::I64);
-        self.b.set_cold_block(t);
+        let t = self.new_tail(&[types::I64], true);
         self.tails.leave = Some(t);
         t
     }

@@ -73,7 +73,8 @@ pub(crate) fn is_imm(k: OpKind) -> bool {
 }
 
 impl Tx<'_, '_> {
-    fn seg_ok(&self, m: MemRef, write: bool) -> bool {
+    /// Whether the mode key lets memory operand `m` be read (or written) inline.
+    pub(super) fn seg_ok(&self, m: MemRef, write: bool) -> bool {
         let bit = if write { 2 } else { 1 } << (2 * m.seg);
         self.env.mode.seg_access & bit != 0
     }

@@ -31,7 +31,7 @@ use crate::context::JitContext;
 use crate::interp::sse::CR4_OSFXSR;
 
 use super::emit::Tx;
-use super::insn::Done;
+use super::insn::{Done, MemCache};
 use super::memory::{is_mem, mem_ref, MemRef};
 use super::regs::gpr_info;
 
@@ -208,7 +208,7 @@ impl Tx<'_, '_> {
     /// Translate an SSE integer instruction inline, if it is one of this module's.
     pub(super) fn sse_integer(&mut self, insn: &Instruction) -> Done {
         let code = insn.code();
-        if insn.has_lock_prefix() || !self.sse_known(code) || !host_has_simd() {
+        if insn.has_lock_prefix() || !host_has_simd() {
             return Done::NotHandled;
         }
         if let Some(op) = op_of(code) {
@@ -229,23 +229,6 @@ impl Tx<'_, '_> {
         }
     }
 
-    fn sse_known(&self, code: Code) -> bool {
-        op_of(code).is_some()
-            || shift_of(code).is_some()
-            || move128_of(code).is_some()
-            || matches!(
-                code,
-                Code::Movd_xmm_rm32
-                    | Code::Movq_xmm_rm64
-                    | Code::Movd_rm32_xmm
-                    | Code::Movq_rm64_xmm
-                    | Code::Movq_xmm_xmmm64
-                    | Code::Movq_xmmm64_xmm
-                    | Code::Pmovmskb_r32_xmm
-                    | Code::Pmovmskb_r64_xmm
-            )
-    }
-
     /// Operand `op` as an XMM register or a memory operand allowing the given access inline.
     fn xmm_opnd(&self, insn: &Instruction, op: u32, write: bool) -> Option<XmmOpnd> {
         if insn.op_kind(op) == OpKind::Register {
@@ -255,8 +238,7 @@ impl Tx<'_, '_> {
             return None;
         }
         let m = mem_ref(insn, self.env.mode.bitness)?;
-        let bit = if write { 2 } else { 1 } << (2 * m.seg);
-        (self.env.mode.seg_access & bit != 0).then_some(XmmOpnd::Mem(m))
+        self.seg_ok(m, write).then_some(XmmOpnd::Mem(m))
     }
 
     /// Leave for the interpreter unless SSE instructions execute (CR0.EM and CR0.TS clear,
@@ -275,6 +257,7 @@ impl Tx<'_, '_> {
         self.interp_unless(ok);
     }
 
+    /// XMM register `n` as `ty`: a vector, or a scalar of its low bytes.
     fn load_xmm(&mut self, n: usize, ty: Type) -> Value {
         self.b
             .ins()
@@ -287,18 +270,11 @@ impl Tx<'_, '_> {
             .store(vector_flags(), v, self.ctx, xmm_offset(n));
     }
 
-    /// The host address of a 16-byte (`size`) memory operand, leaving for the interpreter on a
-    /// TLB miss, a limit violation or, for the aligned forms, a misaligned address.
-    fn xmm_mem_addr(
-        &mut self,
-        insn: &Instruction,
-        m: MemRef,
-        size: u32,
-        write: bool,
-        aligned: bool,
-    ) -> Value {
+    /// The host address of a 16-byte memory operand, leaving for the interpreter on a TLB miss,
+    /// a limit violation or, for the aligned forms, a misaligned address.
+    fn xmm_mem_addr(&mut self, insn: &Instruction, m: MemRef, write: bool, aligned: bool) -> Value {
         let ea = self.effective_address(insn, m);
-        let p = self.probe(m.seg, ea, size, write);
+        let p = self.probe(m.seg, ea, 16, write);
         let mut ok = p.hit;
         if aligned {
             // The host page is page-aligned, so the host address has the guest's low bits.
@@ -315,7 +291,7 @@ impl Tx<'_, '_> {
         match s {
             XmmOpnd::Reg(n) => self.load_xmm(n, ty),
             XmmOpnd::Mem(m) => {
-                let host = self.xmm_mem_addr(insn, m, 16, false, true);
+                let host = self.xmm_mem_addr(insn, m, false, true);
                 self.b.ins().load(ty, vector_flags(), host, 0)
             }
         }
@@ -456,14 +432,14 @@ impl Tx<'_, '_> {
         let v = match src {
             XmmOpnd::Reg(n) => self.load_xmm(n, ty),
             XmmOpnd::Mem(m) => {
-                let host = self.xmm_mem_addr(insn, m, 16, false, aligned);
+                let host = self.xmm_mem_addr(insn, m, false, aligned);
                 self.b.ins().load(ty, vector_flags(), host, 0)
             }
         };
         match dst {
             XmmOpnd::Reg(n) => self.store_xmm(n, v),
             XmmOpnd::Mem(m) => {
-                let host = self.xmm_mem_addr(insn, m, 16, true, aligned);
+                let host = self.xmm_mem_addr(insn, m, true, aligned);
                 self.b.ins().store(vector_flags(), v, host, 0);
             }
         }
@@ -480,70 +456,40 @@ impl Tx<'_, '_> {
 
     /// MOVD/MOVQ xmm, r/m32 or r/m64: zero-extended into the register.
     fn move_gpr_to_xmm(&mut self, insn: &Instruction) -> Done {
-        let Some(XmmOpnd::Reg(d)) = self.xmm_opnd(insn, 0, true) else {
+        let (Some(XmmOpnd::Reg(d)), Some(s)) = (
+            self.xmm_opnd(insn, 0, true),
+            self.opnd(insn, 1, true, false),
+        ) else {
             return Done::NotHandled;
         };
+        self.require_sse();
         let size = if insn.code() == Code::Movq_xmm_rm64 {
             8
         } else {
             4
         };
-        let v = if insn.op_kind(1) == OpKind::Register {
-            let Some(g) = gpr_info(insn.op_register(1)) else {
-                return Done::NotHandled;
-            };
-            self.require_sse();
-            self.read_reg(g)
-        } else {
-            let Some(XmmOpnd::Mem(m)) = self.xmm_opnd(insn, 1, false) else {
-                return Done::NotHandled;
-            };
-            self.require_sse();
-            let ea = self.effective_address(insn, m);
-            self.mem_read(m.seg, ea, size)
-        };
+        let v = self.read_opnd(insn, s, size, &mut MemCache::default());
         self.set_xmm_low_qword(d, v);
         Done::Inline
     }
 
-    /// MOVD/MOVQ r/m32 or r/m64, xmm: the low dword or qword.
+    /// MOVD/MOVQ r/m32 or r/m64, xmm: the low dword or qword (a 32-bit register destination
+    /// is zero-extended, as every 32-bit register write is).
     fn move_xmm_to_gpr(&mut self, insn: &Instruction) -> Done {
-        let Some(XmmOpnd::Reg(s)) = self.xmm_opnd(insn, 1, false) else {
+        let (Some(d), Some(XmmOpnd::Reg(s))) = (
+            self.opnd(insn, 0, false, true),
+            self.xmm_opnd(insn, 1, false),
+        ) else {
             return Done::NotHandled;
         };
+        self.require_sse();
         let size = if insn.code() == Code::Movq_rm64_xmm {
             8
         } else {
             4
         };
-        let ty = if size == 8 { types::I64 } else { types::I32 };
-        if insn.op_kind(0) == OpKind::Register {
-            let Some(g) = gpr_info(insn.op_register(0)) else {
-                return Done::NotHandled;
-            };
-            self.require_sse();
-            let v = self
-                .b
-                .ins()
-                .load(ty, vector_flags(), self.ctx, xmm_offset(s));
-            let v = if size == 4 {
-                self.b.ins().uextend(types::I64, v)
-            } else {
-                v
-            };
-            self.write_reg(g, v);
-        } else {
-            let Some(XmmOpnd::Mem(m)) = self.xmm_opnd(insn, 0, true) else {
-                return Done::NotHandled;
-            };
-            self.require_sse();
-            let v = self
-                .b
-                .ins()
-                .load(types::I64, vector_flags(), self.ctx, xmm_offset(s));
-            let ea = self.effective_address(insn, m);
-            self.mem_write(m.seg, ea, size, v);
-        }
+        let v = self.load_xmm(s, types::I64);
+        self.write_opnd(insn, d, size, v, &mut MemCache::default());
         Done::Inline
     }
 
@@ -555,11 +501,7 @@ impl Tx<'_, '_> {
         };
         self.require_sse();
         let v = match src {
-            XmmOpnd::Reg(n) => {
-                self.b
-                    .ins()
-                    .load(types::I64, vector_flags(), self.ctx, xmm_offset(n))
-            }
+            XmmOpnd::Reg(n) => self.load_xmm(n, types::I64),
             XmmOpnd::Mem(m) => {
                 let ea = self.effective_address(insn, m);
                 self.mem_read(m.seg, ea, 8)
