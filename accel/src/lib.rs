@@ -6,7 +6,9 @@
 //! be written once:
 //!
 //! - [`kvm_available`] says whether `/dev/kvm` can be used, and if not, why;
-//! - [`KvmVcpu`] is a vCPU of its own single-vCPU VM over a [`vcpu::GuestRam`].
+//! - [`KvmVcpu`] is a vCPU of its own single-vCPU VM over a [`vcpu::GuestRam`];
+//! - [`kvm_syscall_enters_ring_0`] says whether this KVM runs SYSCALL right (our build hosts'
+//!   software KVM does not, and a vCPU there gives the guest up when it sets up SYSCALL).
 //!
 //! How fast this host's KVM really is (software-emulated or nested KVM can be far slower than
 //! the JIT) is measured by the machine (`emu::calibrate`), with the same guest on both backends.
@@ -18,12 +20,12 @@
 #[cfg(all(feature = "kvm", target_arch = "x86_64", target_os = "linux"))]
 mod kvm;
 #[cfg(all(feature = "kvm", target_arch = "x86_64", target_os = "linux"))]
-pub use kvm::{kvm_available, KvmVcpu};
+pub use kvm::{kvm_available, kvm_syscall_enters_ring_0, KvmVcpu};
 
 #[cfg(not(all(feature = "kvm", target_arch = "x86_64", target_os = "linux")))]
 mod unavailable;
 #[cfg(not(all(feature = "kvm", target_arch = "x86_64", target_os = "linux")))]
-pub use unavailable::{kvm_available, KvmVcpu};
+pub use unavailable::{kvm_available, kvm_syscall_enters_ring_0, KvmVcpu};
 
 /// Another backend's CPUID, as `[EAX, EBX, ECX, EDX]` for (leaf, subleaf): the most it ever
 /// reports (bits that follow control registers, like OSXSAVE, set). Given to

@@ -23,6 +23,11 @@ pub fn kvm_available() -> Result<(), AccelError> {
     Err(reason())
 }
 
+/// Always `None`: there is no KVM to ask.
+pub fn kvm_syscall_enters_ring_0() -> Option<bool> {
+    None
+}
+
 /// A KVM vCPU cannot exist in this build: the type has no values.
 #[derive(Debug)]
 pub enum KvmVcpu {}

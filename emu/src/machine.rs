@@ -214,7 +214,7 @@ pub fn create_vcpu(
 ) -> Result<Box<dyn Vcpu>, MachineError> {
     match accel {
         Accel::Jit => Ok(Box::new(create_jit(ram, state, jit_threshold)?)),
-        Accel::Kvm => create_kvm(ram, state, None),
+        Accel::Kvm => create_kvm(ram, state, None, jit_threshold),
         Accel::Auto => {
             let chosen = crate::calibrate::choose_backend();
             create_vcpu(chosen, ram, state, jit_threshold)
@@ -227,6 +227,12 @@ fn create_jit(
     state: &CpuState,
     jit_threshold: Option<u32>,
 ) -> Result<jit::JitVcpu, MachineError> {
+    jit::JitVcpu::with_config(ram.clone(), *state, jit_config(jit_threshold))
+        .map_err(|e| MachineError::Jit(e.to_string()))
+}
+
+/// The JIT's configuration for a machine with `jit_threshold`.
+fn jit_config(jit_threshold: Option<u32>) -> jit::dispatch::JitConfig {
     let mut config = jit::dispatch::JitConfig {
         // Cranelift runs on a second thread, except when tuning or testing the translator with
         // an explicit threshold, which then sees the same translations on every run.
@@ -236,17 +242,18 @@ fn create_jit(
     if let Some(n) = jit_threshold {
         config.hot_threshold = n;
     }
-    jit::JitVcpu::with_config(ram.clone(), *state, config)
-        .map_err(|e| MachineError::Jit(e.to_string()))
+    config
 }
 
 /// A KVM vCPU (with the JIT stepping over what KVM cannot emulate, and the JIT's CPUID) that
-/// uses `kicker`, when given, instead of its own.
+/// uses `kicker`, when given, instead of its own. `jit_threshold` configures the JIT should
+/// the guest have to move there for good (`crate::hybrid`).
 #[cfg(feature = "kvm")]
 fn create_kvm(
     ram: &GuestRam,
     state: &CpuState,
     kicker: Option<Kicker>,
+    jit_threshold: Option<u32>,
 ) -> Result<Box<dyn Vcpu>, MachineError> {
     accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
     // The JIT's CPUID caps KVM's: one processor on both backends, so the guest can move
@@ -259,6 +266,7 @@ fn create_kvm(
     Ok(Box::new(crate::hybrid::HybridVcpu::new(
         Box::new(v),
         ram.clone(),
+        jit_config(jit_threshold),
     )))
 }
 
@@ -267,6 +275,7 @@ fn create_kvm(
     _ram: &GuestRam,
     _state: &CpuState,
     _kicker: Option<Kicker>,
+    _jit_threshold: Option<u32>,
 ) -> Result<Box<dyn Vcpu>, MachineError> {
     Err(MachineError::KvmUnavailable(
         "emu was built without the `kvm` feature".to_string(),
@@ -318,8 +327,9 @@ pub const SCALAR_SIMD_MASK: [&str; 15] = [
 fn mask_kvm_features(cmdline: &str, scalar_simd: bool) -> Result<String, MachineError> {
     accel::kvm_available().map_err(|e| MachineError::KvmUnavailable(e.to_string()))?;
     let queries = crate::cpuid_probe::named_queries();
-    let seen = crate::cpuid_probe::guest_cpuid(&queries, |ram, s| create_kvm(ram, s, None))
-        .map_err(|e| MachineError::KvmUnavailable(format!("probing the guest's CPUID: {e}")))?;
+    let seen =
+        crate::cpuid_probe::guest_cpuid(&queries, |ram, s| create_kvm(ram, s, None, None))
+            .map_err(|e| MachineError::KvmUnavailable(format!("probing the guest's CPUID: {e}")))?;
     let asked: &[&str] = if scalar_simd { &SCALAR_SIMD_MASK } else { &[] };
     let features = crate::cpuid_probe::linux_extras(&seen, jit::interp::cpuid_limit, asked);
     let list = |f: &[crate::cpuid_probe::LinuxFeature]| {
@@ -445,7 +455,7 @@ impl Machine {
     ) -> Result<Self, MachineError> {
         Self::direct_boot(config, out, load, |ram, entry| {
             let jit = create_jit(ram, entry, config.jit_threshold)?;
-            let kvm = create_kvm(ram, entry, Some(jit.kicker()))?;
+            let kvm = create_kvm(ram, entry, Some(jit.kicker()), config.jit_threshold)?;
             Ok(Box::new(HandoverVcpu::new(jit, watch, kvm)))
         })
     }

@@ -45,6 +45,9 @@ pub enum JitError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// [`JitVcpu::share_kicker`] after code was translated: that code polls the old kicker.
+    #[error("the kicker cannot change once code has been translated")]
+    KickerAfterStart,
 }
 
 /// How the JIT executes blocks.
@@ -162,6 +165,18 @@ enum Found {
 impl JitVcpu {
     pub fn new(ram: GuestRam, initial: CpuState) -> Result<JitVcpu, JitError> {
         Self::with_config(ram, initial, JitConfig::default())
+    }
+
+    /// Make `kicker` the handle that gets this vCPU out of `run`, in place of its own: a
+    /// machine that moves a running guest here from another backend keeps the kicker its
+    /// controls already hold. Only before the first `run`: translated code polls the kicker's
+    /// flag by address.
+    pub fn share_kicker(&mut self, kicker: Kicker) -> Result<(), JitError> {
+        if self.functions != 0 {
+            return Err(JitError::KickerAfterStart);
+        }
+        self.kicker = kicker;
+        Ok(())
     }
 
     pub fn with_config(

@@ -1185,7 +1185,11 @@ fn run(backend: Backend, case: &Case) -> Result<Run, String> {
     let (exit, state, assisted) = match backend {
         Backend::Kvm => {
             let kvm = accel::KvmVcpu::new(&ram, &case.start).map_err(|e| e.to_string())?;
-            let mut v = HybridVcpu::new(Box::new(kvm), ram.clone());
+            let mut v = HybridVcpu::new(
+                Box::new(kvm),
+                ram.clone(),
+                jit::dispatch::JitConfig::default(),
+            );
             let exit = v.run(&mut buses).map_err(|e| e.to_string())?;
             let state = v.state().map_err(|e| e.to_string())?;
             (exit, state, v.assisted_instructions())

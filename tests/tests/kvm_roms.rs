@@ -47,12 +47,6 @@ const KVM_UNRUNNABLE: &[(&str, &str)] = &[
          bit 26 clear, the ROM's first check fails there) and then hangs at the ROM's first \
          access through a 1 GiB PDPTE (probed: the run reaches its time limit)",
     ),
-    (
-        "long_mode_irq",
-        "on the build hosts' software KVM, SYSCALL from ring 3 enters LSTAR with CS 0x33 and SS \
-         0x2B unchanged, and SYSRETQ with R11 = 2 leaves RFLAGS.IF set (QEMU and the JIT load \
-         CS 0x10 / SS 0x18 and RFLAGS = 2 as the SDM says); KVM itself runs both instructions",
-    ),
 ];
 
 /// The architectural fields of the final states that differ (the time-stamp counter and the

@@ -46,6 +46,12 @@ pub enum VcpuError {
         bytes: Vec<u8>,
         reason: String,
     },
+    /// The backend cannot run the guest on correctly from here, because of a known defect of
+    /// the host (e.g. a KVM whose SYSCALL does not enter ring 0). The state is complete and
+    /// consistent: another backend can take it over and continue. `rip` is the instruction
+    /// that showed the problem (the state may already be past it).
+    #[error("this backend cannot continue the guest at rip {rip:#x}: {what}")]
+    Unsupported { rip: u64, what: String },
     /// The state handed to `set_state` cannot be loaded by this backend.
     #[error("invalid cpu state: {0}")]
     InvalidState(String),

@@ -9,6 +9,7 @@ use vcpu::{
     Segment, SegmentIndex, Vcpu, VcpuError, VmExit,
 };
 
+use super::syscall_check::{self, Verdict};
 use super::{convert, kvm_available, KvmVcpu};
 
 /// CR4 bits the random states use (SDM Vol. 3A 2.5, Figure 2-7).
@@ -329,6 +330,76 @@ fn ud2_raises_ud_in_the_guest() {
         )
         .unwrap();
     assert_eq!(u16::from_le_bytes(ip), CODE as u16);
+}
+
+#[test]
+fn the_syscall_probe_reaches_a_verdict() {
+    if !kvm_or_skip("the_syscall_probe_reaches_a_verdict") {
+        return;
+    }
+    // The probe guest either enters ring 0 at LSTAR or stays in ring 3 there; anything else
+    // (a triple fault, another exit) means the probe guest itself is wrong.
+    assert_ne!(syscall_check::verdict(), Verdict::Unknown);
+}
+
+#[test]
+fn setting_lstar_ends_the_run_where_syscall_is_broken() {
+    if !kvm_or_skip("setting_lstar_ends_the_run_where_syscall_is_broken") {
+        return;
+    }
+    // mov ecx, IA32_LSTAR; mov eax, 0x1234; xor edx, edx; wrmsr; hlt
+    let code = [
+        0x66, 0xb9, 0x82, 0x00, 0x00, 0xc0, 0x66, 0xb8, 0x34, 0x12, 0x00, 0x00, 0x66, 0x31, 0xd2,
+        0x0f, 0x30, 0xf4,
+    ];
+    let hlt = CODE + code.len() as u64 - 1;
+    let mut g = real_mode_guest(&code, |_| {});
+    let result = g.vcpu.run(&mut g.buses);
+    let s = g.vcpu.state().unwrap();
+    // The WRMSR is complete either way.
+    assert_eq!(s.lstar, 0x1234);
+    match syscall_check::verdict() {
+        Verdict::Broken => {
+            match result {
+                Err(VcpuError::Unsupported { rip, what }) => {
+                    // The error names the WRMSR; the state is past it.
+                    assert_eq!(rip, hlt - 2);
+                    assert!(what.contains("LSTAR = 0x1234"), "{what}");
+                }
+                other => panic!("expected the run to end at the WRMSR, got {other:?}"),
+            }
+            assert_eq!(s.rip, hlt);
+        }
+        _ => {
+            assert!(matches!(result, Ok(VmExit::Halted { .. })), "{result:?}");
+            assert_eq!(s.rip, hlt + 1);
+        }
+    }
+}
+
+#[test]
+fn a_state_with_lstar_set_ends_the_run_at_once_where_syscall_is_broken() {
+    if !kvm_or_skip("a_state_with_lstar_set_ends_the_run_at_once_where_syscall_is_broken") {
+        return;
+    }
+    // mov al, 'k'; out 0xe9, al; hlt
+    let mut g = real_mode_guest(&[0xb0, b'k', 0xe6, 0xe9, 0xf4], |s| s.lstar = 0x5678);
+    let result = g.vcpu.run(&mut g.buses);
+    match syscall_check::verdict() {
+        Verdict::Broken => {
+            assert!(
+                matches!(result, Err(VcpuError::Unsupported { rip: CODE, .. })),
+                "{result:?}"
+            );
+            // Nothing ran.
+            assert_eq!(g.out.contents(), b"");
+            assert_eq!(g.vcpu.state().unwrap().rip, CODE);
+        }
+        _ => {
+            assert!(matches!(result, Ok(VmExit::Halted { .. })), "{result:?}");
+            assert_eq!(g.out.contents(), b"k");
+        }
+    }
 }
 
 #[test]

@@ -31,6 +31,7 @@ use vcpu::{Buses, CpuState, GuestRam, Kicker, RegionKind, Vcpu, VcpuError, VmExi
 use vmm_sys_util::ioctl::ioctl_with_ref;
 
 use super::kick::{current_tid, ThreadTimer, TICK};
+use super::syscall_check::{self, Verdict};
 use super::vm::KvmVm;
 use super::{convert, msr};
 use crate::{AccelError, CpuidLimit};
@@ -70,8 +71,14 @@ pub struct KvmVcpu {
     warned_a20: bool,
     /// Whether KVM_SET_MSRS really sets the guest TSC (probed at creation).
     tsc_settable: bool,
-    /// A port or MMIO exit was served but KVM has not been re-entered to finish it.
+    /// A port, MMIO or MSR exit was served but KVM has not been re-entered to finish it.
     io_unfinished: bool,
+    /// Guest writes of IA32_LSTAR exit to emu, which then ends the run: this KVM's SYSCALL is
+    /// broken (see `syscall_check`).
+    lstar_filtered: bool,
+    /// On such a KVM, a state given with IA32_LSTAR already set (a restored snapshot): the
+    /// next `run` ends at once, naming this rip and LSTAR.
+    lstar_given: Option<(u64, u64)>,
     /// The CR8 value last handed to KVM in `kvm_run.cr8`, and IA32_APIC_BASE as KVM last
     /// reported it in `kvm_run.apic_base` (see [`KvmVcpu::sync_apic_in`] and `enter`).
     cr8_in: u64,
@@ -99,6 +106,11 @@ pub enum Step {
     TripleFault,
     /// KVM_EXIT_INTERNAL_ERROR: details are in `kvm_run.internal`.
     InternalError,
+    /// The guest wrote a filtered MSR (IA32_LSTAR, see `syscall_check`); KVM has not written it.
+    MsrWrite {
+        index: u32,
+        value: u64,
+    },
     /// The run cannot continue; the text says which exit and why.
     Failure(String),
 }
@@ -150,6 +162,10 @@ pub fn handle_exit(exit: VcpuExit<'_>, io_size: usize, buses: &mut Buses, ram: &
         // The guest wrote CR8; `KvmVcpu::sync_apic_out` hands the value to the local APIC.
         VcpuExit::SetTpr => Step::Resume,
         VcpuExit::InternalError => Step::InternalError,
+        VcpuExit::X86Wrmsr(w) => Step::MsrWrite {
+            index: w.index,
+            value: w.data,
+        },
         VcpuExit::FailEntry(reason, cpu) => Step::Failure(format!(
             "KVM_EXIT_FAIL_ENTRY: the host CPU {cpu} refused VM entry, hardware reason {reason:#x}"
         )),
@@ -168,6 +184,18 @@ pub fn is_undefined_opcode(code: &[u8]) -> bool {
     };
     let rest: Vec<u8> = code.iter().skip_while(|b| is_prefix(b)).copied().collect();
     matches!(rest.as_slice(), [0x0f, 0x0b | 0xb9 | 0xff, ..])
+}
+
+/// The end of a run on a KVM whose SYSCALL is broken, once the guest has a 64-bit system-call
+/// entry point (IA32_LSTAR = `lstar`).
+fn syscall_unsupported(rip: u64, lstar: u64) -> VcpuError {
+    VcpuError::Unsupported {
+        rip,
+        what: format!(
+            "the guest set its 64-bit system-call entry point (IA32_LSTAR = {lstar:#x}), and \
+             this KVM runs SYSCALL from ring 3 without entering ring 0"
+        ),
+    }
 }
 
 /// Name an internal-error sub-code (include/uapi/linux/kvm.h). For an emulation failure the
@@ -197,7 +225,7 @@ impl KvmVcpu {
     /// A vCPU over `ram` (every region becomes a KVM memory slot), starting in `initial`, with
     /// the CPUID KVM supports on this host (less x2APIC and the TSC-deadline timer).
     pub fn new(ram: &GuestRam, initial: &CpuState) -> Result<KvmVcpu, AccelError> {
-        Self::create(ram, initial, None)
+        Self::create(ram, initial, None, true)
     }
 
     /// Like [`KvmVcpu::new`], with the guest's CPUID capped by another backend's (see
@@ -207,18 +235,25 @@ impl KvmVcpu {
         initial: &CpuState,
         limit: CpuidLimit,
     ) -> Result<KvmVcpu, AccelError> {
-        Self::create(ram, initial, Some(limit))
+        Self::create(ram, initial, Some(limit), true)
     }
 
+    /// `check_syscall`: consult (and on first use run) the SYSCALL probe, and where SYSCALL is
+    /// broken have guest writes of IA32_LSTAR end the run (the probe's own vCPU does not).
     fn create(
         ram: &GuestRam,
         initial: &CpuState,
         limit: Option<CpuidLimit>,
+        check_syscall: bool,
     ) -> Result<KvmVcpu, AccelError> {
         let vm = KvmVm::new(ram)?;
         let fd = vm.create_vcpu(limit)?;
         let mut v = KvmVcpu {
             fd,
+            lstar_filtered: check_syscall
+                && syscall_check::verdict() == Verdict::Broken
+                && syscall_check::filter_lstar_writes(vm.vm_fd()),
+            lstar_given: None,
             has_xcrs: vm.has_xcrs(),
             has_xsave: vm.has_xsave(),
             has_immediate_exit: vm.has_immediate_exit(),
@@ -351,6 +386,7 @@ impl KvmVcpu {
                 | VcpuExit::IoOut(..)
                 | VcpuExit::MmioRead(..)
                 | VcpuExit::MmioWrite(..)
+                | VcpuExit::X86Wrmsr(..)
         );
         // SAFETY: `run_ptr` points into the kvm_run mapping owned by `self.fd`, alive for this
         // whole function. `io.size` lies in the exit union at the start of the page, apart from
@@ -438,6 +474,74 @@ impl KvmVcpu {
         Ok((regs.rip, bytes))
     }
 
+    /// The guest wrote filtered MSR `index`: write it for the guest (KVM_SET_MSRS is not
+    /// filtered), or have KVM raise the #GP(0) a refused WRMSR raises (SDM Vol. 2B, "WRMSR").
+    /// A written IA32_LSTAR ends the run: the guest may run user programs from now on, whose
+    /// system calls this KVM cannot run (`syscall_check`).
+    fn msr_write(&mut self, index: u32, value: u64) -> Result<(), VcpuError> {
+        let entries = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+            index,
+            data: value,
+            ..Default::default()
+        }])
+        .map_err(|e| VcpuError::Backend(format!("MSR list: {e:?}")))?;
+        let written = self
+            .fd
+            .set_msrs(&entries)
+            .map_err(backend("KVM_SET_MSRS"))?;
+        if written != 1 {
+            log::debug!("guest WRMSR {index:#x} = {value:#x} refused by KVM: #GP to the guest");
+            // The exit being finished is KVM_EXIT_X86_WRMSR, so `msr` is the union member in
+            // use; `error` is the field user space sets (KVM API, "KVM_EXIT_X86_WRMSR").
+            self.fd.get_kvm_run().__bindgen_anon_1.msr.error = 1;
+            return Ok(());
+        }
+        if index != msr::IA32_LSTAR || !self.lstar_filtered {
+            return Ok(());
+        }
+        let rip = self.fd.get_regs().map_err(backend("KVM_GET_REGS"))?.rip;
+        Err(syscall_unsupported(rip, value))
+    }
+
+    /// Run the SYSCALL probe guest (`syscall_check::probe_guest`) on a vCPU of its own.
+    pub(super) fn probe_syscall() -> Verdict {
+        match Self::run_probe() {
+            Ok(v) => v,
+            Err(e) => {
+                log::debug!("the SYSCALL probe failed: {e}");
+                Verdict::Unknown
+            }
+        }
+    }
+
+    fn run_probe() -> Result<Verdict, String> {
+        let (memory, state) = syscall_check::probe_guest();
+        let ram = GuestRam::new(&[vcpu::RegionSpec {
+            base: 0,
+            size: syscall_check::PROBE_MEMORY,
+            kind: RegionKind::Ram,
+        }])
+        .map_err(|e| e.to_string())?;
+        for (addr, bytes) in &memory {
+            ram.write_host(*addr, bytes).map_err(|e| e.to_string())?;
+        }
+        let mut v = Self::create(&ram, &state, None, false).map_err(|e| e.to_string())?;
+        // A few tries: a signal may interrupt KVM_RUN before the guest gets anywhere.
+        for _ in 0..4 {
+            match v.fd.run() {
+                Ok(VcpuExit::IoOut(port, _)) if port == syscall_check::PROBE_PORT => {
+                    let sregs = v.fd.get_sregs().map_err(|e| e.to_string())?;
+                    return Ok(syscall_check::judge_probe(sregs.cs.selector, sregs.cs.dpl));
+                }
+                Ok(VcpuExit::Intr) => {}
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Ok(other) => return Err(format!("its guest stopped with {other:?}")),
+                Err(e) => return Err(format!("KVM_RUN: {e}")),
+            }
+        }
+        Err("KVM_RUN kept being interrupted".into())
+    }
+
     fn rflags_if(&self) -> Result<bool, VcpuError> {
         let regs = self.fd.get_regs().map_err(backend("KVM_GET_REGS"))?;
         Ok(regs.rflags & rflags::IF != 0)
@@ -507,6 +611,7 @@ impl KvmVcpu {
                     return Ok(VmExit::TripleFault { rip });
                 }
                 Step::InternalError => self.internal_error()?,
+                Step::MsrWrite { index, value } => self.msr_write(index, value)?,
                 Step::Failure(reason) => return Err(self.failure(reason)),
             }
         }
@@ -519,6 +624,9 @@ impl Vcpu for KvmVcpu {
     }
 
     fn run(&mut self, buses: &mut Buses) -> Result<VmExit, VcpuError> {
+        if let Some((rip, lstar)) = self.lstar_given.take() {
+            return Err(syscall_unsupported(rip, lstar));
+        }
         if self.halted {
             let interrupts_enabled = self.rflags_if()?;
             if !(interrupts_enabled && buses.poll_interrupt()) {
@@ -644,6 +752,7 @@ impl Vcpu for KvmVcpu {
             .map_err(invalid("KVM_SET_VCPU_EVENTS"))?;
         self.halted = s.halted != 0;
         self.apic_base_seen = None;
+        self.lstar_given = (self.lstar_filtered && s.lstar != 0).then_some((s.rip, s.lstar));
         Ok(())
     }
 

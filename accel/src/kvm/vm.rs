@@ -168,6 +168,10 @@ impl KvmVm {
         &self.ram
     }
 
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm
+    }
+
     /// Create vCPU 0 with the guest CPUID, limited by `limit` when given.
     pub fn create_vcpu(&self, limit: Option<CpuidLimit>) -> Result<VcpuFd, AccelError> {
         let fd = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
