@@ -19,6 +19,8 @@ use crate::boot_gdt::FlatGdt;
 /// Setup header offsets inside the bzImage and the zero page (boot.rst, "The Real-Mode Kernel
 /// Header"; arch/x86/include/uapi/asm/bootparam.h).
 const HDR_SETUP_SECTS: usize = 0x1f1;
+/// The protected-mode kernel's size in 16-byte paragraphs (32 bits since protocol 2.04).
+const HDR_SYSSIZE: usize = 0x1f4;
 const HDR_VID_MODE: usize = 0x1fa;
 const HDR_JUMP: usize = 0x200;
 const HDR_HEADER: usize = 0x202;
@@ -83,6 +85,11 @@ pub enum LinuxError {
     NotBzImage,
     #[error("the bzImage is truncated: {0}")]
     Truncated(&'static str),
+    #[error(
+        "the bzImage is truncated: its header says the kernel after the setup code has {need} \
+         bytes, the file has {have}"
+    )]
+    KernelCut { need: u64, have: u64 },
     #[error("boot protocol {major}.{minor:02} is too old: emu needs 2.12 or later (a 64-bit entry point)")]
     OldProtocol { major: u16, minor: u16 },
     #[error(
@@ -152,6 +159,13 @@ fn parse(image: &[u8]) -> Result<SetupHeader, LinuxError> {
         return Err(LinuxError::Truncated(
             "no protected-mode kernel after the setup code",
         ));
+    }
+    let syssize =
+        u32_at(image, HDR_SYSSIZE).ok_or(LinuxError::Truncated("the setup header is cut short"))?;
+    let need = u64::from(syssize) * 16;
+    let have = (image.len() - setup_bytes) as u64;
+    if need > have {
+        return Err(LinuxError::KernelCut { need, have });
     }
     Ok(SetupHeader {
         setup_bytes,
@@ -375,6 +389,9 @@ mod tests {
             .copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
         b[HDR_XLOADFLAGS..HDR_XLOADFLAGS + 2].copy_from_slice(&XLF_KERNEL_64.to_le_bytes());
         b[HDR_CMDLINE_SIZE..HDR_CMDLINE_SIZE + 4].copy_from_slice(&2047u32.to_le_bytes());
+        // The header's size (in paragraphs) covers the body, as build.c pads it to.
+        let syssize = body as u32 / 16;
+        b[HDR_SYSSIZE..HDR_SYSSIZE + 4].copy_from_slice(&syssize.to_le_bytes());
         for (i, x) in b[5 * 512..].iter_mut().enumerate() {
             *x = i as u8;
         }
@@ -424,6 +441,19 @@ mod tests {
             KernelEntry::of(b"not a kernel"),
             Err(LinuxError::NotBzImage)
         ));
+    }
+
+    #[test]
+    fn a_kernel_cut_short_is_named_truncated() {
+        let ram = ram();
+        // 626 paragraphs: the file needs 10,016 bytes after the setup code.
+        let mut image = bzimage(10_016);
+        assert!(load(&ram, &image, None, "").is_ok());
+        image.truncate(image.len() - 1);
+        match load(&ram, &image, None, "") {
+            Err(LinuxError::KernelCut { need, have }) => assert_eq!((need, have), (10_016, 10_015)),
+            other => panic!("expected KernelCut, got {other:?}"),
+        }
     }
 
     #[test]
