@@ -52,7 +52,7 @@ impl HybridVcpu {
             .map_err(|e| VcpuError::Backend(format!("JIT: {e}")))?;
         jit.share_kicker(self.kvm.kicker())
             .map_err(|e| VcpuError::Backend(format!("JIT: {e}")))?;
-        log::info!("at rip {rip:#x} {why}; the guest continues on the JIT");
+        log::warn!("at rip {rip:#x} {why}; the guest continues on the JIT");
         Ok(self.moved.insert(jit))
     }
 
