@@ -192,7 +192,7 @@ fn syscall_unsupported(rip: u64, lstar: u64) -> VcpuError {
     VcpuError::Unsupported {
         rip,
         what: format!(
-            "the guest set its 64-bit system-call entry point (IA32_LSTAR = {lstar:#x}), and \
+            "the guest has set its 64-bit system-call entry point (IA32_LSTAR = {lstar:#x}), and \
              this KVM runs SYSCALL from ring 3 without entering ring 0"
         ),
     }
