@@ -727,9 +727,9 @@ impl JitVcpu {
             }
             None => {
                 let b = self.blocks.get(id).expect("checked above");
-                for insn in b.insns.iter() {
+                for (insn, &exec) in b.insns.iter().zip(b.handlers.iter()) {
                     self.ctx.icount += 1;
-                    match interp::step(&mut self.ctx, &mut self.rt, insn) {
+                    match interp::step_with(&mut self.ctx, &mut self.rt, insn, exec) {
                         Step::Continue if self.ctx.exit.exit_block == 0 => {}
                         _ => break,
                     }
