@@ -76,13 +76,13 @@ fn machine() -> (JitVcpu, CpuState) {
     }
     s.rip = START;
     s.gpr[gpr::RSP] = 0x8000;
-    let v = JitVcpu::with_interpreter_only(ram, s.clone()).expect("vCPU");
+    let v = JitVcpu::with_interpreter_only(ram, s).expect("vCPU");
     (v, s)
 }
 
 /// Run the ring `rounds` times from its start; the blocks dispatched.
 fn run_rounds(v: &mut JitVcpu, start: &CpuState, rounds: u32) -> u64 {
-    let mut s = start.clone();
+    let mut s = *start;
     s.gpr[gpr::RCX] = u64::from(rounds);
     v.set_state(&s).expect("state");
     let before = v.stats().dispatched;
