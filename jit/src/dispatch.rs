@@ -110,6 +110,11 @@ pub struct JitStats {
     /// Host time spent translating and compiling blocks, in microseconds (on the compile
     /// thread with [`JitConfig::background_compile`]).
     pub compile_micros: u64,
+    /// Guest instructions the interpreter ran in blocks without code and not queued for the
+    /// compiler (not hot yet; or single-stepped, or on an interpreter-only vCPU).
+    pub interpreted_cold: u64,
+    /// Guest instructions the interpreter ran in blocks waiting for the background compiler.
+    pub interpreted_queued: u64,
 }
 
 /// The software vCPU.
@@ -727,12 +732,19 @@ impl JitVcpu {
             }
             None => {
                 let b = self.blocks.get(id).expect("checked above");
+                let start = self.ctx.icount;
                 for (insn, &exec) in b.insns.iter().zip(b.handlers.iter()) {
                     self.ctx.icount += 1;
                     match interp::step_with(&mut self.ctx, &mut self.rt, insn, exec) {
                         Step::Continue if self.ctx.exit.exit_block == 0 => {}
                         _ => break,
                     }
+                }
+                let ran = self.ctx.icount - start;
+                if b.compiling {
+                    self.stats.interpreted_queued += ran;
+                } else {
+                    self.stats.interpreted_cold += ran;
                 }
             }
         }
@@ -1273,6 +1285,24 @@ mod tests {
         let stats = v.stats();
         assert!(stats.blocks_compiled >= 1, "{stats:?}");
         assert!(stats.self_loops >= 1, "{stats:?}");
+        // Cold: the first block (5 instructions), the loop body's first 16 runs (3 each, the
+        // 16th makes it hot), the HLT. Then the body waits for the compile thread for a
+        // while, whole runs at a time.
+        assert_eq!(stats.interpreted_cold, 5 + 16 * 3 + 1, "{stats:?}");
+        assert_eq!(stats.interpreted_queued % 3, 0, "{stats:?}");
+    }
+
+    #[test]
+    fn an_interpreter_only_vcpu_counts_every_instruction_as_cold() {
+        // mov ecx, 100; L: dec ecx; jnz L; hlt
+        let code = [0xb9, 100, 0, 0, 0, 0x49, 0x75, 0xfd, 0xf4];
+        let (ram, s) = flat32(&code, &[]);
+        let mut v = JitVcpu::with_interpreter_only(ram, s).unwrap();
+        assert_eq!(v.run(&mut Buses::new()).unwrap(), HALTED);
+        let stats = v.stats();
+        assert_eq!(v.instructions(), 1 + 2 * 100 + 1);
+        assert_eq!(stats.interpreted_cold, v.instructions(), "{stats:?}");
+        assert_eq!(stats.interpreted_queued, 0, "{stats:?}");
     }
 
     #[test]
