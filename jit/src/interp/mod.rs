@@ -74,23 +74,26 @@ pub(crate) type Handler = fn(&mut JitContext, &mut Runtime, &Instruction) -> Exe
 /// ends it. After the instruction, `exit.exit_run` turns the result into [`Step::Exit`] and
 /// `exit.exit_block` into [`Step::Branch`].
 pub fn step(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Step {
-    step_with(ctx, rt, insn, handler(insn))
+    let mask = ip_mask(ctx);
+    step_with(ctx, rt, insn, handler(insn), mask)
 }
 
 /// [`step`] with the instruction's executor chosen beforehand: `exec` must be
-/// [`handler`]`(insn)`.
+/// [`handler`]`(insn)`, and `ip_mask` the [`ip_mask`] of the mode the instruction runs in
+/// (a block's instructions share one: an instruction that changes the mode ends the block).
 #[inline]
 pub(crate) fn step_with(
     ctx: &mut JitContext,
     rt: &mut Runtime,
     insn: &Instruction,
     exec: Handler,
+    ip_mask: u64,
 ) -> Step {
     ctx.cpu.interrupt_shadow = 0;
     let result = exec(ctx, rt, insn);
     let s = match result {
         Ok(Flow::Next) => {
-            ctx.cpu.rip = insn.next_ip() & ip_mask(ctx);
+            ctx.cpu.rip = insn.next_ip() & ip_mask;
             Step::Continue
         }
         Ok(Flow::Jump) => Step::Branch,
