@@ -21,6 +21,7 @@ pub mod pit;
 pub mod pm_timer;
 pub mod reset;
 pub mod serial;
+pub mod serial_output;
 pub mod state;
 
 pub use bus::{

@@ -570,8 +570,17 @@ impl Machine {
         self.vcpu.kicker()
     }
 
-    /// Run the guest until it ends.
+    /// Run the guest until it ends. What the guest printed has reached the output sink when
+    /// this returns.
     pub fn run(&mut self) -> Result<RunOutcome, MachineError> {
+        let outcome = self.run_guest();
+        if let Err(e) = self.devices.flush_console() {
+            log::warn!("console output failed: {e}");
+        }
+        outcome
+    }
+
+    fn run_guest(&mut self) -> Result<RunOutcome, MachineError> {
         let deadline = self.time_limit.map(|t| Instant::now() + t);
         let _watchdog = deadline.map(|d| Watchdog::start(d, self.vcpu.kicker()));
         loop {

@@ -12,7 +12,6 @@
 //! - RAM from 1 MiB up to the memory size, at most up to 3.5 GiB; the rest above 4 GiB;
 //! - the whole BIOS image ending at 4 GiB (the reset vector is at 0xFFFFFFF0).
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use devices::ata::{
@@ -35,6 +34,7 @@ use devices::pit::{Pit, PitIrq0, PitState, PIT_PORT, PORT_B, PORT_B_OFFSET};
 use devices::pm_timer::{PmTimer, PM_TMR_LEN, PM_TMR_PORT};
 use devices::reset::{A20Gate, PortA, ResetControl, PORT_A};
 use devices::serial::{SerialInputPoll, COM1_PORT, UART_LEN};
+use devices::serial_output::{ConsoleFlush, ConsoleOutput};
 use devices::{
     BusError, Buses, DebugCon, DebugExit, OutputSink, Pm1, PostPort, Serial, SerialInput,
     SharedDevice, StateError,
@@ -129,26 +129,6 @@ pub fn build_memory(memory: u64, bios: &[u8]) -> Result<GuestRam, PcError> {
     Ok(ram)
 }
 
-/// One output sink shared by several devices (debug console and UART both print to the
-/// terminal, in the order the guest wrote).
-#[derive(Clone)]
-pub struct SharedSink(Arc<Mutex<OutputSink>>);
-
-impl SharedSink {
-    pub fn new(out: OutputSink) -> Self {
-        Self(Arc::new(Mutex::new(out)))
-    }
-}
-
-impl Write for SharedSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
-    }
-}
-
 /// The devices of a PC whose state a snapshot must carry, as shared handles into the buses.
 /// Devices without state (debug console and exit, POST, reset control) are not here.
 #[derive(Clone)]
@@ -166,6 +146,8 @@ pub struct PcDevices {
     ata: Option<Arc<Mutex<Ata>>>,
     a20: A20Gate,
     clock: Arc<dyn Clock>,
+    /// The buffered output of the debug console and the UART.
+    console: ConsoleOutput,
 }
 
 /// Names of the device blobs in a snapshot.
@@ -192,6 +174,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PcDevices {
+    /// Pass on the console output the guest wrote and that still waits in the buffer
+    /// (`devices::serial_output`).
+    pub fn flush_console(&self) -> std::io::Result<()> {
+        self.console.flush_all()
+    }
+
     /// Every device's state as (name, blob), plus the machine clock's reading (devices keep
     /// times in that clock) and the A20 line.
     pub fn save(&self) -> Vec<(String, Vec<u8>)> {
@@ -346,12 +334,14 @@ pub fn build_buses(
     clock_ns: u64,
 ) -> Result<(Buses, PcDevices), PcError> {
     let mut buses = Buses::new();
-    let sink = SharedSink::new(out);
+    // The debug console and the UART print to one buffered sink, in the order the guest wrote.
+    let console = ConsoleOutput::new(out);
+    buses.add_timer(Box::new(ConsoleFlush(console.clone())));
     let requests = buses.requests();
     buses.io.insert(
         u64::from(DEBUGCON_PORT),
         1,
-        Box::new(DebugCon::new(Box::new(sink.clone()))),
+        Box::new(DebugCon::new(Box::new(console.clone()))),
     )?;
     buses.io.insert(
         u64::from(DEBUG_EXIT_PORT),
@@ -367,7 +357,7 @@ pub fn build_buses(
     let lapic = Arc::new(Mutex::new(LocalApic::new(clock.clone())));
     let irqs = PcInterrupts::new(pic.clone(), ioapic.clone(), lapic.clone());
     let serial = Arc::new(Mutex::new(Serial::with_irq(
-        Box::new(sink),
+        Box::new(console.clone()),
         serial_input,
         irqs.isa_line(COM1_IRQ),
     )));
@@ -478,6 +468,7 @@ pub fn build_buses(
         ata: None,
         a20: buses.a20.clone(),
         clock,
+        console,
     };
     Ok((buses, devices))
 }

@@ -28,6 +28,7 @@ use iced_x86::Instruction;
 
 use crate::codemem::DenseCodeMemory;
 use crate::context::{JitContext, PAGE_MASK};
+use crate::interp::{self, Handler};
 use crate::translate::{translate_block, ModeInfo, TranslateEnv, TranslateStats};
 
 /// A translated block: `ctx` in, 0 out; `ctx.cpu.rip` says where to continue.
@@ -277,6 +278,9 @@ pub struct Block {
     /// On the heap so its address is stable: generated code points at single instructions.
     /// Shared with the background compiler while it translates the block.
     pub insns: Arc<[Instruction]>,
+    /// The interpreter's executor of each instruction ([`interp::handler`]), for running the
+    /// block before it is compiled.
+    pub(crate) handlers: Box<[Handler]>,
     /// Guest-physical pages the block's bytes lie in (one or two).
     pub pages: Vec<u64>,
     pub code: Option<BlockFn>,
@@ -297,6 +301,7 @@ impl Block {
         Self {
             key,
             linear,
+            handlers: insns.iter().map(interp::handler).collect(),
             insns,
             pages,
             code: None,

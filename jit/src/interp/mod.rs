@@ -65,17 +65,35 @@ pub(crate) enum Flow {
 
 pub(crate) type Exec = Result<Flow, Fault>;
 
+/// An executor of one kind of instruction (see [`handler`]).
+pub(crate) type Handler = fn(&mut JitContext, &mut Runtime, &Instruction) -> Exec;
+
 /// Execute one decoded instruction. On entry `ctx.cpu.rip == insn.ip()`.
 ///
 /// The interrupt shadow of a preceding STI/MOV SS is consumed here: executing this instruction
 /// ends it. After the instruction, `exit.exit_run` turns the result into [`Step::Exit`] and
 /// `exit.exit_block` into [`Step::Branch`].
 pub fn step(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Step {
+    let mask = ip_mask(ctx);
+    step_with(ctx, rt, insn, handler(insn), mask)
+}
+
+/// [`step`] with the instruction's executor chosen beforehand: `exec` must be
+/// [`handler`]`(insn)`, and `ip_mask` the [`ip_mask`] of the mode the instruction runs in
+/// (a block's instructions share one: an instruction that changes the mode ends the block).
+#[inline]
+pub(crate) fn step_with(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    insn: &Instruction,
+    exec: Handler,
+    ip_mask: u64,
+) -> Step {
     ctx.cpu.interrupt_shadow = 0;
-    let result = execute(ctx, rt, insn);
+    let result = exec(ctx, rt, insn);
     let s = match result {
         Ok(Flow::Next) => {
-            ctx.cpu.rip = insn.next_ip() & ip_mask(ctx);
+            ctx.cpu.rip = insn.next_ip() & ip_mask;
             Step::Continue
         }
         Ok(Flow::Jump) => Step::Branch,
@@ -115,25 +133,28 @@ pub(crate) fn ip_mask(ctx: &JitContext) -> u64 {
     }
 }
 
-fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
-    match insn.mnemonic() {
+/// The executor of `insn`: which of the interpreter's functions implements it, chosen once
+/// per decoded instruction (the dispatcher keeps it with the block, so interpreting a block
+/// does not look up each instruction's mnemonic again).
+pub(crate) fn handler(insn: &Instruction) -> Handler {
+    let h: Handler = match insn.mnemonic() {
         // MMX shares mnemonics with SSE2 (PADDB mm vs xmm): decided by the operands, first.
-        M::Mov => data::mov(ctx, rt, insn),
-        M::Movzx => data::movzx(ctx, rt, insn),
-        M::Movsx | M::Movsxd => data::movsx(ctx, rt, insn),
-        M::Lea => data::lea(ctx, insn),
-        M::Xchg => data::xchg(ctx, rt, insn),
-        M::Cmpxchg => data::cmpxchg(ctx, rt, insn),
-        M::Cmpxchg8b => data::cmpxchg8b(ctx, rt, insn),
-        M::Cmpxchg16b => data::cmpxchg16b(ctx, rt, insn),
-        M::Xadd => data::xadd(ctx, rt, insn),
-        M::Cbw | M::Cwde | M::Cdqe => data::extend_accumulator(ctx, insn),
-        M::Cwd | M::Cdq | M::Cqo => data::sign_to_dx(ctx, insn),
-        M::Xlatb => data::xlat(ctx, rt, insn),
-        M::Bound => data::bound(ctx, rt, insn),
-        M::Bswap => data::bswap(ctx, insn),
-        M::Movbe => data::movbe(ctx, rt, insn),
-        M::Lds | M::Les | M::Lfs | M::Lgs | M::Lss => data::load_far_pointer(ctx, rt, insn),
+        M::Mov => data::mov,
+        M::Movzx => data::movzx,
+        M::Movsx | M::Movsxd => data::movsx,
+        M::Lea => |ctx, _, insn| data::lea(ctx, insn),
+        M::Xchg => data::xchg,
+        M::Cmpxchg => data::cmpxchg,
+        M::Cmpxchg8b => data::cmpxchg8b,
+        M::Cmpxchg16b => data::cmpxchg16b,
+        M::Xadd => data::xadd,
+        M::Cbw | M::Cwde | M::Cdqe => |ctx, _, insn| data::extend_accumulator(ctx, insn),
+        M::Cwd | M::Cdq | M::Cqo => |ctx, _, insn| data::sign_to_dx(ctx, insn),
+        M::Xlatb => data::xlat,
+        M::Bound => data::bound,
+        M::Bswap => |ctx, _, insn| data::bswap(ctx, insn),
+        M::Movbe => data::movbe,
+        M::Lds | M::Les | M::Lfs | M::Lgs | M::Lss => data::load_far_pointer,
         M::Seta
         | M::Setae
         | M::Setb
@@ -149,7 +170,7 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         | M::Setns
         | M::Seto
         | M::Setp
-        | M::Sets => data::setcc(ctx, rt, insn),
+        | M::Sets => data::setcc,
         M::Cmova
         | M::Cmovae
         | M::Cmovb
@@ -165,51 +186,53 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         | M::Cmovns
         | M::Cmovo
         | M::Cmovp
-        | M::Cmovs => data::cmovcc(ctx, rt, insn),
+        | M::Cmovs => data::cmovcc,
 
         M::Add | M::Or | M::Adc | M::Sbb | M::And | M::Sub | M::Xor | M::Cmp | M::Test => {
-            alu::binary(ctx, rt, insn)
+            |ctx, rt, insn| alu::binary(ctx, rt, insn)
         }
-        M::Inc | M::Dec | M::Neg | M::Not => alu::unary(ctx, rt, insn),
+        M::Inc | M::Dec | M::Neg | M::Not => alu::unary,
         M::Clc | M::Stc | M::Cmc | M::Cld | M::Std | M::Lahf | M::Sahf | M::Salc => {
-            alu::flag_op(ctx, insn)
+            |ctx, _, insn| alu::flag_op(ctx, insn)
         }
 
         M::Rol | M::Ror | M::Rcl | M::Rcr | M::Shl | M::Sal | M::Shr | M::Sar => {
-            shift::shift(ctx, rt, insn)
+            |ctx, rt, insn| shift::shift(ctx, rt, insn)
         }
-        M::Shld | M::Shrd => shift::double_shift(ctx, rt, insn),
-        M::Mul | M::Imul => muldiv::multiply(ctx, rt, insn),
-        M::Div | M::Idiv => muldiv::divide(ctx, rt, insn),
-        M::Bt | M::Bts | M::Btr | M::Btc => bits::bit_test(ctx, rt, insn),
+        M::Shld | M::Shrd => shift::double_shift,
+        M::Mul | M::Imul => muldiv::multiply,
+        M::Div | M::Idiv => muldiv::divide,
+        M::Bt | M::Bts | M::Btr | M::Btc => bits::bit_test,
         // Without BMI1/ABM (not advertised) TZCNT and LZCNT execute as BSF and BSR, as on
         // older processors; compilers rely on it for `rep bsf`.
-        M::Bsf | M::Bsr | M::Tzcnt | M::Lzcnt => bits::bit_scan(ctx, rt, insn),
-        M::Daa | M::Das | M::Aaa | M::Aas | M::Aam | M::Aad => bcd::decimal(ctx, insn),
+        M::Bsf | M::Bsr | M::Tzcnt | M::Lzcnt => bits::bit_scan,
+        M::Daa | M::Das | M::Aaa | M::Aas | M::Aam | M::Aad => {
+            |ctx, _, insn| bcd::decimal(ctx, insn)
+        }
 
         // SSE MOVSD/CMPSD share their mnemonics with the string instructions.
-        M::Movsd | M::Cmpsd if sse::uses_xmm(insn) => sse_or_ud(ctx, rt, insn),
-        M::Movsb | M::Movsw | M::Movsd | M::Movsq => string::movs(ctx, rt, insn),
-        M::Stosb | M::Stosw | M::Stosd | M::Stosq => string::stos(ctx, rt, insn),
-        M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq => string::lods(ctx, rt, insn),
-        M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq => string::cmps(ctx, rt, insn),
-        M::Scasb | M::Scasw | M::Scasd | M::Scasq => string::scas(ctx, rt, insn),
-        M::Insb | M::Insw | M::Insd => string::ins(ctx, rt, insn),
-        M::Outsb | M::Outsw | M::Outsd => string::outs(ctx, rt, insn),
+        M::Movsd | M::Cmpsd if sse::uses_xmm(insn) => sse_or_ud,
+        M::Movsb | M::Movsw | M::Movsd | M::Movsq => string::movs,
+        M::Stosb | M::Stosw | M::Stosd | M::Stosq => string::stos,
+        M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq => string::lods,
+        M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq => string::cmps,
+        M::Scasb | M::Scasw | M::Scasd | M::Scasq => string::scas,
+        M::Insb | M::Insw | M::Insd => string::ins,
+        M::Outsb | M::Outsw | M::Outsd => string::outs,
 
-        M::Push => stack::push(ctx, rt, insn),
-        M::Pop => stack::pop(ctx, rt, insn),
-        M::Pusha | M::Pushad => stack::pusha(ctx, rt, insn),
-        M::Popa | M::Popad => stack::popa(ctx, rt, insn),
-        M::Pushf | M::Pushfd | M::Pushfq => stack::pushf(ctx, rt, insn),
-        M::Popf | M::Popfd | M::Popfq => stack::popf(ctx, rt, insn),
-        M::Enter => stack::enter(ctx, rt, insn),
-        M::Leave => stack::leave(ctx, rt, insn),
+        M::Push => stack::push,
+        M::Pop => stack::pop,
+        M::Pusha | M::Pushad => stack::pusha,
+        M::Popa | M::Popad => stack::popa,
+        M::Pushf | M::Pushfd | M::Pushfq => stack::pushf,
+        M::Popf | M::Popfd | M::Popfq => stack::popf,
+        M::Enter => stack::enter,
+        M::Leave => stack::leave,
 
-        M::Jmp => control::jmp(ctx, rt, insn),
-        M::Call => control::call(ctx, rt, insn),
-        M::Ret => control::ret_near(ctx, rt, insn),
-        M::Retf => control::ret_far(ctx, rt, insn),
+        M::Jmp => control::jmp,
+        M::Call => control::call,
+        M::Ret => control::ret_near,
+        M::Retf => control::ret_far,
         M::Ja
         | M::Jae
         | M::Jb
@@ -225,12 +248,12 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         | M::Jns
         | M::Jo
         | M::Jp
-        | M::Js => control::jcc(ctx, insn),
+        | M::Js => |ctx, _, insn| control::jcc(ctx, insn),
         M::Loop | M::Loope | M::Loopne | M::Jcxz | M::Jecxz | M::Jrcxz => {
-            control::loop_jcxz(ctx, insn)
+            |ctx, _, insn| control::loop_jcxz(ctx, insn)
         }
-        M::Int | M::Int3 | M::Into | M::Int1 => control::int(ctx, rt, insn),
-        M::Iret | M::Iretd | M::Iretq => control::iret(ctx, rt, insn),
+        M::Int | M::Int3 | M::Into | M::Int1 => control::int,
+        M::Iret | M::Iretd | M::Iretq => control::iret,
 
         // Hint NOPs (0F 18-0F 1F, ENDBR32 without CET), cache and ordering instructions that
         // need no emulation in a single-CPU machine without caches.
@@ -248,30 +271,41 @@ fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
         | M::Prefetchw
         | M::Lfence
         | M::Mfence
-        | M::Sfence => Ok(Flow::Next),
-        M::Ud2 | M::Ud0 | M::Ud1 => Err(Fault::ud()),
-        M::Hlt => system::hlt(ctx, insn),
-        M::Cli | M::Sti => system::cli_sti(ctx, insn),
-        M::In | M::Out => system::in_out(ctx, rt, insn),
-        M::Cpuid => system::cpuid(ctx),
-        M::Rdtsc => system::rdtsc(ctx, false),
-        M::Rdtscp => system::rdtsc(ctx, true),
-        M::Rdmsr | M::Wrmsr => system::msr(ctx, rt, insn),
-        M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => system::descriptor_table(ctx, rt, insn),
-        M::Lldt | M::Ltr | M::Sldt | M::Str => system::ldt_tr(ctx, rt, insn),
-        M::Lmsw | M::Smsw | M::Clts => system::msw(ctx, rt, insn),
-        M::Invlpg => system::invlpg(ctx, insn),
-        M::Swapgs => system::swapgs(ctx),
-        M::Stac | M::Clac => system::stac_clac(ctx, insn),
-        M::Syscall => fastcall::syscall(ctx, insn.next_ip()),
-        M::Sysret | M::Sysretq => fastcall::sysret(ctx, insn.code() == iced_x86::Code::Sysretq),
-        M::Sysenter => fastcall::sysenter(ctx),
-        M::Sysexit | M::Sysexitq => fastcall::sysexit(ctx, insn.code() == iced_x86::Code::Sysexitq),
-        M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection(ctx, rt, insn),
-        M::Wait => x87::fwait(ctx),
-        _ if x87::is_x87(insn) => x87::execute(ctx, rt, insn),
-        _ => sse_or_ud(ctx, rt, insn),
-    }
+        | M::Sfence => |_, _, _| Ok(Flow::Next),
+        M::Ud2 | M::Ud0 | M::Ud1 => |_, _, _| Err(Fault::ud()),
+        M::Hlt => |ctx, _, insn| system::hlt(ctx, insn),
+        M::Cli | M::Sti => |ctx, _, insn| system::cli_sti(ctx, insn),
+        M::In | M::Out => system::in_out,
+        M::Cpuid => |ctx, _, _| system::cpuid(ctx),
+        M::Rdtsc => |ctx, _, _| system::rdtsc(ctx, false),
+        M::Rdtscp => |ctx, _, _| system::rdtsc(ctx, true),
+        M::Rdmsr | M::Wrmsr => system::msr,
+        M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => system::descriptor_table,
+        M::Lldt | M::Ltr | M::Sldt | M::Str => system::ldt_tr,
+        M::Lmsw | M::Smsw | M::Clts => system::msw,
+        M::Invlpg => |ctx, _, insn| system::invlpg(ctx, insn),
+        M::Swapgs => |ctx, _, _| system::swapgs(ctx),
+        M::Stac | M::Clac => |ctx, _, insn| system::stac_clac(ctx, insn),
+        M::Syscall => |ctx, _, insn| fastcall::syscall(ctx, insn.next_ip()),
+        M::Sysret | M::Sysretq => {
+            |ctx, _, insn| fastcall::sysret(ctx, insn.code() == iced_x86::Code::Sysretq)
+        }
+        M::Sysenter => |ctx, _, _| fastcall::sysenter(ctx),
+        M::Sysexit | M::Sysexitq => {
+            |ctx, _, insn| fastcall::sysexit(ctx, insn.code() == iced_x86::Code::Sysexitq)
+        }
+        M::Lar | M::Lsl | M::Verr | M::Verw | M::Arpl => protection::protection,
+        M::Wait => |ctx, _, _| x87::fwait(ctx),
+        _ if x87::is_x87(insn) => x87::execute,
+        _ => sse_or_ud,
+    };
+    h
+}
+
+/// Execute `insn` without the bookkeeping of [`step`] (tests of single executors).
+#[cfg(test)]
+fn execute(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
+    handler(insn)(ctx, rt, insn)
 }
 
 /// The SIMD extensions (`sse`, MMX included), or #UD for an instruction nobody implements.

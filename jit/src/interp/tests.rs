@@ -745,6 +745,19 @@ fn sti_sets_the_interrupt_shadow_and_mov_ss_too() {
 }
 
 #[test]
+fn sixteen_bit_ip_wraps_after_the_last_instruction_of_the_segment() {
+    let mut m = Machine::new();
+    // CS = 0x1000: a two-byte `mov al, 7` at IP 0xfffe falls through to IP 0, not 0x10000.
+    m.ctx.cpu.seg[SegmentIndex::Cs as usize] = Segment::real_mode(0x1000);
+    m.ctx.cpu.seg[SegmentIndex::Cs as usize].attr |= 0x8;
+    m.ctx.cpu.rip = 0xfffe;
+    m.load(0x1_fffe, &[0xb0, 0x07]);
+    assert_eq!(m.step_once(), Step::Continue);
+    assert_eq!(m.ctx.cpu.gpr[gpr::RAX] & 0xff, 7);
+    assert_eq!(m.ctx.cpu.rip, 0);
+}
+
+#[test]
 fn sixteen_bit_addressing_wraps_and_xlat_uses_al() {
     let mut m = Machine::new();
     // mov al, [bx+si+2] with bx+si+2 = 0x1_0001 -> wraps to DS:0001 ; xlat
