@@ -13,8 +13,8 @@ use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, Type,
-    Value, ValueDef,
+    types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef,
+    Signature, Type, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -117,6 +117,14 @@ pub(super) struct Tx<'a, 'f> {
     pub used: u32,
     /// Whether an edge leads back to the entry.
     pub entry_looped: bool,
+    /// CF at the start of a region block whose first use of the flags needs it
+    /// ([`RegionBlock::carry_in`]): every edge to such a block defines this variable from
+    /// the flags it knows, so INC/DEC, ADC/SBB and Jcc on CF there need not evaluate the
+    /// stored record.
+    carry_var: Variable,
+    /// The current basic block's CF at its start (`carry_var`), while no helper may have
+    /// changed the flags since; used only while `flags` is `None`.
+    pub entry_cf: Option<Value>,
     /// The target ip of each chain slot given out so far (slot i: `slot_targets[i]`).
     slot_targets: Vec<u64>,
     /// With edges: instructions the region's edges have retired and `JitContext::icount` does
@@ -170,6 +178,9 @@ pub(super) struct RegionBlock {
     /// It overwrites the flags before anything can read them
     /// (`region::flags_dead_at_start`): edges to it leave the record unstored.
     pub flags_dead: bool,
+    /// Its first instructions need CF as it is on entry (`carry_needed_at_start`): edges to
+    /// it pass CF in [`Tx::carry_var`].
+    pub carry_in: bool,
     pub translated: bool,
 }
 
@@ -200,6 +211,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             ctx,
             (offset_of!(JitContext, cpu) + offset_of!(CpuState, interrupt_shadow)) as i32,
         );
+        let carry_var = b.declare_var(types::I8);
         let mut regs = Vec::with_capacity(nregs);
         for i in 0..nregs {
             let var = b.declare_var(i64t);
@@ -230,6 +242,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             merge_dirty: 0,
             used: used_regs,
             entry_looped: false,
+            carry_var,
+            entry_cf: None,
             slot_targets: Vec::new(),
             edge_count: None,
             tails: Tails::default(),
@@ -244,11 +258,34 @@ impl<'a, 'f> Tx<'a, 'f> {
     pub fn c32(&mut self, v: u32) -> Value {
         self.b.ins().iconst(types::I32, i64::from(v))
     }
+    /// The value of `v` when it is an `iconst` (Cranelift folds no constants at
+    /// `opt_level = "none"`, so the translator does the obvious cases itself).
+    pub fn const_of(&self, v: Value) -> Option<u64> {
+        match self.b.func.dfg.value_def(v) {
+            ValueDef::Result(i, 0) => match self.b.func.dfg.insts[i] {
+                InstructionData::UnaryImm {
+                    opcode: Opcode::Iconst,
+                    imm,
+                } => Some(imm.bits() as u64),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
     pub fn and_c(&mut self, v: Value, m: u64) -> Value {
+        if let (Some(k), types::I64) = (self.const_of(v), self.b.func.dfg.value_type(v)) {
+            return self.c64(k & m);
+        }
         let c = self.c64(m);
         self.b.ins().band(v, c)
     }
     pub fn add_c(&mut self, v: Value, k: u64) -> Value {
+        if let (Some(x), types::I64) = (self.const_of(v), self.b.func.dfg.value_type(v)) {
+            return self.c64(x.wrapping_add(k));
+        }
+        if k == 0 {
+            return v;
+        }
         let c = self.c64(k);
         self.b.ins().iadd(v, c)
     }
@@ -414,6 +451,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             aux,
         });
         self.flags_stored = false;
+        self.entry_cf = None;
     }
 
     // ---- leaving the block ----
@@ -541,6 +579,23 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.dirty = self.merge_dirty;
         self.flags = None;
         self.flags_stored = true;
+        self.entry_cf = self.region[n]
+            .carry_in
+            .then(|| self.b.use_var(self.carry_var));
+    }
+
+    /// Define [`Tx::carry_var`] as the current CF, for an edge to (or the function's entry
+    /// into) a region block with [`RegionBlock::carry_in`]. Changes nothing in the
+    /// translation state of the main path (a pending record is stored without marking it).
+    pub fn pass_carry(&mut self) {
+        let saved = self.flags_stored;
+        if !matches!(self.flags, Some(p) if super::cond::cf_inline(p.kind)) {
+            self.store_flags(false);
+            self.flags_stored = true;
+        }
+        let cf = self.carry_flag();
+        self.flags_stored = saved;
+        self.b.def_var(self.carry_var, cf);
     }
 
     /// Whether an edge may lead to `target` (see [`Tx::region_target`]).
@@ -588,6 +643,9 @@ impl<'a, 'f> Tx<'a, 'f> {
         // A back edge may leave through its limit check below, whose exit stores the record.
         if !self.region[n].flags_dead {
             self.store_flags(false);
+        }
+        if self.region[n].carry_in {
+            self.pass_carry();
         }
         let e = self
             .edge_count
@@ -929,6 +987,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let status = self.b.inst_results(call)[0];
         self.flags = None;
         self.flags_stored = true;
+        self.entry_cf = None;
         self.reload_regs();
         self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
     }

@@ -39,7 +39,7 @@ mod tests;
 use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, OpAccess};
+use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, RflagsBits};
 
 use crate::cache::{ChainSlot, JumpEntry};
 use emit::{ExitRip, RegionBlock, Tx};
@@ -156,6 +156,23 @@ fn used_gprs<'i>(insns: impl Iterator<Item = &'i Instruction>, nregs: usize) -> 
     (used, written)
 }
 
+/// Whether the translation of `insns` (a basic block) needs CF as it is on entry: some
+/// instruction reads CF, or is an INC/DEC (which keep it: their record carries it), before any
+/// instruction writes it. Edges to such a block pass CF along (see `Tx::pass_carry`).
+fn carry_needed_at_start(insns: &[Instruction]) -> bool {
+    for insn in insns {
+        if matches!(insn.mnemonic(), Mnemonic::Inc | Mnemonic::Dec)
+            || insn.rflags_read() & RflagsBits::CF != 0
+        {
+            return true;
+        }
+        if insn.rflags_modified() & RflagsBits::CF != 0 {
+            return false;
+        }
+    }
+    false
+}
+
 /// Build the IR of one region into `func` (whose signature the caller has set): `region[0]` is
 /// the entry block, the others blocks it may continue in (see [`crate::region`]); a region of
 /// one block is a plain block. The instructions must stay at the same address for as long as
@@ -194,6 +211,7 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
                 block: None,
                 enterable: n > 0 || entry_targeted,
                 flags_dead: crate::region::flags_dead_at_start(b.as_ref()),
+                carry_in: carry_needed_at_start(b.as_ref()),
                 translated: n == 0,
             })
         })
@@ -207,6 +225,9 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
         tx.count_along_edges();
     }
     if entry_targeted && !tx.region.is_empty() {
+        if tx.region[0].carry_in {
+            tx.pass_carry();
+        }
         let header = tx.b.create_block();
         tx.b.ins().jump(header, &[]);
         tx.b.switch_to_block(header);

@@ -78,6 +78,7 @@ impl Tx<'_, '_> {
             self.b.switch_to_block(join);
             self.flags = None;
             self.flags_stored = true;
+            self.entry_cf = None;
         }
     }
 
