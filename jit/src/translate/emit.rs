@@ -133,6 +133,8 @@ pub(super) struct Tx<'a, 'f> {
     edge_count: Option<EdgeCount>,
     /// The function's shared cold tails (see [`Tx::finish_tails`]), created on first use.
     tails: Tails,
+    /// Recent 32-bit zero-extensions `(value, extended)` (see [`Tx::zext`]).
+    zext_cache: Vec<(Value, Value)>,
 }
 
 /// Code every exit of one kind shares, emitted once per function: one copy of the rip, icount
@@ -247,6 +249,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             slot_targets: Vec::new(),
             edge_count: None,
             tails: Tails::default(),
+            zext_cache: Vec::with_capacity(16),
         }
     }
 
@@ -289,45 +292,88 @@ impl<'a, 'f> Tx<'a, 'f> {
         let c = self.c64(k);
         self.b.ins().iadd(v, c)
     }
-    /// Zero-extend the low `size` bytes of `v`.
+    /// Zero-extend the low `size` bytes of `v`. A value known to fit in `size` bytes already
+    /// (see [`Tx::known_bits`]: a load, a 32-bit operation's zero-extended result, a masked
+    /// value...) is returned as it is, so that chains of 32-bit operations do not re-extend
+    /// every intermediate result (Cranelift folds none of this at `opt_level = "none"`).
     pub fn zext(&mut self, v: Value, size: u32) -> Value {
-        if size >= 8 {
+        if size >= 8 || self.known_bits(v, 6) <= 8 * size {
             v
+        } else if let Some(k) = self.const_of(v) {
+            self.c64(k & size_mask(size))
         } else if size == 4 {
             // Not `and` with 0xffff_ffff: that mask fits no sign-extended imm32, so x86-64
-            // loads it from the constant pool; a 32-bit move zero-extends. A value that is
-            // already a zero-extended 32-bit one is returned as it is.
-            if let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) {
-                let data = self.b.func.dfg.insts[inst];
-                let done = match data.opcode() {
-                    Opcode::Uextend => {
-                        self.b
-                            .func
-                            .dfg
-                            .value_type(data.arguments(&self.b.func.dfg.value_lists)[0])
-                            .bits()
-                            <= 32
-                    }
-                    Opcode::Uload8 | Opcode::Uload16 | Opcode::Uload32 => true,
-                    _ => false,
-                };
-                if done {
-                    return v;
-                }
+            // loads it from the constant pool; a 32-bit move zero-extends. The same register
+            // read twice in a Cranelift block is extended once.
+            let here = self.b.current_block();
+            let layout = &self.b.func.layout;
+            let dfg = &self.b.func.dfg;
+            let cached = self.zext_cache.iter().rev().find(|&&(src, ext)| {
+                src == v
+                    && matches!(dfg.value_def(ext), ValueDef::Result(i, _) if layout.inst_block(i) == here)
+            });
+            if let Some(&(_, ext)) = cached {
+                return ext;
             }
             let low = self.b.ins().ireduce(types::I32, v);
-            self.b.ins().uextend(types::I64, low)
+            let ext = self.b.ins().uextend(types::I64, low);
+            if self.zext_cache.len() >= 16 {
+                self.zext_cache.remove(0);
+            }
+            self.zext_cache.push((v, ext));
+            ext
         } else {
             self.and_c(v, size_mask(size))
         }
     }
+
+    /// An upper bound on the number of significant bits of the i64 `v` (64 when nothing is
+    /// known), from the instructions that compute it, looking `depth` definitions deep.
+    pub fn known_bits(&self, v: Value, depth: u32) -> u32 {
+        let dfg = &self.b.func.dfg;
+        if dfg.value_type(v) != types::I64 {
+            return 64;
+        }
+        let ValueDef::Result(inst, 0) = dfg.value_def(v) else {
+            return 64;
+        };
+        let data = dfg.insts[inst];
+        let args = data.arguments(&dfg.value_lists);
+        let sub = |a: Value| {
+            if depth == 0 {
+                64
+            } else {
+                self.known_bits(a, depth - 1)
+            }
+        };
+        match data.opcode() {
+            Opcode::Iconst => 64 - self.const_of(v).map_or(0, u64::leading_zeros),
+            Opcode::Uextend => dfg.value_type(args[0]).bits(),
+            Opcode::Uload8 => 8,
+            Opcode::Uload16 => 16,
+            Opcode::Uload32 => 32,
+            Opcode::Popcnt => 7,
+            Opcode::Band => sub(args[0]).min(sub(args[1])),
+            Opcode::Bor | Opcode::Bxor => sub(args[0]).max(sub(args[1])),
+            Opcode::Ushr => {
+                let n = self.const_of(args[1]).map_or(0, |k| (k & 63) as u32);
+                sub(args[0]).saturating_sub(n)
+            }
+            Opcode::Select => sub(args[1]).max(sub(args[2])),
+            _ => 64,
+        }
+    }
+
     /// Sign-extend the low `size` bytes of `v` to 64 bits.
     pub fn sext(&mut self, v: Value, size: u32) -> Value {
         if size >= 8 {
             return v;
         }
-        let sh = i64::from(64 - 8 * size);
-        let sh = self.b.ins().iconst(types::I64, sh);
+        let sh = 64 - 8 * size;
+        if let Some(k) = self.const_of(v) {
+            return self.c64((((k << sh) as i64) >> sh) as u64);
+        }
+        let sh = self.b.ins().iconst(types::I64, i64::from(sh));
         let l = self.b.ins().ishl(v, sh);
         self.b.ins().sshr(l, sh)
     }
