@@ -302,6 +302,9 @@ impl<'a, 'f> Tx<'a, 'f> {
         } else if let Some(k) = self.const_of(v) {
             self.c64(k & size_mask(size))
         } else if size == 4 {
+            if let Some(narrow) = self.narrow32(v) {
+                return narrow;
+            }
             // Not `and` with 0xffff_ffff: that mask fits no sign-extended imm32, so x86-64
             // loads it from the constant pool; a 32-bit move zero-extends. The same register
             // read twice in a Cranelift block is extended once.
@@ -325,6 +328,64 @@ impl<'a, 'f> Tx<'a, 'f> {
         } else {
             self.and_c(v, size_mask(size))
         }
+    }
+
+    /// The low 32 bits of `v`, zero-extended, computed by a 32-bit operation when `v` is an
+    /// operation whose low half depends only on the low halves of its operands (ADD, SUB,
+    /// AND, OR, XOR, MUL, a left shift by a constant): `uextend(op.i32(..))`, which x86-64
+    /// lowers to the 32-bit instruction alone (it zeroes the upper half), instead of the
+    /// 64-bit one and a zero-extending move after it. The 64-bit operation stays for other
+    /// users, if any (`dce` removes it otherwise).
+    fn narrow32(&mut self, v: Value) -> Option<Value> {
+        if self.b.func.dfg.value_type(v) != types::I64 {
+            return None;
+        }
+        let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) else {
+            return None;
+        };
+        let data = self.b.func.dfg.insts[inst];
+        let op = data.opcode();
+        let args = data.arguments(&self.b.func.dfg.value_lists);
+        if args.len() != 2 {
+            return None;
+        }
+        let (x, y) = (args[0], args[1]);
+        match op {
+            Opcode::Iadd | Opcode::Isub | Opcode::Band | Opcode::Bor | Opcode::Bxor => {}
+            Opcode::Imul => {}
+            Opcode::Ishl if self.const_of(y).is_some_and(|n| n < 32) => {}
+            _ => return None,
+        }
+        let x = self.low32(x);
+        let y = self.low32(y);
+        let r = match op {
+            Opcode::Iadd => self.b.ins().iadd(x, y),
+            Opcode::Isub => self.b.ins().isub(x, y),
+            Opcode::Band => self.b.ins().band(x, y),
+            Opcode::Bor => self.b.ins().bor(x, y),
+            Opcode::Bxor => self.b.ins().bxor(x, y),
+            Opcode::Imul => self.b.ins().imul(x, y),
+            _ => self.b.ins().ishl(x, y),
+        };
+        Some(self.b.ins().uextend(types::I64, r))
+    }
+
+    /// The low 32 bits of the i64 `v` as an i32: a constant stays a constant, a zero-extended
+    /// 32-bit value gives back what was extended.
+    fn low32(&mut self, v: Value) -> Value {
+        if let Some(k) = self.const_of(v) {
+            return self.b.ins().iconst(types::I32, i64::from(k as u32));
+        }
+        if let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) {
+            let data = self.b.func.dfg.insts[inst];
+            if data.opcode() == Opcode::Uextend {
+                let a = data.arguments(&self.b.func.dfg.value_lists)[0];
+                if self.b.func.dfg.value_type(a) == types::I32 {
+                    return a;
+                }
+            }
+        }
+        self.b.ins().ireduce(types::I32, v)
     }
 
     /// An upper bound on the number of significant bits of the i64 `v` (64 when nothing is
