@@ -372,7 +372,7 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     /// The low 32 bits of the i64 `v` as an i32: a constant stays a constant, a zero-extended
     /// 32-bit value gives back what was extended.
-    fn low32(&mut self, v: Value) -> Value {
+    pub fn low32(&mut self, v: Value) -> Value {
         if let Some(k) = self.const_of(v) {
             return self.b.ins().iconst(types::I32, i64::from(k as u32));
         }
