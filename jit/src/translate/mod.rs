@@ -13,8 +13,10 @@
 //! guest registers stay in Cranelift variables across them (an edge stores only the lazy-flags
 //! record and the instruction count), and an edge back to an earlier block of the region (a
 //! loop, such as a block jumping to its own start) leaves the function when the icount limit is
-//! reached or a kick is pending, so budgets, interrupt polls and kicks are honoured. Exits to
-//! other constant ips go through chain slots, one per distinct target.
+//! reached, so budgets, interrupt polls and kicks are honoured (the dispatcher keeps the limit
+//! within its interrupt poll interval and looks at kicks there). CF at the start of a block that
+//! keeps it (INC/DEC first) travels along the edges as a value. Exits to other constant ips go
+//! through chain slots, one per distinct target.
 
 mod accumulator;
 mod cond;
@@ -91,7 +93,9 @@ pub struct TranslateEnv {
     pub helpers: HelperTable,
     /// Points to the icount value at which in-function loops must return to the dispatcher.
     pub loop_limit: *const u64,
-    /// Points to the kick flag (a byte, non-zero = leave).
+    /// Points to the kick flag (a byte, non-zero = leave). Generated code does not poll it:
+    /// loops leave at `loop_limit`, which the dispatcher keeps within its interrupt poll
+    /// interval, and the dispatcher looks at the flag between blocks.
     pub kick: *const bool,
     /// The block's chain slots; `None` translates every exit as a return to the dispatcher.
     pub chain: Option<ChainEnv>,
