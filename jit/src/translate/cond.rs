@@ -2,9 +2,12 @@
 //!
 //! When the instruction that set the flags was translated in the same block, its kind, size and
 //! operand values are known, so Jcc (and the carry input of INC/DEC) becomes a direct comparison:
-//! `cmp a, b; jb` is `a <u b`, `test; jz` is `res == 0`. Kinds not handled here (shifts,
-//! multiplications, flags coming from before the block) go through the condition helper, which
-//! evaluates `LazyFlags::holds` over the stored record.
+//! `cmp a, b; jb` is `a <u b`, `test; jz` is `res == 0`. CF at the start of a region block
+//! whose first instructions need it (INC/DEC keep it) arrives along the region's edges as a
+//! value (`Tx::pass_carry`), computed from the record each edge knows. Flags coming from before
+//! the function are evaluated inline from the stored record for CF, ZF and SF; the other
+//! conditions of kinds not handled here go through the condition helper, which evaluates
+//! `LazyFlags::holds` over the stored record.
 
 use std::mem::offset_of;
 
@@ -30,6 +33,12 @@ fn inline_kind(k: u64) -> bool {
             | kind::DEC
             | EAGER_KIND
     )
+}
+
+/// Whether CF of a pending record of `kind` is computed inline from its values
+/// (`Tx::flag_cf`).
+pub(super) fn cf_inline(k: u64) -> bool {
+    inline_kind(k) || shift_kind(k)
 }
 
 /// Shift kinds, whose translations keep CF in `aux` (see `Tx::shift`).
@@ -145,7 +154,7 @@ impl Tx<'_, '_> {
             Some(p) if inline_kind(p.kind) => p,
             None if matches!(cc >> 1, 1 | 2 | 4) => {
                 let c = match cc >> 1 {
-                    1 => self.stored_carry(),
+                    1 => self.carry_flag(),
                     2 => self.stored_zf_sf(true),
                     _ => self.stored_zf_sf(false),
                 };
@@ -472,11 +481,18 @@ impl Tx<'_, '_> {
 
     /// CF as 0/1 in an i64 (the `aux` input of INC/DEC).
     pub fn carry_value(&mut self) -> Value {
-        let c = match self.flags {
-            Some(p) if inline_kind(p.kind) || shift_kind(p.kind) => self.flag_cf(&p),
-            Some(_) => self.call_condition(0x2),
-            None => self.stored_carry(),
-        };
+        let c = self.carry_flag();
         self.b.ins().uextend(types::I64, c)
+    }
+
+    /// CF as an i8 truth value: from the pending record, from the block's entry CF passed
+    /// along the region's edges, or from the record stored in the context.
+    pub fn carry_flag(&mut self) -> Value {
+        match (self.flags, self.entry_cf) {
+            (Some(p), _) if cf_inline(p.kind) => self.flag_cf(&p),
+            (Some(_), _) => self.call_condition(0x2),
+            (None, Some(cf)) => cf,
+            (None, None) => self.stored_carry(),
+        }
     }
 }

@@ -13,8 +13,8 @@ use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Opcode, SigRef, Signature, Type,
-    Value, ValueDef,
+    types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef,
+    Signature, Type, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -117,6 +117,14 @@ pub(super) struct Tx<'a, 'f> {
     pub used: u32,
     /// Whether an edge leads back to the entry.
     pub entry_looped: bool,
+    /// CF at the start of a region block whose first use of the flags needs it
+    /// ([`RegionBlock::carry_in`]): every edge to such a block defines this variable from
+    /// the flags it knows, so INC/DEC, ADC/SBB and Jcc on CF there need not evaluate the
+    /// stored record.
+    carry_var: Variable,
+    /// The current basic block's CF at its start (`carry_var`), while no helper may have
+    /// changed the flags since; used only while `flags` is `None`.
+    pub entry_cf: Option<Value>,
     /// The target ip of each chain slot given out so far (slot i: `slot_targets[i]`).
     slot_targets: Vec<u64>,
     /// With edges: instructions the region's edges have retired and `JitContext::icount` does
@@ -125,6 +133,8 @@ pub(super) struct Tx<'a, 'f> {
     edge_count: Option<EdgeCount>,
     /// The function's shared cold tails (see [`Tx::finish_tails`]), created on first use.
     tails: Tails,
+    /// Recent 32-bit zero-extensions `(value, extended)` (see [`Tx::zext`]).
+    zext_cache: Vec<(Value, Value)>,
 }
 
 /// Code every exit of one kind shares, emitted once per function: one copy of the rip, icount
@@ -170,6 +180,9 @@ pub(super) struct RegionBlock {
     /// It overwrites the flags before anything can read them
     /// (`region::flags_dead_at_start`): edges to it leave the record unstored.
     pub flags_dead: bool,
+    /// Its first instructions need CF as it is on entry (`carry_needed_at_start`): edges to
+    /// it pass CF in [`Tx::carry_var`].
+    pub carry_in: bool,
     pub translated: bool,
 }
 
@@ -200,6 +213,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             ctx,
             (offset_of!(JitContext, cpu) + offset_of!(CpuState, interrupt_shadow)) as i32,
         );
+        let carry_var = b.declare_var(types::I8);
         let mut regs = Vec::with_capacity(nregs);
         for i in 0..nregs {
             let var = b.declare_var(i64t);
@@ -230,9 +244,12 @@ impl<'a, 'f> Tx<'a, 'f> {
             merge_dirty: 0,
             used: used_regs,
             entry_looped: false,
+            carry_var,
+            entry_cf: None,
             slot_targets: Vec::new(),
             edge_count: None,
             tails: Tails::default(),
+            zext_cache: Vec::with_capacity(16),
         }
     }
 
@@ -244,53 +261,180 @@ impl<'a, 'f> Tx<'a, 'f> {
     pub fn c32(&mut self, v: u32) -> Value {
         self.b.ins().iconst(types::I32, i64::from(v))
     }
+    /// The value of `v` when it is an `iconst` (Cranelift folds no constants at
+    /// `opt_level = "none"`, so the translator does the obvious cases itself).
+    pub fn const_of(&self, v: Value) -> Option<u64> {
+        match self.b.func.dfg.value_def(v) {
+            ValueDef::Result(i, 0) => match self.b.func.dfg.insts[i] {
+                InstructionData::UnaryImm {
+                    opcode: Opcode::Iconst,
+                    imm,
+                } => Some(imm.bits() as u64),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
     pub fn and_c(&mut self, v: Value, m: u64) -> Value {
+        if let (Some(k), types::I64) = (self.const_of(v), self.b.func.dfg.value_type(v)) {
+            return self.c64(k & m);
+        }
         let c = self.c64(m);
         self.b.ins().band(v, c)
     }
     pub fn add_c(&mut self, v: Value, k: u64) -> Value {
+        if let (Some(x), types::I64) = (self.const_of(v), self.b.func.dfg.value_type(v)) {
+            return self.c64(x.wrapping_add(k));
+        }
+        if k == 0 {
+            return v;
+        }
         let c = self.c64(k);
         self.b.ins().iadd(v, c)
     }
-    /// Zero-extend the low `size` bytes of `v`.
+    /// Zero-extend the low `size` bytes of `v`. A value known to fit in `size` bytes already
+    /// (see [`Tx::known_bits`]: a load, a 32-bit operation's zero-extended result, a masked
+    /// value...) is returned as it is, so that chains of 32-bit operations do not re-extend
+    /// every intermediate result (Cranelift folds none of this at `opt_level = "none"`).
     pub fn zext(&mut self, v: Value, size: u32) -> Value {
-        if size >= 8 {
+        if size >= 8 || self.known_bits(v, 6) <= 8 * size {
             v
+        } else if let Some(k) = self.const_of(v) {
+            self.c64(k & size_mask(size))
         } else if size == 4 {
+            if let Some(narrow) = self.narrow32(v) {
+                return narrow;
+            }
             // Not `and` with 0xffff_ffff: that mask fits no sign-extended imm32, so x86-64
-            // loads it from the constant pool; a 32-bit move zero-extends. A value that is
-            // already a zero-extended 32-bit one is returned as it is.
-            if let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) {
-                let data = self.b.func.dfg.insts[inst];
-                let done = match data.opcode() {
-                    Opcode::Uextend => {
-                        self.b
-                            .func
-                            .dfg
-                            .value_type(data.arguments(&self.b.func.dfg.value_lists)[0])
-                            .bits()
-                            <= 32
-                    }
-                    Opcode::Uload8 | Opcode::Uload16 | Opcode::Uload32 => true,
-                    _ => false,
-                };
-                if done {
-                    return v;
-                }
+            // loads it from the constant pool; a 32-bit move zero-extends. The same register
+            // read twice in a Cranelift block is extended once.
+            let here = self.b.current_block();
+            let layout = &self.b.func.layout;
+            let dfg = &self.b.func.dfg;
+            let cached = self.zext_cache.iter().rev().find(|&&(src, ext)| {
+                src == v
+                    && matches!(dfg.value_def(ext), ValueDef::Result(i, _) if layout.inst_block(i) == here)
+            });
+            if let Some(&(_, ext)) = cached {
+                return ext;
             }
             let low = self.b.ins().ireduce(types::I32, v);
-            self.b.ins().uextend(types::I64, low)
+            let ext = self.b.ins().uextend(types::I64, low);
+            if self.zext_cache.len() >= 16 {
+                self.zext_cache.remove(0);
+            }
+            self.zext_cache.push((v, ext));
+            ext
         } else {
             self.and_c(v, size_mask(size))
         }
     }
+
+    /// The low 32 bits of `v`, zero-extended, computed by a 32-bit operation when `v` is an
+    /// operation whose low half depends only on the low halves of its operands (ADD, SUB,
+    /// AND, OR, XOR, MUL, a left shift by a constant): `uextend(op.i32(..))`, which x86-64
+    /// lowers to the 32-bit instruction alone (it zeroes the upper half), instead of the
+    /// 64-bit one and a zero-extending move after it. The 64-bit operation stays for other
+    /// users, if any (`dce` removes it otherwise).
+    fn narrow32(&mut self, v: Value) -> Option<Value> {
+        if self.b.func.dfg.value_type(v) != types::I64 {
+            return None;
+        }
+        let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) else {
+            return None;
+        };
+        let data = self.b.func.dfg.insts[inst];
+        let op = data.opcode();
+        let args = data.arguments(&self.b.func.dfg.value_lists);
+        if args.len() != 2 {
+            return None;
+        }
+        let (x, y) = (args[0], args[1]);
+        match op {
+            Opcode::Iadd | Opcode::Isub | Opcode::Band | Opcode::Bor | Opcode::Bxor => {}
+            Opcode::Imul => {}
+            Opcode::Ishl if self.const_of(y).is_some_and(|n| n < 32) => {}
+            _ => return None,
+        }
+        let x = self.low32(x);
+        let y = self.low32(y);
+        let r = match op {
+            Opcode::Iadd => self.b.ins().iadd(x, y),
+            Opcode::Isub => self.b.ins().isub(x, y),
+            Opcode::Band => self.b.ins().band(x, y),
+            Opcode::Bor => self.b.ins().bor(x, y),
+            Opcode::Bxor => self.b.ins().bxor(x, y),
+            Opcode::Imul => self.b.ins().imul(x, y),
+            _ => self.b.ins().ishl(x, y),
+        };
+        Some(self.b.ins().uextend(types::I64, r))
+    }
+
+    /// The low 32 bits of the i64 `v` as an i32: a constant stays a constant, a zero-extended
+    /// 32-bit value gives back what was extended.
+    pub fn low32(&mut self, v: Value) -> Value {
+        if let Some(k) = self.const_of(v) {
+            return self.b.ins().iconst(types::I32, i64::from(k as u32));
+        }
+        if let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) {
+            let data = self.b.func.dfg.insts[inst];
+            if data.opcode() == Opcode::Uextend {
+                let a = data.arguments(&self.b.func.dfg.value_lists)[0];
+                if self.b.func.dfg.value_type(a) == types::I32 {
+                    return a;
+                }
+            }
+        }
+        self.b.ins().ireduce(types::I32, v)
+    }
+
+    /// An upper bound on the number of significant bits of the i64 `v` (64 when nothing is
+    /// known), from the instructions that compute it, looking `depth` definitions deep.
+    pub fn known_bits(&self, v: Value, depth: u32) -> u32 {
+        let dfg = &self.b.func.dfg;
+        if dfg.value_type(v) != types::I64 {
+            return 64;
+        }
+        let ValueDef::Result(inst, 0) = dfg.value_def(v) else {
+            return 64;
+        };
+        let data = dfg.insts[inst];
+        let args = data.arguments(&dfg.value_lists);
+        let sub = |a: Value| {
+            if depth == 0 {
+                64
+            } else {
+                self.known_bits(a, depth - 1)
+            }
+        };
+        match data.opcode() {
+            Opcode::Iconst => 64 - self.const_of(v).map_or(0, u64::leading_zeros),
+            Opcode::Uextend => dfg.value_type(args[0]).bits(),
+            Opcode::Uload8 => 8,
+            Opcode::Uload16 => 16,
+            Opcode::Uload32 => 32,
+            Opcode::Popcnt => 7,
+            Opcode::Band => sub(args[0]).min(sub(args[1])),
+            Opcode::Bor | Opcode::Bxor => sub(args[0]).max(sub(args[1])),
+            Opcode::Ushr => {
+                let n = self.const_of(args[1]).map_or(0, |k| (k & 63) as u32);
+                sub(args[0]).saturating_sub(n)
+            }
+            Opcode::Select => sub(args[1]).max(sub(args[2])),
+            _ => 64,
+        }
+    }
+
     /// Sign-extend the low `size` bytes of `v` to 64 bits.
     pub fn sext(&mut self, v: Value, size: u32) -> Value {
         if size >= 8 {
             return v;
         }
-        let sh = i64::from(64 - 8 * size);
-        let sh = self.b.ins().iconst(types::I64, sh);
+        let sh = 64 - 8 * size;
+        if let Some(k) = self.const_of(v) {
+            return self.c64((((k << sh) as i64) >> sh) as u64);
+        }
+        let sh = self.b.ins().iconst(types::I64, i64::from(sh));
         let l = self.b.ins().ishl(v, sh);
         self.b.ins().sshr(l, sh)
     }
@@ -414,6 +558,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             aux,
         });
         self.flags_stored = false;
+        self.entry_cf = None;
     }
 
     // ---- leaving the block ----
@@ -541,6 +686,23 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.dirty = self.merge_dirty;
         self.flags = None;
         self.flags_stored = true;
+        self.entry_cf = self.region[n]
+            .carry_in
+            .then(|| self.b.use_var(self.carry_var));
+    }
+
+    /// Define [`Tx::carry_var`] as the current CF, for an edge to (or the function's entry
+    /// into) a region block with [`RegionBlock::carry_in`]. Changes nothing in the
+    /// translation state of the main path (a pending record is stored without marking it).
+    pub fn pass_carry(&mut self) {
+        let saved = self.flags_stored;
+        if !matches!(self.flags, Some(p) if super::cond::cf_inline(p.kind)) {
+            self.store_flags(false);
+            self.flags_stored = true;
+        }
+        let cf = self.carry_flag();
+        self.flags_stored = saved;
+        self.b.def_var(self.carry_var, cf);
     }
 
     /// Whether an edge may lead to `target` (see [`Tx::region_target`]).
@@ -574,8 +736,8 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// block: along an edge when the target is a block of the region, else through a chain
     /// slot. An edge stores the flags record and the count and writes back the dirty registers
     /// the target does not expect dirty; an edge back to the same or an earlier block (every
-    /// loop of the region has one) leaves the function instead when the icount limit is reached
-    /// or a kick is pending. Emitting it changes nothing in the translation state, so both
+    /// loop of the region has one) leaves the function instead when the icount limit is
+    /// reached. Emitting it changes nothing in the translation state, so both
     /// sides of a branch can be emitted one after the other.
     pub fn goto(&mut self, target: u64, executed: u64) {
         let Some((n, dest)) = self.region_target(target) else {
@@ -588,6 +750,9 @@ impl<'a, 'f> Tx<'a, 'f> {
         // A back edge may leave through its limit check below, whose exit stores the record.
         if !self.region[n].flags_dead {
             self.store_flags(false);
+        }
+        if self.region[n].carry_in {
+            self.pass_carry();
         }
         let e = self
             .edge_count
@@ -602,22 +767,15 @@ impl<'a, 'f> Tx<'a, 'f> {
         if n == 0 {
             self.entry_looped = true;
         }
+        // Kicks need no check here, as at chained exits (see `exit_chained`): the limit is
+        // never more than the dispatcher's interrupt poll interval ahead, and the dispatcher
+        // looks at the kick flag when the loop leaves at it.
         let over = self
             .b
             .ins()
             .icmp(IntCC::UnsignedGreaterThanOrEqual, pending, e.allowed);
-        // Two compare-and-branches (the lowering fuses each), not one branch on an OR.
         let out = self.b.create_block();
-        let check_kick = self.b.create_block();
-        self.b.ins().brif(over, out, &[], check_kick, &[]);
-        self.b.switch_to_block(check_kick);
-        let kick_ptr = self.b.ins().iconst(self.ptr, self.env.kick as usize as i64);
-        let kick = self
-            .b
-            .ins()
-            .uload8(types::I32, MemFlagsData::trusted(), kick_ptr, 0);
-        let kicked = self.b.ins().icmp_imm_u(IntCC::NotEqual, kick, 0);
-        self.b.ins().brif(kicked, out, &[], dest, &[]);
+        self.b.ins().brif(over, out, &[], dest, &[]);
         self.b.set_cold_block(out);
         self.b.switch_to_block(out);
         self.exit(ExitRip::Const(target), 0);
@@ -929,6 +1087,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let status = self.b.inst_results(call)[0];
         self.flags = None;
         self.flags_stored = true;
+        self.entry_cf = None;
         self.reload_regs();
         self.exit_if(status, ExitRip::InContext, self.index as u64 + 1);
     }

@@ -455,11 +455,15 @@ impl Tx<'_, '_> {
             );
             (low, sig)
         } else {
-            // Both factors fit in 32 bits, so the product is exact in 64.
+            // The low half does not depend on how the factors are extended: multiply them as
+            // they are, so that the result does not wait for sign extensions. CF/OF compare
+            // the exact signed product (both factors fit in 32 bits, so it is exact in 64),
+            // which `dce` removes when the flags are overwritten unread.
+            let p = self.b.ins().imul(a, b);
+            let low = self.zext(p, size);
             let sa = self.sext(a, size);
             let sb = self.sext(b, size);
             let p = self.b.ins().imul(sa, sb);
-            let low = self.zext(p, size);
             let back = self.sext(low, size);
             let sig = self
                 .b

@@ -106,11 +106,11 @@ impl Tx<'_, '_> {
         if base == Register::RIP {
             return self.c64(insn.ip_rel_memory_address());
         }
-        let mut ea = self.c64(insn.memory_displacement64());
+        // base + index * scale + displacement, without adding a zero displacement.
+        let mut ea: Option<Value> = None;
         if base != Register::None {
             let info = gpr_info(base).expect("checked by mem_ref");
-            let v = self.gpr(info.index);
-            ea = self.b.ins().iadd(ea, v);
+            ea = Some(self.gpr(info.index));
         }
         let index = insn.memory_index();
         if index != Register::None {
@@ -121,8 +121,16 @@ impl Tx<'_, '_> {
                 let sh = self.c64(u64::from(scale.trailing_zeros()));
                 v = self.b.ins().ishl(v, sh);
             }
-            ea = self.b.ins().iadd(ea, v);
+            ea = Some(match ea {
+                Some(b) => self.b.ins().iadd(b, v),
+                None => v,
+            });
         }
+        let disp = insn.memory_displacement64();
+        let ea = match ea {
+            Some(v) => self.add_c(v, disp),
+            None => self.c64(disp),
+        };
         self.zext(ea, m.asize)
     }
 

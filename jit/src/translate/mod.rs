@@ -13,8 +13,10 @@
 //! guest registers stay in Cranelift variables across them (an edge stores only the lazy-flags
 //! record and the instruction count), and an edge back to an earlier block of the region (a
 //! loop, such as a block jumping to its own start) leaves the function when the icount limit is
-//! reached or a kick is pending, so budgets, interrupt polls and kicks are honoured. Exits to
-//! other constant ips go through chain slots, one per distinct target.
+//! reached, so budgets, interrupt polls and kicks are honoured (the dispatcher keeps the limit
+//! within its interrupt poll interval and looks at kicks there). CF at the start of a block that
+//! keeps it (INC/DEC first) travels along the edges as a value. Exits to other constant ips go
+//! through chain slots, one per distinct target.
 
 mod accumulator;
 mod cond;
@@ -39,7 +41,7 @@ mod tests;
 use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, OpAccess};
+use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, RflagsBits};
 
 use crate::cache::{ChainSlot, JumpEntry};
 use emit::{ExitRip, RegionBlock, Tx};
@@ -91,7 +93,9 @@ pub struct TranslateEnv {
     pub helpers: HelperTable,
     /// Points to the icount value at which in-function loops must return to the dispatcher.
     pub loop_limit: *const u64,
-    /// Points to the kick flag (a byte, non-zero = leave).
+    /// Points to the kick flag (a byte, non-zero = leave). Generated code does not poll it:
+    /// loops leave at `loop_limit`, which the dispatcher keeps within its interrupt poll
+    /// interval, and the dispatcher looks at the flag between blocks.
     pub kick: *const bool,
     /// The block's chain slots; `None` translates every exit as a return to the dispatcher.
     pub chain: Option<ChainEnv>,
@@ -156,6 +160,23 @@ fn used_gprs<'i>(insns: impl Iterator<Item = &'i Instruction>, nregs: usize) -> 
     (used, written)
 }
 
+/// Whether the translation of `insns` (a basic block) needs CF as it is on entry: some
+/// instruction reads CF, or is an INC/DEC (which keep it: their record carries it), before any
+/// instruction writes it. Edges to such a block pass CF along (see `Tx::pass_carry`).
+fn carry_needed_at_start(insns: &[Instruction]) -> bool {
+    for insn in insns {
+        if matches!(insn.mnemonic(), Mnemonic::Inc | Mnemonic::Dec)
+            || insn.rflags_read() & RflagsBits::CF != 0
+        {
+            return true;
+        }
+        if insn.rflags_modified() & RflagsBits::CF != 0 {
+            return false;
+        }
+    }
+    false
+}
+
 /// Build the IR of one region into `func` (whose signature the caller has set): `region[0]` is
 /// the entry block, the others blocks it may continue in (see [`crate::region`]); a region of
 /// one block is a plain block. The instructions must stay at the same address for as long as
@@ -194,6 +215,7 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
                 block: None,
                 enterable: n > 0 || entry_targeted,
                 flags_dead: crate::region::flags_dead_at_start(b.as_ref()),
+                carry_in: carry_needed_at_start(b.as_ref()),
                 translated: n == 0,
             })
         })
@@ -207,6 +229,9 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
         tx.count_along_edges();
     }
     if entry_targeted && !tx.region.is_empty() {
+        if tx.region[0].carry_in {
+            tx.pass_carry();
+        }
         let header = tx.b.create_block();
         tx.b.ins().jump(header, &[]);
         tx.b.switch_to_block(header);

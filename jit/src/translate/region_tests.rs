@@ -308,3 +308,43 @@ fn random_multi_block_loops(seed: u64, long: bool) {
     }
     assert!(regions >= 30, "regions formed: {regions}");
 }
+
+#[test]
+fn carry_kept_by_inc_dec_arrives_along_every_kind_of_edge() {
+    // C keeps CF through DEC and adds it with ADC; its predecessors leave CF in every way a
+    // region edge can carry it (`Tx::pass_carry`): a shift, an ADD, a MUL record, eagerly
+    // computed rotate flags, an interpreted BT, CMC, and a CMP. M is a loop head keeping CF
+    // through INC, entered from outside (after STC) and along its own back edge.
+    //   mov ecx, 400 / xor eax, eax / xor edi, edi / xor esi, esi / mov ebx, 0x9e3779b9
+    // L: mov edx, ecx / and edx, 7 / jz P0
+    //   cmp edx, 1 / je P1 / cmp edx, 2 / je P2 / cmp edx, 3 / je P3
+    //   cmp edx, 4 / je P4 / cmp edx, 5 / je P5
+    //   cmp edx, 7 / jmp C
+    // P0: shr ebx, 1 / jmp C
+    // P1: add ebx, 0x9e3779b9 / jmp C
+    // P2: imul edx, ebx, 7 / jmp C
+    // P3: rol ebx, 5 / jmp C
+    // P4: bt ebx, 3 / jmp C
+    // P5: cmc / jmp C
+    // C: dec esi / adc edi, ecx / dec ecx / jnz L
+    //   mov ecx, 300 / stc
+    // M: inc esi / adc edi, 0 / shr ebx, 1 / dec ecx / jnz M
+    //   hlt
+    let code = [
+        0xb9, 0x90, 0x01, 0x00, 0x00, 0x31, 0xc0, 0x31, 0xff, 0x31, 0xf6, 0xbb, 0xb9, 0x79, 0x37,
+        0x9e, 0x89, 0xca, 0x83, 0xe2, 0x07, 0x74, 0x1e, 0x83, 0xfa, 0x01, 0x74, 0x1d, 0x83, 0xfa,
+        0x02, 0x74, 0x20, 0x83, 0xfa, 0x03, 0x74, 0x20, 0x83, 0xfa, 0x04, 0x74, 0x20, 0x83, 0xfa,
+        0x05, 0x74, 0x21, 0x83, 0xfa, 0x07, 0xeb, 0x1f, 0xd1, 0xeb, 0xeb, 0x1b, 0x81, 0xc3, 0xb9,
+        0x79, 0x37, 0x9e, 0xeb, 0x13, 0x6b, 0xd3, 0x07, 0xeb, 0x0e, 0xc1, 0xc3, 0x05, 0xeb, 0x09,
+        0x0f, 0xba, 0xe3, 0x03, 0xeb, 0x03, 0xf5, 0xeb, 0x00, 0x4e, 0x11, 0xcf, 0x49, 0x75, 0xb6,
+        0xb9, 0x2c, 0x01, 0x00, 0x00, 0xf9, 0x46, 0x83, 0xd7, 0x00, 0xd1, 0xeb, 0x49, 0x75, 0xf7,
+        HLT,
+    ];
+    for threshold in [2, 8] {
+        let t = differential_at(&code, flat32(), 0, threshold);
+        assert_eq!(t.exit, HALTED);
+        let st = t.vcpu.stats();
+        assert!(st.region_blocks >= 3, "{st:?}");
+        assert!(st.self_loops >= 1, "{st:?}");
+    }
+}

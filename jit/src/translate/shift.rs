@@ -14,7 +14,7 @@
 //! ([`EAGER_KIND`]). RCL/RCR stay with the interpreter.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{Block, InstBuilder, Value};
+use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use vcpu::state::rflags;
 
@@ -78,6 +78,7 @@ impl Tx<'_, '_> {
             self.b.switch_to_block(join);
             self.flags = None;
             self.flags_stored = true;
+            self.entry_cf = None;
         }
     }
 
@@ -98,6 +99,13 @@ impl Tx<'_, '_> {
         let mn = insn.mnemonic();
         let r = match mn {
             Mnemonic::Shr => self.b.ins().ushr(a, n),
+            // A 32-bit arithmetic shift, rather than sign-extending to 64 bits first.
+            Mnemonic::Sar if size == 4 => {
+                let a32 = self.low32(a);
+                let n32 = self.low32(n);
+                let r = self.b.ins().sshr(a32, n32);
+                self.b.ins().uextend(types::I64, r)
+            }
             Mnemonic::Sar => {
                 let s = self.sext(a, size);
                 self.b.ins().sshr(s, n)

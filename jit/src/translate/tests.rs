@@ -1354,3 +1354,43 @@ fn fault_in_a_later_iteration_of_a_self_loop_sees_the_loop_registers() {
     assert_eq!(st.gpr[gpr::RSI], 4);
     assert_eq!(st.rip, FAULT_HLT + 1);
 }
+
+#[test]
+fn low_halves_of_64bit_results_read_as_32bit_registers() {
+    // `Tx::zext` computes the low half of a 64-bit ADD, SUB, IMUL, shift, XOR, OR, AND result
+    // read as a 32-bit register with a 32-bit operation (`Tx::narrow32`); a left shift by 32
+    // or more must still give 0.
+    //   mov rax, 0x123456789abcdef0 / mov rbx, 0xfedcba9876543219
+    //   mov rcx, rax / add rcx, rbx / mov edx, ecx
+    //   mov rcx, rax / sub rcx, rbx / mov esi, ecx
+    //   mov rcx, rax / imul rcx, rbx / mov edi, ecx
+    //   mov rcx, rax / shl rcx, 40 / mov r8d, ecx
+    //   mov rcx, rax / shl rcx, 3 / mov r9d, ecx
+    //   mov rcx, rax / xor rcx, rbx / mov r10d, ecx
+    //   mov rcx, rax / or rcx, rbx / mov r11d, ecx
+    //   mov rcx, rax / and rcx, rbx / mov r12d, ecx
+    //   lea r13d, [rax + rbx*4 + 0x7fff0000]
+    //   hlt
+    let code = [
+        0x48, 0xb8, 0xf0, 0xde, 0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12, 0x48, 0xbb, 0x19, 0x32, 0x54,
+        0x76, 0x98, 0xba, 0xdc, 0xfe, 0x48, 0x89, 0xc1, 0x48, 0x01, 0xd9, 0x89, 0xca, 0x48, 0x89,
+        0xc1, 0x48, 0x29, 0xd9, 0x89, 0xce, 0x48, 0x89, 0xc1, 0x48, 0x0f, 0xaf, 0xcb, 0x89, 0xcf,
+        0x48, 0x89, 0xc1, 0x48, 0xc1, 0xe1, 0x28, 0x41, 0x89, 0xc8, 0x48, 0x89, 0xc1, 0x48, 0xc1,
+        0xe1, 0x03, 0x41, 0x89, 0xc9, 0x48, 0x89, 0xc1, 0x48, 0x31, 0xd9, 0x41, 0x89, 0xca, 0x48,
+        0x89, 0xc1, 0x48, 0x09, 0xd9, 0x41, 0x89, 0xcb, 0x48, 0x89, 0xc1, 0x48, 0x21, 0xd9, 0x41,
+        0x89, 0xcc, 0x44, 0x8d, 0xac, 0x98, 0x00, 0x00, 0xff, 0x7f, HLT,
+    ];
+    let t = differential(&code, long64(&ram()), 0);
+    let (a, b) = (0x1234_5678_9abc_def0u64, 0xfedc_ba98_7654_3219u64);
+    let low = |v: u64| v & 0xffff_ffff;
+    let g = &t.state.gpr;
+    assert_eq!(g[gpr::RDX], low(a.wrapping_add(b)));
+    assert_eq!(g[gpr::RSI], low(a.wrapping_sub(b)));
+    assert_eq!(g[gpr::RDI], low(a.wrapping_mul(b)));
+    assert_eq!(g[8], 0, "shl by 40");
+    assert_eq!(g[9], low(a << 3));
+    assert_eq!(g[10], low(a ^ b));
+    assert_eq!(g[11], low(a | b));
+    assert_eq!(g[12], low(a & b));
+    assert_eq!(g[13], low(a.wrapping_add(b << 2).wrapping_add(0x7fff_0000)));
+}
