@@ -50,8 +50,7 @@ impl HybridVcpu {
         let state = self.kvm.state()?;
         let mut jit = JitVcpu::with_config(self.ram.clone(), state, self.jit_config)
             .map_err(|e| VcpuError::Backend(format!("JIT: {e}")))?;
-        jit.share_kicker(self.kvm.kicker())
-            .map_err(|e| VcpuError::Backend(format!("JIT: {e}")))?;
+        jit.share_kicker(self.kvm.kicker());
         log::warn!("at rip {rip:#x} {why}; the guest continues on the JIT");
         Ok(self.moved.insert(jit))
     }

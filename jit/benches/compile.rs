@@ -103,7 +103,6 @@ fn main() {
     let rounds = numbers.first().copied().unwrap_or(2000);
     let only = numbers.get(1).copied();
     let loop_limit = Box::new(u64::MAX);
-    let kick = Box::new(false);
     let jump_cache = JumpCache::default();
     let mut slots = vec![ChainSlot::UNLINKED; CHAIN_SLOTS];
     let mode = ModeInfo {
@@ -115,7 +114,6 @@ fn main() {
         mode,
         helpers: helpers::table(),
         loop_limit: &*loop_limit,
-        kick: &*kick,
         chain: (std::env::var_os("NOCHAIN").is_none()).then_some(ChainEnv {
             slots: slots.as_mut_ptr(),
             slot_count: slots.len(),

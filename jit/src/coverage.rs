@@ -586,7 +586,6 @@ impl Sandbox {
         sig.returns.push(AbiParam::new(types::I64));
         let mut func = Function::with_name_signature(UserFuncName::default(), sig);
         let loop_limit = 0u64;
-        let kick = false;
         let env = TranslateEnv {
             mode: ModeInfo {
                 bitness,
@@ -596,7 +595,6 @@ impl Sandbox {
             },
             helpers: helpers::table(),
             loop_limit: &loop_limit,
-            kick: &kick,
             // Only whether the translator accepts the instruction matters, not chaining.
             chain: None,
         };

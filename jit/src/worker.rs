@@ -348,7 +348,7 @@ mod tests {
         vec![d.insns.into()]
     }
 
-    fn env(loop_limit: &u64, kick: &bool) -> TranslateEnv {
+    fn env(loop_limit: &u64) -> TranslateEnv {
         TranslateEnv {
             mode: ModeInfo {
                 bitness: 32,
@@ -357,7 +357,6 @@ mod tests {
             },
             helpers: helpers::table(),
             loop_limit,
-            kick,
             chain: None,
         }
     }
@@ -371,13 +370,13 @@ mod tests {
 
     #[test]
     fn compiles_tags_results_and_flushes() {
-        let (limit, kick) = (u64::MAX, false);
+        let limit = u64::MAX;
         let w = CompileWorker::spawn(CodeCache::new().unwrap()).unwrap();
         assert!(w.try_take().is_none());
         let insns = block();
-        w.submit(3, 0, insns.clone(), env(&limit, &kick)).unwrap();
+        w.submit(3, 0, insns.clone(), env(&limit)).unwrap();
         let a = compiled(w.wait().unwrap());
-        w.submit(4, 1, insns.clone(), env(&limit, &kick)).unwrap();
+        w.submit(4, 1, insns.clone(), env(&limit)).unwrap();
         let b = compiled(w.wait().unwrap());
         assert_eq!((a.block, a.epoch, b.block, b.epoch), (3, 0, 4, 1));
         let (fa, sa) = a.code.unwrap();
@@ -389,18 +388,18 @@ mod tests {
         w.flush().unwrap();
         assert!(w.try_take().is_none());
         // The worker goes on compiling after a flush.
-        w.submit(5, 2, insns, env(&limit, &kick)).unwrap();
+        w.submit(5, 2, insns, env(&limit)).unwrap();
         assert_eq!(compiled(w.wait().unwrap()).block, 5);
     }
 
     #[test]
     fn serves_the_newest_job_first_and_drops_the_oldest_past_the_cap() {
-        let (limit, kick) = (u64::MAX, false);
+        let limit = u64::MAX;
         let w = CompileWorker::spawn_paused(CodeCache::new().unwrap()).unwrap();
         let insns = block();
         let total = MAX_QUEUED as BlockId + 2;
         for id in 0..total {
-            w.submit(id, 0, insns.clone(), env(&limit, &kick)).unwrap();
+            w.submit(id, 0, insns.clone(), env(&limit)).unwrap();
         }
         // The two oldest jobs were handed back unstarted as the queue overflowed.
         for id in 0..2 {
@@ -420,10 +419,10 @@ mod tests {
 
     #[test]
     fn a_promoted_job_is_served_next() {
-        let (limit, kick) = (u64::MAX, false);
+        let limit = u64::MAX;
         let w = CompileWorker::spawn_paused(CodeCache::new().unwrap()).unwrap();
         for id in 0..4 {
-            w.submit(id, 0, block(), env(&limit, &kick)).unwrap();
+            w.submit(id, 0, block(), env(&limit)).unwrap();
         }
         assert!(w.promote(1, 0));
         assert!(!w.promote(1, 7), "another epoch's job is not this one");
@@ -436,14 +435,14 @@ mod tests {
 
     #[test]
     fn a_flush_forgets_queued_jobs_unreported() {
-        let (limit, kick) = (u64::MAX, false);
+        let limit = u64::MAX;
         let w = CompileWorker::spawn_paused(CodeCache::new().unwrap()).unwrap();
         for id in 0..3 {
-            w.submit(id, 0, block(), env(&limit, &kick)).unwrap();
+            w.submit(id, 0, block(), env(&limit)).unwrap();
         }
         w.flush().unwrap();
         w.resume();
-        w.submit(9, 1, block(), env(&limit, &kick)).unwrap();
+        w.submit(9, 1, block(), env(&limit)).unwrap();
         let c = compiled(w.wait().unwrap());
         assert_eq!((c.block, c.epoch), (9, 1));
         assert!(w.try_take().is_none());

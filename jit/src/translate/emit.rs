@@ -739,6 +739,17 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// loop of the region has one) leaves the function instead when the icount limit is
     /// reached. Emitting it changes nothing in the translation state, so both
     /// sides of a branch can be emitted one after the other.
+    /// The IP after `insn` when execution falls through it: in 16-bit code IP wraps at 64 KiB
+    /// (SDM Vol. 1 3.6: the instruction pointer is 16 bits wide there), in 32-bit code at 4 GiB.
+    /// iced's `next_ip` does not wrap.
+    pub fn fall_through(&self, insn: &iced_x86::Instruction) -> u64 {
+        match self.env.mode.bitness {
+            16 => insn.next_ip() & 0xffff,
+            32 => insn.next_ip() & 0xffff_ffff,
+            _ => insn.next_ip(),
+        }
+    }
+
     pub fn goto(&mut self, target: u64, executed: u64) {
         let Some((n, dest)) = self.region_target(target) else {
             self.exit_chained(target, executed);

@@ -689,7 +689,7 @@ impl Tx<'_, '_> {
     fn jcc(&mut self, insn: &Instruction) -> Done {
         let cc = (insn.condition_code() as u8).wrapping_sub(1) & 0xf;
         let c = self.condition(cc);
-        self.branch(c, insn.near_branch_target(), insn.next_ip());
+        self.branch(c, insn.near_branch_target(), self.fall_through(insn));
         Done::Ended
     }
 
@@ -712,7 +712,7 @@ impl Tx<'_, '_> {
             .b
             .ins()
             .icmp_imm_u(cranelift_codegen::ir::condcodes::IntCC::NotEqual, c, 0);
-        self.branch(nz, insn.near_branch_target(), insn.next_ip());
+        self.branch(nz, insn.near_branch_target(), self.fall_through(insn));
         Done::Ended
     }
 

@@ -93,10 +93,6 @@ pub struct TranslateEnv {
     pub helpers: HelperTable,
     /// Points to the icount value at which in-function loops must return to the dispatcher.
     pub loop_limit: *const u64,
-    /// Points to the kick flag (a byte, non-zero = leave). Generated code does not poll it:
-    /// loops leave at `loop_limit`, which the dispatcher keeps within its interrupt poll
-    /// interval, and the dispatcher looks at the flag between blocks.
-    pub kick: *const bool,
     /// The block's chain slots; `None` translates every exit as a return to the dispatcher.
     pub chain: Option<ChainEnv>,
 }
@@ -290,15 +286,15 @@ fn translate_basic_block(tx: &mut Tx, insns: &[Instruction], stats: &mut Transla
     if !ended {
         let n = insns.len() as u64;
         match insns.last() {
-            Some(l) if !last_interp => tx.goto(l.next_ip(), n),
+            Some(l) if !last_interp => tx.goto(tx.fall_through(l), n),
             // An interpreted instruction that did not end the block fell through: the state is
             // in the context and the record stored, as at any edge.
             Some(l)
                 if l.flow_control() == FlowControl::Next
                     && !decoder::ends_block_after(l)
-                    && tx.region_target(l.next_ip()).is_some() =>
+                    && tx.region_target(tx.fall_through(l)).is_some() =>
             {
-                tx.goto(l.next_ip(), n)
+                tx.goto(tx.fall_through(l), n)
             }
             _ => tx.exit(ExitRip::InContext, n),
         }
