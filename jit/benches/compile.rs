@@ -6,6 +6,8 @@
 //! `cargo bench -p jit --bench compile [-- ROUNDS [BLOCK]]`; profile with
 //! `perf record -g target/release/deps/compile-*`.
 
+mod common;
+use common::thread_cpu_seconds;
 use std::sync::Arc;
 
 use cranelift_codegen::ir::{types, AbiParam, Function};
@@ -39,17 +41,6 @@ const BLOCKS: &[(&str, &str)] = &[
 
 /// Timed batches per block; the fastest one counts.
 const BATCHES: usize = 10;
-
-/// CPU time of the calling thread (time the scheduler gave to other processes does not count).
-fn thread_cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-}
 
 /// Instructions and blocks in the Cranelift IR of a block (what Cranelift's passes scale
 /// with).

@@ -8,6 +8,8 @@
 //!
 //! `cargo bench -p jit --bench dispatch [-- ROUNDS]`
 
+mod common;
+use common::thread_cpu_seconds;
 use jit::JitVcpu;
 use vcpu::state::{cr0, gpr};
 use vcpu::{Buses, CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIndex, Vcpu};
@@ -22,17 +24,6 @@ const START: u64 = 0x1000;
 const RING: u64 = 0x2000;
 /// Timed runs; the fastest counts.
 const RUNS: usize = 5;
-
-/// CPU time of the calling thread (time the scheduler gave to other processes does not count).
-fn thread_cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-}
 
 /// `jmp rel32` from `from` to `to` (5 bytes).
 fn jmp(from: u64, to: u64) -> [u8; 5] {

@@ -9,6 +9,8 @@
 //!
 //! `cargo bench -p jit --bench interp [-- ITERATIONS]`
 
+mod common;
+use common::thread_cpu_seconds;
 use jit::JitVcpu;
 use vcpu::state::{cr0, gpr};
 use vcpu::{Buses, CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIndex, Vcpu};
@@ -17,17 +19,6 @@ use vcpu::{Buses, CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIn
 const CODE: u64 = 0x1000;
 /// Timed runs; the fastest counts.
 const RUNS: usize = 5;
-
-/// CPU time of the calling thread (time the scheduler gave to other processes does not count).
-fn thread_cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-}
 
 /// `iterations` rounds of a 9-instruction loop body, then HLT (nasm, `bits 32`).
 fn program(iterations: u32) -> Vec<u8> {

@@ -1303,14 +1303,17 @@ mod tests {
     /// Real mode, CS = 0x1000: `mov al, 7` at IP 0xfffe falls through to IP 0 (linear 0x10000:
     /// `hlt`), not to IP 0x10000 (linear 0x20000: `mov bl, 1; hlt`). Runs to HLT with `config`
     /// and checks that.
-    fn check_16_bit_ip_wrap(config: JitConfig) {
+    /// Run `code` at 1000:FFFE (16-bit real mode, 256 KiB of RAM) with a HLT at 1000:0000 and
+    /// `mov bl, 1; hlt` at linear 0x20000, where execution would go if IP did not wrap; the
+    /// state at the halt.
+    fn run_at_the_end_of_a_16_bit_segment(code: [u8; 2], config: JitConfig) -> CpuState {
         let ram = GuestRam::new(&[RegionSpec {
             base: 0,
             size: 0x4_0000,
             kind: RegionKind::Ram,
         }])
         .unwrap();
-        ram.write_host(0x1_fffe, &[0xb0, 0x07]).unwrap();
+        ram.write_host(0x1_fffe, &code).unwrap();
         ram.write_host(0x1_0000, &[0xf4]).unwrap();
         ram.write_host(0x2_0000, &[0xb3, 0x01, 0xf4]).unwrap();
         let mut s = CpuState::reset();
@@ -1322,9 +1325,15 @@ mod tests {
         let mut v = JitVcpu::with_config(ram, s, config).unwrap();
         assert_eq!(v.run(&mut Buses::new()).unwrap(), HALTED);
         let st = v.state().unwrap();
-        assert_eq!(st.gpr[gpr::RAX] & 0xff, 7);
         assert_eq!(st.gpr[gpr::RBX] & 0xff, 0, "ran the code past the wrap");
         assert_eq!(st.rip, 1);
+        st
+    }
+
+    fn check_16_bit_ip_wrap(config: JitConfig) {
+        // mov al, 7
+        let st = run_at_the_end_of_a_16_bit_segment([0xb0, 0x07], config);
+        assert_eq!(st.gpr[gpr::RAX] & 0xff, 7);
     }
 
     #[test]
@@ -1345,32 +1354,14 @@ mod tests {
 
     #[test]
     fn a_translated_jcc_not_taken_wraps_a_16_bit_ip() {
-        let ram = GuestRam::new(&[RegionSpec {
-            base: 0,
-            size: 0x4_0000,
-            kind: RegionKind::Ram,
-        }])
-        .unwrap();
-        // jz +0x10 at 1000:FFFE with ZF clear: not taken, IP wraps to 0 (a HLT); without the
-        // wrap the CPU would run `mov bl, 1` at linear 0x20000.
-        ram.write_host(0x1_fffe, &[0x74, 0x10]).unwrap();
-        ram.write_host(0x1_0000, &[0xf4]).unwrap();
-        ram.write_host(0x2_0000, &[0xb3, 0x01, 0xf4]).unwrap();
-        let mut s = CpuState::reset();
-        for seg in s.seg.iter_mut() {
-            *seg = Segment::real_mode(0);
-        }
-        s.seg[SegmentIndex::Cs as usize] = Segment::real_mode(0x1000);
-        s.rip = 0xfffe;
-        let config = JitConfig {
-            hot_threshold: 0,
-            ..JitConfig::default()
-        };
-        let mut v = JitVcpu::with_config(ram, s, config).unwrap();
-        assert_eq!(v.run(&mut Buses::new()).unwrap(), HALTED);
-        let st = v.state().unwrap();
-        assert_eq!(st.gpr[gpr::RBX] & 0xff, 0, "ran the code past the wrap");
-        assert_eq!(st.rip, 1);
+        // jz +0x10 with ZF clear: not taken, so IP wraps to 0.
+        run_at_the_end_of_a_16_bit_segment(
+            [0x74, 0x10],
+            JitConfig {
+                hot_threshold: 0,
+                ..JitConfig::default()
+            },
+        );
     }
 
     #[test]
