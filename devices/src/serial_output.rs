@@ -99,9 +99,14 @@ impl ConsoleOutput {
         p.push_out()
     }
 
+    /// Whether bytes wait (without taking the lock).
+    fn has_waiting(&self) -> bool {
+        self.0.waiting.load(Ordering::Relaxed)
+    }
+
     /// Pass on what waits if its oldest byte arrived [`LINGER`] or more before `now`.
     pub fn flush_stale(&self, now: Instant) -> io::Result<()> {
-        if !self.0.waiting.load(Ordering::Relaxed) {
+        if !self.has_waiting() {
             return Ok(());
         }
         let mut p = self.lock();
@@ -116,7 +121,7 @@ impl ConsoleOutput {
 
     /// How long after `now` what waits is due to be passed on (`None`: nothing waits).
     pub fn due_in(&self, now: Instant) -> Option<Duration> {
-        if !self.0.waiting.load(Ordering::Relaxed) {
+        if !self.has_waiting() {
             return None;
         }
         let since = self.lock().since?;
@@ -150,14 +155,22 @@ impl Write for ConsoleOutput {
 /// a halted CPU wake up for it.
 pub struct ConsoleFlush(pub ConsoleOutput);
 
+/// Both read the host clock only when bytes wait: `poll` runs at every timer point of the
+/// machine, every few thousand guest instructions.
 impl TimerSource for ConsoleFlush {
     fn poll(&mut self) {
+        if !self.0.has_waiting() {
+            return;
+        }
         if let Err(e) = self.0.flush_stale(Instant::now()) {
             log::warn!("console output failed: {e}");
         }
     }
 
     fn next_event_in_ns(&self) -> Option<u64> {
+        if !self.0.has_waiting() {
+            return None;
+        }
         self.0
             .due_in(Instant::now())
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
