@@ -9,10 +9,10 @@
 //! `cargo bench -p jit --bench dispatch [-- ROUNDS]`
 
 mod common;
-use common::thread_cpu_seconds;
+use common::{flat32_state, thread_cpu_seconds};
 use jit::JitVcpu;
-use vcpu::state::{cr0, gpr};
-use vcpu::{Buses, CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIndex, Vcpu};
+use vcpu::state::gpr;
+use vcpu::{Buses, CpuState, GuestRam, RegionKind, RegionSpec, Vcpu};
 
 /// Blocks in the ring.
 const BLOCKS: u64 = 65536;
@@ -56,17 +56,7 @@ fn machine() -> (JitVcpu, CpuState) {
         }
         ram.write_host(at, &b).expect("fits");
     }
-    let mut s = CpuState::reset();
-    s.cr0 |= cr0::PE;
-    for (i, seg) in s.seg.iter_mut().enumerate() {
-        *seg = if i == SegmentIndex::Cs as usize {
-            Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00)
-        } else {
-            Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9200)
-        };
-    }
-    s.rip = START;
-    s.gpr[gpr::RSP] = 0x8000;
+    let s = flat32_state(START);
     let v = JitVcpu::with_interpreter_only(ram, s).expect("vCPU");
     (v, s)
 }

@@ -10,10 +10,10 @@
 //! `cargo bench -p jit --bench interp [-- ITERATIONS]`
 
 mod common;
-use common::thread_cpu_seconds;
+use common::{flat32_state, thread_cpu_seconds};
 use jit::JitVcpu;
-use vcpu::state::{cr0, gpr};
-use vcpu::{Buses, CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIndex, Vcpu};
+use vcpu::state::gpr;
+use vcpu::{Buses, GuestRam, RegionKind, RegionSpec, Vcpu};
 
 /// Where the loop starts (and the CPU with it).
 const CODE: u64 = 0x1000;
@@ -53,17 +53,7 @@ fn machine(iterations: u32) -> JitVcpu {
     .expect("64 KiB of RAM");
     ram.write_host(CODE, &program(iterations))
         .expect("the code fits");
-    let mut s = CpuState::reset();
-    s.cr0 |= cr0::PE;
-    for (i, seg) in s.seg.iter_mut().enumerate() {
-        *seg = if i == SegmentIndex::Cs as usize {
-            Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9a00)
-        } else {
-            Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9200)
-        };
-    }
-    s.rip = CODE;
-    s.gpr[gpr::RSP] = 0x8000;
+    let mut s = flat32_state(CODE);
     s.gpr[gpr::RSI] = 0x3000;
     s.gpr[gpr::RBX] = 3;
     JitVcpu::with_interpreter_only(ram, s).expect("vCPU")

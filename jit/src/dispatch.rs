@@ -1300,9 +1300,6 @@ mod tests {
         assert_eq!(stats.interpreted_queued % 3, 0, "{stats:?}");
     }
 
-    /// Real mode, CS = 0x1000: `mov al, 7` at IP 0xfffe falls through to IP 0 (linear 0x10000:
-    /// `hlt`), not to IP 0x10000 (linear 0x20000: `mov bl, 1; hlt`). Runs to HLT with `config`
-    /// and checks that.
     /// Run `code` at 1000:FFFE (16-bit real mode, 256 KiB of RAM) with a HLT at 1000:0000 and
     /// `mov bl, 1; hlt` at linear 0x20000, where execution would go if IP did not wrap; the
     /// state at the halt.
@@ -1330,6 +1327,7 @@ mod tests {
         st
     }
 
+    /// `mov al, 7` at 1000:FFFE falls through to IP 0, and runs once.
     fn check_16_bit_ip_wrap(config: JitConfig) {
         // mov al, 7
         let st = run_at_the_end_of_a_16_bit_segment([0xb0, 0x07], config);

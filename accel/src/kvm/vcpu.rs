@@ -479,12 +479,8 @@ impl KvmVcpu {
     /// A written IA32_LSTAR ends the run: the guest may run user programs from now on, whose
     /// system calls this KVM cannot run (`syscall_check`).
     fn msr_write(&mut self, index: u32, value: u64) -> Result<(), VcpuError> {
-        let entries = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
-            index,
-            data: value,
-            ..Default::default()
-        }])
-        .map_err(|e| VcpuError::Backend(format!("MSR list: {e:?}")))?;
+        let mut entries = msr::to_entries(&[index], None);
+        entries.as_mut_slice()[0].data = value;
         let written = self
             .fd
             .set_msrs(&entries)

@@ -743,11 +743,7 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// (SDM Vol. 1 3.6: the instruction pointer is 16 bits wide there), in 32-bit code at 4 GiB.
     /// iced's `next_ip` does not wrap.
     pub fn fall_through(&self, insn: &iced_x86::Instruction) -> u64 {
-        match self.env.mode.bitness {
-            16 => insn.next_ip() & 0xffff,
-            32 => insn.next_ip() & 0xffff_ffff,
-            _ => insn.next_ip(),
-        }
+        insn.next_ip() & size_mask(self.env.mode.bitness / 8)
     }
 
     pub fn goto(&mut self, target: u64, executed: u64) {

@@ -228,17 +228,7 @@ impl Tx<'_, '_> {
                 args,
             } = self.b.func.dfg.insts[inst]
             {
-                let konst = |tx: &Self, a: Value| match tx.b.func.dfg.value_def(a) {
-                    ValueDef::Result(i, 0) => match tx.b.func.dfg.insts[i] {
-                        InstructionData::UnaryImm {
-                            opcode: Opcode::Iconst,
-                            imm,
-                        } => Some(imm.bits() as u64),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let (x, c) = match (konst(self, args[0]), konst(self, args[1])) {
+                let (x, c) = match (self.const_of(args[0]), self.const_of(args[1])) {
                     (Some(c), _) => (args[1], c),
                     (None, Some(c)) => (args[0], c),
                     (None, None) => return self.add_c(v, k),
