@@ -64,6 +64,31 @@ impl Clock for ManualClock {
     }
 }
 
+/// A [`ManualClock`] that counts its readings, for tests of code that must not read the
+/// clock on its hot paths.
+#[cfg(test)]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CountingClock {
+    pub time: ManualClock,
+    readings: Arc<AtomicU64>,
+}
+
+#[cfg(test)]
+impl CountingClock {
+    /// Times the clock was read so far.
+    pub fn readings(&self) -> u64 {
+        self.readings.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+impl Clock for CountingClock {
+    fn now_ns(&self) -> u64 {
+        self.readings.fetch_add(1, Ordering::AcqRel);
+        self.time.now_ns()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -531,6 +531,12 @@ impl LocalApic {
         self.s.lvt[LVT_TIMER] & LVT_TIMER_PERIODIC != 0
     }
 
+    /// Whether the timer can raise nothing more until it is programmed again: stopped (initial
+    /// count 0), or one-shot and its expiry already reported (SDM Vol. 3A 11.5.4).
+    fn timer_spent(&self) -> bool {
+        self.s.initial_count == 0 || (!self.timer_periodic() && self.s.timer_reported >= 1)
+    }
+
     /// Expiries since the initial count was loaded (one-shot: at most one).
     fn timer_expiries(&self, now_ns: u64) -> u64 {
         let period = self.timer_period_ns();
@@ -566,6 +572,10 @@ impl LocalApic {
     /// [`crate::pit::MAX_TICK_BACKLOG_NS`] of them, as the PIT does: Linux verifies this
     /// timer by counting its interrupts against the PIT's. Returns whether one was raised.
     pub fn poll_timer(&mut self) -> bool {
+        if self.timer_spent() {
+            // Polled every few thousand guest instructions: no clock read when idle.
+            return false;
+        }
         let now = self.clock.now_ns();
         let e = self.timer_expiries(now);
         if e <= self.s.timer_reported {
@@ -588,7 +598,7 @@ impl LocalApic {
 
     /// Nanoseconds until the timer next raises an interrupt, if it will.
     pub fn next_timer_in_ns(&self) -> Option<u64> {
-        if self.s.lvt[LVT_TIMER] & LVT_MASKED != 0 || self.s.initial_count == 0 {
+        if self.s.lvt[LVT_TIMER] & LVT_MASKED != 0 || self.timer_spent() {
             return None;
         }
         let period = self.timer_period_ns();
@@ -884,6 +894,35 @@ mod tests {
         assert!(!a.poll_timer());
         a.write_register(reg::TIMER_INITIAL, 0);
         assert_eq!(a.read_register(reg::TIMER_CURRENT), 0);
+    }
+
+    #[test]
+    fn stopped_or_fired_one_shot_timer_is_polled_without_reading_the_clock() {
+        let clock = crate::clock::CountingClock::default();
+        let mut a = LocalApic::new(Arc::new(clock.clone()));
+        a.write_register(reg::SVR, SVR_ENABLE | 0xff);
+        let polls = |a: &mut LocalApic| {
+            let before = clock.readings();
+            assert!(!a.poll_timer());
+            assert_eq!(a.next_timer_in_ns(), None);
+            clock.readings() - before
+        };
+        assert_eq!(polls(&mut a), 0, "initial count 0: stopped");
+        a.write_register(reg::TIMER_DIVIDE, 0xb); // divide by 1
+        a.write_register(reg::LVT_TIMER, 0x40);
+        a.write_register(reg::TIMER_INITIAL, 1000);
+        clock.time.advance_ns(1000);
+        assert!(a.poll_timer());
+        assert_eq!(a.acknowledge(), Some(0x40));
+        a.write_register(reg::EOI, 0);
+        clock.time.advance_ns(100_000);
+        assert_eq!(polls(&mut a), 0, "one-shot already fired");
+        // Periodic mode (the switch re-arms the count) keeps counting: polls read the clock.
+        a.write_register(reg::LVT_TIMER, 0x40 | LVT_TIMER_PERIODIC);
+        clock.time.advance_ns(1000);
+        let before = clock.readings();
+        assert!(a.poll_timer());
+        assert!(clock.readings() > before);
     }
 
     #[test]

@@ -110,6 +110,13 @@ impl ChannelState {
         }
     }
 
+    /// Whether no terminal count is left to report, whatever the time: the channel is idle
+    /// (not loaded, or its gate is low) or, in a mode other than 2 and 3, its single terminal
+    /// count was reported. Lets the machine's timer polls skip the host clock.
+    fn spent(&self) -> bool {
+        !self.armed || !self.gate || (!matches!(self.mode, 2 | 3) && self.reported >= 1)
+    }
+
     /// Number of IRQ-raising events (terminal counts) since loading.
     fn events(&self, now_ns: u64) -> u64 {
         if !self.armed || !self.gate {
@@ -411,6 +418,9 @@ impl Pit {
     /// interrupts (Linux's jiffies, its local APIC timer calibration against the PIT) keeps
     /// time; a backlog over [`MAX_TICK_BACKLOG_NS`] is dropped.
     pub fn poll_irq0(&mut self) -> bool {
+        if self.s.channels[0].spent() {
+            return false;
+        }
         let now = self.clock.now_ns();
         let c = &mut self.s.channels[0];
         let e = c.events(now);
@@ -426,16 +436,20 @@ impl Pit {
     /// Terminal counts of channel 0 not yet reported by [`Pit::poll_irq0`].
     pub fn irq0_backlog(&self) -> u64 {
         let c = &self.s.channels[0];
+        if c.spent() {
+            // Polled every few thousand guest instructions: no clock read when idle.
+            return 0;
+        }
         c.events(self.clock.now_ns()).saturating_sub(c.reported)
     }
 
     /// Nanoseconds from now until channel 0's next IRQ, if one is coming.
     pub fn next_irq0_in_ns(&self) -> Option<u64> {
-        let now = self.clock.now_ns();
         let c = &self.s.channels[0];
-        if !c.armed || !c.gate {
+        if c.spent() {
             return None;
         }
+        let now = self.clock.now_ns();
         let n = u64::from(c.reload);
         if c.events(now) > c.reported {
             // Missed periods are still to be reported: at once.
@@ -571,6 +585,36 @@ mod tests {
         clock.advance_ns(ticks_ns(100_000));
         assert!(!p.poll_irq0());
         assert_eq!(p.next_irq0_in_ns(), None);
+    }
+
+    #[test]
+    fn idle_or_spent_channel_0_is_polled_without_reading_the_clock() {
+        let clock = crate::clock::CountingClock::default();
+        let mut p = Pit::new(Arc::new(clock.clone()));
+        let polls = |p: &mut Pit| {
+            let before = clock.readings();
+            assert_eq!(p.irq0_backlog(), 0);
+            assert!(!p.poll_irq0());
+            assert_eq!(p.next_irq0_in_ns(), None);
+            clock.readings() - before
+        };
+        assert_eq!(polls(&mut p), 0, "never loaded");
+        // Mode 0: one terminal count, then nothing until the next load.
+        p.write_control(0x30);
+        p.write_channel(0, 100);
+        p.write_channel(0, 0);
+        clock.time.advance_ns(ticks_ns(100));
+        assert_eq!(p.irq0_backlog(), 1);
+        assert!(p.poll_irq0());
+        clock.time.advance_ns(ticks_ns(1000));
+        assert_eq!(polls(&mut p), 0, "terminal count reported");
+        // A new count arms it again, and polls read the clock again.
+        p.write_channel(0, 100);
+        p.write_channel(0, 0);
+        clock.time.advance_ns(ticks_ns(100));
+        let before = clock.readings();
+        assert!(p.poll_irq0());
+        assert!(clock.readings() > before);
     }
 
     #[test]
