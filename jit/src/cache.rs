@@ -27,12 +27,43 @@ use hashbrown::HashMap;
 use iced_x86::Instruction;
 
 use crate::codemem::DenseCodeMemory;
-use crate::context::{JitContext, PAGE_MASK};
+use crate::context::PAGE_MASK;
 use crate::interp::{self, Handler};
 use crate::translate::{translate_block, ModeInfo, TranslateEnv, TranslateStats};
 
-/// A translated block: `ctx` in, 0 out; `ctx.cpu.rip` says where to continue.
-pub type BlockFn = unsafe extern "C" fn(*mut JitContext) -> u64;
+/// The entry of a translated block: `fn(ctx) -> u64` in Cranelift's `tail` calling
+/// convention, so that a block continues in the next one with a tail call (see
+/// [`crate::entry`]). Only generated code and [`crate::entry::TailEntry`] call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockFn(*const u8);
+
+// SAFETY: a code address, immutable once compiled; the compile thread hands it to the
+// dispatcher's thread.
+unsafe impl Send for BlockFn {}
+
+impl BlockFn {
+    /// The code address (what chain slots and the jump cache hold).
+    pub fn addr(self) -> u64 {
+        self.0 as usize as u64
+    }
+
+    /// The block whose code starts at `addr`.
+    ///
+    /// # Safety
+    /// `addr` must be the address of a function compiled with [`block_signature`].
+    pub unsafe fn from_addr(addr: u64) -> Self {
+        Self(addr as usize as *const u8)
+    }
+}
+
+/// The signature of every block: `fn(*mut JitContext) -> u64` in the `tail` calling convention
+/// (a block's exit tail-calls its successor: [`crate::translate`]).
+pub fn block_signature(isa: &dyn cranelift_codegen::isa::TargetIsa) -> Signature {
+    let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
+    sig.params.push(AbiParam::new(isa.pointer_type()));
+    sig.returns.push(AbiParam::new(types::I64));
+    sig
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -53,6 +84,45 @@ fn new_module(isa: &OwnedTargetIsa) -> JITModule {
     JITModule::new(builder)
 }
 
+/// The host's ISA (`cranelift_native`) with the settings every translated function and the
+/// entry trampoline share, tuned for compile time.
+pub(crate) fn host_isa() -> Result<OwnedTargetIsa, CacheError> {
+    let mut flags = settings::builder();
+    for (k, v) in [
+        // Compile time dominates: a Linux boot compiles ~9000 blocks that run a few thousand
+        // times each. "none" skips the e-graph pass and costs ~30% less CPU per compile
+        // (perf samples in Cranelift on that boot: 3700 -> 2600) for ~7% slower block code
+        // (9500 -> 10300), a net ~3% of the boot's CPU time; the compute benchmark
+        // (emu/benches/vs-qemu.sh) is not slower. The single-pass register allocator
+        // compiles faster still but makes block code 60% slower (15400 samples): it stays
+        // "backtracking" (the default).
+        ("opt_level", "none"),
+        // Helper addresses are absolute constants; keep relocations simple on every host.
+        ("use_colocated_libcalls", "false"),
+        ("is_pic", "false"),
+        // Cranelift's tail calls (how a block continues in the next: `crate::entry`) rely on
+        // frame pointers.
+        ("preserve_frame_pointers", "true"),
+        // The IR verifier costs a fifth of the compile time; tests and debug builds keep it.
+        (
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        ),
+    ] {
+        flags
+            .set(k, v)
+            .map_err(|e| CacheError::Setting(format!("{k}={v}: {e}")))?;
+    }
+    cranelift_native::builder()
+        .map_err(|e| CacheError::UnsupportedHost(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| CacheError::UnsupportedHost(e.to_string()))
+}
+
 /// Executable memory and the Cranelift state reused for every block.
 pub struct CodeCache {
     isa: OwnedTargetIsa,
@@ -67,39 +137,9 @@ pub struct CodeCache {
 }
 
 impl CodeCache {
-    /// A cache generating code for the host (`cranelift_native`), tuned for compile time.
+    /// A cache generating code for the host (see [`host_isa`]).
     pub fn new() -> Result<Self, CacheError> {
-        let mut flags = settings::builder();
-        for (k, v) in [
-            // Compile time dominates: a Linux boot compiles ~9000 blocks that run a few thousand
-            // times each. "none" skips the e-graph pass and costs ~30% less CPU per compile
-            // (perf samples in Cranelift on that boot: 3700 -> 2600) for ~7% slower block code
-            // (9500 -> 10300), a net ~3% of the boot's CPU time; the compute benchmark
-            // (emu/benches/vs-qemu.sh) is not slower. The single-pass register allocator
-            // compiles faster still but makes block code 60% slower (15400 samples): it stays
-            // "backtracking" (the default).
-            ("opt_level", "none"),
-            // Helper addresses are absolute constants; keep relocations simple on every host.
-            ("use_colocated_libcalls", "false"),
-            ("is_pic", "false"),
-            // The IR verifier costs a fifth of the compile time; tests and debug builds keep it.
-            (
-                "enable_verifier",
-                if cfg!(debug_assertions) {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
-        ] {
-            flags
-                .set(k, v)
-                .map_err(|e| CacheError::Setting(format!("{k}={v}: {e}")))?;
-        }
-        let isa = cranelift_native::builder()
-            .map_err(|e| CacheError::UnsupportedHost(e.to_string()))?
-            .finish(settings::Flags::new(flags))
-            .map_err(|e| CacheError::UnsupportedHost(e.to_string()))?;
+        let isa = host_isa()?;
         let module = new_module(&isa);
         let cl = module.make_context();
         Ok(Self {
@@ -163,7 +203,7 @@ impl CodeCache {
         env: &TranslateEnv,
     ) -> (Function, TranslateStats) {
         let mut func = Function::new();
-        func.signature = self.block_signature();
+        func.signature = block_signature(&*self.isa);
         let stats = translate_block(
             &mut func,
             &mut self.fctx,
@@ -173,14 +213,6 @@ impl CodeCache {
             env,
         );
         (func, stats)
-    }
-
-    /// `fn(*mut JitContext) -> u64` in the host's default calling convention.
-    fn block_signature(&self) -> Signature {
-        let mut sig = Signature::new(self.isa.default_call_conv());
-        sig.params.push(AbiParam::new(self.isa.pointer_type()));
-        sig.returns.push(AbiParam::new(types::I64));
-        sig
     }
 
     /// Compile the IR of a block into executable memory.
@@ -211,10 +243,7 @@ impl CodeCache {
         let code = module.get_finalized_function(id);
         self.cl.clear();
         self.functions += 1;
-        // SAFETY: the function was built with exactly this signature in the host's default
-        // calling convention, which is what `extern "C"` means on every Cranelift host.
-        let f = unsafe { std::mem::transmute::<*const u8, BlockFn>(code) };
-        Ok(f)
+        Ok(BlockFn(code))
     }
 
     /// Free all generated code.

@@ -20,6 +20,7 @@ use crate::cache::{
     JumpEntry, ModeKey, CHAIN_SLOTS, SUCCESSORS,
 };
 use crate::context::{tlb_index, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT};
+use crate::entry::TailEntry;
 use crate::exception;
 use crate::interp::{self, Step};
 use crate::mem::{self, Access};
@@ -126,6 +127,8 @@ pub struct JitVcpu {
     cache: Option<CodeCache>,
     /// The background compiler, when [`JitConfig::background_compile`] is set.
     worker: Option<CompileWorker>,
+    /// How the run loop calls translated code (made with the first cache or worker).
+    entry: Option<TailEntry>,
     /// Cache flushes so far: results of compile jobs submitted before the last flush are void.
     epoch: u64,
     /// Functions compiled since the last flush (of either cache).
@@ -195,6 +198,11 @@ impl JitVcpu {
             },
             worker: if config.translate && config.background_compile {
                 Some(CompileWorker::spawn(CodeCache::new()?)?)
+            } else {
+                None
+            },
+            entry: if config.translate {
+                Some(TailEntry::new()?)
             } else {
                 None
             },
@@ -397,7 +405,7 @@ impl JitVcpu {
             s.nx_word = (std::mem::offset_of!(JitContext, tlb_no_exec) + (i / 64) * 8) as u64;
             s.nx_bit = 1 << (i % 64);
         }
-        s.next = code as usize as u64;
+        s.next = code.addr();
         b.incoming.push(slot);
         self.stats.linked += 1;
     }
@@ -720,21 +728,21 @@ impl JitVcpu {
                     .min(self.ctx.icount.saturating_add(LOOP_SLICE))
                     .min(self.next_interrupt_poll);
                 let ctx: *mut JitContext = &mut *self.ctx;
-                let mut f = f;
-                loop {
-                    // SAFETY: `f` was compiled for this context layout; `ctx.runtime` points
-                    // to `self.rt` for the duration of `run`; the blocks' instruction slices
-                    // and chain slots live in the block table, which is not modified while
-                    // code runs.
-                    let next = unsafe { f(ctx) };
-                    if next == 0 {
-                        break;
-                    }
-                    // SAFETY: non-zero results are block functions: code of live blocks from
-                    // linked chain slots (a `BlockFn` cast by `link`) or the jump cache, or
-                    // `helpers::jit_resume_interp`, which a slow path returns with
-                    // `resume_insn` set.
-                    f = unsafe { std::mem::transmute::<usize, BlockFn>(next as usize) };
+                let entry = self
+                    .entry
+                    .as_ref()
+                    .expect("translating vCPUs have an entry");
+                // SAFETY: `f` was compiled for this context layout; `ctx.runtime` points to
+                // `self.rt` for the duration of `run`; the blocks' instruction slices and chain
+                // slots live in the block table, which is not modified while code runs.
+                let next = unsafe { entry.run(ctx, f) };
+                if next != 0 {
+                    // The only other result: a slow path left `resume_insn` for the
+                    // interpreter (`HelperTable::resume`).
+                    debug_assert_eq!(next as usize, helpers::table().resume);
+                    // SAFETY: generated code stored a live instruction in `resume_insn` and its
+                    // registers, flags and rip before returning it.
+                    unsafe { helpers::jit_resume_interp(ctx) };
                 }
             }
             None => {
@@ -884,7 +892,7 @@ impl JitVcpu {
                 let entry = JumpEntry {
                     la,
                     phys_page: b.key.phys & PAGE_MASK,
-                    code: b.code.map_or(0, |f| f as usize as u64),
+                    code: b.code.map_or(0, BlockFn::addr),
                     mode: mode_id,
                     block: id,
                 };

@@ -10,6 +10,7 @@ mod codemem;
 pub mod context;
 pub mod coverage;
 pub mod dispatch;
+pub mod entry;
 pub mod exception;
 pub mod flags;
 pub mod interp;

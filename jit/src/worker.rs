@@ -381,7 +381,7 @@ mod tests {
         assert_eq!((a.block, a.epoch, b.block, b.epoch), (3, 0, 4, 1));
         let (fa, sa) = a.code.unwrap();
         let (fb, _) = b.code.unwrap();
-        assert_ne!(fa as usize, fb as usize);
+        assert_ne!(fa, fb);
         // MOV is translated inline; HLT goes to the interpreter.
         assert_eq!((sa.inline, sa.interpreted), (1, 1));
         assert!(w.try_take().is_none());

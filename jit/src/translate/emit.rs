@@ -74,6 +74,8 @@ pub(super) enum ExitRip {
 pub(super) struct HelperSigs {
     pub interp: SigRef,
     pub condition: SigRef,
+    /// Another block's (`cache::block_signature`), for the tail call to a successor.
+    pub block: SigRef,
 }
 
 /// Build the signature of a helper: pointer-sized parameters come first as given.
@@ -203,6 +205,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let sigs = HelperSigs {
             interp: b.import_signature(signature(call_conv, &[ptr, ptr], types::I32)),
             condition: b.import_signature(signature(call_conv, &[ptr, types::I32], types::I32)),
+            block: b.import_signature(signature(CallConv::Tail, &[ptr], types::I64)),
         };
         // Executing any instruction ends the interrupt shadow of a preceding STI / MOV SS
         // (SDM Vol. 3A 6.8.3), as `interp::step` does; blocks start after such instructions.
@@ -630,8 +633,8 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.add_icount(executed)
     }
 
-    /// End the block returning `code` (the next block's entry) to the dispatcher's tight loop,
-    /// or 0 (go through the dispatcher) when `stop` is set.
+    /// End the block continuing in `code` (the next block's entry) with a tail call (see
+    /// [`crate::entry`]), or returning 0 (go through the dispatcher) when `stop` is set.
     fn return_code_unless(&mut self, stop: Value, code: Value) {
         let back = self.b.create_block();
         let go = self.b.create_block();
@@ -641,7 +644,10 @@ impl<'a, 'f> Tx<'a, 'f> {
         let zero = self.c64(0);
         self.b.ins().return_(&[zero]);
         self.b.switch_to_block(go);
-        self.b.ins().return_(&[code]);
+        let code = self.ptr_from_i64(code);
+        self.b
+            .ins()
+            .return_call_indirect(self.sigs.block, code, &[self.ctx]);
     }
 
     /// Emit a return to the dispatcher in the current Cranelift block: write back registers and
