@@ -26,6 +26,7 @@ use crate::cache::{ChainSlot, JumpEntry, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
 use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 use crate::flags::{cc_op, kind, LazyFlags, CC_EFLAGS};
 
+use super::probe_cache::ProbeCache;
 use super::{ChainEnv, TranslateEnv};
 
 /// Offset of general register `i` in the context.
@@ -135,6 +136,8 @@ pub(super) struct Tx<'a, 'f> {
     tails: Tails,
     /// Recent 32-bit zero-extensions `(value, extended)` (see [`Tx::zext`]).
     zext_cache: Vec<(Value, Value)>,
+    /// What earlier TLB probes proved on the current path (see [`ProbeCache`]).
+    pub probes: ProbeCache,
 }
 
 /// Code every exit of one kind shares, emitted once per function: one copy of the rip, icount
@@ -250,6 +253,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             edge_count: None,
             tails: Tails::default(),
             zext_cache: Vec::with_capacity(16),
+            probes: ProbeCache::default(),
         }
     }
 
@@ -682,6 +686,7 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// edge leaves behind (registers of `merge_dirty` possibly dirty, the flags record stored).
     pub fn start_region_block(&mut self, n: usize) {
         self.current = n;
+        self.probes.clear();
         self.defined = self.used;
         self.dirty = self.merge_dirty;
         self.flags = None;
@@ -1092,6 +1097,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             .ins()
             .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
         let status = self.b.inst_results(call)[0];
+        // The interpreted instruction may have changed the TLB (INVLPG, MOV CR3...).
+        self.probes.clear();
         self.flags = None;
         self.flags_stored = true;
         self.entry_cf = None;
@@ -1116,8 +1123,18 @@ impl<'a, 'f> Tx<'a, 'f> {
     }
 
     /// When `cond` equals `leave_when`, leave the function from a cold block to have the current
-    /// instruction interpreted; the main path continues in a new block otherwise.
+    /// instruction interpreted; the main path continues in a new block otherwise, where the
+    /// [`ProbeCache`] learns that `cond` differs from `leave_when`. Nothing is emitted when
+    /// that is known already (a constant, or a condition branched on before on the path).
     fn interp_out_of_line(&mut self, cond: Value, leave_when: bool) {
+        let here = self.b.current_block();
+        let known = match self.const_of(cond) {
+            Some(k) => (k != 0) != leave_when,
+            None => !leave_when && self.probes.is_known_true(here, cond),
+        };
+        if known {
+            return;
+        }
         // The tail's arguments are made in a cold block of their own: constants defined before
         // the branch would be materialised on the main path (in loops too).
         let out = self.b.create_block();
@@ -1127,6 +1144,13 @@ impl<'a, 'f> Tx<'a, 'f> {
         } else {
             self.b.ins().brif(cond, cont, &[], out, &[]);
         }
+        // Both have their only predecessor: sealed now, a variable read in them is the value
+        // it has here (the same SSA value, which the probe cache keys addresses by) rather
+        // than a block parameter resolved at the end.
+        self.b.seal_block(out);
+        self.b.seal_block(cont);
+        self.probes
+            .commit(here, (!leave_when).then_some(cond), cont);
         self.b.set_cold_block(out);
         self.b.switch_to_block(out);
         self.write_back_regs(false);
@@ -1206,6 +1230,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             .ins()
             .call_indirect(self.sigs.condition, f, &[self.ctx, c]);
         let r = self.b.inst_results(call)[0];
+        // Whatever a helper does, what generated code knows of the TLB is forgotten.
+        self.probes.clear();
         self.b.ins().icmp_imm_u(IntCC::NotEqual, r, 0)
     }
 }

@@ -28,6 +28,9 @@ mod flag_tests;
 pub mod helpers;
 mod insn;
 mod memory;
+mod probe_cache;
+#[cfg(test)]
+mod probe_tests;
 #[cfg(test)]
 mod region_tests;
 mod regs;

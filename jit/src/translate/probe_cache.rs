@@ -1,0 +1,222 @@
+//! Reuse of TLB probes along a straight path of generated code.
+//!
+//! Every inline guest access probes the softmmu TLB, and a miss leaves the function (see
+//! [`super::emit::Tx::interp_unless`]), so the code after a probe's hit branch runs only when
+//! the access's bytes lie in one page the TLB maps. Later accesses through the same address
+//! value (`x + d` with the same SSA value `x` and a constant `d`, in flat 64-bit segments) need
+//! not probe again while nothing can have changed the TLB: when their bytes lie in a range
+//! already proved to be in the page they need no check at all, and when the range grown to
+//! take them in still spans less than a page a compare with the proved page is enough.
+//!
+//! A proof holds only on the path its hit branch dominates, as long as no helper ran (a helper
+//! may change the TLB: INVLPG, MOV CR3, a mode change). The cache therefore remembers the
+//! Cranelift block it is valid in and follows only the hit continuations of out-of-line
+//! interpreter exits (see [`ProbeCache::commit`]); any other change of block, any helper call
+//! and any guest basic-block boundary forgets everything. A range is recorded only when the
+//! branch on its own hit value is emitted, never when it is probed, so no access can rely on a
+//! check that has not run yet.
+
+use cranelift_codegen::ir::{Block, Value};
+
+use crate::context::PAGE_MASK;
+
+/// At most this many proved ranges are kept (the oldest goes first).
+const MAX_PROVED: usize = 8;
+/// At most this many known truth values are kept (the oldest goes first).
+const MAX_KNOWN_TRUE: usize = 16;
+
+/// Bytes in a guest page.
+const PAGE_BYTES: i128 = (!PAGE_MASK + 1) as i128;
+
+/// What the offsets of a [`Proved`] range are relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Base {
+    /// An SSA value: the range's bytes are `x + lo ..= x + hi` (wrapping).
+    Value(Value),
+    /// Nothing: the offsets are linear addresses themselves.
+    Absolute,
+}
+
+/// A range of guest linear addresses known to lie in one page that the TLB maps.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Proved {
+    pub base: Base,
+    /// First and last byte, as offsets from `base`.
+    pub lo: i128,
+    pub hi: i128,
+    /// Whether the page was proved writable (its write tag matched); it is readable anyway,
+    /// since the softmmu never sets a write tag without the read tag.
+    pub write: bool,
+    /// The host address of offset 0 (`base + addend`, wrapping): byte `d` is at
+    /// `host_base + d`.
+    pub host_base: Value,
+    /// The page's linear address (the tag that matched).
+    pub page: Value,
+}
+
+impl Proved {
+    /// Whether the bytes `lo ..= hi` lie inside the range.
+    fn contains(&self, lo: i128, hi: i128) -> bool {
+        self.lo <= lo && hi <= self.hi
+    }
+
+    /// The smallest range holding both this range and `lo ..= hi`.
+    fn union(&self, lo: i128, hi: i128) -> (i128, i128) {
+        (self.lo.min(lo), self.hi.max(hi))
+    }
+
+    /// Whether an access of the given kind may use the page.
+    fn allows(&self, write: bool) -> bool {
+        self.write || !write
+    }
+}
+
+/// What the cache knows about an access.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lookup {
+    /// Its bytes lie in a proved range: no check is needed.
+    Inside(Proved),
+    /// A proved range grown to `lo ..= hi` to take the access in still spans less than a page:
+    /// checking that the new ends are on the proved page is enough.
+    Extend {
+        x: Value,
+        proved: Proved,
+        lo: i128,
+        hi: i128,
+    },
+    /// Nothing useful: probe the TLB.
+    Miss,
+}
+
+/// The proved ranges valid in one Cranelift block (see the module documentation).
+#[derive(Debug, Default)]
+pub(super) struct ProbeCache {
+    /// The block the proved ranges and known truths hold in.
+    block: Option<Block>,
+    proved: Vec<Proved>,
+    /// Ranges whose check (the value) has been emitted but not branched on yet.
+    pending: Vec<(Value, Proved)>,
+    /// Truth values whose out-of-line exit was taken when false on the path to `block`.
+    known_true: Vec<Value>,
+}
+
+impl ProbeCache {
+    /// Forget everything (a helper call, a new guest basic block).
+    pub fn clear(&mut self) {
+        self.block = None;
+        self.proved.clear();
+        self.pending.clear();
+        self.known_true.clear();
+    }
+
+    /// Make the cache describe block `here`: what it knows holds only in its own block.
+    fn enter(&mut self, here: Option<Block>) {
+        if self.block != here {
+            self.clear();
+            self.block = here;
+        }
+    }
+
+    /// What is known in block `here` about an access to the bytes `lo ..= hi` from `base`.
+    pub fn lookup(
+        &mut self,
+        here: Option<Block>,
+        base: Base,
+        lo: i128,
+        hi: i128,
+        write: bool,
+    ) -> Lookup {
+        self.enter(here);
+        let candidates = || {
+            self.proved
+                .iter()
+                .rev()
+                .filter(move |p| p.base == base && p.allows(write))
+        };
+        if let Some(p) = candidates().find(|p| p.contains(lo, hi)) {
+            return Lookup::Inside(*p);
+        }
+        let grown = candidates()
+            .map(|p| (p, p.union(lo, hi)))
+            .filter(|(_, (l, h))| h - l < PAGE_BYTES)
+            .min_by_key(|(_, (l, h))| h - l);
+        let Some((&p, (l, h))) = grown else {
+            return Lookup::Miss;
+        };
+        match base {
+            // Both ends are known: the grown range is in the page when they are on it.
+            Base::Absolute => {
+                let page = |a: i128| (a as u64) & PAGE_MASK;
+                if page(l) == page(p.lo) && page(h) == page(p.lo) && h <= i128::from(u64::MAX) {
+                    let grown = Proved { lo: l, hi: h, ..p };
+                    self.replace(&p, grown);
+                    Lookup::Inside(grown)
+                } else {
+                    Lookup::Miss
+                }
+            }
+            Base::Value(x) => Lookup::Extend {
+                x,
+                proved: p,
+                lo: l,
+                hi: h,
+            },
+        }
+    }
+
+    /// Replace the proved range `old` by `new` (a widening of it).
+    fn replace(&mut self, old: &Proved, new: Proved) {
+        if let Some(slot) = self.proved.iter_mut().find(|p| {
+            p.base == old.base && p.lo == old.lo && p.hi == old.hi && p.write == old.write
+        }) {
+            *slot = new;
+        }
+    }
+
+    /// Record that `proved` holds once the truth value `hit` has been branched on in block
+    /// `here` (see [`ProbeCache::commit`]).
+    pub fn expect(&mut self, here: Option<Block>, hit: Value, proved: Proved) {
+        self.enter(here);
+        self.pending.push((hit, proved));
+    }
+
+    /// Whether `v` is known to be true in block `here`.
+    pub fn is_known_true(&self, here: Option<Block>, v: Value) -> bool {
+        self.block == here && self.block.is_some() && self.known_true.contains(&v)
+    }
+
+    /// The code in block `from` left the function out of line on some condition and goes on
+    /// in `to`, which only `from` leads to: what held in `from` holds in `to`, and so do `ok`
+    /// (when the exit was taken unless `ok` held) and the ranges waiting for it.
+    pub fn commit(&mut self, from: Option<Block>, ok: Option<Value>, to: Block) {
+        self.enter(from);
+        self.block = Some(to);
+        let Some(ok) = ok else {
+            return;
+        };
+        if self.known_true.len() >= MAX_KNOWN_TRUE {
+            self.known_true.remove(0);
+        }
+        self.known_true.push(ok);
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].0 == ok {
+                let (_, p) = self.pending.swap_remove(i);
+                self.prove(p);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Add a proved range, replacing one it holds.
+    fn prove(&mut self, new: Proved) {
+        self.proved.retain(|p| {
+            !(p.base == new.base && new.contains(p.lo, p.hi) && (new.write || !p.write))
+        });
+        if self.proved.len() >= MAX_PROVED {
+            self.proved.remove(0);
+        }
+        self.proved.push(new);
+    }
+}
