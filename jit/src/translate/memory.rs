@@ -46,7 +46,12 @@ struct TlbLookup {
     tag: Value,
     /// The entry's addend (host address minus linear address).
     addend: Value,
+    /// The entry's address (`tlb` offsets are from it plus [`TLB_OFFSET`]).
+    entry: Value,
 }
+
+/// Offset of the TLB in the context.
+const TLB_OFFSET: i32 = offset_of!(JitContext, tlb) as i32;
 
 /// How many additions of constants [`Tx::split_address`] looks through.
 const MAX_SPLIT_DEPTH: usize = 8;
@@ -219,29 +224,35 @@ impl Tx<'_, '_> {
                 let host = self.add_c(p.host_base, lo as u64);
                 Probe { hit, host }
             }
-            Lookup::Extend {
-                x,
+            Lookup::Grow {
                 proved,
-                lo: l,
-                hi: h,
+                grown,
+                check,
+                write_tag,
             } => {
-                let ends = [(l < proved.lo).then_some(l), (h > proved.hi).then_some(h)];
-                let mut hit: Option<Value> = None;
-                for end in ends.into_iter().flatten() {
-                    let a = self.add_c(x, end as u64);
-                    let page = self.and_c(a, PAGE_MASK);
-                    let same = self.b.ins().icmp(IntCC::Equal, page, proved.page);
-                    hit = Some(match hit {
-                        Some(other) => self.b.ins().band(other, same),
-                        None => same,
-                    });
+                let mut conds = Vec::with_capacity(3);
+                if write_tag {
+                    // Same page, same entry: its write tag decides.
+                    let tag = self.b.ins().load(
+                        types::I64,
+                        MemFlagsData::trusted(),
+                        proved.entry,
+                        TLB_OFFSET + offset_of!(TlbEntry, write_tag) as i32,
+                    );
+                    conds.push(self.b.ins().icmp(IntCC::Equal, tag, proved.page));
                 }
-                let hit = hit.expect("a grown range has a new end");
-                let grown = Proved {
-                    lo: l,
-                    hi: h,
-                    ..proved
-                };
+                for end in check.into_iter().flatten() {
+                    let a = match base {
+                        Base::Value(x) => self.add_c(x, end as u64),
+                        Base::Absolute => self.c64(end as u64),
+                    };
+                    let page = self.and_c(a, PAGE_MASK);
+                    conds.push(self.b.ins().icmp(IntCC::Equal, page, proved.page));
+                }
+                let hit = conds
+                    .into_iter()
+                    .reduce(|a, b| self.b.ins().band(a, b))
+                    .expect("a grown range needs a check");
                 self.probes.expect(here, hit, grown);
                 let host = self.add_c(proved.host_base, lo as u64);
                 Probe { hit, host }
@@ -259,6 +270,7 @@ impl Tx<'_, '_> {
                     write,
                     host_base,
                     page: t.tag,
+                    entry: t.entry,
                 };
                 self.probes.expect(here, t.hit, proved);
                 let host = self.add_c(host_base, lo as u64);
@@ -312,7 +324,7 @@ impl Tx<'_, '_> {
             self.b.ins().ireduce(self.ptr, off)
         };
         let entry = self.b.ins().iadd(self.ctx, off);
-        let tlb_base = offset_of!(JitContext, tlb) as i32;
+        let tlb_base = TLB_OFFSET;
         let tag_off = if write {
             offset_of!(TlbEntry, write_tag)
         } else {
@@ -342,7 +354,12 @@ impl Tx<'_, '_> {
             entry,
             tlb_base + offset_of!(TlbEntry, addend) as i32,
         );
-        TlbLookup { hit, tag, addend }
+        TlbLookup {
+            hit,
+            tag,
+            addend,
+            entry,
+        }
     }
 
     /// `v + k`; when `v` is itself `x + constant` (a displacement), `x + (constant + k)`, which

@@ -52,6 +52,8 @@ pub(super) struct Proved {
     pub host_base: Value,
     /// The page's linear address (the tag that matched).
     pub page: Value,
+    /// The address of the page's TLB entry.
+    pub entry: Value,
 }
 
 impl Proved {
@@ -74,18 +76,33 @@ impl Proved {
 /// What the cache knows about an access.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Lookup {
-    /// Its bytes lie in a proved range: no check is needed.
+    /// Its bytes lie in a proved range that allows it: no check is needed.
     Inside(Proved),
-    /// A proved range grown to `lo ..= hi` to take the access in still spans less than a page:
-    /// checking that the new ends are on the proved page is enough.
-    Extend {
-        x: Value,
+    /// A proved range grown to take the access in still spans less than a page: the access
+    /// is in the page when the ends in `check` (offsets from the base) are on it, and, for a
+    /// write to a page proved only readable, when the entry's write tag is the page. `grown`
+    /// holds once that is checked.
+    Grow {
         proved: Proved,
-        lo: i128,
-        hi: i128,
+        grown: Proved,
+        check: [Option<i128>; 2],
+        write_tag: bool,
     },
     /// Nothing useful: probe the TLB.
     Miss,
+}
+
+/// The ends of `p` grown to `l ..= h` (less than a page) that must be checked at run time to
+/// be on `p`'s page; `None` when the grown range is known statically not to be in one page.
+fn grown_ends(p: &Proved, l: i128, h: i128) -> Option<[Option<i128>; 2]> {
+    match p.base {
+        Base::Value(_) => Some([(l < p.lo).then_some(l), (h > p.hi).then_some(h)]),
+        Base::Absolute => {
+            let page = |a: i128| (a as u64) & PAGE_MASK;
+            let same = page(l) == page(p.lo) && page(h) == page(p.lo) && h <= i128::from(u64::MAX);
+            same.then_some([None, None])
+        }
+    }
 }
 
 /// The proved ranges valid in one Cranelift block (see the module documentation).
@@ -127,40 +144,42 @@ impl ProbeCache {
         write: bool,
     ) -> Lookup {
         self.enter(here);
-        let candidates = || {
-            self.proved
-                .iter()
-                .rev()
-                .filter(move |p| p.base == base && p.allows(write))
-        };
-        if let Some(p) = candidates().find(|p| p.contains(lo, hi)) {
+        let candidates = || self.proved.iter().rev().filter(move |p| p.base == base);
+        if let Some(p) = candidates().find(|p| p.contains(lo, hi) && p.allows(write)) {
             return Lookup::Inside(*p);
         }
-        let grown = candidates()
-            .map(|p| (p, p.union(lo, hi)))
-            .filter(|(_, (l, h))| h - l < PAGE_BYTES)
-            .min_by_key(|(_, (l, h))| h - l);
-        let Some((&p, (l, h))) = grown else {
+        // Among the ranges that can grow to a page, the one needing the fewest checks.
+        let best = candidates()
+            .filter_map(|p| {
+                let (l, h) = p.union(lo, hi);
+                if h - l >= PAGE_BYTES {
+                    return None;
+                }
+                let check = grown_ends(p, l, h)?;
+                let write_tag = !p.allows(write);
+                let cost = usize::from(write_tag) + check.iter().flatten().count();
+                Some((cost, h - l, *p, l, h, check, write_tag))
+            })
+            .min_by_key(|&(cost, span, ..)| (cost, span));
+        let Some((_, _, proved, l, h, check, write_tag)) = best else {
             return Lookup::Miss;
         };
-        match base {
-            // Both ends are known: the grown range is in the page when they are on it.
-            Base::Absolute => {
-                let page = |a: i128| (a as u64) & PAGE_MASK;
-                if page(l) == page(p.lo) && page(h) == page(p.lo) && h <= i128::from(u64::MAX) {
-                    let grown = Proved { lo: l, hi: h, ..p };
-                    self.replace(&p, grown);
-                    Lookup::Inside(grown)
-                } else {
-                    Lookup::Miss
-                }
-            }
-            Base::Value(x) => Lookup::Extend {
-                x,
-                proved: p,
-                lo: l,
-                hi: h,
-            },
+        let grown = Proved {
+            lo: l,
+            hi: h,
+            write: proved.write || write,
+            ..proved
+        };
+        if check == [None, None] && !write_tag {
+            // Known statically (constant addresses): no check at all.
+            self.replace(&proved, grown);
+            return Lookup::Inside(grown);
+        }
+        Lookup::Grow {
+            proved,
+            grown,
+            check,
+            write_tag,
         }
     }
 

@@ -227,9 +227,9 @@ fn an_invlpg_between_two_accesses_through_the_same_base_is_seen() {
     assert_eq!(r.state.gpr[gpr::RCX], 0x5555_0001);
 }
 
-/// How many TLB tags the function translated from the 64-bit `bytes` loads: one per probe
-/// of the TLB.
-fn tlb_tag_loads(bytes: &[u8]) -> usize {
+/// How many TLB addends the function translated from the 64-bit `bytes` loads: one per full
+/// probe of the TLB.
+fn tlb_probes(bytes: &[u8]) -> usize {
     let mut d = Decoder::with_ip(64, bytes, CODE, DecoderOptions::NONE);
     let mut insns = Vec::new();
     while d.can_decode() {
@@ -263,10 +263,7 @@ fn tlb_tag_loads(bytes: &[u8]) -> usize {
         &env,
     );
     let tlb = offset_of!(JitContext, tlb);
-    let tags = [
-        (tlb + offset_of!(TlbEntry, read_tag)) as i32,
-        (tlb + offset_of!(TlbEntry, write_tag)) as i32,
-    ];
+    let addend = (tlb + offset_of!(TlbEntry, addend)) as i32;
     func.layout
         .blocks()
         .flat_map(|b| func.layout.block_insts(b))
@@ -275,28 +272,28 @@ fn tlb_tag_loads(bytes: &[u8]) -> usize {
                 opcode: Opcode::Load,
                 offset,
                 ..
-            } if tags.contains(&offset.into()))
+            } if i32::from(offset) == addend)
         })
         .count()
 }
 
 #[test]
-fn accesses_through_one_base_probe_the_tlb_once_per_kind() {
+fn accesses_through_one_base_probe_the_tlb_once() {
     // mov r8, [rax]; mov [rax+0x10], r9; cmp rsi, [rax+0x28]; mov rdx, [rax+0x10];
     // add [rax+8], rdx; push rbx; push rcx; pop rcx; pop rbx; ret
-    // [rax]: read probe; [rax+0x10]: write probe; [rax+0x28]: grows the write range with a
-    // compare; [rax+0x10]: inside it; [rax+8]: grows it again; the four stack accesses and
-    // the RET's read share one write probe of [rsp-16].
+    // [rax]: a read probe; [rax+0x10]: the same entry's write tag and a compare;
+    // [rax+0x28]: a compare; [rax+0x10] and [rax+8]: inside the range; the four stack
+    // accesses and the RET's read share one write probe of [rsp-8].
     let code = hex("4c8b004c894810483b7028488b5010480150085351595bc3");
-    assert_eq!(tlb_tag_loads(&code), 3);
+    assert_eq!(tlb_probes(&code), 2);
 }
 
 #[test]
-fn absolute_addresses_in_one_page_share_a_probe_per_kind() {
-    // mov r8, [0x8000]; mov r9, [0x8008] (no check); mov [0x8010], r9 (a write probe);
-    // jmp 0x2000
+fn absolute_addresses_in_one_page_share_one_probe() {
+    // mov r8, [0x8000]; mov r9, [0x8008] (no check); mov [0x8010], r9 (the entry's write
+    // tag only); jmp 0x2000
     let code = hex("4c8b0425008000004c8b0c25088000004c890c2510800000e9e30f0000");
-    assert_eq!(tlb_tag_loads(&code), 2);
+    assert_eq!(tlb_probes(&code), 1);
 }
 
 #[test]
@@ -304,5 +301,5 @@ fn a_helper_call_forgets_the_probes() {
     // mov r8, [0x8000]; cpuid (interpreted: a helper may change the TLB); mov r9, [0x8008];
     // jmp 0x2000
     let code = hex("4c8b0425008000000fa24c8b0c2508800000e9e90f0000");
-    assert_eq!(tlb_tag_loads(&code), 2);
+    assert_eq!(tlb_probes(&code), 2);
 }
