@@ -26,7 +26,7 @@ use crate::cache::{ChainSlot, JumpEntry, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
 use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 use crate::flags::{cc_op, kind, LazyFlags, CC_EFLAGS};
 
-use super::probe_cache::ProbeCache;
+use super::probe_cache::{ProbeCache, Proved};
 use super::{ChainEnv, TranslateEnv};
 
 /// Offset of general register `i` in the context.
@@ -138,6 +138,9 @@ pub(super) struct Tx<'a, 'f> {
     zext_cache: Vec<(Value, Value)>,
     /// What earlier TLB probes proved on the current path (see [`ProbeCache`]).
     pub probes: ProbeCache,
+    /// For region blocks with [`RegionBlock::single_edge`], what the probes proved where that
+    /// edge left, once it is emitted.
+    edge_probes: Vec<Option<Vec<Proved>>>,
 }
 
 /// Code every exit of one kind shares, emitted once per function: one copy of the rip, icount
@@ -186,6 +189,9 @@ pub(super) struct RegionBlock {
     /// Its first instructions need CF as it is on entry (`carry_needed_at_start`): edges to
     /// it pass CF in [`Tx::carry_var`].
     pub carry_in: bool,
+    /// At most one edge of the region can lead to it and it is not the entry: what the
+    /// probes proved where that edge leaves holds at its start (see [`Tx::goto`]).
+    pub single_edge: bool,
     pub translated: bool,
 }
 
@@ -254,6 +260,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             tails: Tails::default(),
             zext_cache: Vec::with_capacity(16),
             probes: ProbeCache::default(),
+            edge_probes: Vec::new(),
         }
     }
 
@@ -687,6 +694,12 @@ impl<'a, 'f> Tx<'a, 'f> {
     pub fn start_region_block(&mut self, n: usize) {
         self.current = n;
         self.probes.clear();
+        if let (Some(proved), Some(block)) = (self.take_edge_probes(n), self.region[n].block) {
+            // Its only predecessor is emitted: sealed now, registers read in it are the
+            // values they had along the edge, which the proved ranges are keyed by.
+            self.b.seal_block(block);
+            self.probes.restore(proved, block);
+        }
         self.defined = self.used;
         self.dirty = self.merge_dirty;
         self.flags = None;
@@ -773,6 +786,10 @@ impl<'a, 'f> Tx<'a, 'f> {
         let pending = self.add_c(pending, executed);
         self.b.def_var(e.pending, pending);
         if !back {
+            if self.region[n].single_edge {
+                let proved = self.probes.snapshot(self.b.current_block());
+                self.set_edge_probes(n, proved);
+            }
             self.b.ins().jump(dest, &[]);
             return;
         }
@@ -835,6 +852,23 @@ impl<'a, 'f> Tx<'a, 'f> {
         let sp = self.b.ins().iconst(self.ptr, slot_ptr as usize as i64);
         let n = self.c64(executed);
         self.b.ins().jump(tail, &[rip, sp, n].map(BlockArg::Value));
+    }
+
+    /// Remember what the probes proved along the only edge to region block `n`.
+    fn set_edge_probes(&mut self, n: usize, proved: Option<Vec<Proved>>) {
+        if self.edge_probes.len() <= n {
+            self.edge_probes.resize(n + 1, None);
+        }
+        self.edge_probes[n] = proved;
+    }
+
+    /// What the probes proved along the only edge to region block `n`, if it was emitted as
+    /// a forward edge where something was proved.
+    fn take_edge_probes(&mut self, n: usize) -> Option<Vec<Proved>> {
+        if !self.region[n].single_edge {
+            return None;
+        }
+        self.edge_probes.get_mut(n).and_then(Option::take)
     }
 
     /// The function's chained-exit tail, with or without the TLB check (see

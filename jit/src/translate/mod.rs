@@ -215,6 +215,8 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
                 enterable: n > 0 || entry_targeted,
                 flags_dead: crate::region::flags_dead_at_start(b.as_ref()),
                 carry_in: carry_needed_at_start(b.as_ref()),
+                // Only where probes are reused (see `probe_cache`).
+                single_edge: env.mode.bitness == 64 && n > 0 && edges_to(region, first.ip()) <= 1,
                 translated: n == 0,
             })
         })
@@ -259,6 +261,21 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
     tx.b.finalize(frontend);
     dce::remove_dead_code(func);
     stats
+}
+
+/// How many edges of the region can lead to ip `start`: one per successor of a block's last
+/// instruction (an upper bound: some become exits).
+fn edges_to<R: AsRef<[Instruction]>>(region: &[R], start: u64) -> usize {
+    region
+        .iter()
+        .filter_map(|b| b.as_ref().last())
+        .map(|l| {
+            crate::region::successors(l)
+                .iter()
+                .filter(|&&s| s == start)
+                .count()
+        })
+        .sum()
 }
 
 /// Translate the instructions of one basic block, ending with its exits and edges.

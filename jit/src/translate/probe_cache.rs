@@ -199,6 +199,21 @@ impl ProbeCache {
         self.pending.push((hit, proved));
     }
 
+    /// The proved ranges valid in block `here`, for a block that only `here` jumps to;
+    /// `None` when there are none.
+    pub fn snapshot(&self, here: Option<Block>) -> Option<Vec<Proved>> {
+        (here.is_some() && self.block == here && !self.proved.is_empty())
+            .then(|| self.proved.clone())
+    }
+
+    /// Start block `block`, whose only predecessor ended where `proved` was valid (see
+    /// [`ProbeCache::snapshot`]).
+    pub fn restore(&mut self, proved: Vec<Proved>, block: Block) {
+        self.clear();
+        self.block = Some(block);
+        self.proved = proved;
+    }
+
     /// Whether `v` is known to be true in block `here`.
     pub fn is_known_true(&self, here: Option<Block>, v: Value) -> bool {
         self.block == here && self.block.is_some() && self.known_true.contains(&v)

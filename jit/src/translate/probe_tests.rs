@@ -101,6 +101,12 @@ struct Run {
 /// agree in state and in the first 1 MiB of memory, and that the translated run ran
 /// instructions inline; return the translated run.
 fn paged64(code: &[u8]) -> Run {
+    paged64_at(code, 0)
+}
+
+/// [`paged64`] translating blocks once they ran `hot_threshold` times (above 0, regions
+/// form).
+fn paged64_at(code: &[u8], hot_threshold: u32) -> Run {
     let mut runs = Vec::new();
     for translate in [true, false] {
         let ram = ram();
@@ -120,7 +126,7 @@ fn paged64(code: &[u8]) -> Run {
         };
         let config = JitConfig {
             translate,
-            hot_threshold: 0,
+            hot_threshold,
             ..JitConfig::default()
         };
         let mut v = JitVcpu::with_config(ram, s, config).unwrap();
@@ -230,12 +236,24 @@ fn an_invlpg_between_two_accesses_through_the_same_base_is_seen() {
 /// How many TLB addends the function translated from the 64-bit `bytes` loads: one per full
 /// probe of the TLB.
 fn tlb_probes(bytes: &[u8]) -> usize {
-    let mut d = Decoder::with_ip(64, bytes, CODE, DecoderOptions::NONE);
-    let mut insns = Vec::new();
-    while d.can_decode() {
-        insns.push(d.decode());
-    }
-    let insns: Arc<[Instruction]> = insns.into();
+    region_tlb_probes(&[bytes])
+}
+
+/// [`tlb_probes`] of a region: the basic blocks `blocks`, one after the other from `CODE`.
+fn region_tlb_probes(blocks: &[&[u8]]) -> usize {
+    let mut ip = CODE;
+    let region: Vec<Arc<[Instruction]>> = blocks
+        .iter()
+        .map(|bytes| {
+            let mut d = Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE);
+            ip += bytes.len() as u64;
+            let mut insns = Vec::new();
+            while d.can_decode() {
+                insns.push(d.decode());
+            }
+            insns.into()
+        })
+        .collect();
     let isa = cranelift_native::builder()
         .expect("host supported")
         .finish(settings::Flags::new(settings::builder()))
@@ -259,7 +277,7 @@ fn tlb_probes(bytes: &[u8]) -> usize {
         &mut FunctionBuilderContext::new(),
         isa.frontend_config(),
         isa.default_call_conv(),
-        std::slice::from_ref(&insns),
+        &region,
         &env,
     );
     let tlb = offset_of!(JitContext, tlb);
@@ -302,4 +320,32 @@ fn a_helper_call_forgets_the_probes() {
     // jmp 0x2000
     let code = hex("4c8b0425008000000fa24c8b0c2508800000e9e90f0000");
     assert_eq!(tlb_probes(&code), 2);
+}
+
+#[test]
+fn what_a_block_proved_holds_in_its_only_successor() {
+    // A: mov r8, [rax]; test r8, r8; jz 0x3000
+    // B: mov r9, [rax+8]; mov [rax+16], r9; jmp 0x2000
+    // B's accesses grow A's range (compares and the entry's write tag): one probe in all.
+    let a = hex("4c8b004d85c00f84f41f0000");
+    let b = hex("4c8b48084c894810e9e70f0000");
+    assert_eq!(region_tlb_probes(&[&a, &b]), 1);
+}
+
+#[test]
+fn an_access_growing_a_range_proved_in_the_previous_block_into_a_hole_faults() {
+    //   mov rbx, HOLE-0x1050
+    //   jmp L                    ; L is a block of its own, hot before the next one
+    // L: mov rax, [rbx+0xff0]
+    //   test rax, rax
+    //   jz out
+    //   mov ecx, [rbx+0xffa]     ; grows L's range: crosses into the hole in iteration 22
+    //   add rbx, 4
+    //   jmp L
+    // out: hlt
+    let code = hex("bbb0ef0400eb00488b83f00f00004885c0740c8b8bfa0f00004883c304ebe8f4");
+    let r = paged64_at(&code, 4);
+    assert!(r.stats.region_blocks >= 1, "{:?}", r.stats);
+    assert_page_fault(&r, HOLE, 0, CODE + 0x13);
+    assert_eq!(r.state.gpr[gpr::RBX], HOLE - 0xffc);
 }
