@@ -192,6 +192,9 @@ pub(super) struct RegionBlock {
     /// At most one edge of the region can lead to it and it is not the entry: what the
     /// probes proved where that edge leaves holds at its start (see [`Tx::goto`]).
     pub single_edge: bool,
+    /// Its Cranelift block was sealed when its translation began (its one edge was there):
+    /// no further edge may lead to it.
+    pub sealed: bool,
     pub translated: bool,
 }
 
@@ -698,6 +701,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             // Its only predecessor is emitted: sealed now, registers read in it are the
             // values they had along the edge, which the proved ranges are keyed by.
             self.b.seal_block(block);
+            self.region[n].sealed = true;
             self.probes.restore(proved, block);
         }
         self.defined = self.used;
@@ -769,6 +773,10 @@ impl<'a, 'f> Tx<'a, 'f> {
             self.exit_chained(target, executed);
             return;
         };
+        debug_assert!(
+            !self.region[n].sealed,
+            "a second edge to region block {n}, counted as having one"
+        );
         let extra = self.dirty & !self.merge_dirty;
         self.write_back_mask(extra);
         let back = n <= self.current;

@@ -217,6 +217,7 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
                 carry_in: carry_needed_at_start(b.as_ref()),
                 // Only where probes are reused (see `probe_cache`).
                 single_edge: env.mode.bitness == 64 && n > 0 && edges_to(region, first.ip()) <= 1,
+                sealed: false,
                 translated: n == 0,
             })
         })
@@ -263,18 +264,14 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
     stats
 }
 
-/// How many edges of the region can lead to ip `start`: one per successor of a block's last
-/// instruction (an upper bound: some become exits).
+/// An upper bound on the number of edges of the region that can lead to ip `start` in 64-bit
+/// code: every edge goes to the branch target or the next ip of one of the region's
+/// instructions (see [`Tx::goto`]'s callers), so count those, wherever the instruction is.
 fn edges_to<R: AsRef<[Instruction]>>(region: &[R], start: u64) -> usize {
     region
         .iter()
-        .filter_map(|b| b.as_ref().last())
-        .map(|l| {
-            crate::region::successors(l)
-                .iter()
-                .filter(|&&s| s == start)
-                .count()
-        })
+        .flat_map(|b| b.as_ref().iter())
+        .map(|i| usize::from(i.near_branch_target() == start) + usize::from(i.next_ip() == start))
         .sum()
 }
 
