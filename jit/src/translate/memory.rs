@@ -8,7 +8,9 @@
 //! code, an access crossing a page) runs the whole instruction through the interpreter, which
 //! applies the architectural rules and the full softmmu (page walk, code-page tracking, faults),
 //! and leaves the function: the inline handlers commit nothing before their memory accesses.
-//! Guest memory is little-endian whatever the host is.
+//! In flat 64-bit segments, later accesses through the same address value reuse what earlier
+//! probes on the path proved (see `probe_cache`). Guest memory is little-endian whatever the
+//! host is.
 
 use std::mem::offset_of;
 

@@ -6,15 +6,19 @@
 //! value (`x + d` with the same SSA value `x` and a constant `d`, in flat 64-bit segments) need
 //! not probe again while nothing can have changed the TLB: when their bytes lie in a range
 //! already proved to be in the page they need no check at all, and when the range grown to
-//! take them in still spans less than a page a compare with the proved page is enough.
+//! take them in still spans less than a page a compare with the proved page is enough (and,
+//! for a write to a page proved only readable, a compare of that same TLB entry's write tag).
+//! Constant addresses are decided at translation time.
 //!
 //! A proof holds only on the path its hit branch dominates, as long as no helper ran (a helper
 //! may change the TLB: INVLPG, MOV CR3, a mode change). The cache therefore remembers the
 //! Cranelift block it is valid in and follows only the hit continuations of out-of-line
-//! interpreter exits (see [`ProbeCache::commit`]); any other change of block, any helper call
-//! and any guest basic-block boundary forgets everything. A range is recorded only when the
-//! branch on its own hit value is emitted, never when it is probed, so no access can rely on a
-//! check that has not run yet.
+//! interpreter exits (see [`ProbeCache::commit`]), the two sides of a region's conditional
+//! branch, and the edge into a region block that no other edge reaches (see
+//! [`ProbeCache::snapshot`]); any other change of block, any helper call and the start of any
+//! other guest basic block forget everything. A range is recorded only when the branch on its
+//! own hit value is emitted, never when it is probed, so no access can rely on a check that
+//! has not run yet.
 
 use cranelift_codegen::ir::{Block, Value};
 
@@ -252,5 +256,175 @@ impl ProbeCache {
             self.proved.remove(0);
         }
         self.proved.push(new);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cranelift_codegen::entity::EntityRef;
+
+    use super::*;
+
+    fn v(n: usize) -> Value {
+        Value::new(n)
+    }
+
+    fn block(n: usize) -> Block {
+        Block::new(n)
+    }
+
+    /// A range `lo ..= hi` of `base` proved readable (or writable) with host values 100..,
+    /// checked by truth value `10 + here` in block `here` and committed into block `here + 1`.
+    fn prove(c: &mut ProbeCache, here: usize, base: Base, (lo, hi): (i128, i128), write: bool) {
+        let p = Proved {
+            base,
+            lo,
+            hi,
+            write,
+            host_base: v(100),
+            page: v(101),
+            entry: v(102),
+        };
+        c.expect(Some(block(here)), v(10 + here), p);
+        c.commit(Some(block(here)), Some(v(10 + here)), block(here + 1));
+    }
+
+    #[test]
+    fn a_range_holds_only_after_its_hit_branch_and_in_the_block_after_it() {
+        let mut c = ProbeCache::default();
+        let x = Base::Value(v(1));
+        let p = Proved {
+            base: x,
+            lo: 0,
+            hi: 7,
+            write: false,
+            host_base: v(100),
+            page: v(101),
+            entry: v(102),
+        };
+        c.expect(Some(block(0)), v(10), p);
+        // Not branched on yet: nothing is known.
+        assert!(matches!(
+            c.lookup(Some(block(0)), x, 0, 7, false),
+            Lookup::Miss
+        ));
+        // Another truth value's branch does not prove it.
+        c.commit(Some(block(0)), Some(v(11)), block(1));
+        assert!(matches!(
+            c.lookup(Some(block(1)), x, 0, 7, false),
+            Lookup::Miss
+        ));
+        c.commit(Some(block(1)), Some(v(10)), block(2));
+        assert!(matches!(
+            c.lookup(Some(block(2)), x, 0, 7, false),
+            Lookup::Inside(_)
+        ));
+        assert!(c.is_known_true(Some(block(2)), v(10)));
+        // Any other block forgets it.
+        assert!(matches!(
+            c.lookup(Some(block(7)), x, 0, 7, false),
+            Lookup::Miss
+        ));
+        assert!(!c.is_known_true(Some(block(7)), v(10)));
+    }
+
+    #[test]
+    fn growing_a_range_checks_its_new_ends_and_stops_at_a_page() {
+        let mut c = ProbeCache::default();
+        let x = Base::Value(v(1));
+        prove(&mut c, 0, x, (16, 23), false);
+        let here = Some(block(1));
+        match c.lookup(here, x, 8, 31, false) {
+            Lookup::Grow {
+                grown,
+                check,
+                write_tag,
+                ..
+            } => {
+                assert_eq!((grown.lo, grown.hi), (8, 31));
+                assert_eq!(check, [Some(8), Some(31)]);
+                assert!(!write_tag);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Grown to a page or more: probe again.
+        assert!(matches!(
+            c.lookup(here, x, 16, 16 + 4096, false),
+            Lookup::Miss
+        ));
+        assert!(matches!(
+            c.lookup(here, x, 23 - 4096, 23 - 4096, false),
+            Lookup::Miss
+        ));
+        // Another base knows nothing.
+        assert!(matches!(
+            c.lookup(here, Base::Value(v(2)), 16, 23, false),
+            Lookup::Miss
+        ));
+    }
+
+    #[test]
+    fn a_write_needs_the_write_tag_of_a_page_proved_readable() {
+        let mut c = ProbeCache::default();
+        let x = Base::Value(v(1));
+        prove(&mut c, 0, x, (0, 7), false);
+        match c.lookup(Some(block(1)), x, 0, 3, true) {
+            Lookup::Grow {
+                grown,
+                check,
+                write_tag,
+                ..
+            } => {
+                assert!(write_tag && grown.write);
+                assert_eq!(check, [None, None]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A page proved writable is readable.
+        prove(&mut c, 1, x, (0, 7), true);
+        assert!(matches!(
+            c.lookup(Some(block(2)), x, 4, 7, false),
+            Lookup::Inside(_)
+        ));
+    }
+
+    #[test]
+    fn constant_addresses_are_decided_statically() {
+        let mut c = ProbeCache::default();
+        let a = Base::Absolute;
+        prove(&mut c, 0, a, (0x8000, 0x8007), false);
+        let here = Some(block(1));
+        assert!(matches!(
+            c.lookup(here, a, 0x8ff8, 0x8fff, false),
+            Lookup::Inside(p) if (p.lo, p.hi) == (0x8000, 0x8fff)
+        ));
+        // The next page, or crossing into it.
+        assert!(matches!(
+            c.lookup(here, a, 0x9000, 0x9000, false),
+            Lookup::Miss
+        ));
+        assert!(matches!(
+            c.lookup(here, a, 0x8ffe, 0x9001, false),
+            Lookup::Miss
+        ));
+    }
+
+    #[test]
+    fn a_helper_call_or_a_snapshot_restore_replaces_what_is_known() {
+        let mut c = ProbeCache::default();
+        let x = Base::Value(v(1));
+        prove(&mut c, 0, x, (0, 7), false);
+        let saved = c.snapshot(Some(block(1))).expect("one range");
+        assert!(c.snapshot(Some(block(5))).is_none(), "not valid there");
+        c.clear();
+        assert!(matches!(
+            c.lookup(Some(block(1)), x, 0, 7, false),
+            Lookup::Miss
+        ));
+        c.restore(saved, block(3));
+        assert!(matches!(
+            c.lookup(Some(block(3)), x, 0, 7, false),
+            Lookup::Inside(_)
+        ));
     }
 }
