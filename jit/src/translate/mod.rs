@@ -44,7 +44,9 @@ mod tests;
 use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, RflagsBits};
+use iced_x86::{
+    FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, RflagsBits,
+};
 
 use crate::cache::{ChainSlot, JumpEntry};
 use emit::{ExitRip, RegionBlock, Tx};
@@ -265,14 +267,27 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
 }
 
 /// An upper bound on the number of edges of the region that can lead to ip `start` in 64-bit
-/// code: every edge goes to the branch target or the next ip of one of the region's
-/// instructions (see [`Tx::goto`]'s callers), so count those, wherever the instruction is.
+/// code (see [`Tx::goto`]'s callers): an edge goes to the target of a near branch (JMP, Jcc,
+/// LOOP, CALL), to the next ip after a conditional one, or to the next ip after a block's last
+/// instruction. Blocks may overlap (a jump into the middle of another block's code), so the
+/// next ip of an instruction inside a block counts only for branches.
 fn edges_to<R: AsRef<[Instruction]>>(region: &[R], start: u64) -> usize {
-    region
-        .iter()
-        .flat_map(|b| b.as_ref().iter())
-        .map(|i| usize::from(i.near_branch_target() == start) + usize::from(i.next_ip() == start))
-        .sum()
+    let mut n = 0;
+    for insns in region.iter().map(AsRef::as_ref) {
+        for (k, i) in insns.iter().enumerate() {
+            let branch = matches!(
+                i.op0_kind(),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            );
+            if branch && i.near_branch_target() == start {
+                n += 1;
+            }
+            if (branch || k + 1 == insns.len()) && i.next_ip() == start {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Translate the instructions of one basic block, ending with its exits and edges.

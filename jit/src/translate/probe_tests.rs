@@ -242,11 +242,22 @@ fn tlb_probes(bytes: &[u8]) -> usize {
 /// [`tlb_probes`] of a region: the basic blocks `blocks`, one after the other from `CODE`.
 fn region_tlb_probes(blocks: &[&[u8]]) -> usize {
     let mut ip = CODE;
+    let placed: Vec<(u64, &[u8])> = blocks
+        .iter()
+        .map(|&bytes| {
+            ip += bytes.len() as u64;
+            (ip - bytes.len() as u64, bytes)
+        })
+        .collect();
+    placed_region_tlb_probes(&placed)
+}
+
+/// [`tlb_probes`] of a region of basic blocks `(ip, bytes)`, the first its entry.
+fn placed_region_tlb_probes(blocks: &[(u64, &[u8])]) -> usize {
     let region: Vec<Arc<[Instruction]>> = blocks
         .iter()
-        .map(|bytes| {
+        .map(|&(ip, bytes)| {
             let mut d = Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE);
-            ip += bytes.len() as u64;
             let mut insns = Vec::new();
             while d.can_decode() {
                 insns.push(d.decode());
@@ -348,4 +359,16 @@ fn an_access_growing_a_range_proved_in_the_previous_block_into_a_hole_faults() {
     assert!(r.stats.region_blocks >= 1, "{:?}", r.stats);
     assert_page_fault(&r, HOLE, 0, CODE + 0x13);
     assert_eq!(r.state.gpr[gpr::RBX], HOLE - 0xffc);
+}
+
+#[test]
+fn a_block_inside_another_block_still_counts_as_reached_by_one_edge() {
+    // A: mov r8, [rax]; test r8, r8; jz L2
+    // C: nop
+    // B = L2: mov r9, [rax+8]; jmp 0x2000
+    // C's code runs on into B's, which only A's JZ jumps to: both reuse A's probe.
+    let a = hex("4c8b004d85c00f8401000000");
+    let c = hex("904c8b4808e9ea0f0000");
+    let blocks: [(u64, &[u8]); 3] = [(CODE, &a), (CODE + 0xd, &c[1..]), (CODE + 0xc, &c)];
+    assert_eq!(placed_region_tlb_probes(&blocks), 1);
 }
