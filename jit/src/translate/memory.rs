@@ -55,6 +55,15 @@ struct TlbLookup {
 /// Offset of the TLB in the context.
 const TLB_OFFSET: i32 = offset_of!(JitContext, tlb) as i32;
 
+/// One run-time condition of growing a proved range (see [`Lookup::Grow`]).
+#[derive(Debug, Clone, Copy)]
+enum GrowCheck {
+    /// The TLB entry's write tag is the proved page.
+    WriteTag,
+    /// The byte at this offset from the base is on the proved page.
+    OnPage(i128),
+}
+
 /// How many additions of constants [`Tx::split_address`] looks through.
 const MAX_SPLIT_DEPTH: usize = 8;
 
@@ -232,29 +241,18 @@ impl Tx<'_, '_> {
                 check,
                 write_tag,
             } => {
-                let mut conds = Vec::with_capacity(3);
-                if write_tag {
-                    // Same page, same entry: its write tag decides.
-                    let tag = self.b.ins().load(
-                        types::I64,
-                        MemFlagsData::trusted(),
-                        proved.entry,
-                        TLB_OFFSET + offset_of!(TlbEntry, write_tag) as i32,
-                    );
-                    conds.push(self.b.ins().icmp(IntCC::Equal, tag, proved.page));
+                // Each condition but the last leaves for the interpreter at once: a fused
+                // compare and branch each, rather than truth values combined in registers.
+                let tags = write_tag.then_some(GrowCheck::WriteTag);
+                let ends = check.into_iter().flatten().map(GrowCheck::OnPage);
+                let checks: Vec<GrowCheck> = tags.into_iter().chain(ends).collect();
+                let (&last, earlier) = checks.split_last().expect("a grown range needs a check");
+                for &c in earlier {
+                    let ok = self.grow_check(c, base, &proved);
+                    self.interp_unless(ok);
                 }
-                for end in check.into_iter().flatten() {
-                    let a = match base {
-                        Base::Value(x) => self.add_c(x, end as u64),
-                        Base::Absolute => self.c64(end as u64),
-                    };
-                    let page = self.and_c(a, PAGE_MASK);
-                    conds.push(self.b.ins().icmp(IntCC::Equal, page, proved.page));
-                }
-                let hit = conds
-                    .into_iter()
-                    .reduce(|a, b| self.b.ins().band(a, b))
-                    .expect("a grown range needs a check");
+                let hit = self.grow_check(last, base, &proved);
+                let here = self.b.current_block();
                 self.probes.expect(here, hit, grown);
                 let host = self.add_c(proved.host_base, lo as u64);
                 Probe { hit, host }
@@ -277,6 +275,30 @@ impl Tx<'_, '_> {
                 self.probes.expect(here, t.hit, proved);
                 let host = self.add_c(host_base, lo as u64);
                 Probe { hit: t.hit, host }
+            }
+        }
+    }
+
+    /// One condition of growing `proved` (see [`Lookup::Grow`]), as an i8 truth value.
+    fn grow_check(&mut self, c: GrowCheck, base: Base, proved: &Proved) -> Value {
+        match c {
+            GrowCheck::WriteTag => {
+                // Same page, same entry: its write tag decides.
+                let tag = self.b.ins().load(
+                    types::I64,
+                    MemFlagsData::trusted(),
+                    proved.entry,
+                    TLB_OFFSET + offset_of!(TlbEntry, write_tag) as i32,
+                );
+                self.b.ins().icmp(IntCC::Equal, tag, proved.page)
+            }
+            GrowCheck::OnPage(end) => {
+                let a = match base {
+                    Base::Value(x) => self.add_c(x, end as u64),
+                    Base::Absolute => self.c64(end as u64),
+                };
+                let page = self.and_c(a, PAGE_MASK);
+                self.b.ins().icmp(IntCC::Equal, page, proved.page)
             }
         }
     }
