@@ -3,7 +3,7 @@
 //!
 //! The TLB (`JitContext::tlb`) maps a linear page to a host address; generated code probes it
 //! inline and on a miss runs the instruction through the interpreter, which calls
-//! [`read`]/[`write`]. This module is that slow path: it translates
+//! [`read()`]/[`write()`]. This module is that slow path: it translates
 //! through `crate::paging` (32-bit, PAE and 4-level paging; non-canonical addresses raise #GP in
 //! IA-32e mode), fills the TLB for RAM and ROM pages (remembering global and execute-disabled
 //! ones), keeps write tags off ROM pages and pages holding translated code (writes to the bytes

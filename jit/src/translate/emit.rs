@@ -26,6 +26,7 @@ use crate::cache::{ChainSlot, JumpEntry, JUMP_CACHE_SIZE, JUMP_HASH_SHIFT};
 use crate::context::{JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT, TLB_SIZE};
 use crate::flags::{cc_op, kind, LazyFlags, CC_EFLAGS};
 
+use super::probe_cache::{ProbeCache, Proved};
 use super::{ChainEnv, TranslateEnv};
 
 /// Offset of general register `i` in the context.
@@ -137,6 +138,11 @@ pub(super) struct Tx<'a, 'f> {
     tails: Tails,
     /// Recent 32-bit zero-extensions `(value, extended)` (see [`Tx::zext`]).
     zext_cache: Vec<(Value, Value)>,
+    /// What earlier TLB probes proved on the current path (see [`ProbeCache`]).
+    pub probes: ProbeCache,
+    /// For region blocks with [`RegionBlock::single_edge`], what the probes proved where that
+    /// edge left, once it is emitted.
+    edge_probes: Vec<Option<Vec<Proved>>>,
 }
 
 /// Code every exit of one kind shares, emitted once per function: one copy of the rip, icount
@@ -185,6 +191,12 @@ pub(super) struct RegionBlock {
     /// Its first instructions need CF as it is on entry (`carry_needed_at_start`): edges to
     /// it pass CF in [`Tx::carry_var`].
     pub carry_in: bool,
+    /// At most one edge of the region can lead to it and it is not the entry: what the
+    /// probes proved where that edge leaves holds at its start (see [`Tx::goto`]).
+    pub single_edge: bool,
+    /// Its Cranelift block was sealed when its translation began (its one edge was there):
+    /// no further edge may lead to it.
+    pub sealed: bool,
     pub translated: bool,
 }
 
@@ -253,6 +265,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             edge_count: None,
             tails: Tails::default(),
             zext_cache: Vec::with_capacity(16),
+            probes: ProbeCache::default(),
+            edge_probes: Vec::new(),
         }
     }
 
@@ -688,6 +702,14 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// edge leaves behind (registers of `merge_dirty` possibly dirty, the flags record stored).
     pub fn start_region_block(&mut self, n: usize) {
         self.current = n;
+        self.probes.clear();
+        if let (Some(proved), Some(block)) = (self.take_edge_probes(n), self.region[n].block) {
+            // Its only predecessor is emitted: sealed now, registers read in it are the
+            // values they had along the edge, which the proved ranges are keyed by.
+            self.b.seal_block(block);
+            self.region[n].sealed = true;
+            self.probes.restore(proved, block);
+        }
         self.defined = self.used;
         self.dirty = self.merge_dirty;
         self.flags = None;
@@ -757,6 +779,10 @@ impl<'a, 'f> Tx<'a, 'f> {
             self.exit_chained(target, executed);
             return;
         };
+        debug_assert!(
+            !self.region[n].sealed,
+            "a second edge to region block {n}, counted as having one"
+        );
         let extra = self.dirty & !self.merge_dirty;
         self.write_back_mask(extra);
         let back = n <= self.current;
@@ -774,6 +800,10 @@ impl<'a, 'f> Tx<'a, 'f> {
         let pending = self.add_c(pending, executed);
         self.b.def_var(e.pending, pending);
         if !back {
+            if self.region[n].single_edge {
+                let proved = self.probes.snapshot(self.b.current_block());
+                self.set_edge_probes(n, proved);
+            }
             self.b.ins().jump(dest, &[]);
             return;
         }
@@ -836,6 +866,23 @@ impl<'a, 'f> Tx<'a, 'f> {
         let sp = self.b.ins().iconst(self.ptr, slot_ptr as usize as i64);
         let n = self.c64(executed);
         self.b.ins().jump(tail, &[rip, sp, n].map(BlockArg::Value));
+    }
+
+    /// Remember what the probes proved along the only edge to region block `n`.
+    fn set_edge_probes(&mut self, n: usize, proved: Option<Vec<Proved>>) {
+        if self.edge_probes.len() <= n {
+            self.edge_probes.resize(n + 1, None);
+        }
+        self.edge_probes[n] = proved;
+    }
+
+    /// What the probes proved along the only edge to region block `n`, if it was emitted as
+    /// a forward edge where something was proved.
+    fn take_edge_probes(&mut self, n: usize) -> Option<Vec<Proved>> {
+        if !self.region[n].single_edge {
+            return None;
+        }
+        self.edge_probes.get_mut(n).and_then(Option::take)
     }
 
     /// The function's chained-exit tail, with or without the TLB check (see
@@ -1098,6 +1145,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             .ins()
             .call_indirect(self.sigs.interp, f, &[self.ctx, insn]);
         let status = self.b.inst_results(call)[0];
+        // The interpreted instruction may have changed the TLB (INVLPG, MOV CR3...).
+        self.probes.clear();
         self.flags = None;
         self.flags_stored = true;
         self.entry_cf = None;
@@ -1122,8 +1171,18 @@ impl<'a, 'f> Tx<'a, 'f> {
     }
 
     /// When `cond` equals `leave_when`, leave the function from a cold block to have the current
-    /// instruction interpreted; the main path continues in a new block otherwise.
+    /// instruction interpreted; the main path continues in a new block otherwise, where the
+    /// [`ProbeCache`] learns that `cond` differs from `leave_when`. Nothing is emitted when
+    /// that is known already (a constant, or a condition branched on before on the path).
     fn interp_out_of_line(&mut self, cond: Value, leave_when: bool) {
+        let here = self.b.current_block();
+        let known = match self.const_of(cond) {
+            Some(k) => (k != 0) != leave_when,
+            None => !leave_when && self.probes.is_known_true(here, cond),
+        };
+        if known {
+            return;
+        }
         // The tail's arguments are made in a cold block of their own: constants defined before
         // the branch would be materialised on the main path (in loops too).
         let out = self.b.create_block();
@@ -1133,6 +1192,13 @@ impl<'a, 'f> Tx<'a, 'f> {
         } else {
             self.b.ins().brif(cond, cont, &[], out, &[]);
         }
+        // Both have their only predecessor: sealed now, a variable read in them is the value
+        // it has here (the same SSA value, which the probe cache keys addresses by) rather
+        // than a block parameter resolved at the end.
+        self.b.seal_block(out);
+        self.b.seal_block(cont);
+        self.probes
+            .commit(here, (!leave_when).then_some(cond), cont);
         self.b.set_cold_block(out);
         self.b.switch_to_block(out);
         self.write_back_regs(false);
@@ -1212,6 +1278,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             .ins()
             .call_indirect(self.sigs.condition, f, &[self.ctx, c]);
         let r = self.b.inst_results(call)[0];
+        // Whatever a helper does, what generated code knows of the TLB is forgotten.
+        self.probes.clear();
         self.b.ins().icmp_imm_u(IntCC::NotEqual, r, 0)
     }
 }

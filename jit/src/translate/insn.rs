@@ -726,10 +726,20 @@ impl Tx<'_, '_> {
         }
         let t = self.b.create_block();
         let f = self.b.create_block();
+        let proved = self.probes.snapshot(self.b.current_block());
         self.b.ins().brif(cond, t, &[], f, &[]);
+        // Each side has its only predecessor here, and what the probes proved holds on both.
+        self.b.seal_block(t);
+        self.b.seal_block(f);
         self.b.switch_to_block(f);
+        if let Some(p) = proved.clone() {
+            self.probes.restore(p, f);
+        }
         self.goto(not_taken, self.index as u64 + 1);
         self.b.switch_to_block(t);
+        if let Some(p) = proved {
+            self.probes.restore(p, t);
+        }
         self.jump_to(taken);
     }
 

@@ -8,7 +8,9 @@
 //! code, an access crossing a page) runs the whole instruction through the interpreter, which
 //! applies the architectural rules and the full softmmu (page walk, code-page tracking, faults),
 //! and leaves the function: the inline handlers commit nothing before their memory accesses.
-//! Guest memory is little-endian whatever the host is.
+//! In flat 64-bit segments, later accesses through the same address value reuse what earlier
+//! probes on the path proved (see `probe_cache`). Guest memory is little-endian whatever the
+//! host is.
 
 use std::mem::offset_of;
 
@@ -27,6 +29,7 @@ const _: () = assert!(std::mem::size_of::<TlbEntry>() == 1 << TLB_ENTRY_SHIFT);
 const _: () = assert!(TLB_ENTRY_SHIFT <= PAGE_SHIFT);
 
 use super::emit::Tx;
+use super::probe_cache::{Base, Lookup, Proved};
 use super::regs::{gpr_info, segment_index};
 
 /// The outcome of a TLB probe: `hit` (an i8 truth value) and the host address used on a hit.
@@ -35,6 +38,34 @@ pub(super) struct Probe {
     pub hit: Value,
     pub host: Value,
 }
+
+/// What [`Tx::tlb_lookup`] emits.
+#[derive(Debug, Clone, Copy)]
+struct TlbLookup {
+    /// i8 truth value: the tag matches the page of the access's last byte.
+    hit: Value,
+    /// The tag loaded from the entry.
+    tag: Value,
+    /// The entry's addend (host address minus linear address).
+    addend: Value,
+    /// The entry's address (`tlb` offsets are from it plus [`TLB_OFFSET`]).
+    entry: Value,
+}
+
+/// Offset of the TLB in the context.
+const TLB_OFFSET: i32 = offset_of!(JitContext, tlb) as i32;
+
+/// One run-time condition of growing a proved range (see [`Lookup::Grow`]).
+#[derive(Debug, Clone, Copy)]
+enum GrowCheck {
+    /// The TLB entry's write tag is the proved page.
+    WriteTag,
+    /// The byte at this offset from the base is on the proved page.
+    OnPage(i128),
+}
+
+/// How many additions of constants [`Tx::split_address`] looks through.
+const MAX_SPLIT_DEPTH: usize = 8;
 
 /// A memory operand the translator can handle inline.
 #[derive(Debug, Clone, Copy)]
@@ -159,12 +190,154 @@ impl Tx<'_, '_> {
         (self.zext(la, 4), Some(ok))
     }
 
-    /// Look `seg:ea` up in the TLB for a read or a write (no branch is emitted): whether the
-    /// inline path may be taken (limit holds, tag matches, the access stays in the page), and
-    /// the host address it would use. A write hit implies a read hit (the softmmu never sets a
+    /// Look `seg:ea` up in the TLB for a read or a write: whether the inline path may be taken
+    /// (limit holds, tag matches, the access stays in the page), and the host address it would
+    /// use. The caller branches on `hit` (only a range grown from an earlier probe may already
+    /// have left for the interpreter on one of its other checks, as the miss would). A write hit implies a read hit (the softmmu never sets a
     /// write tag without the read tag), so read-modify-write operands probe once for writing.
+    /// In flat 64-bit segments an earlier probe of the same page may make the lookup cheaper
+    /// or unnecessary (see [`Tx::probe_flat`]).
     pub fn probe(&mut self, seg: usize, ea: Value, size: u32, write: bool) -> Probe {
+        if self.env.mode.bitness == 64
+            && seg < 4
+            && self.ptr == types::I64
+            && self.b.func.dfg.value_type(ea) == types::I64
+        {
+            return self.probe_flat(ea, size, write);
+        }
         let (la, ok) = self.linear(seg, ea, size);
+        let t = self.tlb_lookup(la, size, write);
+        let hit = match ok {
+            Some(ok) => self.b.ins().band(t.hit, ok),
+            None => t.hit,
+        };
+        let host = self.b.ins().iadd(la, t.addend);
+        let host = if self.ptr == types::I64 {
+            host
+        } else {
+            self.b.ins().ireduce(self.ptr, host)
+        };
+        Probe { hit, host }
+    }
+
+    /// [`Tx::probe`] of an access to a segment with base 0 in 64-bit mode, where the linear
+    /// address is `ea` (SDM Vol. 3A 3.2.4): the effective address is split into an SSA value
+    /// and a constant displacement, and the [`ProbeCache`] knows which ranges of bytes from
+    /// that value are already proved to be in a mapped page on the current path. An access
+    /// inside such a range needs no check at all; one that grows a range to less than a page
+    /// is checked against the proved page only; any other probes the TLB.
+    fn probe_flat(&mut self, ea: Value, size: u32, write: bool) -> Probe {
+        let (base, lo) = self.split_address(ea);
+        let hi = lo + i128::from(size - 1);
+        let here = self.b.current_block();
+        match self.probes.lookup(here, base, lo, hi, write) {
+            Lookup::Inside(p) => {
+                let hit = self.b.ins().iconst(types::I8, 1);
+                let host = self.add_c(p.host_base, lo as u64);
+                Probe { hit, host }
+            }
+            Lookup::Grow {
+                proved,
+                grown,
+                check,
+                write_tag,
+            } => {
+                // Each condition but the last leaves for the interpreter at once: a fused
+                // compare and branch each, rather than truth values combined in registers.
+                let tags = write_tag.then_some(GrowCheck::WriteTag);
+                let ends = check.into_iter().flatten().map(GrowCheck::OnPage);
+                let checks: Vec<GrowCheck> = tags.into_iter().chain(ends).collect();
+                let (&last, earlier) = checks.split_last().expect("a grown range needs a check");
+                for &c in earlier {
+                    let ok = self.grow_check(c, base, &proved);
+                    self.interp_unless(ok);
+                }
+                let hit = self.grow_check(last, base, &proved);
+                let here = self.b.current_block();
+                self.probes.expect(here, hit, grown);
+                let host = self.add_c(proved.host_base, lo as u64);
+                Probe { hit, host }
+            }
+            Lookup::Miss => {
+                let t = self.tlb_lookup(ea, size, write);
+                let host_base = match base {
+                    Base::Value(x) => self.b.ins().iadd(x, t.addend),
+                    Base::Absolute => t.addend,
+                };
+                let proved = Proved {
+                    base,
+                    lo,
+                    hi,
+                    write,
+                    host_base,
+                    page: t.tag,
+                    entry: t.entry,
+                };
+                self.probes.expect(here, t.hit, proved);
+                let host = self.add_c(host_base, lo as u64);
+                Probe { hit: t.hit, host }
+            }
+        }
+    }
+
+    /// One condition of growing `proved` (see [`Lookup::Grow`]), as an i8 truth value.
+    fn grow_check(&mut self, c: GrowCheck, base: Base, proved: &Proved) -> Value {
+        match c {
+            GrowCheck::WriteTag => {
+                // Same page, same entry: its write tag decides.
+                let tag = self.b.ins().load(
+                    types::I64,
+                    MemFlagsData::trusted(),
+                    proved.entry,
+                    TLB_OFFSET + offset_of!(TlbEntry, write_tag) as i32,
+                );
+                self.b.ins().icmp(IntCC::Equal, tag, proved.page)
+            }
+            GrowCheck::OnPage(end) => {
+                let a = match base {
+                    Base::Value(x) => self.add_c(x, end as u64),
+                    Base::Absolute => self.c64(end as u64),
+                };
+                let page = self.and_c(a, PAGE_MASK);
+                self.b.ins().icmp(IntCC::Equal, page, proved.page)
+            }
+        }
+    }
+
+    /// `ea` (an i64) as a base and a constant offset: the value reached by following additions
+    /// of constants, and their sum, or no base and the whole address when it is a constant.
+    fn split_address(&self, ea: Value) -> (Base, i128) {
+        let mut v = ea;
+        let mut d = 0u64;
+        for _ in 0..MAX_SPLIT_DEPTH {
+            if let Some(k) = self.const_of(v) {
+                return (Base::Absolute, i128::from(k.wrapping_add(d)));
+            }
+            let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(v) else {
+                break;
+            };
+            let InstructionData::Binary {
+                opcode: Opcode::Iadd,
+                args,
+            } = self.b.func.dfg.insts[inst]
+            else {
+                break;
+            };
+            let (next, k) = match (self.const_of(args[0]), self.const_of(args[1])) {
+                (_, Some(k)) => (args[0], k),
+                (Some(k), None) => (args[1], k),
+                (None, None) => break,
+            };
+            v = next;
+            d = d.wrapping_add(k);
+        }
+        (Base::Value(v), i128::from(d as i64))
+    }
+
+    /// Look the linear address `la` (an i64) up in the TLB: whether the access of `size`
+    /// bytes hits (the tag matches and the access stays in the page), the tag loaded (the
+    /// page's linear address on a hit) and the entry's addend. No branch is emitted.
+    fn tlb_lookup(&mut self, la: Value, size: u32, write: bool) -> TlbLookup {
         // The entry's byte offset in `tlb`, straight from `la` (no multiply):
         // tlb_index(la) * size_of::<TlbEntry>() == (la >> (PAGE_SHIFT - ENTRY_SHIFT)) & mask.
         let sh = self.c64(u64::from(PAGE_SHIFT - TLB_ENTRY_SHIFT));
@@ -176,7 +349,7 @@ impl Tx<'_, '_> {
             self.b.ins().ireduce(self.ptr, off)
         };
         let entry = self.b.ins().iadd(self.ctx, off);
-        let tlb_base = offset_of!(JitContext, tlb) as i32;
+        let tlb_base = TLB_OFFSET;
         let tag_off = if write {
             offset_of!(TlbEntry, write_tag)
         } else {
@@ -199,23 +372,19 @@ impl Tx<'_, '_> {
             la
         };
         let page = self.and_c(last, PAGE_MASK);
-        let mut hit = self.b.ins().icmp(IntCC::Equal, tag, page);
-        if let Some(ok) = ok {
-            hit = self.b.ins().band(hit, ok);
-        }
+        let hit = self.b.ins().icmp(IntCC::Equal, tag, page);
         let addend = self.b.ins().load(
             types::I64,
             MemFlagsData::trusted(),
             entry,
             tlb_base + offset_of!(TlbEntry, addend) as i32,
         );
-        let host = self.b.ins().iadd(la, addend);
-        let host = if self.ptr == types::I64 {
-            host
-        } else {
-            self.b.ins().ireduce(self.ptr, host)
-        };
-        Probe { hit, host }
+        TlbLookup {
+            hit,
+            tag,
+            addend,
+            entry,
+        }
     }
 
     /// `v + k`; when `v` is itself `x + constant` (a displacement), `x + (constant + k)`, which

@@ -28,6 +28,9 @@ mod flag_tests;
 pub mod helpers;
 mod insn;
 mod memory;
+mod probe_cache;
+#[cfg(test)]
+mod probe_tests;
 #[cfg(test)]
 mod region_tests;
 mod regs;
@@ -41,7 +44,9 @@ mod tests;
 use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, RflagsBits};
+use iced_x86::{
+    FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, RflagsBits,
+};
 
 use crate::cache::{ChainSlot, JumpEntry};
 use emit::{ExitRip, RegionBlock, Tx};
@@ -212,6 +217,9 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
                 enterable: n > 0 || entry_targeted,
                 flags_dead: crate::region::flags_dead_at_start(b.as_ref()),
                 carry_in: carry_needed_at_start(b.as_ref()),
+                // Only where probes are reused (see `probe_cache`).
+                single_edge: env.mode.bitness == 64 && n > 0 && edges_to(region, first.ip()) <= 1,
+                sealed: false,
                 translated: n == 0,
             })
         })
@@ -256,6 +264,30 @@ pub fn translate_block<R: AsRef<[Instruction]>>(
     tx.b.finalize(frontend);
     dce::remove_dead_code(func);
     stats
+}
+
+/// An upper bound on the number of edges of the region that can lead to ip `start` in 64-bit
+/// code (see [`Tx::goto`]'s callers): an edge goes to the target of a near branch (JMP, Jcc,
+/// LOOP, CALL), to the next ip after a conditional one, or to the next ip after a block's last
+/// instruction. Blocks may overlap (a jump into the middle of another block's code), so the
+/// next ip of an instruction inside a block counts only for branches.
+fn edges_to<R: AsRef<[Instruction]>>(region: &[R], start: u64) -> usize {
+    let mut n = 0;
+    for insns in region.iter().map(AsRef::as_ref) {
+        for (k, i) in insns.iter().enumerate() {
+            let branch = matches!(
+                i.op0_kind(),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            );
+            if branch && i.near_branch_target() == start {
+                n += 1;
+            }
+            if (branch || k + 1 == insns.len()) && i.next_ip() == start {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Translate the instructions of one basic block, ending with its exits and edges.
