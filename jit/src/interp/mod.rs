@@ -13,8 +13,10 @@
 mod alu;
 mod bcd;
 mod bits;
+mod cond;
 mod control;
 mod data;
+mod fast;
 mod fastcall;
 mod gate;
 mod muldiv;
@@ -135,8 +137,14 @@ pub(crate) fn ip_mask(ctx: &JitContext) -> u64 {
 
 /// The executor of `insn`: which of the interpreter's functions implements it, chosen once
 /// per decoded instruction (the dispatcher keeps it with the block, so interpreting a block
-/// does not look up each instruction's mnemonic again).
+/// does not look up each instruction's mnemonic again). The common operand forms get an
+/// executor specialised for them (`fast`), the others the generic one of their mnemonic.
 pub(crate) fn handler(insn: &Instruction) -> Handler {
+    fast::handler(insn).unwrap_or_else(|| generic(insn))
+}
+
+/// The generic executor of `insn`'s mnemonic, which handles all of its operand forms.
+fn generic(insn: &Instruction) -> Handler {
     let h: Handler = match insn.mnemonic() {
         // MMX shares mnemonics with SSE2 (PADDB mm vs xmm): decided by the operands, first.
         M::Mov => data::mov,

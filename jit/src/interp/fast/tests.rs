@@ -1,0 +1,669 @@
+//! The specialised executors against the generic ones: every form [`super::handler`] takes,
+//! run by both on identical machines (64-bit mode with 4-level paging, flat 32-bit protected
+//! mode) from register files that reach the interesting cases (carries, overflows, signs,
+//! high-byte registers, upper halves) and the faults (non-canonical addresses through SS and
+//! the other segments, unmapped pages, page-crossing accesses), after flag records of every
+//! common kind. Registers, flags, memory and the result (fault included) must be identical.
+
+use iced_x86::{Decoder, DecoderOptions, Instruction};
+use vcpu::state::{cr0, efer, gpr, rflags};
+use vcpu::{CpuState, GuestRam, RegionKind, RegionSpec, Segment, SegmentIndex};
+
+use super::super::{generic, Exec};
+use crate::context::JitContext;
+use crate::flags::{kind, LazyFlags};
+use crate::runtime::Runtime;
+
+/// RAM of the test machines.
+const RAM_BYTES: u64 = 0x10_0000;
+/// The data the memory operands point into (filled with a pattern), and the stack.
+const DATA: u64 = 0x3000;
+const DATA_BYTES: usize = 0x6000;
+/// Page tables of the 64-bit machine: the first 2 MiB identity-mapped with one large page.
+const PML4: u64 = 0x7_0000;
+const PDPT: u64 = 0x7_1000;
+const PD: u64 = 0x7_2000;
+/// Where the instruction under test sits.
+const CODE: u64 = 0x1000;
+/// FS and GS bases of the 64-bit machine.
+const FS_BASE: u64 = 0x5000;
+const GS_BASE: u64 = 0x6000;
+
+/// 64-bit code: (nasm source, bytes); `$` is the instruction's own address.
+const FORMS64: &[(&str, &[u8])] = &[
+    ("mov rax, rbx", &[0x48, 0x89, 0xd8]),
+    ("mov eax, ebx", &[0x89, 0xd8]),
+    ("mov ax, bx", &[0x66, 0x89, 0xd8]),
+    ("mov al, bl", &[0x88, 0xd8]),
+    ("mov ah, bl", &[0x88, 0xdc]),
+    ("mov bh, ah", &[0x88, 0xe7]),
+    ("mov r8, r9", &[0x4d, 0x89, 0xc8]),
+    ("mov r10d, r11d", &[0x45, 0x89, 0xda]),
+    ("mov sil, dil", &[0x40, 0x88, 0xfe]),
+    ("mov rax, [rsi]", &[0x48, 0x8b, 0x06]),
+    ("mov eax, [rsi+4]", &[0x8b, 0x46, 0x04]),
+    ("mov ax, [rsi+rbx*2]", &[0x66, 0x8b, 0x04, 0x5e]),
+    ("mov al, [rsi+1]", &[0x8a, 0x46, 0x01]),
+    ("mov ah, [rsi]", &[0x8a, 0x26]),
+    (
+        "mov rcx, [rel $+0x100]",
+        &[0x48, 0x8b, 0x0d, 0xf9, 0x00, 0x00, 0x00],
+    ),
+    ("mov rax, [rbp+8]", &[0x48, 0x8b, 0x45, 0x08]),
+    ("mov rax, [fs:rsi]", &[0x64, 0x48, 0x8b, 0x06]),
+    ("mov rax, [gs:rbx+8]", &[0x65, 0x48, 0x8b, 0x43, 0x08]),
+    ("mov rax, [ss:rsi]", &[0x36, 0x48, 0x8b, 0x06]),
+    ("mov eax, [esi]", &[0x67, 0x8b, 0x06]),
+    ("mov [rsi+8], rax", &[0x48, 0x89, 0x46, 0x08]),
+    ("mov [rsi], eax", &[0x89, 0x06]),
+    ("mov [rsi], ax", &[0x66, 0x89, 0x06]),
+    ("mov [rsi], ah", &[0x88, 0x26]),
+    ("mov [rbp], rcx", &[0x48, 0x89, 0x4d, 0x00]),
+    ("mov byte [rsi], 0x80", &[0xc6, 0x06, 0x80]),
+    (
+        "mov qword [rsi], -2",
+        &[0x48, 0xc7, 0x06, 0xfe, 0xff, 0xff, 0xff],
+    ),
+    (
+        "mov dword [rsi], 0x12345678",
+        &[0xc7, 0x06, 0x78, 0x56, 0x34, 0x12],
+    ),
+    ("mov word [rsi], 0x1234", &[0x66, 0xc7, 0x06, 0x34, 0x12]),
+    (
+        "mov rax, 0x123456789abcdef0",
+        &[0x48, 0xb8, 0xf0, 0xde, 0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12],
+    ),
+    ("mov eax, 0x80000000", &[0xb8, 0x00, 0x00, 0x00, 0x80]),
+    ("mov ax, 0x1234", &[0x66, 0xb8, 0x34, 0x12]),
+    ("mov ah, 0x12", &[0xb4, 0x12]),
+    ("mov rax, -5", &[0x48, 0xc7, 0xc0, 0xfb, 0xff, 0xff, 0xff]),
+    ("mov [rsi+rdi*8+0x10], rbx", &[0x48, 0x89, 0x5c, 0xfe, 0x10]),
+    ("mov rax, cr0", &[0x0f, 0x20, 0xc0]),
+    ("mov ds, ax", &[0x8e, 0xd8]),
+    ("mov ax, ds", &[0x66, 0x8c, 0xd8]),
+    ("add rax, rbx", &[0x48, 0x01, 0xd8]),
+    ("add eax, ebx", &[0x01, 0xd8]),
+    ("add ax, bx", &[0x66, 0x01, 0xd8]),
+    ("add ah, bl", &[0x00, 0xdc]),
+    ("add [rsi], rax", &[0x48, 0x01, 0x06]),
+    ("add [rsi], ebx", &[0x01, 0x1e]),
+    ("add [rsi+1], bh", &[0x00, 0x7e, 0x01]),
+    ("add eax, 0x7f", &[0x83, 0xc0, 0x7f]),
+    ("add rax, -1", &[0x48, 0x83, 0xc0, 0xff]),
+    ("add al, 0x80", &[0x04, 0x80]),
+    (
+        "add dword [rsi], 0x1234",
+        &[0x81, 0x06, 0x34, 0x12, 0x00, 0x00],
+    ),
+    ("add byte [rsi+1], 1", &[0x80, 0x46, 0x01, 0x01]),
+    (
+        "add r9, 0x7fffffff",
+        &[0x49, 0x81, 0xc1, 0xff, 0xff, 0xff, 0x7f],
+    ),
+    ("add qword [rbp], 3", &[0x48, 0x83, 0x45, 0x00, 0x03]),
+    ("add word [rsi], -2", &[0x66, 0x83, 0x06, 0xfe]),
+    ("add rax, [rsi]", &[0x48, 0x03, 0x06]),
+    ("add cx, [rsi+2]", &[0x66, 0x03, 0x4e, 0x02]),
+    ("add ecx, [rbp]", &[0x03, 0x4d, 0x00]),
+    ("add dl, [rsi]", &[0x02, 0x16]),
+    ("sub rax, rbx", &[0x48, 0x29, 0xd8]),
+    ("sub eax, ebx", &[0x29, 0xd8]),
+    ("sub ax, bx", &[0x66, 0x29, 0xd8]),
+    ("sub ah, bl", &[0x28, 0xdc]),
+    ("sub [rsi], rax", &[0x48, 0x29, 0x06]),
+    ("sub [rsi], ebx", &[0x29, 0x1e]),
+    ("sub [rsi+1], bh", &[0x28, 0x7e, 0x01]),
+    ("sub eax, 0x7f", &[0x83, 0xe8, 0x7f]),
+    ("sub rax, -1", &[0x48, 0x83, 0xe8, 0xff]),
+    ("sub al, 0x80", &[0x2c, 0x80]),
+    (
+        "sub dword [rsi], 0x1234",
+        &[0x81, 0x2e, 0x34, 0x12, 0x00, 0x00],
+    ),
+    ("sub byte [rsi+1], 1", &[0x80, 0x6e, 0x01, 0x01]),
+    (
+        "sub r9, 0x7fffffff",
+        &[0x49, 0x81, 0xe9, 0xff, 0xff, 0xff, 0x7f],
+    ),
+    ("sub qword [rbp], 3", &[0x48, 0x83, 0x6d, 0x00, 0x03]),
+    ("sub word [rsi], -2", &[0x66, 0x83, 0x2e, 0xfe]),
+    ("sub rax, [rsi]", &[0x48, 0x2b, 0x06]),
+    ("sub cx, [rsi+2]", &[0x66, 0x2b, 0x4e, 0x02]),
+    ("sub ecx, [rbp]", &[0x2b, 0x4d, 0x00]),
+    ("sub dl, [rsi]", &[0x2a, 0x16]),
+    ("cmp rax, rbx", &[0x48, 0x39, 0xd8]),
+    ("cmp eax, ebx", &[0x39, 0xd8]),
+    ("cmp ax, bx", &[0x66, 0x39, 0xd8]),
+    ("cmp ah, bl", &[0x38, 0xdc]),
+    ("cmp [rsi], rax", &[0x48, 0x39, 0x06]),
+    ("cmp [rsi], ebx", &[0x39, 0x1e]),
+    ("cmp [rsi+1], bh", &[0x38, 0x7e, 0x01]),
+    ("cmp eax, 0x7f", &[0x83, 0xf8, 0x7f]),
+    ("cmp rax, -1", &[0x48, 0x83, 0xf8, 0xff]),
+    ("cmp al, 0x80", &[0x3c, 0x80]),
+    (
+        "cmp dword [rsi], 0x1234",
+        &[0x81, 0x3e, 0x34, 0x12, 0x00, 0x00],
+    ),
+    ("cmp byte [rsi+1], 1", &[0x80, 0x7e, 0x01, 0x01]),
+    (
+        "cmp r9, 0x7fffffff",
+        &[0x49, 0x81, 0xf9, 0xff, 0xff, 0xff, 0x7f],
+    ),
+    ("cmp qword [rbp], 3", &[0x48, 0x83, 0x7d, 0x00, 0x03]),
+    ("cmp word [rsi], -2", &[0x66, 0x83, 0x3e, 0xfe]),
+    ("cmp rax, [rsi]", &[0x48, 0x3b, 0x06]),
+    ("cmp cx, [rsi+2]", &[0x66, 0x3b, 0x4e, 0x02]),
+    ("cmp ecx, [rbp]", &[0x3b, 0x4d, 0x00]),
+    ("cmp dl, [rsi]", &[0x3a, 0x16]),
+    ("and rax, rbx", &[0x48, 0x21, 0xd8]),
+    ("and eax, ebx", &[0x21, 0xd8]),
+    ("and ax, bx", &[0x66, 0x21, 0xd8]),
+    ("and ah, bl", &[0x20, 0xdc]),
+    ("and [rsi], rax", &[0x48, 0x21, 0x06]),
+    ("and [rsi], ebx", &[0x21, 0x1e]),
+    ("and [rsi+1], bh", &[0x20, 0x7e, 0x01]),
+    ("and eax, 0x7f", &[0x83, 0xe0, 0x7f]),
+    ("and rax, -1", &[0x48, 0x83, 0xe0, 0xff]),
+    ("and al, 0x80", &[0x24, 0x80]),
+    (
+        "and dword [rsi], 0x1234",
+        &[0x81, 0x26, 0x34, 0x12, 0x00, 0x00],
+    ),
+    ("and byte [rsi+1], 1", &[0x80, 0x66, 0x01, 0x01]),
+    (
+        "and r9, 0x7fffffff",
+        &[0x49, 0x81, 0xe1, 0xff, 0xff, 0xff, 0x7f],
+    ),
+    ("and qword [rbp], 3", &[0x48, 0x83, 0x65, 0x00, 0x03]),
+    ("and word [rsi], -2", &[0x66, 0x83, 0x26, 0xfe]),
+    ("and rax, [rsi]", &[0x48, 0x23, 0x06]),
+    ("and cx, [rsi+2]", &[0x66, 0x23, 0x4e, 0x02]),
+    ("and ecx, [rbp]", &[0x23, 0x4d, 0x00]),
+    ("and dl, [rsi]", &[0x22, 0x16]),
+    ("or rax, rbx", &[0x48, 0x09, 0xd8]),
+    ("or eax, ebx", &[0x09, 0xd8]),
+    ("or ax, bx", &[0x66, 0x09, 0xd8]),
+    ("or ah, bl", &[0x08, 0xdc]),
+    ("or [rsi], rax", &[0x48, 0x09, 0x06]),
+    ("or [rsi], ebx", &[0x09, 0x1e]),
+    ("or [rsi+1], bh", &[0x08, 0x7e, 0x01]),
+    ("or eax, 0x7f", &[0x83, 0xc8, 0x7f]),
+    ("or rax, -1", &[0x48, 0x83, 0xc8, 0xff]),
+    ("or al, 0x80", &[0x0c, 0x80]),
+    (
+        "or dword [rsi], 0x1234",
+        &[0x81, 0x0e, 0x34, 0x12, 0x00, 0x00],
+    ),
+    ("or byte [rsi+1], 1", &[0x80, 0x4e, 0x01, 0x01]),
+    (
+        "or r9, 0x7fffffff",
+        &[0x49, 0x81, 0xc9, 0xff, 0xff, 0xff, 0x7f],
+    ),
+    ("or qword [rbp], 3", &[0x48, 0x83, 0x4d, 0x00, 0x03]),
+    ("or word [rsi], -2", &[0x66, 0x83, 0x0e, 0xfe]),
+    ("or rax, [rsi]", &[0x48, 0x0b, 0x06]),
+    ("or cx, [rsi+2]", &[0x66, 0x0b, 0x4e, 0x02]),
+    ("or ecx, [rbp]", &[0x0b, 0x4d, 0x00]),
+    ("or dl, [rsi]", &[0x0a, 0x16]),
+    ("xor rax, rbx", &[0x48, 0x31, 0xd8]),
+    ("xor eax, ebx", &[0x31, 0xd8]),
+    ("xor ax, bx", &[0x66, 0x31, 0xd8]),
+    ("xor ah, bl", &[0x30, 0xdc]),
+    ("xor [rsi], rax", &[0x48, 0x31, 0x06]),
+    ("xor [rsi], ebx", &[0x31, 0x1e]),
+    ("xor [rsi+1], bh", &[0x30, 0x7e, 0x01]),
+    ("xor eax, 0x7f", &[0x83, 0xf0, 0x7f]),
+    ("xor rax, -1", &[0x48, 0x83, 0xf0, 0xff]),
+    ("xor al, 0x80", &[0x34, 0x80]),
+    (
+        "xor dword [rsi], 0x1234",
+        &[0x81, 0x36, 0x34, 0x12, 0x00, 0x00],
+    ),
+    ("xor byte [rsi+1], 1", &[0x80, 0x76, 0x01, 0x01]),
+    (
+        "xor r9, 0x7fffffff",
+        &[0x49, 0x81, 0xf1, 0xff, 0xff, 0xff, 0x7f],
+    ),
+    ("xor qword [rbp], 3", &[0x48, 0x83, 0x75, 0x00, 0x03]),
+    ("xor word [rsi], -2", &[0x66, 0x83, 0x36, 0xfe]),
+    ("xor rax, [rsi]", &[0x48, 0x33, 0x06]),
+    ("xor cx, [rsi+2]", &[0x66, 0x33, 0x4e, 0x02]),
+    ("xor ecx, [rbp]", &[0x33, 0x4d, 0x00]),
+    ("xor dl, [rsi]", &[0x32, 0x16]),
+    ("test rax, rbx", &[0x48, 0x85, 0xd8]),
+    ("test eax, ebx", &[0x85, 0xd8]),
+    ("test ax, bx", &[0x66, 0x85, 0xd8]),
+    ("test ah, bl", &[0x84, 0xdc]),
+    ("test [rsi], rax", &[0x48, 0x85, 0x06]),
+    ("test [rsi], ebx", &[0x85, 0x1e]),
+    ("test [rsi+1], bh", &[0x84, 0x7e, 0x01]),
+    ("test eax, 0x7f", &[0xa9, 0x7f, 0x00, 0x00, 0x00]),
+    ("test rax, -1", &[0x48, 0xa9, 0xff, 0xff, 0xff, 0xff]),
+    ("test al, 0x80", &[0xa8, 0x80]),
+    (
+        "test dword [rsi], 0x1234",
+        &[0xf7, 0x06, 0x34, 0x12, 0x00, 0x00],
+    ),
+    ("test byte [rsi+1], 1", &[0xf6, 0x46, 0x01, 0x01]),
+    (
+        "test r9, 0x7fffffff",
+        &[0x49, 0xf7, 0xc1, 0xff, 0xff, 0xff, 0x7f],
+    ),
+    (
+        "test qword [rbp], 3",
+        &[0x48, 0xf7, 0x45, 0x00, 0x03, 0x00, 0x00, 0x00],
+    ),
+    ("test word [rsi], -2", &[0x66, 0xf7, 0x06, 0xfe, 0xff]),
+    ("inc rax", &[0x48, 0xff, 0xc0]),
+    ("dec ecx", &[0xff, 0xc9]),
+    ("inc ax", &[0x66, 0xff, 0xc0]),
+    ("dec bh", &[0xfe, 0xcf]),
+    ("inc qword [rsi]", &[0x48, 0xff, 0x06]),
+    ("dec byte [rsi]", &[0xfe, 0x0e]),
+    ("inc dword [rbp]", &[0xff, 0x45, 0x00]),
+    ("dec word [rsi]", &[0x66, 0xff, 0x0e]),
+    ("movzx eax, bl", &[0x0f, 0xb6, 0xc3]),
+    ("movzx eax, ah", &[0x0f, 0xb6, 0xc4]),
+    ("movzx rax, word [rsi]", &[0x48, 0x0f, 0xb7, 0x06]),
+    ("movzx ax, bl", &[0x66, 0x0f, 0xb6, 0xc3]),
+    ("movzx ecx, byte [rsi+3]", &[0x0f, 0xb6, 0x4e, 0x03]),
+    ("movsx rax, bl", &[0x48, 0x0f, 0xbe, 0xc3]),
+    ("movsx eax, word [rsi]", &[0x0f, 0xbf, 0x06]),
+    ("movsxd rax, ebx", &[0x48, 0x63, 0xc3]),
+    ("movsxd rax, dword [rsi]", &[0x48, 0x63, 0x06]),
+    ("movsx ax, byte [rsi]", &[0x66, 0x0f, 0xbe, 0x06]),
+    ("movsx cx, bh", &[0x66, 0x0f, 0xbe, 0xcf]),
+    ("lea rax, [rsi+rbx*4+8]", &[0x48, 0x8d, 0x44, 0x9e, 0x08]),
+    ("lea eax, [rsi+rbx*4+8]", &[0x8d, 0x44, 0x9e, 0x08]),
+    (
+        "lea rax, [rel $]",
+        &[0x48, 0x8d, 0x05, 0xf9, 0xff, 0xff, 0xff],
+    ),
+    ("lea eax, [esi+ebx]", &[0x67, 0x8d, 0x04, 0x1e]),
+    ("lea ax, [rsi+1]", &[0x66, 0x8d, 0x46, 0x01]),
+    ("lea r11, [rbx+rbx*2-8]", &[0x4c, 0x8d, 0x5c, 0x5b, 0xf8]),
+    ("push rax", &[0x50]),
+    ("push r15", &[0x41, 0x57]),
+    ("push rsp", &[0x54]),
+    ("push 0x12345678", &[0x68, 0x78, 0x56, 0x34, 0x12]),
+    ("push -1", &[0x6a, 0xff]),
+    ("pop rbx", &[0x5b]),
+    ("pop rsp", &[0x5c]),
+    ("pop r12", &[0x41, 0x5c]),
+    ("call $+0x100", &[0xe8, 0xfb, 0x00, 0x00, 0x00]),
+    ("ret", &[0xc3]),
+    ("jmp short $+0x20", &[0xeb, 0x1e]),
+    ("jmp near $+0x400", &[0xe9, 0xfb, 0x03, 0x00, 0x00]),
+    ("jmp $", &[0xeb, 0xfe]),
+    ("jo short $+0x20", &[0x70, 0x1e]),
+    ("jo near $-0x200", &[0x0f, 0x80, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jno short $+0x20", &[0x71, 0x1e]),
+    ("jno near $-0x200", &[0x0f, 0x81, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jb short $+0x20", &[0x72, 0x1e]),
+    ("jb near $-0x200", &[0x0f, 0x82, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jae short $+0x20", &[0x73, 0x1e]),
+    ("jae near $-0x200", &[0x0f, 0x83, 0xfa, 0xfd, 0xff, 0xff]),
+    ("je short $+0x20", &[0x74, 0x1e]),
+    ("je near $-0x200", &[0x0f, 0x84, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jne short $+0x20", &[0x75, 0x1e]),
+    ("jne near $-0x200", &[0x0f, 0x85, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jbe short $+0x20", &[0x76, 0x1e]),
+    ("jbe near $-0x200", &[0x0f, 0x86, 0xfa, 0xfd, 0xff, 0xff]),
+    ("ja short $+0x20", &[0x77, 0x1e]),
+    ("ja near $-0x200", &[0x0f, 0x87, 0xfa, 0xfd, 0xff, 0xff]),
+    ("js short $+0x20", &[0x78, 0x1e]),
+    ("js near $-0x200", &[0x0f, 0x88, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jns short $+0x20", &[0x79, 0x1e]),
+    ("jns near $-0x200", &[0x0f, 0x89, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jp short $+0x20", &[0x7a, 0x1e]),
+    ("jp near $-0x200", &[0x0f, 0x8a, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jnp short $+0x20", &[0x7b, 0x1e]),
+    ("jnp near $-0x200", &[0x0f, 0x8b, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jl short $+0x20", &[0x7c, 0x1e]),
+    ("jl near $-0x200", &[0x0f, 0x8c, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jge short $+0x20", &[0x7d, 0x1e]),
+    ("jge near $-0x200", &[0x0f, 0x8d, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jle short $+0x20", &[0x7e, 0x1e]),
+    ("jle near $-0x200", &[0x0f, 0x8e, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jg short $+0x20", &[0x7f, 0x1e]),
+    ("jg near $-0x200", &[0x0f, 0x8f, 0xfa, 0xfd, 0xff, 0xff]),
+];
+
+/// 32-bit code: (nasm source, bytes); `$` is the instruction's own address.
+const FORMS32: &[(&str, &[u8])] = &[
+    ("mov eax, ebx", &[0x89, 0xd8]),
+    ("mov ax, bx", &[0x66, 0x89, 0xd8]),
+    ("mov ah, bl", &[0x88, 0xdc]),
+    ("mov eax, [esi]", &[0x8b, 0x06]),
+    ("mov [esi], eax", &[0x89, 0x06]),
+    ("mov eax, 0x80000001", &[0xb8, 0x01, 0x00, 0x00, 0x80]),
+    ("lea eax, [esi+ebx*4+8]", &[0x8d, 0x44, 0x9e, 0x08]),
+    ("lea ax, [bx+si]", &[0x66, 0x67, 0x8d, 0x00]),
+    ("lea eax, [bp+di+3]", &[0x67, 0x8d, 0x43, 0x03]),
+    ("push eax", &[0x50]),
+    ("pop edx", &[0x5a]),
+    ("inc eax", &[0x40]),
+    ("dec ecx", &[0x49]),
+    ("inc bl", &[0xfe, 0xc3]),
+    ("jmp short $+0x20", &[0xeb, 0x1e]),
+    ("jmp near $+0x400", &[0xe9, 0xfb, 0x03, 0x00, 0x00]),
+    ("add eax, ebx", &[0x01, 0xd8]),
+    ("add ax, bx", &[0x66, 0x01, 0xd8]),
+    ("add ah, bl", &[0x00, 0xdc]),
+    ("add eax, 0x7f", &[0x83, 0xc0, 0x7f]),
+    ("add al, 0x80", &[0x04, 0x80]),
+    ("add [esi], eax", &[0x01, 0x06]),
+    ("add ecx, -3", &[0x83, 0xc1, 0xfd]),
+    ("sub eax, ebx", &[0x29, 0xd8]),
+    ("sub ax, bx", &[0x66, 0x29, 0xd8]),
+    ("sub ah, bl", &[0x28, 0xdc]),
+    ("sub eax, 0x7f", &[0x83, 0xe8, 0x7f]),
+    ("sub al, 0x80", &[0x2c, 0x80]),
+    ("sub [esi], eax", &[0x29, 0x06]),
+    ("sub ecx, -3", &[0x83, 0xe9, 0xfd]),
+    ("cmp eax, ebx", &[0x39, 0xd8]),
+    ("cmp ax, bx", &[0x66, 0x39, 0xd8]),
+    ("cmp ah, bl", &[0x38, 0xdc]),
+    ("cmp eax, 0x7f", &[0x83, 0xf8, 0x7f]),
+    ("cmp al, 0x80", &[0x3c, 0x80]),
+    ("cmp [esi], eax", &[0x39, 0x06]),
+    ("cmp ecx, -3", &[0x83, 0xf9, 0xfd]),
+    ("and eax, ebx", &[0x21, 0xd8]),
+    ("and ax, bx", &[0x66, 0x21, 0xd8]),
+    ("and ah, bl", &[0x20, 0xdc]),
+    ("and eax, 0x7f", &[0x83, 0xe0, 0x7f]),
+    ("and al, 0x80", &[0x24, 0x80]),
+    ("and [esi], eax", &[0x21, 0x06]),
+    ("and ecx, -3", &[0x83, 0xe1, 0xfd]),
+    ("or eax, ebx", &[0x09, 0xd8]),
+    ("or ax, bx", &[0x66, 0x09, 0xd8]),
+    ("or ah, bl", &[0x08, 0xdc]),
+    ("or eax, 0x7f", &[0x83, 0xc8, 0x7f]),
+    ("or al, 0x80", &[0x0c, 0x80]),
+    ("or [esi], eax", &[0x09, 0x06]),
+    ("or ecx, -3", &[0x83, 0xc9, 0xfd]),
+    ("xor eax, ebx", &[0x31, 0xd8]),
+    ("xor ax, bx", &[0x66, 0x31, 0xd8]),
+    ("xor ah, bl", &[0x30, 0xdc]),
+    ("xor eax, 0x7f", &[0x83, 0xf0, 0x7f]),
+    ("xor al, 0x80", &[0x34, 0x80]),
+    ("xor [esi], eax", &[0x31, 0x06]),
+    ("xor ecx, -3", &[0x83, 0xf1, 0xfd]),
+    ("test eax, ebx", &[0x85, 0xd8]),
+    ("test ax, bx", &[0x66, 0x85, 0xd8]),
+    ("test ah, bl", &[0x84, 0xdc]),
+    ("test eax, 0x7f", &[0xa9, 0x7f, 0x00, 0x00, 0x00]),
+    ("test al, 0x80", &[0xa8, 0x80]),
+    ("test [esi], eax", &[0x85, 0x06]),
+    ("test ecx, -3", &[0xf7, 0xc1, 0xfd, 0xff, 0xff, 0xff]),
+    ("jo short $+0x20", &[0x70, 0x1e]),
+    ("jo near $-0x200", &[0x0f, 0x80, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jno short $+0x20", &[0x71, 0x1e]),
+    ("jno near $-0x200", &[0x0f, 0x81, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jb short $+0x20", &[0x72, 0x1e]),
+    ("jb near $-0x200", &[0x0f, 0x82, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jae short $+0x20", &[0x73, 0x1e]),
+    ("jae near $-0x200", &[0x0f, 0x83, 0xfa, 0xfd, 0xff, 0xff]),
+    ("je short $+0x20", &[0x74, 0x1e]),
+    ("je near $-0x200", &[0x0f, 0x84, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jne short $+0x20", &[0x75, 0x1e]),
+    ("jne near $-0x200", &[0x0f, 0x85, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jbe short $+0x20", &[0x76, 0x1e]),
+    ("jbe near $-0x200", &[0x0f, 0x86, 0xfa, 0xfd, 0xff, 0xff]),
+    ("ja short $+0x20", &[0x77, 0x1e]),
+    ("ja near $-0x200", &[0x0f, 0x87, 0xfa, 0xfd, 0xff, 0xff]),
+    ("js short $+0x20", &[0x78, 0x1e]),
+    ("js near $-0x200", &[0x0f, 0x88, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jns short $+0x20", &[0x79, 0x1e]),
+    ("jns near $-0x200", &[0x0f, 0x89, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jp short $+0x20", &[0x7a, 0x1e]),
+    ("jp near $-0x200", &[0x0f, 0x8a, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jnp short $+0x20", &[0x7b, 0x1e]),
+    ("jnp near $-0x200", &[0x0f, 0x8b, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jl short $+0x20", &[0x7c, 0x1e]),
+    ("jl near $-0x200", &[0x0f, 0x8c, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jge short $+0x20", &[0x7d, 0x1e]),
+    ("jge near $-0x200", &[0x0f, 0x8d, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jle short $+0x20", &[0x7e, 0x1e]),
+    ("jle near $-0x200", &[0x0f, 0x8e, 0xfa, 0xfd, 0xff, 0xff]),
+    ("jg short $+0x20", &[0x7f, 0x1e]),
+    ("jg near $-0x200", &[0x0f, 0x8f, 0xfa, 0xfd, 0xff, 0xff]),
+];
+
+/// A machine in 64-bit mode (`long`) or flat 32-bit protected mode with the data pattern.
+fn machine(long: bool) -> (Box<JitContext>, Runtime) {
+    let ram = GuestRam::new(&[RegionSpec {
+        base: 0,
+        size: RAM_BYTES,
+        kind: RegionKind::Ram,
+    }])
+    .unwrap();
+    let pattern: Vec<u8> = (0..DATA_BYTES)
+        .map(|i| (i as u8).wrapping_mul(0x9d) ^ 0x5a)
+        .collect();
+    ram.write_host(DATA, &pattern).unwrap();
+    let mut cpu = CpuState::reset();
+    cpu.cr0 |= cr0::PE;
+    cpu.seg[SegmentIndex::Cs as usize] = Segment::from_descriptor(0x08, 0x0000_ffff, 0x00cf_9b00);
+    for s in [
+        SegmentIndex::Ds,
+        SegmentIndex::Es,
+        SegmentIndex::Ss,
+        SegmentIndex::Fs,
+        SegmentIndex::Gs,
+    ] {
+        cpu.seg[s as usize] = Segment::from_descriptor(0x10, 0x0000_ffff, 0x00cf_9300);
+    }
+    if long {
+        for (at, e) in [(PML4, PDPT | 3), (PDPT, PD | 3), (PD, 0x83)] {
+            ram.write_host(at, &e.to_le_bytes()).unwrap();
+        }
+        cpu.cr0 |= cr0::PG;
+        cpu.cr4 |= crate::mem::CR4_PAE;
+        cpu.cr3 = PML4;
+        cpu.efer = efer::LME | efer::LMA;
+        cpu.seg[SegmentIndex::Cs as usize] =
+            Segment::from_descriptor(0x08, 0x0000_ffff, 0x00af_9b00);
+        cpu.seg[SegmentIndex::Fs as usize].base = FS_BASE;
+        cpu.seg[SegmentIndex::Gs as usize].base = GS_BASE;
+    }
+    cpu.rip = CODE;
+    (Box::new(JitContext::new(cpu)), Runtime::new(ram))
+}
+
+/// A small deterministic generator (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Values at the edges of every operand size.
+const EDGES: [u64; 10] = [
+    0,
+    1,
+    0x7f,
+    0x80,
+    0xffff,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    0x8000_0000_0000_0000,
+    u64::MAX,
+];
+
+/// Register files: `(name, gpr)`. The address registers (RSI, RBP, RSP, RDI, RBX as an index)
+/// point into the data in the first ones and at non-canonical, unmapped and page-crossing
+/// addresses in the others.
+fn register_files(long: bool) -> Vec<(&'static str, [u64; 16])> {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut out = Vec::new();
+    for round in 0..4 {
+        let mut g = [0u64; 16];
+        for (i, r) in g.iter_mut().enumerate() {
+            *r = if round % 2 == 0 {
+                rng.next()
+            } else {
+                EDGES[(i + round) % EDGES.len()]
+            };
+        }
+        g[gpr::RSI] = DATA + 0x10 + (rng.next() & 0xff);
+        g[gpr::RBP] = DATA + 0x800;
+        g[gpr::RSP] = DATA + 0x4000;
+        g[gpr::RDI] &= 0x1f;
+        g[gpr::RBX] &= 0x3f;
+        out.push(("data", g));
+    }
+    let mut edge = out[1].1;
+    edge[gpr::RBX] = u64::MAX;
+    out.push(("edge index", edge));
+    if long {
+        let mut g = out[0].1;
+        g[gpr::RSI] = 0x8000_0000_0000_0010;
+        g[gpr::RBP] = 0x0000_8000_0000_0000;
+        g[gpr::RSP] = 0x0000_8000_0000_0008;
+        out.push(("non-canonical", g));
+    }
+    let mut g = out[0].1;
+    let unmapped = if long {
+        0x30_0000
+    } else {
+        0x1_0000_0000 - 0x10
+    };
+    g[gpr::RSI] = unmapped;
+    g[gpr::RBP] = unmapped;
+    g[gpr::RSP] = unmapped + 8;
+    out.push(("unmapped", g));
+    let mut g = out[2].1;
+    g[gpr::RSI] = DATA + 0xffd;
+    g[gpr::RBP] = DATA + 0xffe;
+    g[gpr::RSP] = DATA + 0x1004;
+    out.push(("page-crossing", g));
+    out
+}
+
+/// Flag states before the instruction: materialised flags and records of the common kinds.
+fn flag_states() -> Vec<(u64, LazyFlags)> {
+    let record = |k, size, a: u64, b: u64, r: u64, aux| {
+        let mut f = LazyFlags::default();
+        f.set(k, size, a, b, r, aux);
+        (rflags::FIXED1, f)
+    };
+    let all = rflags::STATUS;
+    vec![
+        (rflags::FIXED1, LazyFlags::default()),
+        (rflags::FIXED1 | all, LazyFlags::default()),
+        (
+            rflags::FIXED1 | rflags::CF | rflags::SF | rflags::PF,
+            LazyFlags::default(),
+        ),
+        (
+            rflags::FIXED1 | rflags::ZF | rflags::OF,
+            LazyFlags::default(),
+        ),
+        record(kind::SUB, 4, 1, 2, 1u64.wrapping_sub(2), 0),
+        record(kind::SUB, 1, 0x80, 1, 0x7f, 0),
+        record(kind::ADD, 8, u64::MAX, 1, 0, 0),
+        record(kind::LOGIC, 2, 0, 0, 0x8000, 0),
+        record(kind::INC, 4, 0x7fff_ffff, 1, 0x8000_0000, 1),
+        record(kind::DEC, 1, 0, 1, 0xff, 0),
+        record(kind::SHL, 4, 0xc000_0000, 1, 0x8000_0000, 0),
+    ]
+}
+
+/// The single instruction `bytes` decoded at [`CODE`] as `bitness`-bit code.
+fn decode(bytes: &[u8], bitness: u32) -> Instruction {
+    let mut d = Decoder::with_ip(bitness, bytes, CODE, DecoderOptions::NONE);
+    let insn = d.decode();
+    assert_eq!(insn.len(), bytes.len());
+    insn
+}
+
+/// Everything an executor may change: registers, flags (materialised), the data and stack.
+fn outcome(ctx: &mut JitContext, rt: &Runtime, result: Exec) -> (Exec, CpuState, Vec<u8>) {
+    ctx.flags.materialize(&mut ctx.cpu.rflags);
+    let mut data = vec![0; DATA_BYTES];
+    rt.ram.read(DATA, &mut data).unwrap();
+    (result, ctx.cpu, data)
+}
+
+/// Run every form of `forms` both ways from every register file and flag state; the number of
+/// forms with a specialised executor.
+fn compare(forms: &[(&str, &[u8])], long: bool) -> usize {
+    let bitness = if long { 64 } else { 32 };
+    let mut specialised = 0;
+    for &(source, bytes) in forms {
+        let insn = decode(bytes, bitness);
+        let Some(fast) = super::handler(&insn) else {
+            continue;
+        };
+        specialised += 1;
+        let slow = generic(&insn);
+        for (name, regs) in register_files(long) {
+            for (i, &(rflags_now, flags)) in flag_states().iter().enumerate() {
+                let run = |exec: super::Handler| {
+                    let (mut ctx, mut rt) = machine(long);
+                    ctx.cpu.gpr = regs;
+                    ctx.cpu.rflags = rflags_now;
+                    ctx.flags = flags;
+                    let r = exec(&mut ctx, &mut rt, &insn);
+                    outcome(&mut ctx, &rt, r)
+                };
+                let want = run(slow);
+                let got = run(fast);
+                assert_eq!(
+                    got.0, want.0,
+                    "{source}: result, {name} registers, flags {i}"
+                );
+                assert_eq!(
+                    got.1, want.1,
+                    "{source}: state, {name} registers, flags {i}"
+                );
+                assert!(
+                    got.2 == want.2,
+                    "{source}: memory, {name} registers, flags {i}"
+                );
+            }
+        }
+    }
+    specialised
+}
+
+#[test]
+fn specialised_64bit_forms_match_the_generic_executors() {
+    let n = compare(FORMS64, true);
+    assert!(n >= 200, "only {n} forms specialised");
+}
+
+#[test]
+fn specialised_32bit_forms_match_the_generic_executors() {
+    let n = compare(FORMS32, false);
+    assert!(n >= 70, "only {n} forms specialised");
+}
+
+#[test]
+fn special_forms_stay_generic() {
+    for (source, bits) in [
+        ("mov rax, cr0", 64),
+        ("mov ds, ax", 64),
+        ("mov ax, ds", 64),
+        ("mov eax, [esi]", 64),
+        ("lea ax, [rsi+1]", 64),
+        ("mov eax, [esi]", 32),
+        ("mov [esi], eax", 32),
+        ("push eax", 32),
+    ] {
+        let forms = if bits == 64 { FORMS64 } else { FORMS32 };
+        let &(_, bytes) = forms.iter().find(|f| f.0 == source).unwrap();
+        assert!(
+            super::handler(&decode(bytes, bits)).is_none(),
+            "{source} ({bits}-bit)"
+        );
+    }
+}
