@@ -46,26 +46,11 @@ const OR: u8 = 4;
 const XOR: u8 = 5;
 const TEST: u8 = 6;
 
-/// The specialised executor of `insn`, if it has one.
-pub(super) fn handler(insn: &Instruction) -> Option<Handler> {
-    let long = insn.code_size() == CodeSize::Code64;
-    match insn.mnemonic() {
-        M::Mov => mov_handler(insn, long),
-        M::Add => alu_handler::<ADD>(insn, long),
-        M::Sub => alu_handler::<SUB>(insn, long),
-        M::Cmp => alu_handler::<CMP>(insn, long),
-        M::And => alu_handler::<AND>(insn, long),
-        M::Or => alu_handler::<OR>(insn, long),
-        M::Xor => alu_handler::<XOR>(insn, long),
-        M::Test => alu_handler::<TEST>(insn, long),
-        M::Inc => inc_dec_handler::<true>(insn, long),
-        M::Dec => inc_dec_handler::<false>(insn, long),
-        M::Movzx => extend_handler::<false>(insn, long),
-        M::Movsx | M::Movsxd => extend_handler::<true>(insn, long),
-        M::Lea => lea_handler(insn, long),
-        _ => branch_or_stack_handler(insn, long),
-    }
-}
+/// One-operand operations (const parameters of [`unary`]).
+const INC: u8 = 0;
+const DEC: u8 = 1;
+const NOT: u8 = 2;
+const NEG: u8 = 3;
 
 /// Expand to `Some(f as Handler)` with the const `$s` set to the operand size `$size` (1, 2,
 /// 4 or 8 bytes), or `None` for another size.
@@ -91,6 +76,65 @@ macro_rules! sized {
             _ => None,
         }
     };
+}
+
+mod conditional;
+mod shifts;
+
+/// The specialised executor of `insn`, if it has one.
+pub(super) fn handler(insn: &Instruction) -> Option<Handler> {
+    let long = insn.code_size() == CodeSize::Code64;
+    match insn.mnemonic() {
+        M::Mov => mov_handler(insn, long),
+        M::Add => alu_handler::<ADD>(insn, long),
+        M::Sub => alu_handler::<SUB>(insn, long),
+        M::Cmp => alu_handler::<CMP>(insn, long),
+        M::And => alu_handler::<AND>(insn, long),
+        M::Or => alu_handler::<OR>(insn, long),
+        M::Xor => alu_handler::<XOR>(insn, long),
+        M::Test => alu_handler::<TEST>(insn, long),
+        M::Inc => unary_handler::<INC>(insn, long),
+        M::Dec => unary_handler::<DEC>(insn, long),
+        M::Not => unary_handler::<NOT>(insn, long),
+        M::Neg => unary_handler::<NEG>(insn, long),
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror => shifts::handler(insn, long),
+        M::Sete
+        | M::Setne
+        | M::Setb
+        | M::Setae
+        | M::Setbe
+        | M::Seta
+        | M::Setl
+        | M::Setge
+        | M::Setle
+        | M::Setg
+        | M::Sets
+        | M::Setns
+        | M::Seto
+        | M::Setno
+        | M::Setp
+        | M::Setnp => conditional::handler(insn, long, true),
+        M::Cmove
+        | M::Cmovne
+        | M::Cmovb
+        | M::Cmovae
+        | M::Cmovbe
+        | M::Cmova
+        | M::Cmovl
+        | M::Cmovge
+        | M::Cmovle
+        | M::Cmovg
+        | M::Cmovs
+        | M::Cmovns
+        | M::Cmovo
+        | M::Cmovno
+        | M::Cmovp
+        | M::Cmovnp => conditional::handler(insn, long, false),
+        M::Movzx => extend_handler::<false>(insn, long),
+        M::Movsx | M::Movsxd => extend_handler::<true>(insn, long),
+        M::Lea => lea_handler(insn, long),
+        _ => branch_or_stack_handler(insn, long),
+    }
 }
 
 /// The form of operand `i`: a general register, an immediate, or (in 64-bit code with 64-bit
@@ -288,17 +332,17 @@ fn alu<const OP: u8, const S: u32, const DST: u8, const SRC: u8>(
     Ok(Flow::Next)
 }
 
-fn inc_dec_handler<const INC: bool>(insn: &Instruction, long: bool) -> Option<Handler> {
+fn unary_handler<const OP: u8>(insn: &Instruction, long: bool) -> Option<Handler> {
     let size = size_of(insn, 0);
     match form(insn, 0, long)? {
-        REG => sized!(size => S, inc_dec::<INC, S, REG>),
-        MEM => sized!(size => S, inc_dec::<INC, S, MEM>),
+        REG => sized!(size => S, unary::<OP, S, REG>),
+        MEM => sized!(size => S, unary::<OP, S, MEM>),
         _ => None,
     }
 }
 
-/// INC and DEC: CF is kept (recorded as the carry in).
-fn inc_dec<const INC: bool, const S: u32, const DST: u8>(
+/// INC, DEC (CF kept: recorded as the carry in), NOT (no flags), NEG (flags of 0 - a).
+fn unary<const OP: u8, const S: u32, const DST: u8>(
     ctx: &mut JitContext,
     rt: &mut Runtime,
     insn: &Instruction,
@@ -309,19 +353,28 @@ fn inc_dec<const INC: bool, const S: u32, const DST: u8>(
         let la = address64(ctx, insn)?;
         (mem::read(ctx, rt, la, S)?, la)
     };
-    let cf = u64::from(cond::carry(&ctx.flags, ctx.cpu.rflags));
-    let r = if INC {
-        a.wrapping_add(1)
+    let cf = if OP == INC || OP == DEC {
+        u64::from(cond::carry(&ctx.flags, ctx.cpu.rflags))
     } else {
-        a.wrapping_sub(1)
+        0
+    };
+    let r = match OP {
+        INC => a.wrapping_add(1),
+        DEC => a.wrapping_sub(1),
+        NOT => !a,
+        _ => 0u64.wrapping_sub(a),
     } & mask(S);
     if DST == REG {
         set::<S>(&mut ctx.cpu, insn.op0_register(), r);
     } else {
         mem::write(ctx, rt, la, S, r)?;
     }
-    let k = if INC { kind::INC } else { kind::DEC };
-    ctx.flags.set(k, S, a, 1, r, cf);
+    match OP {
+        INC => ctx.flags.set(kind::INC, S, a, 1, r, cf),
+        DEC => ctx.flags.set(kind::DEC, S, a, 1, r, cf),
+        NEG => ctx.flags.set(kind::SUB, S, 0, a, r, 0),
+        _ => {}
+    }
     Ok(Flow::Next)
 }
 
