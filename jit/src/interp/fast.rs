@@ -1,21 +1,24 @@
 //! Specialised executors for the operand forms kernel code runs most: MOV, the ALU operations
-//! (ADD, SUB, CMP, AND, OR, XOR, TEST), INC/DEC, MOVZX/MOVSX(D) and LEA on general registers,
-//! immediates and (in 64-bit code) memory; 64-bit PUSH/POP/CALL/RET; Jcc and near JMP.
+//! (ADD, SUB, CMP, AND, OR, XOR, TEST), INC/DEC/NOT/NEG, MOVZX/MOVSX(D), LEA, shifts and
+//! rotates (`shifts`), SETcc and CMOVcc (`conditional`) on general registers, immediates and
+//! memory; 64-bit PUSH/POP/CALL/RET; Jcc and near JMP.
 //!
 //! The generic executors find out at run time what each operand is (`op_kind`, register
 //! widths, the execution mode for every memory access); [`handler`] looks once, at decode, and
 //! picks a function monomorphised for the operand size and forms, so that running one does
-//! only the instruction's work. Everything else, and every form with a special case (segment
-//! registers, 16/32-bit addressing in 64-bit code, ADC/SBB), stays with the generic
+//! only the instruction's work. Everything else, and every form with a special case (segment,
+//! control and debug registers, ADC/SBB, 32/16-bit stack operations), stays with the generic
 //! executors. The architectural effects are exactly theirs: the same flags records, the same
 //! faults in the same order, the same partial-register rules.
 //!
-//! Memory forms are chosen only for 64-bit code with 64-bit addressing: there the segment
-//! bases are zero except FS and GS, there are no limit checks, and a non-canonical address
-//! raises #SS(0) through SS (here) or #GP(0) through the others (when `mem` translates it;
-//! SDM Vol. 3A 3.3.7.1, 3.4.4, 6.15). A block's instructions run in the mode they were decoded
-//! for (the mode is part of the block key, and an instruction that changes it ends the block),
-//! so an instruction decoded as 64-bit code runs in 64-bit mode.
+//! Memory operands of 64-bit code with 64-bit addressing take a short path ([`MEM`]): there
+//! the segment bases are zero except FS and GS, there are no limit checks, and a non-canonical
+//! address raises #SS(0) through SS (here) or #GP(0) through the others (when `mem` translates
+//! it; SDM Vol. 3A 3.3.7.1, 3.4.4, 6.15). A block's instructions run in the mode they were
+//! decoded for (the mode is part of the block key, and an instruction that changes it ends the
+//! block), so an instruction decoded as 64-bit code runs in 64-bit mode. Other memory operands
+//! ([`SEG`]) compute their address and segment checks with `operand`, as the generic
+//! executors do.
 
 use iced_x86::{Code, CodeSize, Instruction, Mnemonic as M, OpKind, Register};
 use vcpu::state::gpr;
@@ -23,7 +26,9 @@ use vcpu::{CpuState, SegmentIndex};
 
 use super::cond;
 use super::data::cc_nibble;
-use super::operand::{addr_size, effective_offset, mask, reg_read, reg_write, sext};
+use super::operand::{
+    addr_size, effective_offset, mask, mem_access, reg_read, reg_write, sext, Place,
+};
 use super::{Exec, Flow, Handler};
 use crate::context::JitContext;
 use crate::exception::Fault;
@@ -34,8 +39,12 @@ use crate::runtime::Runtime;
 
 /// Operand forms (const parameters of the executors).
 const REG: u8 = 0;
+/// Memory with [`flat_addressing`] in 64-bit code.
 const MEM: u8 = 1;
 const IMM: u8 = 2;
+/// Any other memory operand: segment checks and address through `operand`, as the generic
+/// executors do.
+const SEG: u8 = 3;
 
 /// ALU operations (const parameters of [`alu`]).
 const ADD: u8 = 0;
@@ -143,6 +152,7 @@ fn form(insn: &Instruction, i: u32, long: bool) -> Option<u8> {
     match insn.op_kind(i) {
         OpKind::Register if insn.op_register(i).is_gpr() => Some(REG),
         OpKind::Memory if long && flat_addressing(insn) => Some(MEM),
+        OpKind::Memory => Some(SEG),
         OpKind::Immediate8
         | OpKind::Immediate16
         | OpKind::Immediate32
@@ -248,10 +258,87 @@ fn source<const S: u32, const F: u8>(
     match F {
         REG => Ok(get::<S>(&ctx.cpu, insn.op1_register())),
         IMM => Ok(insn.immediate(1) & mask(S)),
-        _ => {
+        MEM => {
             let la = address64(ctx, insn)?;
             mem::read(ctx, rt, la, S)
         }
+        _ => {
+            let la = mem_access(ctx, insn, S, false)?;
+            mem::read(ctx, rt, la, S)
+        }
+    }
+}
+
+/// Store `v` (already `S` bytes wide) into operand 0 of form `F` (not read before).
+#[inline(always)]
+fn store<const S: u32, const F: u8>(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    insn: &Instruction,
+    v: u64,
+) -> Result<(), Fault> {
+    match F {
+        REG => {
+            set::<S>(&mut ctx.cpu, insn.op0_register(), v);
+            Ok(())
+        }
+        MEM => {
+            let la = address64(ctx, insn)?;
+            mem::write(ctx, rt, la, S, v)
+        }
+        _ => {
+            let la = mem_access(ctx, insn, S, true)?;
+            mem::write(ctx, rt, la, S, v)
+        }
+    }
+}
+
+/// Where a read-modify-write destination lives, resolved once for its read and its write.
+#[derive(Clone, Copy)]
+enum Dest {
+    Reg,
+    /// The linear address of a [`MEM`] operand.
+    Flat(u64),
+    /// A [`SEG`] operand (segment checks at each access).
+    Seg(Place),
+}
+
+/// Read operand 0 of form `F` for a read-modify-write.
+#[inline(always)]
+fn load_dest<const S: u32, const F: u8>(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    insn: &Instruction,
+) -> Result<(u64, Dest), Fault> {
+    match F {
+        REG => Ok((get::<S>(&ctx.cpu, insn.op0_register()), Dest::Reg)),
+        MEM => {
+            let la = address64(ctx, insn)?;
+            Ok((mem::read(ctx, rt, la, S)?, Dest::Flat(la)))
+        }
+        _ => {
+            let place = Place::of(ctx, insn, 0)?;
+            Ok((place.read(ctx, rt, S)? & mask(S), Dest::Seg(place)))
+        }
+    }
+}
+
+/// Write back `v` (already `S` bytes wide) to the destination [`load_dest`] read.
+#[inline(always)]
+fn store_dest<const S: u32>(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    insn: &Instruction,
+    dest: Dest,
+    v: u64,
+) -> Result<(), Fault> {
+    match dest {
+        Dest::Reg => {
+            set::<S>(&mut ctx.cpu, insn.op0_register(), v);
+            Ok(())
+        }
+        Dest::Flat(la) => mem::write(ctx, rt, la, S, v),
+        Dest::Seg(place) => place.write(ctx, rt, S, v),
     }
 }
 
@@ -265,6 +352,9 @@ fn mov_handler(insn: &Instruction, long: bool) -> Option<Handler> {
         (REG, IMM) => sized!(size => S, mov::<S, REG, IMM>),
         (MEM, REG) => sized!(size => S, mov::<S, MEM, REG>),
         (MEM, IMM) => sized!(size => S, mov::<S, MEM, IMM>),
+        (REG, SEG) => sized!(size => S, mov::<S, REG, SEG>),
+        (SEG, REG) => sized!(size => S, mov::<S, SEG, REG>),
+        (SEG, IMM) => sized!(size => S, mov::<S, SEG, IMM>),
         _ => None,
     }
 }
@@ -276,12 +366,7 @@ fn mov<const S: u32, const DST: u8, const SRC: u8>(
     insn: &Instruction,
 ) -> Exec {
     let v = source::<S, SRC>(ctx, rt, insn)?;
-    if DST == REG {
-        set::<S>(&mut ctx.cpu, insn.op0_register(), v);
-    } else {
-        let la = address64(ctx, insn)?;
-        mem::write(ctx, rt, la, S, v)?;
-    }
+    store::<S, DST>(ctx, rt, insn, v)?;
     Ok(Flow::Next)
 }
 
@@ -295,6 +380,9 @@ fn alu_handler<const OP: u8>(insn: &Instruction, long: bool) -> Option<Handler> 
         (REG, IMM) => sized!(size => S, alu::<OP, S, REG, IMM>),
         (MEM, REG) => sized!(size => S, alu::<OP, S, MEM, REG>),
         (MEM, IMM) => sized!(size => S, alu::<OP, S, MEM, IMM>),
+        (REG, SEG) => sized!(size => S, alu::<OP, S, REG, SEG>),
+        (SEG, REG) => sized!(size => S, alu::<OP, S, SEG, REG>),
+        (SEG, IMM) => sized!(size => S, alu::<OP, S, SEG, IMM>),
         _ => None,
     }
 }
@@ -306,12 +394,7 @@ fn alu<const OP: u8, const S: u32, const DST: u8, const SRC: u8>(
     rt: &mut Runtime,
     insn: &Instruction,
 ) -> Exec {
-    let (a, la) = if DST == REG {
-        (get::<S>(&ctx.cpu, insn.op0_register()), 0)
-    } else {
-        let la = address64(ctx, insn)?;
-        (mem::read(ctx, rt, la, S)?, la)
-    };
+    let (a, dest) = load_dest::<S, DST>(ctx, rt, insn)?;
     let b = source::<S, SRC>(ctx, rt, insn)?;
     let (k, r) = match OP {
         ADD => (kind::ADD, a.wrapping_add(b)),
@@ -322,11 +405,7 @@ fn alu<const OP: u8, const S: u32, const DST: u8, const SRC: u8>(
     };
     let r = r & mask(S);
     if OP != CMP && OP != TEST {
-        if DST == REG {
-            set::<S>(&mut ctx.cpu, insn.op0_register(), r);
-        } else {
-            mem::write(ctx, rt, la, S, r)?;
-        }
+        store_dest::<S>(ctx, rt, insn, dest, r)?;
     }
     ctx.flags.set(k, S, a, b, r, 0);
     Ok(Flow::Next)
@@ -337,6 +416,7 @@ fn unary_handler<const OP: u8>(insn: &Instruction, long: bool) -> Option<Handler
     match form(insn, 0, long)? {
         REG => sized!(size => S, unary::<OP, S, REG>),
         MEM => sized!(size => S, unary::<OP, S, MEM>),
+        SEG => sized!(size => S, unary::<OP, S, SEG>),
         _ => None,
     }
 }
@@ -347,12 +427,7 @@ fn unary<const OP: u8, const S: u32, const DST: u8>(
     rt: &mut Runtime,
     insn: &Instruction,
 ) -> Exec {
-    let (a, la) = if DST == REG {
-        (get::<S>(&ctx.cpu, insn.op0_register()), 0)
-    } else {
-        let la = address64(ctx, insn)?;
-        (mem::read(ctx, rt, la, S)?, la)
-    };
+    let (a, dest) = load_dest::<S, DST>(ctx, rt, insn)?;
     let cf = if OP == INC || OP == DEC {
         u64::from(cond::carry(&ctx.flags, ctx.cpu.rflags))
     } else {
@@ -364,11 +439,7 @@ fn unary<const OP: u8, const S: u32, const DST: u8>(
         NOT => !a,
         _ => 0u64.wrapping_sub(a),
     } & mask(S);
-    if DST == REG {
-        set::<S>(&mut ctx.cpu, insn.op0_register(), r);
-    } else {
-        mem::write(ctx, rt, la, S, r)?;
-    }
+    store_dest::<S>(ctx, rt, insn, dest, r)?;
     match OP {
         INC => ctx.flags.set(kind::INC, S, a, 1, r, cf),
         DEC => ctx.flags.set(kind::DEC, S, a, 1, r, cf),
@@ -396,6 +467,12 @@ fn extend_handler<const SIGNED: bool>(insn: &Instruction, long: bool) -> Option<
         (4, 2, MEM) => Some(extend::<SIGNED, 4, 2, MEM>),
         (8, 2, MEM) => Some(extend::<SIGNED, 8, 2, MEM>),
         (8, 4, MEM) => Some(extend::<SIGNED, 8, 4, MEM>),
+        (2, 1, SEG) => Some(extend::<SIGNED, 2, 1, SEG>),
+        (4, 1, SEG) => Some(extend::<SIGNED, 4, 1, SEG>),
+        (8, 1, SEG) => Some(extend::<SIGNED, 8, 1, SEG>),
+        (4, 2, SEG) => Some(extend::<SIGNED, 4, 2, SEG>),
+        (8, 2, SEG) => Some(extend::<SIGNED, 8, 2, SEG>),
+        (8, 4, SEG) => Some(extend::<SIGNED, 8, 4, SEG>),
         _ => None,
     }
 }

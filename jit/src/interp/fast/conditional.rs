@@ -5,12 +5,11 @@
 use iced_x86::Instruction;
 use vcpu::state::efer;
 
-use super::{address64, form, get, set, size_of, source, Handler, MEM, REG};
+use super::{form, get, set, size_of, source, store, Handler, MEM, REG, SEG};
 use crate::context::JitContext;
 use crate::interp::cond;
 use crate::interp::data::cc_nibble;
 use crate::interp::{Exec, Flow};
-use crate::mem;
 use crate::runtime::Runtime;
 
 /// The specialised executor of a SETcc (`set`) or CMOVcc, if its forms have one.
@@ -19,6 +18,7 @@ pub(super) fn handler(insn: &Instruction, long: bool, set: bool) -> Option<Handl
         return match form(insn, 0, long)? {
             REG => Some(setcc::<REG>),
             MEM => Some(setcc::<MEM>),
+            SEG => Some(setcc::<SEG>),
             _ => None,
         };
     }
@@ -29,6 +29,7 @@ pub(super) fn handler(insn: &Instruction, long: bool, set: bool) -> Option<Handl
     match form(insn, 1, long)? {
         REG => sized!(size => S, cmovcc::<S, REG>),
         MEM => sized!(size => S, cmovcc::<S, MEM>),
+        SEG => sized!(size => S, cmovcc::<S, SEG>),
         _ => None,
     }
 }
@@ -36,12 +37,7 @@ pub(super) fn handler(insn: &Instruction, long: bool, set: bool) -> Option<Handl
 /// SETcc r/m8: 1 if the condition holds, else 0.
 fn setcc<const DST: u8>(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {
     let v = u64::from(cond::holds(&ctx.flags, cc_nibble(insn), ctx.cpu.rflags));
-    if DST == REG {
-        set::<1>(&mut ctx.cpu, insn.op0_register(), v);
-    } else {
-        let la = address64(ctx, insn)?;
-        mem::write(ctx, rt, la, 1, v)?;
-    }
+    store::<1, DST>(ctx, rt, insn, v)?;
     Ok(Flow::Next)
 }
 

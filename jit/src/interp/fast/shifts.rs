@@ -5,13 +5,12 @@
 use iced_x86::{Instruction, Mnemonic as M, OpKind};
 use vcpu::state::gpr;
 
-use super::{address64, form, get, set, size_of, Handler, IMM, MEM, REG};
+use super::{form, get, load_dest, set, size_of, store_dest, Handler, IMM, MEM, REG, SEG};
 use crate::context::JitContext;
 use crate::flags::kind;
 use crate::interp::operand::{mask, sext, sign_bit};
 use crate::interp::shift::set_cf_of;
 use crate::interp::{Exec, Flow};
-use crate::mem;
 use crate::runtime::Runtime;
 
 /// Shift and rotate operations (const parameters of [`shift`]).
@@ -56,6 +55,8 @@ fn with_op<const OP: u8>(insn: &Instruction, long: bool) -> Option<Handler> {
         (REG, IMM) => pick!(REG, IMM),
         (MEM, REG) => pick!(MEM, REG),
         (MEM, IMM) => pick!(MEM, IMM),
+        (SEG, REG) => pick!(SEG, REG),
+        (SEG, IMM) => pick!(SEG, IMM),
         _ => None,
     }
 }
@@ -84,12 +85,7 @@ fn shift<const OP: u8, const S: u32, const DST: u8, const CNT: u8, const LONG: b
     }
     let bits = 8 * S;
     let m = mask(S);
-    let (a, la) = if DST == REG {
-        (get::<S>(&ctx.cpu, insn.op0_register()), 0)
-    } else {
-        let la = address64(ctx, insn)?;
-        (mem::read(ctx, rt, la, S)? & m, la)
-    };
+    let (a, dest) = load_dest::<S, DST>(ctx, rt, insn)?;
     let r = match OP {
         SHL => {
             if n >= 64 {
@@ -117,11 +113,7 @@ fn shift<const OP: u8, const S: u32, const DST: u8, const CNT: u8, const LONG: b
             }
         }
     };
-    if DST == REG {
-        set::<S>(&mut ctx.cpu, insn.op0_register(), r);
-    } else {
-        mem::write(ctx, rt, la, S, r)?;
-    }
+    store_dest::<S>(ctx, rt, insn, dest, r)?;
     let msb = |v: u64| v & sign_bit(S) != 0;
     match OP {
         SHL => ctx.flags.set(kind::SHL, S, a, u64::from(n), r, 0),

@@ -707,8 +707,54 @@ const MORE32: &[(&str, &[u8])] = &[
     ("neg bl", &[0xf6, 0xdb]),
 ];
 
-/// A machine in 64-bit mode (`long`) or flat 32-bit protected mode with the data pattern.
-fn machine(long: bool) -> (Box<JitContext>, Runtime) {
+/// 32-bit memory forms whose segment checks and address go through `operand` (32-bit and
+/// 16-bit addressing).
+const SEGMENTED32: &[(&str, &[u8])] = &[
+    ("add [ebp+4], eax", &[0x01, 0x45, 0x04]),
+    ("mov eax, [ebp]", &[0x8b, 0x45, 0x00]),
+    ("inc dword [esi]", &[0xff, 0x06]),
+    ("dec word [ebp]", &[0x66, 0xff, 0x4d, 0x00]),
+    ("shl dword [esi], 3", &[0xc1, 0x26, 0x03]),
+    ("ror byte [ebp], cl", &[0xd2, 0x4d, 0x00]),
+    ("sete byte [esi]", &[0x0f, 0x94, 0x06]),
+    ("setb byte [ebp]", &[0x0f, 0x92, 0x45, 0x00]),
+    ("cmove eax, [esi]", &[0x0f, 0x44, 0x06]),
+    ("cmovl ax, [ebp]", &[0x66, 0x0f, 0x4c, 0x45, 0x00]),
+    ("movzx eax, byte [esi]", &[0x0f, 0xb6, 0x06]),
+    ("movsx eax, word [ebp]", &[0x0f, 0xbf, 0x45, 0x00]),
+    ("mov word [esi], 0x1234", &[0x66, 0xc7, 0x06, 0x34, 0x12]),
+    ("mov byte [ebp], 0x80", &[0xc6, 0x45, 0x00, 0x80]),
+    ("sub ax, [esi]", &[0x66, 0x2b, 0x06]),
+    ("test [ebp], cl", &[0x84, 0x4d, 0x00]),
+    ("neg byte [esi]", &[0xf6, 0x1e]),
+    ("not dword [ebp]", &[0xf7, 0x55, 0x00]),
+    ("mov al, [bx+si]", &[0x67, 0x8a, 0x00]),
+    ("mov eax, [es:esi]", &[0x26, 0x8b, 0x06]),
+    (
+        "cmp dword [esi+0xffc], 5",
+        &[0x83, 0xbe, 0xfc, 0x0f, 0x00, 0x00, 0x05],
+    ),
+    ("xor [esi], ah", &[0x30, 0x26]),
+    ("mov [ebp+8], eax", &[0x89, 0x45, 0x08]),
+];
+
+/// 64-bit memory forms whose segment checks and address go through `operand` (32-bit and
+/// 16-bit addressing).
+const SEGMENTED64: &[(&str, &[u8])] = &[
+    ("mov eax, [esi]", &[0x67, 0x8b, 0x06]),
+    ("add [ebp], ecx", &[0x67, 0x01, 0x4d, 0x00]),
+    ("inc dword [esi]", &[0x67, 0xff, 0x06]),
+    ("mov rax, [eax+ebx*2]", &[0x67, 0x48, 0x8b, 0x04, 0x58]),
+    ("shl qword [ebp], 1", &[0x67, 0x48, 0xd1, 0x65, 0x00]),
+    ("sete byte [esi]", &[0x67, 0x0f, 0x94, 0x06]),
+    ("cmovne rax, [esi]", &[0x67, 0x48, 0x0f, 0x45, 0x06]),
+    ("movzx ecx, byte [ebp]", &[0x67, 0x0f, 0xb6, 0x4d, 0x00]),
+];
+
+/// A machine in 64-bit mode (`long`) or 32-bit protected mode with the data pattern; in 32-bit
+/// mode with flat segments, or (`limited`) with DS limited to 16 KiB and an expand-down SS above
+/// 0x2fff (SDM Vol. 3A 3.4.5.1), whose checks raise #GP(0) and #SS(0).
+fn machine(long: bool, limited: bool) -> (Box<JitContext>, Runtime) {
     let ram = GuestRam::new(&[RegionSpec {
         base: 0,
         size: RAM_BYTES,
@@ -743,6 +789,12 @@ fn machine(long: bool) -> (Box<JitContext>, Runtime) {
             Segment::from_descriptor(0x08, 0x0000_ffff, 0x00af_9b00);
         cpu.seg[SegmentIndex::Fs as usize].base = FS_BASE;
         cpu.seg[SegmentIndex::Gs as usize].base = GS_BASE;
+    }
+    if limited {
+        cpu.seg[SegmentIndex::Ds as usize] =
+            Segment::from_descriptor(0x10, 0x0000_3fff, 0x0040_9300);
+        cpu.seg[SegmentIndex::Ss as usize] =
+            Segment::from_descriptor(0x18, 0x0000_2fff, 0x0040_9700);
     }
     cpu.rip = CODE;
     (Box::new(JitContext::new(cpu)), Runtime::new(ram))
@@ -881,30 +933,25 @@ fn compare(forms: &[(&str, &[u8])], long: bool) -> usize {
         };
         specialised += 1;
         let slow = generic(&insn);
+        let segments: &[bool] = if long { &[false] } else { &[false, true] };
         for (name, regs) in register_files(long) {
             for (i, &(rflags_now, flags)) in flag_states().iter().enumerate() {
-                let run = |exec: super::Handler| {
-                    let (mut ctx, mut rt) = machine(long);
-                    ctx.cpu.gpr = regs;
-                    ctx.cpu.rflags = rflags_now;
-                    ctx.flags = flags;
-                    let r = exec(&mut ctx, &mut rt, &insn);
-                    outcome(&mut ctx, &rt, r)
-                };
-                let want = run(slow);
-                let got = run(fast);
-                assert_eq!(
-                    got.0, want.0,
-                    "{source}: result, {name} registers, flags {i}"
-                );
-                assert_eq!(
-                    got.1, want.1,
-                    "{source}: state, {name} registers, flags {i}"
-                );
-                assert!(
-                    got.2 == want.2,
-                    "{source}: memory, {name} registers, flags {i}"
-                );
+                for &limited in segments {
+                    let run = |exec: super::Handler| {
+                        let (mut ctx, mut rt) = machine(long, limited);
+                        ctx.cpu.gpr = regs;
+                        ctx.cpu.rflags = rflags_now;
+                        ctx.flags = flags;
+                        let r = exec(&mut ctx, &mut rt, &insn);
+                        outcome(&mut ctx, &rt, r)
+                    };
+                    let want = run(slow);
+                    let got = run(fast);
+                    let case = format!("{source}: {name} registers, flags {i}, limited {limited}");
+                    assert_eq!(got.0, want.0, "{case}: result");
+                    assert_eq!(got.1, want.1, "{case}: state");
+                    assert!(got.2 == want.2, "{case}: memory");
+                }
             }
         }
     }
@@ -913,14 +960,14 @@ fn compare(forms: &[(&str, &[u8])], long: bool) -> usize {
 
 #[test]
 fn specialised_64bit_forms_match_the_generic_executors() {
-    let n = compare(FORMS64, true) + compare(MORE64, true);
-    assert!(n >= 400, "only {n} forms specialised");
+    let n = compare(FORMS64, true) + compare(MORE64, true) + compare(SEGMENTED64, true);
+    assert_eq!(n, FORMS64.len() + MORE64.len() + SEGMENTED64.len() - 4);
 }
 
 #[test]
 fn specialised_32bit_forms_match_the_generic_executors() {
-    let n = compare(FORMS32, false) + compare(MORE32, false);
-    assert!(n >= 110, "only {n} forms specialised");
+    let n = compare(FORMS32, false) + compare(MORE32, false) + compare(SEGMENTED32, false);
+    assert_eq!(n, FORMS32.len() + MORE32.len() + SEGMENTED32.len() - 2);
 }
 
 #[test]
@@ -929,10 +976,7 @@ fn special_forms_stay_generic() {
         ("mov rax, cr0", 64),
         ("mov ds, ax", 64),
         ("mov ax, ds", 64),
-        ("mov eax, [esi]", 64),
         ("lea ax, [rsi+1]", 64),
-        ("mov eax, [esi]", 32),
-        ("mov [esi], eax", 32),
         ("push eax", 32),
     ] {
         let forms = if bits == 64 { FORMS64 } else { FORMS32 };
