@@ -1,13 +1,14 @@
 //! Specialised executors for the operand forms kernel code runs most: MOV, the ALU operations
 //! (ADD, SUB, CMP, AND, OR, XOR, TEST), INC/DEC/NOT/NEG, MOVZX/MOVSX(D), LEA, shifts and
 //! rotates (`shifts`), SETcc and CMOVcc (`conditional`) on general registers, immediates and
-//! memory; 64-bit PUSH/POP/CALL/RET; Jcc and near JMP.
+//! memory; PUSH/POP of registers, near CALL rel and RET (`stack` outside 64-bit operand
+//! size); Jcc and near JMP.
 //!
 //! The generic executors find out at run time what each operand is (`op_kind`, register
 //! widths, the execution mode for every memory access); [`handler`] looks once, at decode, and
 //! picks a function monomorphised for the operand size and forms, so that running one does
 //! only the instruction's work. Everything else, and every form with a special case (segment,
-//! control and debug registers, ADC/SBB, 32/16-bit stack operations), stays with the generic
+//! control and debug registers, ADC/SBB, far and indirect transfers), stays with the generic
 //! executors. The architectural effects are exactly theirs: the same flags records, the same
 //! faults in the same order, the same partial-register rules.
 //!
@@ -89,6 +90,7 @@ macro_rules! sized {
 
 mod conditional;
 mod shifts;
+mod stack;
 
 /// The specialised executor of `insn`, if it has one.
 pub(super) fn handler(insn: &Instruction) -> Option<Handler> {
@@ -535,7 +537,7 @@ fn branch_or_stack_handler(insn: &Instruction, long: bool) -> Option<Handler> {
         Code::Pop_r64 => Some(pop64),
         Code::Call_rel32_64 => Some(call64),
         Code::Retnq => Some(ret64),
-        _ => None,
+        code => stack::handler(code),
     }
 }
 

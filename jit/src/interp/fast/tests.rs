@@ -751,6 +751,28 @@ const SEGMENTED64: &[(&str, &[u8])] = &[
     ("movzx ecx, byte [ebp]", &[0x67, 0x0f, 0xb6, 0x4d, 0x00]),
 ];
 
+/// 32-bit stack forms of 16 and 32-bit operand size.
+const STACK32: &[(&str, &[u8])] = &[
+    ("push ax", &[0x66, 0x50]),
+    ("pop cx", &[0x66, 0x59]),
+    ("push esp", &[0x54]),
+    ("pop esp", &[0x5c]),
+    ("push sp", &[0x66, 0x54]),
+    ("pop sp", &[0x66, 0x5c]),
+    ("call $+0x100", &[0xe8, 0xfb, 0x00, 0x00, 0x00]),
+    ("o16 call $+0x100 (rel16)", &[0x66, 0xe8, 0xfc, 0x00]),
+    ("ret", &[0xc3]),
+    ("o16 ret", &[0x66, 0xc3]),
+];
+
+/// 64-bit stack forms of 16 and 32-bit operand size.
+const STACK64: &[(&str, &[u8])] = &[
+    ("push ax", &[0x66, 0x50]),
+    ("pop cx", &[0x66, 0x59]),
+    ("pop sp", &[0x66, 0x5c]),
+    ("o16 ret", &[0x66, 0xc3]),
+];
+
 /// A machine in 64-bit mode (`long`) or 32-bit protected mode with the data pattern; in 32-bit
 /// mode with flat segments, or (`limited`) with DS limited to 16 KiB and an expand-down SS above
 /// 0x2fff (SDM Vol. 3A 3.4.5.1), whose checks raise #GP(0) and #SS(0).
@@ -960,14 +982,26 @@ fn compare(forms: &[(&str, &[u8])], long: bool) -> usize {
 
 #[test]
 fn specialised_64bit_forms_match_the_generic_executors() {
-    let n = compare(FORMS64, true) + compare(MORE64, true) + compare(SEGMENTED64, true);
-    assert_eq!(n, FORMS64.len() + MORE64.len() + SEGMENTED64.len() - 4);
+    let n = compare(FORMS64, true)
+        + compare(MORE64, true)
+        + compare(SEGMENTED64, true)
+        + compare(STACK64, true);
+    assert_eq!(
+        n,
+        FORMS64.len() + MORE64.len() + SEGMENTED64.len() + STACK64.len() - 4
+    );
 }
 
 #[test]
 fn specialised_32bit_forms_match_the_generic_executors() {
-    let n = compare(FORMS32, false) + compare(MORE32, false) + compare(SEGMENTED32, false);
-    assert_eq!(n, FORMS32.len() + MORE32.len() + SEGMENTED32.len() - 2);
+    let n = compare(FORMS32, false)
+        + compare(MORE32, false)
+        + compare(SEGMENTED32, false)
+        + compare(STACK32, false);
+    assert_eq!(
+        n,
+        FORMS32.len() + MORE32.len() + SEGMENTED32.len() + STACK32.len()
+    );
 }
 
 #[test]
@@ -977,7 +1011,6 @@ fn special_forms_stay_generic() {
         ("mov ds, ax", 64),
         ("mov ax, ds", 64),
         ("lea ax, [rsi+1]", 64),
-        ("push eax", 32),
     ] {
         let forms = if bits == 64 { FORMS64 } else { FORMS32 };
         let &(_, bytes) = forms.iter().find(|f| f.0 == source).unwrap();
