@@ -22,7 +22,7 @@ use crate::cache::{
 use crate::context::{tlb_index, JitContext, TlbEntry, PAGE_MASK, PAGE_SHIFT};
 use crate::entry::TailEntry;
 use crate::exception;
-use crate::interp::{self, Step};
+use crate::interp;
 use crate::mem::{self, Access};
 use crate::region::{self, RegionLimits};
 use crate::runtime::Runtime;
@@ -748,14 +748,7 @@ impl JitVcpu {
             None => {
                 let b = self.blocks.get(id).expect("checked above");
                 let start = self.ctx.icount;
-                let ip_mask = interp::ip_mask(&self.ctx);
-                for (insn, &exec) in b.insns.iter().zip(b.handlers.iter()) {
-                    self.ctx.icount += 1;
-                    match interp::step_with(&mut self.ctx, &mut self.rt, insn, exec, ip_mask) {
-                        Step::Continue if self.ctx.exit.exit_block == 0 => {}
-                        _ => break,
-                    }
-                }
+                interp::run_block(&mut self.ctx, &mut self.rt, &b.insns, &b.handlers);
                 let ran = self.ctx.icount - start;
                 if b.compiling {
                     self.stats.interpreted_queued += ran;

@@ -20,12 +20,12 @@ pub(super) fn binary(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction)
     let (k, r, aux, store) = match insn.mnemonic() {
         M::Add => (kind::ADD, a.wrapping_add(b), 0, true),
         M::Adc => {
-            let c = u64::from(ctx.flags.carry(ctx.cpu.rflags));
+            let c = u64::from(super::cond::carry(&ctx.flags, ctx.cpu.rflags));
             (kind::ADC, a.wrapping_add(b).wrapping_add(c), c, true)
         }
         M::Sub => (kind::SUB, a.wrapping_sub(b), 0, true),
         M::Sbb => {
-            let c = u64::from(ctx.flags.carry(ctx.cpu.rflags));
+            let c = u64::from(super::cond::carry(&ctx.flags, ctx.cpu.rflags));
             (kind::SBB, a.wrapping_sub(b).wrapping_sub(c), c, true)
         }
         M::Cmp => (kind::SUB, a.wrapping_sub(b), 0, false),
@@ -49,7 +49,7 @@ pub(super) fn unary(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) 
     let a = dest.read(ctx, rt, size)?;
     match insn.mnemonic() {
         M::Inc | M::Dec => {
-            let cf = u64::from(ctx.flags.carry(ctx.cpu.rflags));
+            let cf = u64::from(super::cond::carry(&ctx.flags, ctx.cpu.rflags));
             let inc = insn.mnemonic() == M::Inc;
             let r = if inc {
                 a.wrapping_add(1)

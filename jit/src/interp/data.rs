@@ -27,7 +27,7 @@ pub(super) fn cc_nibble(insn: &Instruction) -> u8 {
 /// Whether the instruction's condition holds now.
 #[inline]
 pub(super) fn condition_holds(ctx: &JitContext, insn: &Instruction) -> bool {
-    ctx.flags.holds(cc_nibble(insn), ctx.cpu.rflags)
+    super::cond::holds(&ctx.flags, cc_nibble(insn), ctx.cpu.rflags)
 }
 
 pub(super) fn mov(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Exec {

@@ -13,8 +13,10 @@
 mod alu;
 mod bcd;
 mod bits;
+mod cond;
 mod control;
 mod data;
+mod fast;
 mod fastcall;
 mod gate;
 mod muldiv;
@@ -116,6 +118,39 @@ pub(crate) fn step_with(
     }
 }
 
+/// Run the instructions of one block with their executors (`handlers[i]` is
+/// [`handler`]`(&insns[i])`) from the first, as [`step_with`] would one after the other, until
+/// one ends the block (a branch, a fault, an exit request or a write that set
+/// `exit.exit_block`) or the block runs out. Each instruction started is counted in
+/// `ctx.icount` before it runs. The loop every interpreted block runs: the common case (an
+/// instruction that completes and falls through) costs a call, a store of rip and one test.
+pub(crate) fn run_block(
+    ctx: &mut JitContext,
+    rt: &mut Runtime,
+    insns: &[Instruction],
+    handlers: &[Handler],
+) {
+    let ip_mask = ip_mask(ctx);
+    for (insn, &exec) in insns.iter().zip(handlers) {
+        ctx.icount += 1;
+        ctx.cpu.interrupt_shadow = 0;
+        match exec(ctx, rt, insn) {
+            Ok(Flow::Next) => {
+                ctx.cpu.rip = insn.next_ip() & ip_mask;
+                if ctx.exit.exit_block | ctx.exit.exit_run != 0 {
+                    return;
+                }
+            }
+            Ok(Flow::Jump | Flow::Exit) => return,
+            Err(f) => {
+                ctx.cpu.rip = insn.ip();
+                exception::deliver_fault(ctx, rt, f);
+                return;
+            }
+        }
+    }
+}
+
 /// Set rip to the next instruction and end the block (mode, SS or interrupt-shadow changes).
 #[inline]
 pub(crate) fn end_block_after(ctx: &mut JitContext, insn: &Instruction) -> Flow {
@@ -135,8 +170,14 @@ pub(crate) fn ip_mask(ctx: &JitContext) -> u64 {
 
 /// The executor of `insn`: which of the interpreter's functions implements it, chosen once
 /// per decoded instruction (the dispatcher keeps it with the block, so interpreting a block
-/// does not look up each instruction's mnemonic again).
+/// does not look up each instruction's mnemonic again). The common operand forms get an
+/// executor specialised for them (`fast`), the others the generic one of their mnemonic.
 pub(crate) fn handler(insn: &Instruction) -> Handler {
+    fast::handler(insn).unwrap_or_else(|| generic(insn))
+}
+
+/// The generic executor of `insn`'s mnemonic, which handles all of its operand forms.
+fn generic(insn: &Instruction) -> Handler {
     let h: Handler = match insn.mnemonic() {
         // MMX shares mnemonics with SSE2 (PADDB mm vs xmm): decided by the operands, first.
         M::Mov => data::mov,

@@ -39,7 +39,7 @@ fn count(ctx: &JitContext, insn: &Instruction, i: u32, size: u32) -> u32 {
 }
 
 /// Replace CF and OF in materialised flags.
-fn set_cf_of(ctx: &mut JitContext, cf: bool, of: bool) {
+pub(super) fn set_cf_of(ctx: &mut JitContext, cf: bool, of: bool) {
     ctx.flags.materialize(&mut ctx.cpu.rflags);
     let f = &mut ctx.cpu.rflags;
     *f &= !(rflags::CF | rflags::OF);
