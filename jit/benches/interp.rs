@@ -3,10 +3,11 @@
 //! interpreting (cold code, and blocks waiting for the compile thread), so this is the cost
 //! per instruction that phase pays.
 //!
-//! Two guests, each a loop of typical kernel instructions (loads, stores, ALU, push/pop, LEA,
+//! Three guests, each a loop of typical kernel instructions (loads, stores, ALU, push/pop, LEA,
 //! compare, conditional branch) run by the interpreter-only vCPU, dispatch between blocks
 //! included: one in flat 32-bit protected mode, one in 64-bit mode with 4-level paging
-//! (identity-mapped with a 2 MiB page), as the Linux kernel runs.
+//! (identity-mapped with a 2 MiB page), as the Linux kernel runs, and the same 64-bit loop cut
+//! into 3-instruction blocks, which shows what dispatching a block costs.
 //!
 //! `cargo bench -p jit --bench interp [-- ITERATIONS]`
 
@@ -85,6 +86,30 @@ fn program64(iterations: u32) -> Vec<u8> {
     code
 }
 
+/// The 64-bit loop cut into blocks of three instructions (the average interpreted block of a
+/// Linux boot is about that short): `iterations` rounds of 12 instructions, then HLT (nasm,
+/// `bits 64`).
+fn program64_short_blocks(iterations: u32) -> Vec<u8> {
+    let mut code = vec![0xb9]; // mov ecx, iterations
+    code.extend_from_slice(&iterations.to_le_bytes());
+    code.extend_from_slice(&[
+        0x48, 0x8b, 0x06, // loop: mov rax, [rsi]
+        0x48, 0x01, 0xd8, // add rax, rbx
+        0xeb, 0x00, // jmp short a
+        0x48, 0x89, 0x46, 0x08, // a: mov [rsi+8], rax
+        0x50, // push rax
+        0xeb, 0x00, // jmp short b
+        0x5a, // b: pop rdx
+        0x48, 0x8d, 0x7a, 0x08, // lea rdi, [rdx+8]
+        0xeb, 0x00, // jmp short c
+        0x48, 0x39, 0xc7, // c: cmp rdi, rax
+        0xff, 0xc9, // dec ecx
+        0x75, 0xe3, // jnz loop
+        0xf4, // hlt
+    ]);
+    code
+}
+
 /// 64-bit mode with paging: CR3 at [`PML4`], 64-bit code (0x08) and data (0x10) segments, at
 /// [`CODE`] with RSP 0x8000.
 fn long64_state() -> CpuState {
@@ -110,7 +135,7 @@ fn write_page_tables(ram: &GuestRam) {
     }
 }
 
-const GUESTS: [Guest; 2] = [
+const GUESTS: [Guest; 3] = [
     Guest {
         name: "flat 32-bit",
         program: program32,
@@ -120,6 +145,12 @@ const GUESTS: [Guest; 2] = [
     Guest {
         name: "64-bit paged",
         program: program64,
+        body: 12,
+        state: long64_state,
+    },
+    Guest {
+        name: "64-bit paged, 3-instruction blocks",
+        program: program64_short_blocks,
         body: 12,
         state: long64_state,
     },

@@ -13,7 +13,7 @@
 mod alu;
 mod bcd;
 mod bits;
-mod cond;
+pub(crate) mod cond;
 mod control;
 mod data;
 mod fast;
