@@ -137,7 +137,7 @@ pub struct CodeCache {
 }
 
 impl CodeCache {
-    /// A cache generating code for the host (see [`host_isa`]).
+    /// A cache generating code for the host, with the settings of `host_isa`.
     pub fn new() -> Result<Self, CacheError> {
         let isa = host_isa()?;
         let module = new_module(&isa);
@@ -354,7 +354,7 @@ pub const CHAIN_SLOTS: usize = 2;
 pub struct ChainSlot {
     /// The successor's code (a [`BlockFn`] address), or 0 while unlinked.
     pub next: u64,
-    /// Under paging: byte offset in [`JitContext`] of the TLB entry for the target's linear
+    /// Under paging: byte offset in `JitContext` of the TLB entry for the target's linear
     /// address, which must still map it for reading (`read_tag == tag`) to `phys`, and the
     /// offset of the execute-disable word with the entry's bit (`nx_bit`), which must be clear.
     pub tlb_entry: u64,

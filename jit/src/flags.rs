@@ -180,48 +180,6 @@ impl LazyFlags {
         }
     }
 
-    /// Whether condition `cc` (as in [`condition`]) holds. After an ADD, SUB/CMP or logic
-    /// record, the flags the condition reads are computed alone (the interpreter's Jcc, SETcc
-    /// and CMOVcc mostly follow a CMP or TEST); otherwise, and for PF, all status flags are.
-    #[inline]
-    pub fn holds(&self, cc: u8, rflags_now: u64) -> bool {
-        const PARITY: u8 = 5;
-        let kind = self.op >> 2;
-        if !matches!(kind, kind::ADD | kind::SUB | kind::LOGIC) || cc >> 1 == PARITY {
-            return condition(cc, self.status(rflags_now));
-        }
-        let bits = bits_of(self.op);
-        let m = mask_of(bits);
-        let sign = 1u64 << (bits - 1);
-        let r = self.res & m;
-        // The same formulas as `status`; LOGIC records leave src1/src2 stale and unread.
-        let (cf, of) = match kind {
-            kind::ADD => {
-                let (a, b) = (self.src1 & m, self.src2 & m);
-                (r < a, (a ^ r) & (b ^ r) & sign != 0)
-            }
-            kind::SUB => {
-                let (a, b) = (self.src1 & m, self.src2 & m);
-                (a < b, (a ^ b) & (a ^ r) & sign != 0)
-            }
-            _ => (false, false),
-        };
-        let mut f = 0;
-        for (set, bit) in [
-            (cf, rflags::CF),
-            (r == 0, rflags::ZF),
-            (r & sign != 0, rflags::SF),
-            (of, rflags::OF),
-        ] {
-            if set {
-                f |= bit;
-            }
-        }
-        // PF and AF are left out: `condition` reads PF only for the parity codes (handled
-        // above) and never reads AF.
-        condition(cc, f)
-    }
-
     /// Just CF (cheaper than all flags for ADC/SBB/INC/DEC inputs).
     pub fn carry(&self, rflags_now: u64) -> bool {
         self.status(rflags_now) & rflags::CF != 0
@@ -267,71 +225,6 @@ mod tests {
         // 0xff + 1 = 0x00: CF, ZF, PF, AF.
         let f = flags_of(kind::ADD, 1, 0xff, 1, 0x100, 0);
         assert_eq!(f, rflags::CF | rflags::ZF | rflags::PF | rflags::AF);
-    }
-
-    #[test]
-    fn holds_agrees_with_the_condition_of_all_status_flags() {
-        // Operands near the sign and carry boundaries of every size, every kind, every cc.
-        let edges = [
-            0u64,
-            1,
-            2,
-            0x7f,
-            0x80,
-            0xff,
-            0x7fff,
-            0x8000,
-            0xffff,
-            0x7fff_ffff,
-            0x8000_0000,
-            0xffff_ffff,
-            0x7fff_ffff_ffff_ffff,
-            0x8000_0000_0000_0000,
-            u64::MAX,
-            0x1234_5678_9abc_def0,
-        ];
-        let mut checked = 0;
-        for k in [
-            kind::ADD,
-            kind::ADC,
-            kind::SUB,
-            kind::SBB,
-            kind::LOGIC,
-            kind::INC,
-            kind::DEC,
-            kind::MUL,
-        ] {
-            for size in [1, 2, 4, 8] {
-                for &a in &edges {
-                    for &b in &edges {
-                        let r = match k {
-                            kind::ADD | kind::ADC => a.wrapping_add(b),
-                            kind::SUB | kind::SBB => a.wrapping_sub(b),
-                            kind::LOGIC => a & b,
-                            kind::INC => a.wrapping_add(1),
-                            kind::DEC => a.wrapping_sub(1),
-                            _ => a.wrapping_mul(b),
-                        };
-                        let mut l = LazyFlags::default();
-                        l.set(k, size, a, b, r, b & 1);
-                        let f = l.status(rflags::FIXED1);
-                        for cc in 0..16 {
-                            assert_eq!(
-                                l.holds(cc, rflags::FIXED1),
-                                condition(cc, f),
-                                "kind {k} size {size} {a:#x} {b:#x} cc {cc:#x}"
-                            );
-                            checked += 1;
-                        }
-                    }
-                }
-            }
-        }
-        assert_eq!(checked, 8 * 4 * 16 * 16 * 16);
-        // Materialised flags are read from RFLAGS.
-        let l = LazyFlags::default();
-        assert!(l.holds(0x4, rflags::FIXED1 | rflags::ZF));
-        assert!(!l.holds(0x4, rflags::FIXED1));
     }
 
     #[test]

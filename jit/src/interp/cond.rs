@@ -51,7 +51,7 @@ fn carry_overflow(f: &LazyFlags) -> Option<(bool, bool)> {
 }
 
 /// Whether condition `cc` (the low nibble of a Jcc/SETcc/CMOVcc) holds: the same answer as
-/// `LazyFlags::holds`, reading only what the condition needs.
+/// `condition(cc, f.status(rflags_now))`, reading only what the condition needs.
 #[inline]
 pub(crate) fn holds(f: &LazyFlags, cc: u8, rflags_now: u64) -> bool {
     if f.op == CC_EFLAGS {
@@ -162,5 +162,70 @@ mod tests {
         assert!(holds(&f, 4, now), "E");
         assert!(holds(&f, 6, now), "BE");
         assert!(!holds(&f, 8, now), "S");
+    }
+
+    #[test]
+    fn every_kind_size_and_condition_agrees_with_all_status_flags() {
+        // Operands near the sign and carry boundaries of every size, every kind, every cc.
+        let edges = [
+            0u64,
+            1,
+            2,
+            0x7f,
+            0x80,
+            0xff,
+            0x7fff,
+            0x8000,
+            0xffff,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_ffff,
+            0x7fff_ffff_ffff_ffff,
+            0x8000_0000_0000_0000,
+            u64::MAX,
+            0x1234_5678_9abc_def0,
+        ];
+        let mut checked = 0;
+        for k in [
+            kind::ADD,
+            kind::ADC,
+            kind::SUB,
+            kind::SBB,
+            kind::LOGIC,
+            kind::INC,
+            kind::DEC,
+            kind::MUL,
+        ] {
+            for size in [1, 2, 4, 8] {
+                for &a in &edges {
+                    for &b in &edges {
+                        let r = match k {
+                            kind::ADD | kind::ADC => a.wrapping_add(b),
+                            kind::SUB | kind::SBB => a.wrapping_sub(b),
+                            kind::LOGIC => a & b,
+                            kind::INC => a.wrapping_add(1),
+                            kind::DEC => a.wrapping_sub(1),
+                            _ => a.wrapping_mul(b),
+                        };
+                        let mut l = LazyFlags::default();
+                        l.set(k, size, a, b, r, b & 1);
+                        let f = l.status(rflags::FIXED1);
+                        for cc in 0..16 {
+                            assert_eq!(
+                                holds(&l, cc, rflags::FIXED1),
+                                condition(cc, f),
+                                "kind {k} size {size} {a:#x} {b:#x} cc {cc:#x}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 8 * 4 * 16 * 16 * 16);
+        // Materialised flags are read from RFLAGS.
+        let l = LazyFlags::default();
+        assert!(holds(&l, 0x4, rflags::FIXED1 | rflags::ZF));
+        assert!(!holds(&l, 0x4, rflags::FIXED1));
     }
 }

@@ -155,14 +155,7 @@ fn form(insn: &Instruction, i: u32, long: bool) -> Option<u8> {
         OpKind::Register if insn.op_register(i).is_gpr() => Some(REG),
         OpKind::Memory if long && flat_addressing(insn) => Some(MEM),
         OpKind::Memory => Some(SEG),
-        OpKind::Immediate8
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate64
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate32to64 => Some(IMM),
+        k if crate::translate::is_imm(k) => Some(IMM),
         _ => None,
     }
 }

@@ -7,7 +7,7 @@
 //! value (`Tx::pass_carry`), computed from the record each edge knows. Flags coming from before
 //! the function are evaluated inline from the stored record for CF, ZF and SF; the other
 //! conditions of kinds not handled here go through the condition helper, which evaluates
-//! `LazyFlags::holds` over the stored record.
+//! `interp::cond::holds` over the stored record.
 
 use std::mem::offset_of;
 

@@ -85,5 +85,9 @@ pub unsafe extern "C" fn jit_resume_interp(ctx: *mut JitContext) -> u64 {
 pub unsafe extern "C" fn jit_condition(ctx: *mut JitContext, cc: u32) -> u32 {
     // SAFETY: only the plain-data part of the context is read.
     let ctx = unsafe { &*ctx };
-    u32::from(ctx.flags.holds(cc as u8, ctx.cpu.rflags))
+    u32::from(crate::interp::cond::holds(
+        &ctx.flags,
+        cc as u8,
+        ctx.cpu.rflags,
+    ))
 }
