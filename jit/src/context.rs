@@ -13,13 +13,14 @@
 //! - A helper that faults records nothing in the registers: it delivers the exception (through
 //!   the IDT/IVT, leaving `cpu.rip` at the handler) and sets `exit_block = 1`. Generated code
 //!   checks `exit_block` after every helper call that may fault and returns to the dispatcher.
-//! - A block returns 0 to go back to the dispatcher, or the code address of the block to run
-//!   next (direct chaining, only at exits to a constant ip after which nothing asked to leave:
-//!   no helper ended the block, so the mode and code pages are those the block was entered with).
+//! - A block returns 0 to go back to the dispatcher, or continues in the block to run next with
+//!   a tail call (`crate::entry`: direct chaining, only at exits after which nothing asked to
+//!   leave: no helper ended the block, so the mode and code pages are those the block was
+//!   entered with).
 //! - A memory access off the inline TLB path is not interpreted from generated code: the block
 //!   stores its state and the count of the instructions before it, puts the instruction in
 //!   `resume_insn` and returns the address of `translate::helpers::jit_resume_interp`, which
-//!   the dispatcher calls like a next block; it interprets the instruction and returns 0.
+//!   the dispatcher then calls; it interprets the instruction and returns 0.
 
 use vcpu::CpuState;
 

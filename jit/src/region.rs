@@ -1,8 +1,8 @@
 //! Regions: a hot block translated together with the blocks it jumps to on its own page.
 //!
 //! Each exit of a translated block costs a write-back of the cached registers and lazy flags, a
-//! chain-slot check and a return to the dispatcher's loop, and the next block reloads what it
-//! needs. Hot guest loops are usually a few small basic blocks (a decompressor's bit decoder is
+//! chain-slot check and a tail call into the next block's function (`crate::entry`), and the
+//! next block reloads what it needs. Hot guest loops are usually a few small basic blocks (a decompressor's bit decoder is
 //! five to twelve instructions per block), so that cost dominates them. When a block becomes hot
 //! the dispatcher therefore hands the translator a *region*: the block and the blocks reachable
 //! from it through direct jumps, conditional branches and fall-throughs, as far as they lie on

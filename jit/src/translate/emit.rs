@@ -826,8 +826,8 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     /// Leave the block for constant ip `target` through a chain slot: like
     /// `exit(ExitRip::Const(target), executed)`, but when the slot is linked (and the icount
-    /// limit and, under paging, the TLB allow it) return the successor's code
-    /// address so the dispatcher runs it directly; when it is unlinked, record the slot in
+    /// limit and, under paging, the TLB allow it) continue in the successor's code with a tail
+    /// call (`crate::entry`); when it is unlinked, record the slot in
     /// `JitContext::chain_exit` for the dispatcher to link. Exits to the same ip share a slot.
     pub fn exit_chained(&mut self, target: u64, executed: u64) {
         let Some(chain) = self.env.chain else {
@@ -985,8 +985,8 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// Leave the block for the ip in `target` (a return): like
     /// `exit(ExitRip::Value(target), executed)`, but when the jump cache knows a compiled block
     /// at the target's linear address in this block's mode (and the icount limit and, under
-    /// paging, the TLB allow it, as for chain slots) return that block's code address so the
-    /// dispatcher runs it directly, as QEMU's `lookup_and_goto_ptr` does.
+    /// paging, the TLB allow it, as for chain slots) continue in that block's code with a tail
+    /// call, as QEMU's `lookup_and_goto_ptr` does.
     pub fn exit_indirect(&mut self, target: Value, executed: u64) {
         let Some(chain) = self.env.chain else {
             self.exit(ExitRip::Value(target), executed);

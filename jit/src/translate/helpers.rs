@@ -58,9 +58,9 @@ pub unsafe extern "C" fn jit_interp(ctx: *mut JitContext, insn: *const Instructi
 }
 
 /// Interpret the instruction at `ctx.resume_insn` (clearing it) and count it; return 0 (back
-/// to the dispatcher). Generated code returns this function's address, as a block function,
-/// after storing its registers, flags, `cpu.rip` (that instruction's ip) and the count of the
-/// instructions before it: the dispatcher's loop then calls it as it would the next block.
+/// to the dispatcher). Generated code returns this function's address after storing its
+/// registers, flags, `cpu.rip` (that instruction's ip) and the count of the instructions before
+/// it: the dispatcher then calls it (`JitVcpu::execute`).
 ///
 /// # Safety
 /// Called as a block function with a valid context whose `resume_insn` points to a live
