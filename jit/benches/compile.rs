@@ -10,11 +10,11 @@ mod common;
 use common::thread_cpu_seconds;
 use std::sync::Arc;
 
-use cranelift_codegen::ir::{types, AbiParam, Function};
+use cranelift_codegen::ir::Function;
 use cranelift_codegen::settings;
 use cranelift_frontend::FunctionBuilderContext;
 use iced_x86::{Decoder, DecoderOptions, Instruction};
-use jit::cache::{ChainSlot, CodeCache, JumpCache, CHAIN_SLOTS};
+use jit::cache::{block_signature, ChainSlot, CodeCache, JumpCache, CHAIN_SLOTS};
 use jit::translate::{helpers, translate_block, ChainEnv, ModeInfo, SegAccess, TranslateEnv};
 
 /// Guest ip of every block (the kernel's text mapping).
@@ -50,8 +50,7 @@ fn ir_size(insns: &Arc<[Instruction]>, env: &TranslateEnv) -> (usize, usize) {
         .finish(settings::Flags::new(settings::builder()))
         .expect("host supported");
     let mut func = Function::new();
-    func.signature.params.push(AbiParam::new(types::I64));
-    func.signature.returns.push(AbiParam::new(types::I64));
+    func.signature = block_signature(&*isa);
     translate_block(
         &mut func,
         &mut FunctionBuilderContext::new(),

@@ -13,7 +13,7 @@
 use std::mem::offset_of;
 use std::sync::Arc;
 
-use cranelift_codegen::ir::{types, AbiParam, Function, InstructionData, Opcode};
+use cranelift_codegen::ir::{Function, InstructionData, Opcode};
 use cranelift_codegen::settings;
 use cranelift_frontend::FunctionBuilderContext;
 use iced_x86::{Decoder, DecoderOptions, Instruction};
@@ -281,8 +281,7 @@ fn placed_region_tlb_probes(blocks: &[(u64, &[u8])]) -> usize {
         chain: None,
     };
     let mut func = Function::new();
-    func.signature.params.push(AbiParam::new(types::I64));
-    func.signature.returns.push(AbiParam::new(types::I64));
+    func.signature = crate::cache::block_signature(&*isa);
     translate_block(
         &mut func,
         &mut FunctionBuilderContext::new(),
