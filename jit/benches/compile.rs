@@ -50,7 +50,7 @@ fn ir_size(insns: &Arc<[Instruction]>, env: &TranslateEnv) -> (usize, usize) {
         .finish(settings::Flags::new(settings::builder()))
         .expect("host supported");
     let mut func = Function::new();
-    func.signature = block_signature(&*isa);
+    func.signature = block_signature(isa.pointer_type());
     translate_block(
         &mut func,
         &mut FunctionBuilderContext::new(),

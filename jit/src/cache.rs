@@ -15,7 +15,7 @@
 //! live in a [`SlotArena`] freed only with the whole table, so a slot can be unlinked safely
 //! whenever its target block is dropped.
 
-use cranelift_codegen::ir::{types, AbiParam, Function, Signature, UserFuncName};
+use cranelift_codegen::ir::{types, AbiParam, Function, Signature, Type, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::FunctionBuilderContext;
@@ -46,21 +46,14 @@ impl BlockFn {
     pub fn addr(self) -> u64 {
         self.0 as usize as u64
     }
-
-    /// The block whose code starts at `addr`.
-    ///
-    /// # Safety
-    /// `addr` must be the address of a function compiled with [`block_signature`].
-    pub unsafe fn from_addr(addr: u64) -> Self {
-        Self(addr as usize as *const u8)
-    }
 }
 
-/// The signature of every block: `fn(*mut JitContext) -> u64` in the `tail` calling convention
-/// (a block's exit tail-calls its successor: [`crate::translate`]).
-pub fn block_signature(isa: &dyn cranelift_codegen::isa::TargetIsa) -> Signature {
+/// The signature of every block, `fn(*mut JitContext) -> u64` (`ptr` is the host's pointer
+/// type) in the `tail` calling convention: a block's exit tail-calls its successor
+/// ([`crate::translate`]), which takes the same signature.
+pub fn block_signature(ptr: Type) -> Signature {
     let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
-    sig.params.push(AbiParam::new(isa.pointer_type()));
+    sig.params.push(AbiParam::new(ptr));
     sig.returns.push(AbiParam::new(types::I64));
     sig
 }
@@ -203,7 +196,7 @@ impl CodeCache {
         env: &TranslateEnv,
     ) -> (Function, TranslateStats) {
         let mut func = Function::new();
-        func.signature = block_signature(&*self.isa);
+        func.signature = block_signature(self.isa.pointer_type());
         let stats = translate_block(
             &mut func,
             &mut self.fctx,

@@ -127,7 +127,7 @@ pub struct JitVcpu {
     cache: Option<CodeCache>,
     /// The background compiler, when [`JitConfig::background_compile`] is set.
     worker: Option<CompileWorker>,
-    /// How the run loop calls translated code (made with the first cache or worker).
+    /// How the run loop calls translated code (present whenever the vCPU translates).
     entry: Option<TailEntry>,
     /// Cache flushes so far: results of compile jobs submitted before the last flush are void.
     epoch: u64,

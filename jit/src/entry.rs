@@ -49,7 +49,7 @@ impl TailEntry {
         let mut fctx = FunctionBuilderContext::new();
         {
             let mut b = FunctionBuilder::new(&mut cl.func, &mut fctx);
-            let block_sig = b.import_signature(block_signature(&*isa));
+            let block_sig = b.import_signature(block_signature(ptr));
             let start = b.create_block();
             b.append_block_params_for_function_params(start);
             b.switch_to_block(start);

@@ -28,7 +28,7 @@ use vcpu::{CpuState, SegmentIndex};
 use super::cond;
 use super::data::cc_nibble;
 use super::operand::{
-    addr_size, effective_offset, mask, mem_access, reg_read, reg_write, sext, Place,
+    addr_size, effective_offset, mask, mem_access, op_size, reg_read, reg_write, sext, Place,
 };
 use super::{Exec, Flow, Handler};
 use crate::context::JitContext;
@@ -168,14 +168,6 @@ fn flat_addressing(insn: &Instruction) -> bool {
     addr_size(insn) == 8
         && (base == Register::None || base == Register::RIP || base.is_gpr64())
         && (index == Register::None || index.is_gpr64())
-}
-
-/// Size in bytes of operand `i` (a general register or memory).
-fn size_of(insn: &Instruction, i: u32) -> u32 {
-    match insn.op_kind(i) {
-        OpKind::Register => insn.op_register(i).size() as u32,
-        _ => insn.memory_size().size() as u32,
-    }
 }
 
 /// Index into `CpuState::gpr` of a 64-bit general register (RAX..R15).
@@ -340,7 +332,7 @@ fn store_dest<const S: u32>(
 fn mov_handler(insn: &Instruction, long: bool) -> Option<Handler> {
     let dst = form(insn, 0, long)?;
     let src = form(insn, 1, long)?;
-    let size = size_of(insn, 0);
+    let size = op_size(insn, 0, 0);
     match (dst, src) {
         (REG, REG) => sized!(size => S, mov::<S, REG, REG>),
         (REG, MEM) => sized!(size => S, mov::<S, REG, MEM>),
@@ -368,7 +360,7 @@ fn mov<const S: u32, const DST: u8, const SRC: u8>(
 fn alu_handler<const OP: u8>(insn: &Instruction, long: bool) -> Option<Handler> {
     let dst = form(insn, 0, long)?;
     let src = form(insn, 1, long)?;
-    let size = size_of(insn, 0);
+    let size = op_size(insn, 0, 0);
     match (dst, src) {
         (REG, REG) => sized!(size => S, alu::<OP, S, REG, REG>),
         (REG, MEM) => sized!(size => S, alu::<OP, S, REG, MEM>),
@@ -407,7 +399,7 @@ fn alu<const OP: u8, const S: u32, const DST: u8, const SRC: u8>(
 }
 
 fn unary_handler<const OP: u8>(insn: &Instruction, long: bool) -> Option<Handler> {
-    let size = size_of(insn, 0);
+    let size = op_size(insn, 0, 0);
     match form(insn, 0, long)? {
         REG => sized!(size => S, unary::<OP, S, REG>),
         MEM => sized!(size => S, unary::<OP, S, MEM>),
@@ -449,7 +441,7 @@ fn extend_handler<const SIGNED: bool>(insn: &Instruction, long: bool) -> Option<
         return None;
     }
     let src = form(insn, 1, long)?;
-    match (size_of(insn, 0), size_of(insn, 1), src) {
+    match (op_size(insn, 0, 0), op_size(insn, 1, 0), src) {
         (2, 1, REG) => Some(extend::<SIGNED, 2, 1, REG>),
         (4, 1, REG) => Some(extend::<SIGNED, 4, 1, REG>),
         (8, 1, REG) => Some(extend::<SIGNED, 8, 1, REG>),
@@ -488,7 +480,7 @@ fn lea_handler(insn: &Instruction, long: bool) -> Option<Handler> {
     if form(insn, 0, long)? != REG || insn.op_kind(1) != OpKind::Memory {
         return None;
     }
-    match (size_of(insn, 0), long && flat_addressing(insn)) {
+    match (op_size(insn, 0, 0), long && flat_addressing(insn)) {
         (4, true) => Some(lea::<4, true>),
         (8, true) => Some(lea::<8, true>),
         (2, false) => Some(lea::<2, false>),

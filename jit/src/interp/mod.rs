@@ -76,23 +76,9 @@ pub(crate) type Handler = fn(&mut JitContext, &mut Runtime, &Instruction) -> Exe
 /// ends it. After the instruction, `exit.exit_run` turns the result into [`Step::Exit`] and
 /// `exit.exit_block` into [`Step::Branch`].
 pub fn step(ctx: &mut JitContext, rt: &mut Runtime, insn: &Instruction) -> Step {
-    let mask = ip_mask(ctx);
-    step_with(ctx, rt, insn, handler(insn), mask)
-}
-
-/// [`step`] with the instruction's executor chosen beforehand: `exec` must be
-/// [`handler`]`(insn)`, and `ip_mask` the [`ip_mask`] of the mode the instruction runs in
-/// (a block's instructions share one: an instruction that changes the mode ends the block).
-#[inline]
-pub(crate) fn step_with(
-    ctx: &mut JitContext,
-    rt: &mut Runtime,
-    insn: &Instruction,
-    exec: Handler,
-    ip_mask: u64,
-) -> Step {
+    let ip_mask = ip_mask(ctx);
     ctx.cpu.interrupt_shadow = 0;
-    let result = exec(ctx, rt, insn);
+    let result = handler(insn)(ctx, rt, insn);
     let s = match result {
         Ok(Flow::Next) => {
             ctx.cpu.rip = insn.next_ip() & ip_mask;
@@ -119,7 +105,7 @@ pub(crate) fn step_with(
 }
 
 /// Run the instructions of one block with their executors (`handlers[i]` is
-/// [`handler`]`(&insns[i])`) from the first, as [`step_with`] would one after the other, until
+/// [`handler`]`(&insns[i])`) from the first, as [`step`] would one after the other, until
 /// one ends the block (a branch, a fault, an exit request or a write that set
 /// `exit.exit_block`) or the block runs out. Each instruction started is counted in
 /// `ctx.icount` before it runs. The loop every interpreted block runs: the common case (an

@@ -75,7 +75,7 @@ pub(super) enum ExitRip {
 pub(super) struct HelperSigs {
     pub interp: SigRef,
     pub condition: SigRef,
-    /// Another block's (`cache::block_signature`), for the tail call to a successor.
+    /// Another block's, for the tail call to a successor.
     pub block: SigRef,
 }
 
@@ -217,7 +217,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let sigs = HelperSigs {
             interp: b.import_signature(signature(call_conv, &[ptr, ptr], types::I32)),
             condition: b.import_signature(signature(call_conv, &[ptr, types::I32], types::I32)),
-            block: b.import_signature(signature(CallConv::Tail, &[ptr], types::I64)),
+            block: b.import_signature(crate::cache::block_signature(ptr)),
         };
         // Executing any instruction ends the interrupt shadow of a preceding STI / MOV SS
         // (SDM Vol. 3A 6.8.3), as `interp::step` does; blocks start after such instructions.

@@ -193,8 +193,9 @@ impl Tx<'_, '_> {
     /// Look `seg:ea` up in the TLB for a read or a write: whether the inline path may be taken
     /// (limit holds, tag matches, the access stays in the page), and the host address it would
     /// use. The caller branches on `hit` (only a range grown from an earlier probe may already
-    /// have left for the interpreter on one of its other checks, as the miss would). A write hit implies a read hit (the softmmu never sets a
-    /// write tag without the read tag), so read-modify-write operands probe once for writing.
+    /// have left for the interpreter on one of its other checks, as the miss would). A write
+    /// hit implies a read hit (the softmmu never sets a write tag without the read tag), so
+    /// read-modify-write operands probe once for writing.
     /// In flat 64-bit segments an earlier probe of the same page may make the lookup cheaper
     /// or unnecessary (see [`Tx::probe_flat`]).
     pub fn probe(&mut self, seg: usize, ea: Value, size: u32, write: bool) -> Probe {

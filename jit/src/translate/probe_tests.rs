@@ -281,7 +281,7 @@ fn placed_region_tlb_probes(blocks: &[(u64, &[u8])]) -> usize {
         chain: None,
     };
     let mut func = Function::new();
-    func.signature = crate::cache::block_signature(&*isa);
+    func.signature = crate::cache::block_signature(isa.pointer_type());
     translate_block(
         &mut func,
         &mut FunctionBuilderContext::new(),

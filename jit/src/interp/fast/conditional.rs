@@ -5,10 +5,11 @@
 use iced_x86::Instruction;
 use vcpu::state::efer;
 
-use super::{form, get, set, size_of, source, store, Handler, MEM, REG, SEG};
+use super::{form, get, set, source, store, Handler, MEM, REG, SEG};
 use crate::context::JitContext;
 use crate::interp::cond;
 use crate::interp::data::cc_nibble;
+use crate::interp::operand::op_size;
 use crate::interp::{Exec, Flow};
 use crate::runtime::Runtime;
 
@@ -25,7 +26,7 @@ pub(super) fn handler(insn: &Instruction, long: bool, set: bool) -> Option<Handl
     if form(insn, 0, long)? != REG {
         return None;
     }
-    let size = size_of(insn, 0);
+    let size = op_size(insn, 0, 0);
     match form(insn, 1, long)? {
         REG => sized!(size => S, cmovcc::<S, REG>),
         MEM => sized!(size => S, cmovcc::<S, MEM>),

@@ -5,9 +5,10 @@
 use iced_x86::{Instruction, Mnemonic as M, OpKind};
 use vcpu::state::gpr;
 
-use super::{form, get, load_dest, set, size_of, store_dest, Handler, IMM, MEM, REG, SEG};
+use super::{form, get, load_dest, set, store_dest, Handler, IMM, MEM, REG, SEG};
 use crate::context::JitContext;
 use crate::flags::kind;
+use crate::interp::operand::op_size;
 use crate::interp::operand::{mask, sext, sign_bit};
 use crate::interp::shift::set_cf_of;
 use crate::interp::{Exec, Flow};
@@ -40,7 +41,7 @@ fn with_op<const OP: u8>(insn: &Instruction, long: bool) -> Option<Handler> {
         OpKind::Immediate8 => IMM,
         _ => return None,
     };
-    let size = size_of(insn, 0);
+    let size = op_size(insn, 0, 0);
     macro_rules! pick {
         ($d:expr, $c:expr) => {
             if long {
